@@ -1,0 +1,171 @@
+"""The run-folder format: manifest, config, tokenizer and weights; atomic save; checks between stages.
+
+A run folder is written in a hidden temporary sibling and renamed into place at the end, so it appears
+complete or not at all. Loading never executes code from the folder: weights are safetensors (no pickle),
+everything else is JSON, and file names in the manifest cannot point outside the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RunFolderError
+
+FORMAT = "ulmfit-run/1"
+MANIFEST, CONFIG, TOKENIZER, WEIGHTS = "manifest.json", "config.json", "tokenizer.json", "model.safetensors"
+LM_STAGES = ("pretrain", "finetune-lm")
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, to replace an existing folder without --overwrite."""
+    if out.exists() and not overwrite:
+        raise RunFolderError(f"{out}: already exists; choose another --out or add --overwrite to replace it")
+    if out.exists() and not (out / MANIFEST).exists() and any(out.iterdir()):
+        raise RunFolderError(f"{out}: exists and is not a run folder; refusing to replace it even with --overwrite")
+    if not out.parent.exists():
+        raise RunFolderError(f"{out.parent}: the folder for --out does not exist; create it first")
+
+
+class RunWriter:
+    """Writes a run folder atomically: everything goes to `.NAME.partial-PID` beside `out`, then one rename."""
+
+    def __init__(self, out: Path, overwrite: bool):
+        check_out(out, overwrite)
+        self.out, self.overwrite = out, overwrite
+        self.tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir()
+
+    def path(self, name: str) -> Path:
+        return self.tmp / name
+
+    def write_json(self, name: str, obj) -> None:
+        with open(self.tmp / name, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    def commit(self) -> Path:
+        old = None
+        if self.out.exists():  # --overwrite: swap, then delete the old one only once the new one is in place
+            old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
+            os.replace(self.out, old)
+        os.replace(self.tmp, self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.out
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def save_weights(model, path: Path) -> None:
+    from safetensors.torch import save_model
+
+    save_model(model, str(path))  # handles the tied embedding/decoder weights
+
+
+def load_weights(model, path: Path) -> None:
+    """Load safetensors weights; anything else (a pickle, a zip from torch.save) is refused, never opened."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:1] == b"\x80" or head[:2] == b"PK":
+        raise RunFolderError(
+            f"{path}: is a pickle or torch.save archive, not safetensors; refusing to load it (it could run code)"
+        )
+    try:
+        missing, unexpected = load_model(model, str(path), strict=False)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise RunFolderError(f"{path}: not a readable safetensors file ({e})") from None
+    except RuntimeError as e:
+        raise RunFolderError(
+            f"{path}: weights do not fit the model in this run folder ({str(e).splitlines()[0]})"
+        ) from None
+    if missing or unexpected:
+        raise RunFolderError(
+            f"{path}: weights do not match the model (missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]})"
+        )
+
+
+@dataclass
+class Run:
+    path: Path
+    manifest: dict
+
+    @property
+    def stage(self) -> str:
+        return self.manifest["stage"]
+
+    @property
+    def config(self) -> dict:
+        return self.manifest["config"]
+
+    def file(self, key: str) -> Path:
+        """A file named in the manifest, resolved inside the folder; paths escaping it are refused."""
+        name = self.manifest.get("files", {}).get(key)
+        if not isinstance(name, str):
+            raise RunFolderError(f"{self.path}: manifest names no {key} file; the run folder is incomplete")
+        root = self.path.resolve()
+        p = (root / name).resolve()
+        if not p.is_relative_to(root) or p == root:
+            raise RunFolderError(f"{self.path}: manifest points {key} outside the run folder ({name!r}); refusing")
+        if not p.is_file():
+            raise RunFolderError(f"{self.path}: {name} is missing; the run folder is incomplete")
+        return p
+
+
+def open_run(path: Path, stages: tuple[str, ...], what: str) -> Run:
+    """Open a parent or model run folder and check its kind, before any work is done."""
+    if not path.exists():
+        raise RunFolderError(f"{path}: no such run folder; give the --out of an earlier stage")
+    if not path.is_dir():
+        raise RunFolderError(f"{path}: is a file, not a run folder")
+    mpath = path / MANIFEST
+    if not mpath.exists():
+        raise RunFolderError(f"{path}: no {MANIFEST}; not a run folder, or a run that did not finish")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunFolderError(f"{mpath}: not valid JSON ({e}); the run folder is damaged") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise RunFolderError(f"{path}: not a {FORMAT} run folder")
+    run = Run(path, manifest)
+    if run.stage not in stages:
+        raise RunFolderError(f"{path}: is a {run.stage} run, but {what} needs a {' or '.join(stages)} run")
+    if not manifest.get("complete"):
+        raise RunFolderError(f"{path}: the run did not complete; run that stage again")
+    from .tokenizer import file_sha256
+
+    tok = run.file("tokenizer")
+    if file_sha256(tok) != manifest.get("tokenizer_sha256"):
+        raise RunFolderError(
+            f"{path}: {tok.name} does not match the one this run was trained with; restore it or retrain"
+        )
+    run.file("weights")
+    return run
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+    import platform
+
+    out = {"python": platform.python_version()}
+    for pkg in ("ulmfit-cli", "torch", "fastai", "tokenizers", "datasets", "safetensors"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,52 @@
+"""Helpers shared by the command bodies (imported inside them, never at `--help` time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import Source
+from ..errors import InputError
+
+
+def sources(paths: list[Path] | None, dataset: str | None, split: str, what: str) -> list[Source]:
+    if dataset and paths:
+        raise InputError(f"give {what} files or --dataset, not both")
+    if dataset:
+        return [Source(dataset=dataset, split=split)]
+    if not paths:
+        raise InputError(f"no {what} given; pass one or more files, or --dataset NAME")
+    return [Source(path=str(p)) for p in paths]
+
+
+def show_schedule(stage: str, cfg) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..stages import print_plan
+
+    rows = print_plan(stage, cfg)
+    t = Table(
+        title=f"{stage} schedule: lr {cfg.lr}, /{cfg.lr_factor} per lower group, STLR cut_frac "
+        f"{cfg.cut_frac} ratio {cfg.ratio:g}"
+    )
+    if not rows:
+        Console().print("no epochs to run (--epochs 0)")
+        return
+    for k in rows[0]:
+        t.add_column(k, justify="right")
+    for r in rows:
+        t.add_row(
+            *(
+                f"{v:.3g}" if isinstance(v, float) and v else ("frozen" if isinstance(v, float) else str(v))
+                for v in r.values()
+            )
+        )
+    Console(width=160).print(t)
+
+
+def finish(summary: dict, as_json: bool, reporter) -> None:
+    from ..report import emit_json
+
+    reporter.table(reporter.rows, f"{summary['stage']}: {summary['out']} ({summary['wall_s']} s)")
+    if as_json:
+        emit_json(summary)

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import (
+    Backbone,
+    Beta1,
+    Beta2,
+    Bptt,
+    Bs,
+    Clip,
+    CutFrac,
+    Dataset,
+    DropMult,
+    Epochs,
+    Json,
+    LabelCol,
+    Lr,
+    LrFactor,
+    Out,
+    Overwrite,
+    Preset,
+    PrintSchedule,
+    Quiet,
+    Ratio,
+    Seed,
+    Split,
+    TextCol,
+    ValidPct,
+    Wd,
+)
+
+Parent = Annotated[
+    Path, typer.Argument(help="Run folder of `ulmfit finetune-lm` (or of `ulmfit pretrain`).", show_default=False)
+]
+Train = Annotated[
+    Path | None, typer.Argument(help="Labelled training data (table with text and label).", show_default=False)
+]
+
+
+def finetune_clf(
+    parent: Parent,
+    train: Train = None,
+    out: Out = Path("runs/clf"),
+    valid: Annotated[Path | None, typer.Option(help="Labelled validation data (else --valid-pct).")] = None,
+    preset: Preset = "small",
+    text_col: TextCol = "text",
+    label_col: LabelCol = "label",
+    dataset: Dataset = None,
+    split: Split = "train",
+    backbone: Backbone = None,
+    epochs: Epochs = None,
+    lr: Lr = None,
+    bs: Bs = None,
+    bptt: Bptt = None,
+    drop_mult: DropMult = None,
+    wd: Wd = None,
+    lr_factor: LrFactor = None,
+    cut_frac: CutFrac = None,
+    ratio: Ratio = None,
+    clip: Clip = None,
+    beta1: Beta1 = None,
+    beta2: Beta2 = None,
+    seed: Seed = None,
+    valid_pct: ValidPct = None,
+    max_len: Annotated[int | None, typer.Option(help="BPT3C: tokens of a document kept.")] = None,
+    lin_ftrs: Annotated[int | None, typer.Option(help="Hidden units of the classifier head.")] = None,
+    gradual_unfreezing: Annotated[
+        bool | None,
+        typer.Option(
+            "--gradual-unfreezing/--no-gradual-unfreezing", help="Unfreeze one layer group per epoch from the top."
+        ),
+    ] = None,
+    init: Annotated[
+        str,
+        typer.Option(
+            help="pretrained: encoder from the parent LM; random: the no-pretraining "
+            "baseline (parent's tokenizer and sizes only)."
+        ),
+    ] = "pretrained",
+    overwrite: Overwrite = False,
+    json: Json = False,
+    quiet: Quiet = False,
+    print_schedule: PrintSchedule = False,
+):
+    """Train a classifier on top of a fine-tuned LM (gradual unfreezing, discriminative rates, STLR)."""
+    flags = {k: v for k, v in locals().items() if k not in _NOT_FLAGS}
+    from ..artifacts import LM_STAGES, open_run
+    from ..config import resolve
+    from ..data import Source
+    from ..errors import ConfigError
+    from ..report import Reporter
+    from ..stages import finetune_clf as core
+    from .common import finish, show_schedule, sources
+
+    run = open_run(parent, LM_STAGES, "finetune-clf")
+    cfg = resolve("finetune-clf", preset, flags, run.config)
+    if init not in ("pretrained", "random"):
+        raise ConfigError(f"`--init` must be pretrained or random, got {init!r}")
+    if print_schedule:
+        return show_schedule("finetune-clf", cfg)
+    (src,) = sources([train] if train else None, dataset, split, "training data")
+    reporter = Reporter(quiet)
+    summary = core(
+        cfg,
+        run,
+        src,
+        out,
+        valid=Source(path=str(valid)) if valid else None,
+        text_col=text_col,
+        label_col=label_col,
+        init=init,
+        overwrite=overwrite,
+        reporter=reporter,
+    )
+    finish(summary, json, reporter)
+
+
+_NOT_FLAGS = {
+    "parent",
+    "train",
+    "out",
+    "valid",
+    "preset",
+    "text_col",
+    "label_col",
+    "dataset",
+    "split",
+    "init",
+    "overwrite",
+    "json",
+    "quiet",
+    "print_schedule",
+}

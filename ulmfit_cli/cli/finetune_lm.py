@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import (
+    Alpha,
+    Backbone,
+    Beta,
+    Beta1,
+    Beta2,
+    Bptt,
+    Bs,
+    Clip,
+    CutFrac,
+    Dataset,
+    DropMult,
+    Epochs,
+    Json,
+    Lr,
+    LrFactor,
+    MaxTokens,
+    Out,
+    Overwrite,
+    Preset,
+    PrintSchedule,
+    Quiet,
+    Ratio,
+    Seed,
+    Split,
+    TextCol,
+    ValidPct,
+    Wd,
+)
+
+Parent = Annotated[
+    Path, typer.Argument(help="Run folder of `ulmfit pretrain` (or of an earlier finetune-lm).", show_default=False)
+]
+Texts = Annotated[
+    list[Path] | None, typer.Argument(help="Target-domain texts (labels, if any, are ignored).", show_default=False)
+]
+
+
+def finetune_lm(
+    parent: Parent,
+    texts: Texts = None,
+    out: Out = Path("runs/lm-ft"),
+    valid: Annotated[
+        Path | None, typer.Option(help="Validation texts (default: the last --valid-pct of the tokens).")
+    ] = None,
+    preset: Preset = "small",
+    text_col: TextCol = "text",
+    dataset: Dataset = None,
+    split: Split = "train",
+    backbone: Backbone = None,
+    epochs: Epochs = None,
+    lr: Lr = None,
+    bs: Bs = None,
+    bptt: Bptt = None,
+    drop_mult: DropMult = None,
+    wd: Wd = None,
+    lr_factor: LrFactor = None,
+    cut_frac: CutFrac = None,
+    ratio: Ratio = None,
+    clip: Clip = None,
+    alpha: Alpha = None,
+    beta: Beta = None,
+    beta1: Beta1 = None,
+    beta2: Beta2 = None,
+    seed: Seed = None,
+    valid_pct: ValidPct = None,
+    max_tokens: MaxTokens = None,
+    overwrite: Overwrite = False,
+    json: Json = False,
+    quiet: Quiet = False,
+    print_schedule: PrintSchedule = False,
+):
+    """Fine-tune a pretrained language model on target-domain text (discriminative rates, STLR)."""
+    flags = {k: v for k, v in locals().items() if k not in _NOT_FLAGS}
+    from ..artifacts import LM_STAGES, open_run
+    from ..config import resolve
+    from ..data import Source
+    from ..report import Reporter
+    from ..stages import train_lm_stage
+    from .common import finish, show_schedule, sources
+
+    run = open_run(parent, LM_STAGES, "finetune-lm")
+    cfg = resolve("finetune-lm", preset, flags, run.config)
+    if print_schedule:
+        return show_schedule("finetune-lm", cfg)
+    srcs = sources(texts, dataset, split, "texts")
+    reporter = Reporter(quiet)
+    summary = train_lm_stage(
+        "finetune-lm",
+        cfg,
+        srcs,
+        out,
+        text_col=text_col,
+        parent=run,
+        valid=Source(path=str(valid)) if valid else None,
+        overwrite=overwrite,
+        reporter=reporter,
+    )
+    finish(summary, json, reporter)
+
+
+_NOT_FLAGS = {
+    "parent",
+    "texts",
+    "out",
+    "valid",
+    "preset",
+    "text_col",
+    "dataset",
+    "split",
+    "overwrite",
+    "json",
+    "quiet",
+    "print_schedule",
+}

@@ -1,0 +1,82 @@
+"""Option types shared by the commands, declared once. `None` means "not given": the preset decides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+TRAIN = "Training"
+DATA = "Data"
+MODEL = "Model (pretrain only; later stages take it from the parent)"
+
+Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (written atomically).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")]
+Preset = Annotated[str, typer.Option(help="Sizes and epochs: tiny | small | paper. Any flag overrides it.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
+PrintSchedule = Annotated[
+    bool, typer.Option("--print-schedule", help="Print the per-epoch plan (groups, peak rates) and exit.")
+]
+TextCol = Annotated[str, typer.Option(help="Column holding the text (tables).", rich_help_panel=DATA)]
+LabelCol = Annotated[str, typer.Option(help="Column holding the label.", rich_help_panel=DATA)]
+Dataset = Annotated[
+    str | None, typer.Option(help="Hub dataset name instead of files (needs the network).", rich_help_panel=DATA)
+]
+Split = Annotated[str, typer.Option(help="Split of --dataset.", rich_help_panel=DATA)]
+ValidPct = Annotated[float | None, typer.Option(help="Share held out for validation.", rich_help_panel=DATA)]
+MaxTokens = Annotated[
+    int | None, typer.Option(help="Use at most this many tokens of the corpus (0 = all).", rich_help_panel=DATA)
+]
+
+Epochs = Annotated[int | None, typer.Option(help="Epochs.", rich_help_panel=TRAIN)]
+Lr = Annotated[float | None, typer.Option(help="Peak learning rate of the top layer group.", rich_help_panel=TRAIN)]
+Bs = Annotated[int | None, typer.Option(help="Batch size.", rich_help_panel=TRAIN)]
+Bptt = Annotated[int | None, typer.Option(help="Tokens per backpropagation window.", rich_help_panel=TRAIN)]
+DropMult = Annotated[float | None, typer.Option(help="Scales every dropout.", rich_help_panel=TRAIN)]
+Wd = Annotated[float | None, typer.Option(help="Decoupled weight decay.", rich_help_panel=TRAIN)]
+LrFactor = Annotated[
+    float | None, typer.Option(help="Each lower layer group's rate is the one above / this.", rich_help_panel=TRAIN)
+]
+CutFrac = Annotated[float | None, typer.Option(help="STLR: share of a phase spent warming up.", rich_help_panel=TRAIN)]
+Ratio = Annotated[float | None, typer.Option(help="STLR: peak rate / lowest rate.", rich_help_panel=TRAIN)]
+Clip = Annotated[float | None, typer.Option(help="Gradient norm clip (0 = none).", rich_help_panel=TRAIN)]
+Alpha = Annotated[float | None, typer.Option(help="AR regularisation.", rich_help_panel=TRAIN)]
+Beta = Annotated[float | None, typer.Option(help="TAR regularisation.", rich_help_panel=TRAIN)]
+Beta1 = Annotated[float | None, typer.Option(help="Adam beta1.", rich_help_panel=TRAIN)]
+Beta2 = Annotated[float | None, typer.Option(help="Adam beta2.", rich_help_panel=TRAIN)]
+Seed = Annotated[int | None, typer.Option(help="Random seed (CPU runs repeat exactly).", rich_help_panel=TRAIN)]
+
+Backbone = Annotated[str | None, typer.Option(help="awd-lstm.", rich_help_panel=MODEL)]
+Tokenizer = Annotated[str | None, typer.Option(help="unigram | bpe.", rich_help_panel=MODEL)]
+VocabSize = Annotated[int | None, typer.Option(help="Subword vocabulary size.", rich_help_panel=MODEL)]
+EmbSz = Annotated[int | None, typer.Option(help="Embedding size.", rich_help_panel=MODEL)]
+NHid = Annotated[int | None, typer.Option(help="LSTM hidden size.", rich_help_panel=MODEL)]
+NLayers = Annotated[int | None, typer.Option(help="LSTM layers.", rich_help_panel=MODEL)]
+TokSample = Annotated[int | None, typer.Option(help="Corpus lines the tokenizer is trained on.", rich_help_panel=MODEL)]
+
+TRAIN_FLAGS = (
+    "epochs",
+    "lr",
+    "bs",
+    "bptt",
+    "drop_mult",
+    "wd",
+    "lr_factor",
+    "cut_frac",
+    "ratio",
+    "clip",
+    "alpha",
+    "beta",
+    "beta1",
+    "beta2",
+    "seed",
+    "valid_pct",
+    "max_tokens",
+    "backbone",
+)
+
+
+def pick(values: dict, names) -> dict:
+    return {k: values[k] for k in names if k in values}

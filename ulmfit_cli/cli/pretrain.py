@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import (
+    Alpha,
+    Backbone,
+    Beta,
+    Beta1,
+    Beta2,
+    Bptt,
+    Bs,
+    Clip,
+    CutFrac,
+    Dataset,
+    DropMult,
+    EmbSz,
+    Epochs,
+    Json,
+    Lr,
+    LrFactor,
+    MaxTokens,
+    NHid,
+    NLayers,
+    Out,
+    Overwrite,
+    Preset,
+    PrintSchedule,
+    Quiet,
+    Ratio,
+    Seed,
+    Split,
+    TextCol,
+    Tokenizer,
+    TokSample,
+    ValidPct,
+    VocabSize,
+    Wd,
+)
+
+Corpus = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Text, CSV/TSV, JSON(L), Parquet files or save_to_disk folders.", show_default=False),
+]
+
+
+def pretrain(
+    corpus: Corpus = None,
+    out: Out = Path("runs/lm"),
+    valid: Annotated[
+        Path | None, typer.Option(help="Validation corpus (default: the last --valid-pct of the tokens).")
+    ] = None,
+    preset: Preset = "small",
+    text_col: TextCol = "text",
+    dataset: Dataset = None,
+    split: Split = "train",
+    tokenizer: Tokenizer = None,
+    vocab_size: VocabSize = None,
+    tokenizer_sample_lines: TokSample = None,
+    backbone: Backbone = None,
+    emb_sz: EmbSz = None,
+    n_hid: NHid = None,
+    n_layers: NLayers = None,
+    epochs: Epochs = None,
+    lr: Lr = None,
+    bs: Bs = None,
+    bptt: Bptt = None,
+    drop_mult: DropMult = None,
+    wd: Wd = None,
+    lr_factor: LrFactor = None,
+    cut_frac: CutFrac = None,
+    ratio: Ratio = None,
+    clip: Clip = None,
+    alpha: Alpha = None,
+    beta: Beta = None,
+    beta1: Beta1 = None,
+    beta2: Beta2 = None,
+    seed: Seed = None,
+    valid_pct: ValidPct = None,
+    max_tokens: MaxTokens = None,
+    overwrite: Overwrite = False,
+    json: Json = False,
+    quiet: Quiet = False,
+    print_schedule: PrintSchedule = False,
+):
+    """Train a general-domain language model (and its subword tokenizer) on a corpus."""
+    flags = {k: v for k, v in locals().items() if k not in _NOT_FLAGS}
+    from ..config import resolve
+    from ..data import Source
+    from ..report import Reporter
+    from ..stages import train_lm_stage
+    from .common import finish, show_schedule, sources
+
+    cfg = resolve("pretrain", preset, flags)
+    if print_schedule:
+        return show_schedule("pretrain", cfg)
+    srcs = sources(corpus, dataset, split, "corpus")
+    reporter = Reporter(quiet)
+    summary = train_lm_stage(
+        "pretrain",
+        cfg,
+        srcs,
+        out,
+        text_col=text_col,
+        valid=Source(path=str(valid)) if valid else None,
+        overwrite=overwrite,
+        reporter=reporter,
+    )
+    finish(summary, json, reporter)
+
+
+_NOT_FLAGS = {
+    "corpus",
+    "out",
+    "valid",
+    "preset",
+    "text_col",
+    "dataset",
+    "split",
+    "overwrite",
+    "json",
+    "quiet",
+    "print_schedule",
+}

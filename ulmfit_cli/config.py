@@ -1,0 +1,158 @@
+"""Resolved configuration of a run: one frozen dataclass, presets as data, validation with flag names.
+
+One concept, one name: the flag `--drop-mult`, the field `drop_mult` and the JSON key "drop_mult".
+A stage's configuration is `preset defaults for that stage` updated with every flag the user gave.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+STAGES = ("pretrain", "finetune-lm", "finetune-clf")
+BACKBONES = ("awd-lstm",)
+TOKENIZERS = ("unigram", "bpe")
+
+# Sizes fixed by the pretraining stage: later stages inherit them from the parent run, and giving them
+# again is an error rather than a silent mismatch.
+ARCH_FIELDS = ("backbone", "tokenizer", "vocab_size", "emb_sz", "n_hid", "n_layers")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    stage: str = "pretrain"
+    preset: str = "small"
+    backbone: str = "awd-lstm"
+    # tokenizer (pretrain only)
+    tokenizer: str = "unigram"
+    vocab_size: int = 15000  # MultiFiT's 15k subword vocabulary
+    tokenizer_sample_lines: int = 300_000  # lines of the corpus the tokenizer is trained on
+    # AWD-LSTM sizes (pretrain only)
+    emb_sz: int = 400
+    n_hid: int = 1152
+    n_layers: int = 3
+    # regularisation (recipe section 1 and 3); every dropout ends in _p and is scaled by drop_mult
+    drop_mult: float = 1.0
+    wd: float = 0.01
+    alpha: float = 2.0  # AR
+    beta: float = 1.0  # TAR
+    clip: float = 0.4
+    # optimisation
+    epochs: int = 1
+    lr: float = 4e-3
+    bs: int = 64
+    bptt: int = 70
+    beta1: float = 0.7
+    beta2: float = 0.99
+    lr_factor: float = 2.6  # discriminative rate divisor per layer group
+    cut_frac: float = 0.1
+    ratio: float = 32.0
+    gradual_unfreezing: bool = True  # finetune-clf only
+    # data
+    valid_pct: float = 0.1
+    max_tokens: int = 0  # 0 = use the whole corpus
+    max_len: int = 20 * 72  # BPT3C: tokens of a document the classifier keeps (fastai SentenceEncoder)
+    lin_ftrs: int = 50  # classifier head hidden size
+    seed: int = 42
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> RunConfig:
+        """Check every field, collect every problem, and report them at once with the user's flag names."""
+        problems = []
+
+        def need(ok: bool, name: str, rule: str, value) -> None:
+            if not ok:
+                problems.append(f"`--{name.replace('_', '-')}` must be {rule}, got {value!r}")
+
+        c = self
+        need(c.backbone in BACKBONES, "backbone", " or ".join(BACKBONES), c.backbone)
+        need(c.tokenizer in TOKENIZERS, "tokenizer", " or ".join(TOKENIZERS), c.tokenizer)
+        need(64 <= c.vocab_size <= 1_000_000, "vocab_size", "between 64 and 1000000", c.vocab_size)
+        need(c.tokenizer_sample_lines >= 1, "tokenizer_sample_lines", ">= 1", c.tokenizer_sample_lines)
+        for name in ("emb_sz", "n_hid", "n_layers", "bs", "bptt", "lin_ftrs"):
+            need(getattr(c, name) >= 1, name, ">= 1", getattr(c, name))
+        need(c.epochs >= 0, "epochs", ">= 0", c.epochs)
+        need(c.lr > 0, "lr", "> 0", c.lr)
+        need(c.drop_mult >= 0, "drop_mult", ">= 0", c.drop_mult)
+        for name in ("wd", "alpha", "beta", "clip"):
+            need(getattr(c, name) >= 0, name, ">= 0", getattr(c, name))
+        need(0 <= c.beta1 < 1, "beta1", "in [0, 1)", c.beta1)
+        need(0 <= c.beta2 < 1, "beta2", "in [0, 1)", c.beta2)
+        need(c.lr_factor >= 1, "lr_factor", ">= 1", c.lr_factor)
+        need(0 < c.cut_frac < 1, "cut_frac", "in (0, 1)", c.cut_frac)
+        need(c.ratio >= 1, "ratio", ">= 1", c.ratio)
+        need(0 <= c.valid_pct < 1, "valid_pct", "in [0, 1)", c.valid_pct)
+        need(c.max_tokens >= 0, "max_tokens", ">= 0", c.max_tokens)
+        need(c.max_len >= c.bptt, "max_len", f">= --bptt ({c.bptt})", c.max_len)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+
+# Presets are data: per stage, the values that differ from RunConfig's defaults.
+# tiny: the real code path in seconds on a CPU (CI, the demo). paper: Howard & Ruder's sizes and dropouts.
+# small: where a 60-minute, 2-core budget is best spent on TREC-6 (bench/RESULTS.md has the search).
+PRESETS: dict[str, dict[str, dict]] = {
+    "tiny": {
+        "pretrain": dict(
+            vocab_size=800,
+            emb_sz=32,
+            n_hid=64,
+            n_layers=2,
+            epochs=1,
+            bs=16,
+            bptt=32,
+            lr=1e-2,
+            tokenizer_sample_lines=20_000,
+        ),
+        "finetune-lm": dict(epochs=1, bs=16, bptt=32, lr=4e-3),
+        "finetune-clf": dict(epochs=4, bs=32, bptt=32, lr=2e-2, drop_mult=0.5, max_len=32 * 4),
+    },
+    "small": {
+        "pretrain": dict(
+            vocab_size=8000, emb_sz=256, n_hid=768, n_layers=3, epochs=1, bs=64, bptt=70, lr=5e-3, drop_mult=0.3
+        ),
+        "finetune-lm": dict(epochs=10, bs=32, bptt=70, lr=4e-3, drop_mult=0.5),
+        "finetune-clf": dict(epochs=12, bs=32, bptt=70, lr=1e-2, drop_mult=0.5),
+    },
+    "paper": {
+        "pretrain": dict(vocab_size=15000, emb_sz=400, n_hid=1152, n_layers=3, epochs=10, bs=64, bptt=70, lr=4e-3),
+        "finetune-lm": dict(epochs=15, bs=64, bptt=70, lr=4e-3),
+        "finetune-clf": dict(epochs=15, bs=64, bptt=70, lr=1e-2, drop_mult=0.5),
+    },
+}
+
+
+def resolve(stage: str, preset: str, flags: dict, parent: dict | None = None) -> RunConfig:
+    """Preset defaults for `stage`, then the parent's architecture, then every flag the user gave (not None).
+
+    `parent` is the parent run's resolved config (as JSON): sizes and tokenizer come from it, and a flag
+    that contradicts it is an error, because the weights could not be loaded into a model of another shape.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"`--preset` must be one of {', '.join(PRESETS)}, got {preset!r}")
+    values = dict(PRESETS[preset][stage])
+    given = {k: v for k, v in flags.items() if v is not None}
+    if parent is not None:
+        for name in ARCH_FIELDS:
+            if name in given and given[name] != parent[name]:
+                raise ConfigError(
+                    f"`--{name.replace('_', '-')}` is {given[name]!r} but the parent run was trained with "
+                    f"{parent[name]!r}; drop the flag (later stages take it from the parent)"
+                )
+            values[name] = parent[name]
+    unknown = set(given) - {f.name for f in dataclasses.fields(RunConfig)}
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    values.update(given)
+    return RunConfig(stage=stage, preset=preset, **values).validate()
+
+
+def from_dict(d: dict) -> RunConfig:
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,234 @@
+"""Inputs -> texts and labels -> token ids -> batches. No training and no typer here.
+
+Every input goes through Hugging Face `datasets`: plain text (one document a line), CSV/TSV, JSON/JSONL,
+Parquet, a folder written by `save_to_disk`, or a dataset on the Hub (`--dataset NAME --split SPLIT`).
+Problems are found here, before any training step, and raised as InputError with the file and column named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+TEXT_SUFFIXES = {".txt", ".text", ".tok"}
+TABLE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+REPLACEMENT = "\ufffd"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where texts come from: a local path (file or saved-dataset folder), or a Hub name and split."""
+
+    path: str | None = None
+    dataset: str | None = None
+    split: str = "train"
+
+    def __str__(self) -> str:
+        return self.path if self.path is not None else f"{self.dataset}[{self.split}]"
+
+
+@dataclass
+class Table:
+    texts: list[str]
+    labels: list | None
+    fingerprint: str
+    replaced_chars: int = 0  # undecodable bytes replaced by U+FFFD
+
+
+def _quiet_datasets():
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    return datasets
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder; check the path")
+    if path.is_dir():
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read it ({e.strerror}); check its permissions") from None
+    if b"\x00" in head and not path.suffix.lower() == ".parquet":
+        raise InputError(
+            f"{path}: looks like a binary file (NUL bytes), not text; give a text, CSV, JSON or Parquet file"
+        )
+
+
+def _load(source: Source):
+    """A `datasets.Dataset` for `source`, and a fingerprint of its content."""
+    datasets = _quiet_datasets()
+    if source.dataset is not None:  # needs the network (or a warm HF cache); not reachable in tests
+        try:
+            ds = datasets.load_dataset(source.dataset, split=source.split)
+        except Exception as e:  # noqa: BLE001 - the Hub raises many kinds; all mean "could not get it"
+            raise InputError(f"--dataset {source.dataset} --split {source.split}: could not load it ({e})") from None
+        return ds, ds._fingerprint
+    path = Path(source.path)
+    _check_file(path)
+    if path.is_dir():
+        if not (path / "dataset_info.json").exists() and not (path / "state.json").exists():
+            raise InputError(f"{path}: a folder, but not one written by `save_to_disk`; give a file instead")
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if "train" not in ds:
+                raise InputError(f"{path}: a DatasetDict without a 'train' split ({', '.join(ds)})")
+            ds = ds["train"]
+        return ds, ds._fingerprint
+    suffix = path.suffix.lower()
+    fingerprint = file_fingerprint(path)
+    try:
+        if suffix in TABLE_BUILDERS:
+            kwargs = {"sep": "\t"} if suffix == ".tsv" else {}
+            if TABLE_BUILDERS[suffix] == "csv":
+                kwargs["encoding_errors"] = "replace"
+            ds = datasets.load_dataset(TABLE_BUILDERS[suffix], data_files=str(path), split="train", **kwargs)
+        else:  # anything else is read as plain text, one document a line
+            ds = datasets.load_dataset("text", data_files=str(path), split="train", encoding_errors="replace")
+    except (ValueError, OSError) as e:
+        raise InputError(f"{path}: could not read it as {TABLE_BUILDERS.get(suffix, 'text')} ({e})") from None
+    except Exception as e:  # noqa: BLE001 - pyarrow/pandas parse errors have no common base class
+        if type(e).__module__.split(".")[0] in ("pyarrow", "pandas", "datasets"):
+            raise InputError(
+                f"{path}: could not parse it as {TABLE_BUILDERS.get(suffix, 'text')} "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            ) from None
+        raise
+    return ds, fingerprint
+
+
+def file_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def read_texts(source: Source, text_col: str = "text") -> Table:
+    return read_table(source, text_col, None)
+
+
+def read_table(source: Source, text_col: str = "text", label_col: str | None = "label") -> Table:
+    """Texts (and labels, when `label_col`) of `source`, with empty texts dropped.
+
+    Raises InputError for an unknown column, no usable text, or missing labels, naming the file.
+    """
+    ds, fingerprint = _load(source)
+    cols = ds.column_names
+    for col, flag in ((text_col, "--text-col"), (label_col, "--label-col")):
+        if col is not None and col not in cols:
+            raise InputError(f"{source}: no column {col!r} (columns: {', '.join(cols)}); choose one with {flag}")
+    table = ds.data  # pyarrow table: converting columns at once is far faster than row by row
+    texts = ["" if t is None else str(t) for t in table.column(text_col).to_pylist()]
+    labels = table.column(label_col).to_pylist() if label_col is not None else None
+    keep = [i for i, t in enumerate(texts) if t.strip()]
+    if not keep:
+        raise InputError(f"{source}: no usable text in column {text_col!r} (empty file or only blank lines)")
+    if labels is not None:
+        missing = [i for i in keep if labels[i] is None or str(labels[i]).strip() == ""]
+        if missing:
+            raise InputError(
+                f"{source}: {len(missing)} row(s) have no label in column {label_col!r} (first at "
+                f"row {missing[0] + 1}); fill or drop them"
+            )
+        labels = [labels[i] for i in keep]
+    if len(keep) < len(texts):
+        texts = [texts[i] for i in keep]
+    replaced = sum(t.count(REPLACEMENT) for t in texts)
+    if replaced and replaced >= sum(len(t) for t in texts) // 2:
+        raise InputError(f"{source}: most of it is not UTF-8 text ({replaced} undecodable bytes); convert it to UTF-8")
+    return Table(texts, labels, fingerprint, replaced)
+
+
+def split_valid(n: int, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random train/valid indices (fastai RandomSplitter), at least one of each."""
+    idx = np.random.default_rng(seed).permutation(n)
+    n_valid = max(1, int(round(n * valid_pct)))
+    if n_valid >= n:
+        raise InputError(f"--valid-pct {valid_pct} leaves no training rows out of {n}; lower it")
+    return np.sort(idx[n_valid:]), np.sort(idx[:n_valid])
+
+
+# ---- batches ---------------------------------------------------------------------------------------------
+
+
+class LMStream:
+    """Contiguous LM batches from one token stream (fastai LMDataLoader): the stream is cut into `bs` rows
+    read left to right in `bptt` windows, so each row's hidden state carries over from one batch to the next.
+    Each epoch starts the rows at a random offset in [0, bptt) so windows differ between epochs.
+    """
+
+    def __init__(self, ids: np.ndarray, bs: int, bptt: int):
+        self.ids, self.bs, self.bptt = ids, bs, bptt
+        self.row_len = (len(ids) - 1 - bptt) // bs  # room for the random offset and the shifted target
+
+    def __len__(self) -> int:
+        return -(-self.row_len // self.bptt) if self.row_len > 0 else 0
+
+    def batches(self, offset: int = 0):
+        import torch
+
+        L = self.row_len
+        starts = np.arange(self.bs) * L + offset
+        rows = np.stack([self.ids[s : s + L + 1] for s in starts])  # (bs, L + 1)
+        for i in range(0, L, self.bptt):
+            x = rows[:, i : i + self.bptt]
+            y = rows[:, i + 1 : i + 1 + self.bptt]
+            n = min(x.shape[1], y.shape[1])
+            yield torch.from_numpy(x[:, :n].astype(np.int64)), torch.from_numpy(y[:, :n].astype(np.int64))
+
+
+def pad_chunks(docs: list[np.ndarray], pad_id: int, bptt: int) -> np.ndarray:
+    """Pad a batch for fastai's SentenceEncoder (as fastai's `pad_chunk`, pad_first): whole `bptt`-sized
+    chunks of padding go before the text and the remainder after, so every row's real text starts on a chunk
+    boundary. Rows must be sorted longest first: SentenceEncoder feeds each chunk to the first rows only.
+    """
+    width = max(len(d) for d in docs)
+    out = np.full((len(docs), width), pad_id, dtype=np.int64)
+    for r, d in enumerate(docs):
+        lead = ((width - len(d)) // bptt) * bptt
+        out[r, lead : lead + len(d)] = d
+    return out
+
+
+def classifier_batches(
+    docs: list[np.ndarray],
+    labels: np.ndarray | None,
+    bs: int,
+    bptt: int,
+    pad_id: int,
+    rng: np.random.Generator | None = None,
+):
+    """Batches of similar-length documents (fastai SortedDL). With `rng`: shuffled, then sorted within
+    chunks of 50 batches, then the batches shuffled; without: sorted by length for inference.
+    Yields (original indices, x (B, T) int64, y (B,) or None)."""
+    import torch
+
+    n = len(docs)
+    lens = np.array([len(d) for d in docs])
+    if rng is None:
+        order = np.argsort(-lens, kind="stable")
+        groups = [order[i : i + bs] for i in range(0, n, bs)]
+    else:
+        perm = rng.permutation(n)
+        groups = []
+        for c in range(0, n, bs * 50):
+            chunk = perm[c : c + bs * 50]
+            chunk = chunk[np.argsort(-lens[chunk], kind="stable")]
+            groups += [chunk[i : i + bs] for i in range(0, len(chunk), bs)]
+        groups = [groups[i] for i in rng.permutation(len(groups))]
+    for g in groups:
+        g = g[np.argsort(-lens[g], kind="stable")]
+        x = torch.from_numpy(pad_chunks([docs[i] for i in g], pad_id, bptt))
+        y = torch.from_numpy(labels[g]) if labels is not None else None
+        yield g, x, y

@@ -1,0 +1,79 @@
+"""AWD-LSTM (Merity et al. 2017) as fastai builds it, with the ULMFiT layer groups.
+
+We reuse fastai's modules rather than re-implementing them: `AWD_LSTM` (weight-dropped LSTMs, embedding and
+variational dropouts), `get_language_model` (tied decoder), `get_text_classifier` (`SentenceEncoder` for BPT3C,
+`PoolingLinearClassifier` for concat pooling and the paper's head) and the two split functions.
+"""
+
+from __future__ import annotations
+
+from ..config import RunConfig
+
+PAD_ID = 1  # fastai's AWD_LSTM default pad_token; the tokenizer puts <pad> at id 1 to match
+
+# Dropouts as fastai's awd_lstm_lm_config / awd_lstm_clas_config (recipe sections 1 and 3).
+LM_DROPS = dict(output_p=0.1, hidden_p=0.15, input_p=0.25, embed_p=0.02, weight_p=0.2)
+CLF_DROPS = dict(output_p=0.4, hidden_p=0.3, input_p=0.4, embed_p=0.05, weight_p=0.5)
+
+
+def _arch(cfg: RunConfig, drops: dict) -> dict:
+    return dict(emb_sz=cfg.emb_sz, n_hid=cfg.n_hid, n_layers=cfg.n_layers, pad_token=PAD_ID, bidir=False, **drops)
+
+
+def build_lm(cfg: RunConfig, vocab_sz: int):
+    """SequentialRNN(AWD_LSTM, LinearDecoder): tokens (B, T) -> (logits (B, T, V), raw_out, out)."""
+    from fastai.text.models.awdlstm import AWD_LSTM
+    from fastai.text.models.core import get_language_model
+
+    config = dict(_arch(cfg, LM_DROPS), tie_weights=True, out_bias=True)
+    return get_language_model(AWD_LSTM, vocab_sz, config=config, drop_mult=cfg.drop_mult)
+
+
+def build_classifier(cfg: RunConfig, vocab_sz: int, n_class: int):
+    """SequentialRNN(SentenceEncoder(AWD_LSTM), PoolingLinearClassifier): tokens (B, T) -> logits (B, C), ...
+
+    The head is the paper's: concat pooling (3 * emb_sz features), then two blocks of batch-norm + dropout +
+    linear with `lin_ftrs` hidden units and ReLU between them.
+    """
+    from fastai.text.models.awdlstm import AWD_LSTM
+    from fastai.text.models.core import get_text_classifier
+
+    return get_text_classifier(
+        AWD_LSTM,
+        vocab_sz,
+        n_class,
+        seq_len=cfg.bptt,
+        config=_arch(cfg, CLF_DROPS),
+        drop_mult=cfg.drop_mult,
+        lin_ftrs=[cfg.lin_ftrs],
+        pad_idx=PAD_ID,
+        max_len=cfg.max_len,
+    )
+
+
+def group_names(kind: str, n_layers: int) -> list[str]:
+    """Layer groups from the bottom up, known before any model is built (for --print-schedule)."""
+    lstms = [f"lstm{i + 1}" for i in range(n_layers)]
+    return lstms + ["embed+decoder"] if kind == "lm" else ["embed", *lstms, "head"]
+
+
+def lm_groups(model) -> tuple[list[str], list[list]]:
+    """fastai's awd_lstm_lm_split: one group per LSTM layer, then embedding + tied decoder on top."""
+    from fastai.text.models.awdlstm import awd_lstm_lm_split
+
+    return group_names("lm", len(model[0].rnns)), [list(g) for g in awd_lstm_lm_split(model)]
+
+
+def classifier_groups(model) -> tuple[list[str], list[list]]:
+    """fastai's awd_lstm_clas_split: embedding, one group per LSTM layer, then the head."""
+    from fastai.text.models.awdlstm import awd_lstm_clas_split
+
+    return group_names("classifier", len(model[0].module.rnns)), [list(g) for g in awd_lstm_clas_split(model)]
+
+
+def encoder_of_lm(lm):
+    return lm[0]
+
+
+def encoder_of_classifier(clf):
+    return clf[0].module

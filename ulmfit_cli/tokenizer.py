@@ -1,0 +1,88 @@
+"""Subword tokenizers (Hugging Face `tokenizers`, Rust, parallel): train, save, load, batch-encode to ids.
+
+MultiFiT (Eisenschlos et al. 2019) showed a 15k subword vocabulary works as well as fastai's 60k words and
+suits any language; unigram is SentencePiece's model, BPE the alternative. The tokenizer is saved as JSON in
+the run folder and reused unchanged by the later stages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+SPECIALS = ["<unk>", "<pad>", "<bos>", "<eos>"]
+UNK_ID, PAD_ID, BOS_ID, EOS_ID = range(4)  # <pad> at 1 because fastai's AWD_LSTM uses pad_token=1
+ENCODE_CHUNK = 10_000  # documents per encode_batch call: bounds the memory of Encoding objects
+
+
+def train_tokenizer(lines: Iterable[str], kind: str, vocab_size: int, n_lines: int | None = None):
+    """Train a unigram or BPE tokenizer (NFKC, SentencePiece-style '▁' word boundaries) on `lines`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    if kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        trainer = trainers.UnigramTrainer(
+            vocab_size=vocab_size, special_tokens=SPECIALS, unk_token="<unk>", show_progress=False
+        )
+    else:
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False)
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(lines, trainer, length=n_lines)
+    ids = [tok.token_to_id(s) for s in SPECIALS]
+    if ids != list(range(len(SPECIALS))):  # the model's pad id depends on this; fail loudly, never silently
+        raise RuntimeError(f"special tokens landed at ids {ids}, expected 0..3")
+    return tok
+
+
+def load_tokenizer(path: Path):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path))
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    it = iter(texts)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def encode_docs(tok, texts: Iterable[str], bos: bool = True) -> list[np.ndarray]:
+    """One int32 array per document, each starting with <bos> (as fastai's xxbos) when `bos`."""
+    out = []
+    for chunk in _chunks(texts, ENCODE_CHUNK):
+        for enc in tok.encode_batch_fast(chunk, add_special_tokens=False):
+            ids = np.asarray(enc.ids, dtype=np.int32)
+            out.append(np.concatenate([[BOS_ID], ids]).astype(np.int32) if bos else ids)
+    return out
+
+
+def encode_stream(tok, texts: Iterable[str], max_tokens: int = 0) -> np.ndarray:
+    """The LM's token stream: every document's ids, each after a <bos>, concatenated (fastai LMDataLoader).
+
+    Encodes chunk by chunk and stops as soon as `max_tokens` (0 = all) are there, so a huge corpus with a small
+    budget is not tokenized whole.
+    """
+    parts, n = [], 0
+    for chunk in _chunks(texts, ENCODE_CHUNK):
+        for arr in encode_docs(tok, chunk):
+            parts.append(arr)
+            n += len(arr)
+        if max_tokens and n >= max_tokens:
+            break
+    stream = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+    return stream[:max_tokens] if max_tokens else stream

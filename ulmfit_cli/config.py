@@ -28,7 +28,7 @@ class RunConfig:
     # tokenizer (pretrain only)
     tokenizer: str = "unigram"
     vocab_size: int = 15000  # MultiFiT's 15k subword vocabulary
-    tokenizer_sample_lines: int = 300_000  # lines of the corpus the tokenizer is trained on
+    tokenizer_sample_lines: int = 50_000  # lines of the corpus the tokenizer is trained on
     # AWD-LSTM sizes (pretrain only)
     emb_sz: int = 400
     n_hid: int = 1152
@@ -99,33 +99,24 @@ class RunConfig:
 # small: where a 60-minute, 2-core budget is best spent on TREC-6 (bench/RESULTS.md has the search).
 PRESETS: dict[str, dict[str, dict]] = {
     "tiny": {
-        "pretrain": dict(
-            vocab_size=800,
-            emb_sz=32,
-            n_hid=64,
-            n_layers=2,
-            epochs=1,
-            bs=16,
-            bptt=32,
-            lr=1e-2,
-            tokenizer_sample_lines=20_000,
-        ),
+        "pretrain": dict(vocab_size=800, emb_sz=32, n_hid=64, n_layers=2, epochs=1, bs=16, bptt=32, lr=1e-2,
+                         lr_factor=1.0, tokenizer_sample_lines=20_000),
         "finetune-lm": dict(epochs=1, bs=16, bptt=32, lr=4e-3),
         "finetune-clf": dict(epochs=4, bs=32, bptt=32, lr=2e-2, drop_mult=0.5, max_len=32 * 4),
     },
     "small": {
-        "pretrain": dict(
-            vocab_size=8000, emb_sz=256, n_hid=768, n_layers=3, epochs=1, bs=64, bptt=70, lr=5e-3, drop_mult=0.3
-        ),
-        "finetune-lm": dict(epochs=10, bs=32, bptt=70, lr=4e-3, drop_mult=0.5),
+        "pretrain": dict(vocab_size=8000, emb_sz=200, n_hid=512, n_layers=3, epochs=1, bs=64, bptt=70, lr=5e-3,
+                         lr_factor=1.0, drop_mult=0.3),
+        "finetune-lm": dict(epochs=5, bs=32, bptt=70, lr=4e-3, drop_mult=0.5),
         "finetune-clf": dict(epochs=12, bs=32, bptt=70, lr=1e-2, drop_mult=0.5),
     },
     "paper": {
-        "pretrain": dict(vocab_size=15000, emb_sz=400, n_hid=1152, n_layers=3, epochs=10, bs=64, bptt=70, lr=4e-3),
+        "pretrain": dict(vocab_size=15000, emb_sz=400, n_hid=1152, n_layers=3, epochs=10, bs=64, bptt=70, lr=4e-3,
+                         lr_factor=1.0),
         "finetune-lm": dict(epochs=15, bs=64, bptt=70, lr=4e-3),
         "finetune-clf": dict(epochs=15, bs=64, bptt=70, lr=1e-2, drop_mult=0.5),
     },
-}
+}  # fmt: skip
 
 
 def resolve(stage: str, preset: str, flags: dict, parent: dict | None = None) -> RunConfig:

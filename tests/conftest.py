@@ -1,0 +1,70 @@
+"""Shared fixtures: the real CLI as a subprocess, offline, one thread; one tiny three-stage pipeline per session.
+
+Pinning torch to one thread matters on 2-core machines: a tiny epoch takes a fraction of a second with one
+thread and many seconds with two fighting each other (design.md).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+
+
+def _env(tmp: Path) -> dict:
+    env = dict(os.environ)
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_CACHE=str(tmp / "hf-cache"),
+        TOKENIZERS_PARALLELISM="false",
+        COLUMNS="200",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def cli(cache_dir):
+    """cli(*args, stdin=None) -> CompletedProcess of `python -m ulmfit_cli ARGS` (text mode)."""
+
+    def run(*args, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "ulmfit_cli", *map(str, args)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=_env(cache_dir),
+            cwd=cwd,
+            timeout=600,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory, cli) -> dict[str, Path]:
+    """The three stages on sample_data with the tiny preset, once for the whole session."""
+    root = tmp_path_factory.mktemp("runs")
+    runs = {"lm": root / "lm", "ft": root / "ft", "clf": root / "clf"}
+    steps = [
+        ("pretrain", SAMPLE / "books.txt", "--out", runs["lm"]),
+        ("finetune-lm", runs["lm"], SAMPLE / "trec_train.csv", "--out", runs["ft"]),
+        ("finetune-clf", runs["ft"], SAMPLE / "trec_train.csv", "--out", runs["clf"]),
+    ]
+    for step in steps:
+        r = cli(*step, "--preset", "tiny", "--quiet")
+        assert r.returncode == 0, f"{step[0]} failed: {r.stderr}"
+    return runs

@@ -1,0 +1,264 @@
+"""The whole pipeline and every user-facing error, through the real CLI (a subprocess, offline, tiny models)."""
+
+import json
+import shutil
+
+import pytest
+from conftest import SAMPLE
+
+
+def test_pipeline_runs_and_the_run_folders_are_complete(pipeline):
+    for stage, key in (("pretrain", "lm"), ("finetune-lm", "ft"), ("finetune-clf", "clf")):
+        m = json.loads((pipeline[key] / "manifest.json").read_text())
+        assert m["stage"] == stage and m["complete"] and m["backbone"] == "awd-lstm"
+        assert {"config.json", "manifest.json", "tokenizer.json", "model.safetensors"} <= {
+            p.name for p in pipeline[key].iterdir()
+        }
+        assert m["history"] and m["seed"] == 42 and m["versions"]["torch"]
+        assert m["inputs"][0]["fingerprint"].startswith("sha256:")
+    ft = json.loads((pipeline["ft"] / "manifest.json").read_text())
+    assert ft["parent"]["stage"] == "pretrain"
+    # the tokenizer is reused unchanged by the later stages
+    assert (pipeline["clf"] / "tokenizer.json").read_bytes() == (pipeline["lm"] / "tokenizer.json").read_bytes()
+    assert not list(pipeline["clf"].parent.glob(".*partial*")), "temporary folders left behind"
+
+
+def test_lm_fine_tuning_lowers_the_target_domain_loss(pipeline):
+    lm = json.loads((pipeline["lm"] / "manifest.json").read_text())["final"]
+    ft = json.loads((pipeline["ft"] / "manifest.json").read_text())["final"]
+    assert ft["valid_loss"] < lm["valid_loss"] + 5  # sanity: finite and in range
+    assert ft["perplexity"] > 1
+
+
+def test_predict_from_stdin_writes_one_json_object_per_line(cli, pipeline):
+    r = cli("predict", pipeline["clf"], "-", stdin="What is the capital of France ?\nWho wrote Hamlet ?\n")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(lines) == 2
+    for obj in lines:
+        assert obj["label"] in {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"}
+        assert sum(obj["probs"].values()) == pytest.approx(1, abs=1e-4)
+        assert obj["label"] == max(obj["probs"], key=obj["probs"].get)
+
+
+def test_predict_file_keeps_input_order(cli, pipeline, tmp_path):
+    p = tmp_path / "q.txt"
+    p.write_text("short ?\n" + "a much longer question about many things and more things ?\n" * 1 + "mid size one ?\n")
+    r = cli("predict", pipeline["clf"], p)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 3
+    # same texts one by one give the same answers: batching by length must not reorder outputs
+    for i, line in enumerate(p.read_text().splitlines()):
+        single = cli("predict", pipeline["clf"], "-", stdin=line + "\n")
+        assert json.loads(single.stdout)["label"] == json.loads(r.stdout.splitlines()[i])["label"]
+
+
+def test_evaluate_reports_accuracy_macro_f1_and_per_class(cli, pipeline):
+    r = cli("evaluate", pipeline["clf"], SAMPLE / "trec_test.csv", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["n"] == 500 and 0 <= res["accuracy"] <= 1 and 0 <= res["macro_f1"] <= 1
+    assert sum(c["support"] for c in res["per_class"]) == 500
+    table = cli("evaluate", pipeline["clf"], SAMPLE / "trec_test.csv")
+    assert f"accuracy {res['accuracy']:.4f}" in table.stdout and "HUM" in table.stdout
+
+
+def test_json_summary_is_the_only_thing_on_stdout(cli, pipeline, tmp_path):
+    r = cli(
+        "finetune-clf",
+        pipeline["ft"],
+        SAMPLE / "trec_train.csv",
+        "--out",
+        tmp_path / "c",
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["stage"] == "finetune-clf" and summary["epochs"] == 1 and "accuracy" in summary["final"]
+    assert "finetune-clf" in r.stderr  # progress went to stderr
+
+
+def test_same_seed_gives_identical_metrics(cli, pipeline, tmp_path):
+    finals = []
+    for name in ("a", "b"):
+        r = cli(
+            "finetune-clf",
+            pipeline["ft"],
+            SAMPLE / "trec_train.csv",
+            "--out",
+            tmp_path / name,
+            "--preset",
+            "tiny",
+            "--epochs",
+            "2",
+            "--json",
+            "--quiet",
+        )
+        assert r.returncode == 0, r.stderr
+        finals.append({k: v for k, v in json.loads(r.stdout)["final"].items() if k != "time_s"})
+    assert finals[0] == finals[1]
+
+
+def test_print_schedule_shows_groups_and_discriminative_peaks(cli, pipeline):
+    r = cli("finetune-clf", pipeline["ft"], "--preset", "tiny", "--epochs", "5", "--lr", "0.01", "--print-schedule")
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.strip().startswith("│")]
+    assert len(rows) == 5
+    # tiny has 2 LSTM layers: 4 groups; epoch 1 trains the head only, epoch 4 and 5 everything
+    assert "head" in rows[0] and "frozen" in rows[0] and "0.01" in rows[0]
+    assert "embed,lstm1,lstm2,head" in rows[3] and "frozen" not in rows[4]
+    assert f"{0.01 / 2.6**3:.3g}" in rows[4]  # the embedding's peak: three groups below the head
+
+
+def test_no_pretraining_baseline_starts_from_random_weights(cli, pipeline, tmp_path):
+    r = cli(
+        "finetune-clf",
+        pipeline["lm"],
+        SAMPLE / "trec_train.csv",
+        "--out",
+        tmp_path / "r",
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--init",
+        "random",
+        "--quiet",
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["init"] == "random"
+
+
+def test_help_does_not_import_torch(cli):
+    import subprocess
+    import sys
+
+    code = "import sys; from ulmfit_cli.cli.main import app; print('torch' in sys.modules, 'fastai' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "False False"
+    assert cli("--help").returncode == 0
+
+
+# ---- user-facing errors: exit code 2, one line on stderr, no traceback, nothing written -----------------------
+
+
+def _one_line_error(r, code, *fragments):
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("ulmfit: error:")]
+    assert len(lines) == 1, r.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_missing_corpus(cli, tmp_path):
+    r = cli("pretrain", tmp_path / "nope.txt", "--out", tmp_path / "lm", "--preset", "tiny")
+    _one_line_error(r, 2, "nope.txt", "no such file")
+    assert not (tmp_path / "lm").exists()
+
+
+def test_empty_corpus(cli, tmp_path):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    r = cli("pretrain", tmp_path / "empty.txt", "--out", tmp_path / "lm", "--preset", "tiny")
+    _one_line_error(r, 2, "empty.txt", "no usable text")
+    assert not any(tmp_path.glob(".lm*"))
+
+
+def test_flags_out_of_range(cli, tmp_path):
+    r = cli("pretrain", SAMPLE / "books.txt", "--out", tmp_path / "lm", "--lr", "-1", "--cut-frac", "2")
+    _one_line_error(r, 2, "`--lr` must be > 0", "`--cut-frac`")
+
+
+def test_unknown_column(cli, pipeline, tmp_path):
+    r = cli("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--out", tmp_path / "c", "--label-col", "y")
+    _one_line_error(r, 2, "no column 'y'", "--label-col")
+
+
+def test_single_class(cli, pipeline, tmp_path):
+    p = tmp_path / "one.csv"
+    p.write_text("text,label\nwhat ?,A\nwho ?,A\nwhere ?,A\n")
+    r = cli("finetune-clf", pipeline["ft"], p, "--out", tmp_path / "c", "--preset", "tiny")
+    _one_line_error(r, 2, "single class")
+
+
+def test_validation_labels_never_seen_in_training(cli, pipeline, tmp_path):
+    p = tmp_path / "v.csv"
+    p.write_text("text,label\nwhat is it ?,ZZZ\n")
+    r = cli("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--valid", p, "--out", tmp_path / "c")
+    _one_line_error(r, 2, "'ZZZ'", "never seen in training")
+
+
+def test_test_labels_never_seen_in_training(cli, pipeline, tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("text,label\nwhat is it ?,ZZZ\n")
+    _one_line_error(cli("evaluate", pipeline["clf"], p), 2, "'ZZZ'", "never seen in training")
+
+
+def test_wrong_kind_of_parent(cli, pipeline, tmp_path):
+    r = cli("finetune-lm", pipeline["clf"], SAMPLE / "trec_train.csv", "--out", tmp_path / "x")
+    _one_line_error(r, 2, "is a finetune-clf run", "pretrain or finetune-lm")
+    r = cli("predict", pipeline["lm"], "-", stdin="hello\n")
+    _one_line_error(r, 2, "is a pretrain run")
+
+
+def test_missing_parent(cli, tmp_path):
+    r = cli("finetune-clf", tmp_path / "nothing", SAMPLE / "trec_train.csv", "--out", tmp_path / "c")
+    _one_line_error(r, 2, "no such run folder")
+
+
+def test_incomplete_parent(cli, pipeline, tmp_path):
+    broken = tmp_path / "lm"
+    shutil.copytree(pipeline["lm"], broken)
+    (broken / "model.safetensors").unlink()
+    r = cli("finetune-lm", broken, SAMPLE / "trec_train.csv", "--out", tmp_path / "x")
+    _one_line_error(r, 2, "model.safetensors is missing")
+
+
+def test_tokenizer_that_does_not_match(cli, pipeline, tmp_path):
+    broken = tmp_path / "lm"
+    shutil.copytree(pipeline["lm"], broken)
+    tok = json.loads((broken / "tokenizer.json").read_text())
+    tok["normalizer"] = None
+    (broken / "tokenizer.json").write_text(json.dumps(tok))
+    r = cli("finetune-lm", broken, SAMPLE / "trec_train.csv", "--out", tmp_path / "x")
+    _one_line_error(r, 2, "tokenizer.json does not match")
+
+
+def test_existing_output_is_never_overwritten_without_the_flag(cli, pipeline, tmp_path):
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    r = cli("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--out", out, "--preset", "tiny")
+    _one_line_error(r, 2, "already exists", "--overwrite")
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_overwrite_replaces_a_run_folder(cli, pipeline, tmp_path):
+    out = tmp_path / "c"
+    shutil.copytree(pipeline["clf"], out)
+    before = json.loads((out / "manifest.json").read_text())["created"]
+    r = cli(
+        "finetune-clf",
+        pipeline["ft"],
+        SAMPLE / "trec_train.csv",
+        "--out",
+        out,
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--overwrite",
+        "--quiet",
+    )
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert len(m["history"]) == 1 and (m["created"] != before or m["history"][0]["epoch"] == 1)
+
+
+def test_debug_shows_the_traceback(cli, tmp_path):
+    r = cli("--debug", "pretrain", tmp_path / "nope.txt", "--out", tmp_path / "lm")
+    assert r.returncode != 0 and "Traceback" in r.stderr

@@ -1,0 +1,46 @@
+import pytest
+
+from ulmfit_cli.config import PRESETS, RunConfig, resolve
+from ulmfit_cli.errors import ConfigError
+
+
+def test_flags_override_the_preset_and_none_means_not_given():
+    cfg = resolve("finetune-clf", "tiny", {"epochs": 9, "lr": None})
+    assert cfg.epochs == 9
+    assert cfg.lr == PRESETS["tiny"]["finetune-clf"]["lr"]
+
+
+def test_paper_preset_has_the_paper_sizes():
+    cfg = resolve("pretrain", "paper", {})
+    assert (cfg.emb_sz, cfg.n_hid, cfg.n_layers, cfg.bptt) == (400, 1152, 3, 70)
+    assert cfg.lr_factor == 1.0  # pretraining: one rate for all groups; discriminative rates are for fine-tuning
+    ft = resolve("finetune-lm", "paper", {})
+    assert (ft.beta1, ft.beta2, ft.lr_factor, ft.cut_frac, ft.ratio, ft.lr) == (0.7, 0.99, 2.6, 0.1, 32.0, 0.004)
+    assert resolve("finetune-clf", "paper", {}).lr == 0.01
+
+
+def test_all_problems_are_reported_at_once_with_flag_names():
+    with pytest.raises(ConfigError) as e:
+        resolve("pretrain", "tiny", {"lr": -1.0, "cut_frac": 1.5, "bs": 0})
+    msg = str(e.value)
+    assert "`--lr` must be > 0, got -1.0" in msg
+    assert "`--cut-frac` must be in (0, 1)" in msg
+    assert "`--bs` must be >= 1" in msg
+
+
+def test_later_stages_inherit_sizes_and_refuse_contradicting_flags():
+    parent = resolve("pretrain", "tiny", {}).to_dict()
+    cfg = resolve("finetune-lm", "small", {}, parent)
+    assert (cfg.emb_sz, cfg.n_hid, cfg.vocab_size) == (parent["emb_sz"], parent["n_hid"], parent["vocab_size"])
+    with pytest.raises(ConfigError, match="--backbone"):
+        resolve("finetune-lm", "tiny", {"backbone": "transformer"}, parent)
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="--preset"):
+        resolve("pretrain", "huge", {})
+
+
+def test_defaults_are_the_recipe():
+    c = RunConfig()
+    assert (c.lr_factor, c.cut_frac, c.ratio, c.max_len) == (2.6, 0.1, 32.0, 1440)

@@ -1,0 +1,131 @@
+"""Data readers for each format, and the batching that feeds the models."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from ulmfit_cli.data import LMStream, Source, classifier_batches, pad_chunks, read_table, read_texts, split_valid
+from ulmfit_cli.errors import InputError
+
+ROWS = [("What is the capital of France ?", "LOC"), ("Who wrote Hamlet ?", "HUM"), ("How far is the moon ?", "NUM")]
+
+
+@pytest.fixture(autouse=True)
+def _hf_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+def _write(path, fmt):
+    if fmt in ("csv", "tsv"):
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, delimiter="," if fmt == "csv" else "\t")
+            w.writerow(["text", "label"])
+            w.writerows(ROWS)
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in ROWS), encoding="utf-8")
+    elif fmt == "json":
+        path.write_text(json.dumps([{"text": t, "label": y} for t, y in ROWS]), encoding="utf-8")
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"text": [t for t, _ in ROWS], "label": [y for _, y in ROWS]}), path)
+    return Source(path=str(path))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "json", "jsonl", "parquet"])
+def test_tables_in_every_format(tmp_path, fmt):
+    t = read_table(_write(tmp_path / f"d.{fmt}", fmt))
+    assert t.texts == [r[0] for r in ROWS]
+    assert t.labels == [r[1] for r in ROWS]
+    assert t.fingerprint.startswith("sha256:")
+
+
+def test_save_to_disk_folder(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_dict({"body": [r[0] for r in ROWS], "y": [r[1] for r in ROWS]}).save_to_disk(tmp_path / "ds")
+    t = read_table(Source(path=str(tmp_path / "ds")), "body", "y")
+    assert t.texts[1] == "Who wrote Hamlet ?" and t.labels[2] == "NUM"
+
+
+def test_plain_text_one_document_a_line_blank_lines_dropped(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("first line\n\n   \nsecond  line, with é and 日本\n", encoding="utf-8")
+    assert read_texts(Source(path=str(p))).texts == ["first line", "second  line, with é and 日本"]
+
+
+def test_non_utf8_bytes_are_replaced_and_counted(tmp_path):
+    p = tmp_path / "latin1.txt"
+    p.write_bytes("caf\xe9 au lait\nna\xefve\n".encode("latin-1"))
+    t = read_texts(Source(path=str(p)))
+    assert t.replaced_chars == 2 and t.texts[0] == "caf\ufffd au lait"
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_text("\n\n  \n"), "no usable text"),
+        (lambda p: p.write_bytes(b"\x7fELF\x00\x00\x01\x02" * 100), "binary"),
+        (lambda p: p.write_bytes(bytes(range(128, 256)) * 50), "not UTF-8"),
+    ],
+    ids=["missing", "empty", "binary", "undecodable"],
+)
+def test_unusable_files(tmp_path, make, message):
+    p = tmp_path / "x.txt"
+    make(p)
+    with pytest.raises(InputError, match=message):
+        read_texts(Source(path=str(p)))
+
+
+def test_unknown_column_lists_the_columns(tmp_path):
+    src = _write(tmp_path / "d.csv", "csv")
+    with pytest.raises(InputError, match=r"no column 'sentence' \(columns: text, label\).*--text-col"):
+        read_table(src, "sentence", "label")
+
+
+def test_missing_label_names_the_row(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("text,label\nfine,A\nno label here,\n", encoding="utf-8")
+    with pytest.raises(InputError, match="1 row\\(s\\) have no label.*row 2"):
+        read_table(Source(path=str(p)))
+
+
+def test_lm_stream_rows_are_contiguous_across_batches():
+    ids = np.arange(1000, dtype=np.int32)
+    s = LMStream(ids, bs=4, bptt=10)
+    batches = list(s.batches(offset=3))
+    assert len(batches) == len(s)
+    x = np.concatenate([b[0].numpy() for b in batches], axis=1)
+    y = np.concatenate([b[1].numpy() for b in batches], axis=1)
+    assert (y == x + 1).all()  # targets are the next token
+    assert (np.diff(x, axis=1) == 1).all()  # each row reads the stream left to right
+    assert x[0, 0] == 3 and x[1, 0] == 3 + s.row_len  # rows start one row length apart, after the offset
+
+
+def test_pad_chunks_puts_whole_chunks_of_padding_first():
+    out = pad_chunks([np.array([5, 6, 7, 8, 9, 10, 11]), np.array([5, 6])], pad_id=1, bptt=3)
+    assert out.tolist() == [[5, 6, 7, 8, 9, 10, 11], [1, 1, 1, 5, 6, 1, 1]]
+
+
+def test_classifier_batches_cover_everything_once_and_sort_each_batch():
+    docs = [np.arange(n) + 2 for n in [3, 9, 1, 4, 7, 2, 8]]
+    labels = np.arange(7)
+    seen = []
+    for idx, x, y in classifier_batches(docs, labels, 3, 4, 1, np.random.default_rng(0)):
+        lens = [len(docs[i]) for i in idx]
+        assert x.shape == (len(idx), max(lens))  # padded to the longest document of the batch
+        assert lens == sorted(lens, reverse=True)
+        assert y.tolist() == idx.tolist()
+        seen += idx.tolist()
+    assert sorted(seen) == list(range(7))
+
+
+def test_split_valid_is_seeded_and_disjoint():
+    tr, va = split_valid(100, 0.1, 42)
+    assert len(va) == 10 and not set(tr) & set(va)
+    assert split_valid(100, 0.1, 42)[1].tolist() == va.tolist()

@@ -5,8 +5,8 @@ import pickle
 import shutil
 
 import pytest
-from conftest import SAMPLE
 
+from conftest import SAMPLE
 from ulmfit_cli.artifacts import RunWriter, load_weights, open_run
 from ulmfit_cli.config import from_dict
 from ulmfit_cli.errors import RunFolderError

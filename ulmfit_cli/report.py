@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 
 def emit_json(obj) -> None:
@@ -31,7 +32,8 @@ class Reporter:
     def epoch_start(self, epoch: int, epochs: int, steps: int, groups: str) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        if not self.console.is_terminal:  # a log file gets the per-epoch lines only
+        self._epoch, self._epochs, self._steps, self._done, self._t0 = epoch, epochs, steps, 0, time.time()
+        if not self.console.is_terminal:  # a log file gets a plain line every 10% of the epoch instead of a bar
             return
         self._progress = Progress(
             TextColumn(f"epoch {epoch + 1}/{epochs} [dim]{groups}[/]"),
@@ -46,6 +48,14 @@ class Reporter:
         self._task = self._progress.add_task("train", total=steps, loss="-")
 
     def step(self, loss: float | None) -> None:
+        self._done += 1
+        if self._progress is None and self._done % max(1, self._steps // 10) == 0:
+            self.console.print(
+                f"epoch {self._epoch + 1}/{self._epochs} step {self._done}/{self._steps} loss "
+                f"{loss:.3f} ({time.time() - self._t0:.0f} s)",
+                highlight=False,
+                soft_wrap=True,
+            )
         if self._progress is not None:
             self._progress.update(self._task, advance=1, **({"loss": f"{loss:.3f}"} if loss is not None else {}))
 

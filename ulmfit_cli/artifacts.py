@@ -7,6 +7,7 @@ everything else is JSON, and file names in the manifest cannot point outside the
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from .errors import RunFolderError
 FORMAT = "ulmfit-run/1"
 MANIFEST, CONFIG, TOKENIZER, WEIGHTS = "manifest.json", "config.json", "tokenizer.json", "model.safetensors"
 LM_STAGES = ("pretrain", "finetune-lm")
+RESUME_MAY_CHANGE = {"lr", "clip", "wd"}  # what a resumed run may change, e.g. after a NaN loss
 
 
 def check_out(out: Path, overwrite: bool) -> None:
@@ -32,15 +34,32 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 
 class RunWriter:
-    """Writes a run folder atomically: everything goes to `.NAME.partial-PID` beside `out`, then one rename."""
+    """Writes a run folder atomically: everything goes to `.NAME.partial` beside `out`, then one rename.
 
-    def __init__(self, out: Path, overwrite: bool):
+    The partial folder also holds the checkpoints; it survives a failed or interrupted run that checkpointed
+    (for `--resume`) and is removed when nothing worth keeping was written. A lock stops two processes from
+    writing the same run.
+    """
+
+    def __init__(self, out: Path, overwrite: bool, resume: bool = False):
         check_out(out, overwrite)
-        self.out, self.overwrite = out, overwrite
-        self.tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-        if self.tmp.exists():
+        self.out, self.overwrite, self.resume = out, overwrite, resume
+        self.tmp = out.parent / f".{out.name}.partial"
+        if self.tmp.exists() and not resume:
+            if not overwrite:
+                raise RunFolderError(
+                    f"{self.tmp}: an interrupted run of {out} is there; add --resume to continue it, or "
+                    "--overwrite to start again"
+                )
             shutil.rmtree(self.tmp)
-        self.tmp.mkdir()
+        if resume and not (self.tmp / CONFIG).exists():
+            raise RunFolderError(f"{out}: nothing to resume (no {self.tmp.name} with a checkpoint); drop --resume")
+        self.tmp.mkdir(exist_ok=True)
+        self._lock = open(self.tmp / ".lock", "w")  # noqa: SIM115 - held for the life of the writer
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderError(f"{out}: another ulmfit process is writing this run folder") from None
 
     def path(self, name: str) -> Path:
         return self.tmp / name
@@ -50,7 +69,27 @@ class RunWriter:
             json.dump(obj, f, indent=2, sort_keys=False)
             f.write("\n")
 
+    def start(self, config: dict, fingerprints: list[str]) -> None:
+        """Write the resolved config before training; on --resume, check config and inputs are the interrupted
+        run's (a checkpoint only continues the run it came from)."""
+        if self.resume:
+            saved_inputs = json.loads((self.tmp / ".inputs.json").read_text(encoding="utf-8"))
+            if saved_inputs != fingerprints:
+                raise RunFolderError(f"{self.out}: --resume needs the interrupted run's inputs; the data has changed")
+            saved = json.loads((self.tmp / CONFIG).read_text(encoding="utf-8"))
+            changed = sorted(
+                k for k in set(saved) | set(config) if saved.get(k) != config.get(k) and k not in RESUME_MAY_CHANGE
+            )
+            if changed:
+                diffs = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r} -> {config.get(k)!r}" for k in changed)
+                raise RunFolderError(f"{self.out}: --resume needs the interrupted run's settings; changed: {diffs}")
+        self.write_json(CONFIG, config)
+        self.write_json(".inputs.json", fingerprints)
+
     def commit(self) -> Path:
+        for name in ("ckpt", "ckpt.new", "ckpt.old", ".lock", ".inputs.json"):
+            p = self.tmp / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         old = None
         if self.out.exists():  # --overwrite: swap, then delete the old one only once the new one is in place
             old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
@@ -58,10 +97,18 @@ class RunWriter:
         os.replace(self.tmp, self.out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        self._lock.close()
         return self.out
 
-    def abort(self) -> None:
+    def abort(self) -> bool:
+        """Clean up after a failure; keep the folder if it holds a checkpoint. True when kept."""
+        from .checkpoint import find
+
+        self._lock.close()
+        if find(self.tmp) is not None:
+            return True
         shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
 
 
 def save_weights(model, path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,7 @@ def _lm_streams(cfg: RunConfig, tok, texts: list[str], valid_texts: list[str] | 
     return train, LMStream(valid_ids, vbs, cfg.bptt)
 
 
-def _train_lm(model, cfg: RunConfig, train: LMStream, valid: LMStream, reporter) -> list:
+def _train_lm(model, cfg: RunConfig, train: LMStream, valid: LMStream, reporter, **ckpt) -> list:
     from .train import fit, lm_evaluate, lm_loss
 
     names, groups = awd_lstm.lm_groups(model)
@@ -122,6 +123,7 @@ def _train_lm(model, cfg: RunConfig, train: LMStream, valid: LMStream, reporter)
         lambda: lm_evaluate(model, valid),
         cfg,
         reporter,
+        **ckpt,
     )
 
 
@@ -135,30 +137,29 @@ def train_lm_stage(
     valid: Source | None = None,
     parent: A.Run | None = None,
     overwrite: bool = False,
+    resume: bool = False,
+    checkpoint_every: int = 0,
     reporter,
 ) -> dict:
     """pretrain (parent None: trains a tokenizer, random weights) or finetune-lm (tokenizer and weights from
     the parent run)."""
     started = time.time()
-    A.check_out(out, overwrite)
-    tables = [read_texts(s, text_col) for s in sources]
-    _warn_replaced(tables, sources, reporter)
-    valid_table = read_texts(valid, text_col) if valid is not None else None
-    texts = [t for tb in tables for t in tb.texts]
-    _setup(cfg.seed)
-    writer = A.RunWriter(out, overwrite)
-    try:
-        writer.write_json(A.CONFIG, cfg.to_dict())
+    with _writing(out, overwrite, resume, reporter) as writer:
+        tables = [read_texts(s, text_col) for s in sources]
+        _warn_replaced(tables, sources, reporter)
+        valid_table = read_texts(valid, text_col) if valid is not None else None
+        texts = [t for tb in tables for t in tb.texts]
+        _setup(cfg.seed)
+        writer.start(cfg.to_dict(), [t.fingerprint for t in [*tables, *([valid_table] if valid_table else [])]])
         tok_path = writer.path(A.TOKENIZER)
-        if parent is None:
+        if parent is not None:
+            shutil.copyfile(parent.file("tokenizer"), tok_path)
+        elif not (resume and tok_path.exists()):  # a resumed pretraining run keeps the tokenizer it trained
             step = max(1, len(texts) // cfg.tokenizer_sample_lines)  # evenly spread, not just the first books
             sample = texts[::step]
             reporter.info(f"training a {cfg.tokenizer} tokenizer ({cfg.vocab_size} pieces) on {len(sample)} lines")
-            tok = train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size, len(sample))
-            tok.save(str(tok_path))
-        else:
-            shutil.copyfile(parent.file("tokenizer"), tok_path)
-            tok = load_tokenizer(tok_path)
+            train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size, len(sample)).save(str(tok_path))
+        tok = load_tokenizer(tok_path)
         train, valid_stream = _lm_streams(cfg, tok, texts, valid_table.texts if valid_table else None)
         n_train, n_valid = len(train.ids), len(valid_stream.ids)
         reporter.info(
@@ -167,7 +168,7 @@ def train_lm_stage(
         model = awd_lstm.build_lm(cfg, tok.get_vocab_size())
         if parent is not None:
             A.load_weights(model, parent.file("weights"))
-        history = _train_lm(model, cfg, train, valid_stream, reporter)
+        history = _train_lm(model, cfg, train, valid_stream, reporter, **_ckpt(writer, resume, checkpoint_every))
         A.save_weights(model, writer.path(A.WEIGHTS))
         inputs = [
             {"source": str(s), "fingerprint": t.fingerprint, "documents": len(t.texts)} for s, t in zip(sources, tables)
@@ -184,10 +185,23 @@ def train_lm_stage(
         )
         writer.write_json(A.MANIFEST, manifest)
         writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
     return _summary(out, manifest)
+
+
+@contextmanager
+def _writing(out: Path, overwrite: bool, resume: bool, reporter):
+    """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming."""
+    writer = A.RunWriter(out, overwrite, resume)
+    try:
+        yield writer
+    except BaseException:
+        if writer.abort():
+            reporter.info(f"checkpoint kept in {writer.tmp}; rerun the same command with --resume to continue")
+        raise
+
+
+def _ckpt(writer: A.RunWriter, resume: bool, checkpoint_every: int) -> dict:
+    return {"ckpt_dir": writer.tmp, "checkpoint_every": checkpoint_every, "resume": resume}
 
 
 def _summary(out: Path, manifest: dict) -> dict:
@@ -210,26 +224,8 @@ def _docs(tok, texts: list[str], max_len: int) -> list[np.ndarray]:
     return [d[:max_len] for d in encode_docs(tok, texts)]
 
 
-def finetune_clf(
-    cfg: RunConfig,
-    parent: A.Run,
-    train_src: Source,
-    out: Path,
-    *,
-    valid: Source | None = None,
-    text_col: str = "text",
-    label_col: str = "label",
-    init: str = "pretrained",
-    overwrite: bool = False,
-    reporter,
-) -> dict:
-    import torch
-    import torch.nn.functional as F
-
-    from .train import fit
-
-    started = time.time()
-    A.check_out(out, overwrite)
+def _clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col: str, label_col: str):
+    """Training and validation texts and labels, and the classes; every label problem found up front."""
     table = read_table(train_src, text_col, label_col)
     labels = [str(v) for v in table.labels]
     classes = sorted(set(labels))
@@ -251,14 +247,38 @@ def finetune_clf(
         tr, va = split_valid(len(labels), cfg.valid_pct, cfg.seed)
         vtexts, vlabels = [table.texts[i] for i in va], [labels[i] for i in va]
         texts, labels = [table.texts[i] for i in tr], [labels[i] for i in tr]
-    _setup(cfg.seed)
-    cix = {c: i for i, c in enumerate(classes)}
-    writer = A.RunWriter(out, overwrite)
-    try:
-        writer.write_json(A.CONFIG, cfg.to_dict())
+    return table, classes, (texts, labels), (vtexts, vlabels)
+
+
+def finetune_clf(
+    cfg: RunConfig,
+    parent: A.Run,
+    train_src: Source,
+    out: Path,
+    *,
+    valid: Source | None = None,
+    text_col: str = "text",
+    label_col: str = "label",
+    init: str = "pretrained",
+    overwrite: bool = False,
+    resume: bool = False,
+    checkpoint_every: int = 0,
+    reporter,
+) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from .train import fit
+
+    started = time.time()
+    with _writing(out, overwrite, resume, reporter) as writer:
+        table, classes, (texts, labels), (vtexts, vlabels) = _clf_tables(cfg, train_src, valid, text_col, label_col)
+        _setup(cfg.seed)
+        writer.start(cfg.to_dict(), [table.fingerprint, init, *([str(valid)] if valid else [])])
         tok_path = writer.path(A.TOKENIZER)
         shutil.copyfile(parent.file("tokenizer"), tok_path)
         tok = load_tokenizer(tok_path)
+        cix = {c: i for i, c in enumerate(classes)}
         docs, vdocs = _docs(tok, texts, cfg.max_len), _docs(tok, vtexts, cfg.max_len)
         y = np.array([cix[v] for v in labels], dtype=np.int64)
         vy = np.array([cix[v] for v in vlabels], dtype=np.int64)
@@ -286,18 +306,11 @@ def finetune_clf(
             loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(vy)).item()
             return {"valid_loss": loss, "accuracy": float((logits.argmax(1) == vy).mean())}
 
-        history = fit(
-            model,
-            groups,
-            names,
-            plan,
-            steps,
-            lambda e: classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e]),
-            loss_fn,
-            evaluate,
-            cfg,
-            reporter,
-        )
+        def batches(e):
+            return classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e])
+
+        ckpt = _ckpt(writer, resume, checkpoint_every)
+        history = fit(model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt)
         A.save_weights(model, writer.path(A.WEIGHTS))
         inputs = [{"source": str(train_src), "fingerprint": table.fingerprint, "documents": len(table.texts)}]
         extra = {
@@ -309,9 +322,6 @@ def finetune_clf(
         manifest = _manifest("finetune-clf", cfg, tok_path, inputs, parent, history, extra, started)
         writer.write_json(A.MANIFEST, manifest)
         writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
     return _summary(out, manifest)
 
 

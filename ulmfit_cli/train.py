@@ -7,9 +7,12 @@ to checkpoint. The models and layer groups are fastai's.
 
 from __future__ import annotations
 
+import itertools
 import math
+import signal
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from .errors import TrainingError
 from .schedule import EpochPlan, phase_steps, stlr
@@ -34,51 +37,94 @@ def fit(
     evaluate: Callable[[], dict],
     cfg,
     reporter,
+    ckpt_dir: Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
 ) -> list:
     """Train `model` along `plan`. `batches(epoch)` yields training batches, `loss_fn(batch)` returns
-    (loss to minimise, loss to report), `evaluate()` returns validation metrics. Returns per-epoch rows."""
+    (loss to minimise, loss to report), `evaluate()` returns validation metrics. Returns per-epoch rows.
+
+    With `ckpt_dir`, a checkpoint is saved at every epoch end, every `checkpoint_every` steps, and on Ctrl-C
+    (after the step in progress, then KeyboardInterrupt); with `resume`, training continues from it.
+    """
     import torch
+
+    from . import checkpoint
 
     opt = make_optimizer(groups, cfg)
     totals = phase_steps(plan, steps_per_epoch)
-    history, phase_t, phase = [], 0, None
-    for ep in plan:
-        if ep.phase != phase:
-            phase, phase_t = ep.phase, 0
-        for g, params in enumerate(groups):
-            for p in params:
-                p.requires_grad_(g in ep.trainable)
-        trainable = [p for g in ep.trainable for p in groups[g]]
-        names = ",".join(group_names[g] for g in ep.trainable)
-        reporter.epoch_start(ep.epoch, len(plan), steps_per_epoch, names)
-        model.train()
-        model.reset()
-        t0, tot, n = time.time(), 0.0, 0
-        for step, batch in enumerate(batches(ep.epoch)):
-            mult = stlr(phase_t, totals[phase], cfg.cut_frac, cfg.ratio)
-            for pg, peak in zip(opt.param_groups, ep.peak_lrs):
-                pg["lr"] = peak * mult
-            loss, shown = loss_fn(batch)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss became {loss.item()} at epoch {ep.epoch + 1}, step {step + 1}; "
-                    f"try a lower --lr (now {cfg.lr})"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
-            opt.step()
-            phase_t += 1
-            tot, n = tot + shown, n + 1
-            reporter.step(shown)
-        model.eval()
-        model.reset()
-        with torch.no_grad():
-            metrics = evaluate()
-        row = {"epoch": ep.epoch + 1, "train_loss": tot / max(n, 1), **metrics, "time_s": round(time.time() - t0, 1)}
-        reporter.epoch_end(row)
-        history.append(row)
+    history, start_epoch, start_step, phase, phase_t, tot, n = [], 0, 0, None, 0, 0.0, 0
+    if resume and ckpt_dir is not None and checkpoint.find(ckpt_dir) is not None:
+        pos = checkpoint.restore(ckpt_dir, model, opt)
+        history, start_epoch, start_step = pos["history"], pos["epoch"], pos["step"]
+        phase, phase_t, tot, n = pos["phase"], pos["phase_t"], pos["tot"], pos["n"]
+        reporter.info(f"resuming at epoch {start_epoch + 1}, step {start_step}")
+
+    def save(epoch: int, step: int) -> None:
+        if ckpt_dir is not None:
+            pos = dict(epoch=epoch, step=step, phase=phase, phase_t=phase_t, tot=tot, n=n, history=history)
+            checkpoint.save(ckpt_dir, model, opt, pos)
+
+    interrupted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
+    try:
+        for ep in plan[start_epoch:]:
+            mid_epoch = ep.epoch == start_epoch and start_step > 0  # resumed: hidden state and sums restored
+            if ep.phase != phase:
+                phase, phase_t = ep.phase, 0
+            for g, params in enumerate(groups):
+                for p in params:
+                    p.requires_grad_(g in ep.trainable)
+            trainable = [p for g in ep.trainable for p in groups[g]]
+            reporter.epoch_start(ep.epoch, len(plan), steps_per_epoch, ",".join(group_names[g] for g in ep.trainable))
+            model.train()
+            first = start_step if mid_epoch else 0
+            if not mid_epoch:
+                model.reset()
+                tot, n = 0.0, 0
+            t0 = time.time()
+            for step, batch in enumerate(itertools.islice(batches(ep.epoch), first, None), start=first):
+                mult = stlr(phase_t, totals[phase], cfg.cut_frac, cfg.ratio)
+                for pg, peak in zip(opt.param_groups, ep.peak_lrs):
+                    pg["lr"] = peak * mult
+                loss, shown = loss_fn(batch)
+                if not torch.isfinite(loss):
+                    kept = (
+                        ""
+                        if checkpoint.find(ckpt_dir or Path("/nonexistent")) is None
+                        else (
+                            "; the last good checkpoint is kept: rerun the same command with --resume and a lower --lr"
+                        )
+                    )
+                    raise TrainingError(
+                        f"loss became {loss.item()} at epoch {ep.epoch + 1}, step {step + 1}; "
+                        f"try a lower --lr (now {cfg.lr}){kept}"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip:
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
+                opt.step()
+                phase_t += 1
+                tot, n = tot + shown, n + 1
+                reporter.step(shown)
+                if interrupted:
+                    save(ep.epoch, step + 1)
+                    raise KeyboardInterrupt
+                if checkpoint_every and (step + 1) % checkpoint_every == 0:
+                    save(ep.epoch, step + 1)
+            model.eval()
+            model.reset()
+            with torch.no_grad():
+                metrics = evaluate()
+            row = {"epoch": ep.epoch + 1, "train_loss": tot / max(n, 1), **metrics}
+            reporter.epoch_end({**row, "time_s": round(time.time() - t0, 1)})
+            history.append(row)
+            save(ep.epoch + 1, 0)
+            if interrupted:
+                raise KeyboardInterrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
     for p in model.parameters():
         p.requires_grad_(True)
     return history

@@ -14,6 +14,10 @@ MODEL = "Model (pretrain only; later stages take it from the parent)"
 Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (written atomically).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")]
 Preset = Annotated[str, typer.Option(help="Sizes and epochs: tiny | small | paper. Any flag overrides it.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")]
+CheckpointEvery = Annotated[
+    int, typer.Option(help="Also checkpoint every N optimizer steps (0: at epoch ends only).", min=0)
+]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 PrintSchedule = Annotated[

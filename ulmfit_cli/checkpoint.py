@@ -1,0 +1,89 @@
+"""Checkpoints inside the temporary run folder, for `--resume` after a crash, SIGKILL or Ctrl-C.
+
+A checkpoint holds everything the next step depends on, so a resumed CPU run ends with exactly the metrics of an
+uninterrupted one: weights, Adam state, the position in the plan (epoch, step, step within the STLR phase; the
+unfreezing phase follows from the epoch), the running training loss, the torch RNG (dropout masks) and the
+LSTM hidden state carried between LM batches. Batch order depends only on (seed, epoch), so the data position is
+the step count. Tensors go to safetensors, everything else to JSON: loading never unpickles.
+
+Written as `ckpt.new/`, then swapped in by rename; a kill between the two renames leaves `ckpt.old/`, which
+`load` falls back on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+
+def _tensor_state(model, opt) -> dict:
+    import torch
+
+    tensors = {"rng.torch": torch.get_rng_state()}
+    enc = model[0]
+    for i, (h, c) in enumerate(getattr(enc, "hidden", None) or []):
+        tensors[f"hidden.{i}.h"], tensors[f"hidden.{i}.c"] = h.contiguous(), c.contiguous()
+    for pid, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"opt.{pid}.{k}"] = v.contiguous()
+    return tensors
+
+
+def save(folder: Path, model, opt, position: dict) -> None:
+    from safetensors.torch import save_file, save_model
+
+    new, cur, old = folder / "ckpt.new", folder / "ckpt", folder / "ckpt.old"
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir()
+    save_model(model, str(new / "model.safetensors"))
+    save_file(_tensor_state(model, opt), str(new / "state.safetensors"))
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.state_dict()["param_groups"]]
+    (new / "position.json").write_text(json.dumps({**position, "param_groups": groups}))
+    if cur.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        cur.rename(old)
+    new.rename(cur)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find(folder: Path) -> Path | None:
+    for name in ("ckpt", "ckpt.old"):
+        if (folder / name / "position.json").exists():
+            return folder / name
+    return None
+
+
+def position(folder: Path) -> dict | None:
+    ck = find(folder)
+    return None if ck is None else json.loads((ck / "position.json").read_text())
+
+
+def restore(folder: Path, model, opt) -> dict:
+    """Load weights, optimizer, RNG and hidden state; return the saved position."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .artifacts import load_weights
+
+    ck = find(folder)
+    load_weights(model, ck / "model.safetensors")
+    pos = json.loads((ck / "position.json").read_text())
+    tensors = load_file(str(ck / "state.safetensors"))
+    torch.set_rng_state(tensors["rng.torch"])
+    enc = model[0]
+    n_hidden = len([k for k in tensors if k.startswith("hidden.") and k.endswith(".h")])
+    if n_hidden:
+        enc.hidden = [(tensors[f"hidden.{i}.h"], tensors[f"hidden.{i}.c"]) for i in range(n_hidden)]
+        enc.bs = enc.hidden[0][0].shape[1]
+    state: dict = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, pid, k = key.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    groups = opt.state_dict()["param_groups"]
+    for g, saved in zip(groups, pos.pop("param_groups")):
+        g.update({k: (tuple(v) if k == "betas" else v) for k, v in saved.items()})
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    return pos

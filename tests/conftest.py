@@ -37,6 +37,11 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def cli_env(cache_dir) -> dict:
+    return _env(cache_dir)
+
+
+@pytest.fixture(scope="session")
 def cli(cache_dir):
     """cli(*args, stdin=None) -> CompletedProcess of `python -m ulmfit_cli ARGS` (text mode)."""
 

@@ -104,6 +104,14 @@ def test_same_seed_gives_identical_metrics(cli, pipeline, tmp_path):
     assert finals[0] == finals[1]
 
 
+def test_pretraining_is_repeatable_too(cli, pipeline, tmp_path):
+    r = cli("pretrain", SAMPLE / "books.txt", "--out", tmp_path / "lm", "--preset", "tiny", "--quiet")
+    assert r.returncode == 0, r.stderr
+    again, first = (json.loads((p / "manifest.json").read_text()) for p in (tmp_path / "lm", pipeline["lm"]))
+    assert again["history"] == first["history"]
+    assert (tmp_path / "lm" / "tokenizer.json").read_bytes() == (pipeline["lm"] / "tokenizer.json").read_bytes()
+
+
 def test_print_schedule_shows_groups_and_discriminative_peaks(cli, pipeline):
     r = cli("finetune-clf", pipeline["ft"], "--preset", "tiny", "--epochs", "5", "--lr", "0.01", "--print-schedule")
     assert r.returncode == 0, r.stderr

@@ -48,3 +48,8 @@ def test_saved_tokenizer_reloads_identically(tok, tmp_path):
     text = "Who wrote Hamlet ?"
     assert again.encode(text).ids == tok.encode(text).ids
     assert again.decode(again.encode(text).ids) == text
+
+
+def test_bpe_training_is_repeatable():
+    a = train_tokenizer(LINES, "bpe", 500, len(LINES)).to_str()
+    assert all(train_tokenizer(LINES, "bpe", 500, len(LINES)).to_str() == a for _ in range(2))

@@ -26,7 +26,7 @@ class RunConfig:
     preset: str = "small"
     backbone: str = "awd-lstm"
     # tokenizer (pretrain only)
-    tokenizer: str = "unigram"
+    tokenizer: str = "bpe"  # deterministic; unigram ties come out in hash order (see tokenizer.py)
     vocab_size: int = 15000  # MultiFiT's 15k subword vocabulary
     tokenizer_sample_lines: int = 50_000  # lines of the corpus the tokenizer is trained on
     # AWD-LSTM sizes (pretrain only)

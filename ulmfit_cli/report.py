@@ -26,6 +26,10 @@ class Reporter:
     def info(self, msg: str) -> None:
         self.console.print(msg, highlight=False)
 
+    def notice(self, msg: str) -> None:
+        """Something the user must see even with --quiet (where their work was kept)."""
+        sys.stderr.write(f"ulmfit: {msg}\n")
+
     def warn(self, msg: str) -> None:
         self.console.print(f"[yellow]warning:[/] {msg}", highlight=False)
 

@@ -196,7 +196,7 @@ def _writing(out: Path, overwrite: bool, resume: bool, reporter):
         yield writer
     except BaseException:
         if writer.abort():
-            reporter.info(f"checkpoint kept in {writer.tmp}; rerun the same command with --resume to continue")
+            reporter.notice(f"checkpoint kept in {writer.tmp}; rerun the same command with --resume to continue")
         raise
 
 

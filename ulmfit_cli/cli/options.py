@@ -53,7 +53,7 @@ Beta2 = Annotated[float | None, typer.Option(help="Adam beta2.", rich_help_panel
 Seed = Annotated[int | None, typer.Option(help="Random seed (CPU runs repeat exactly).", rich_help_panel=TRAIN)]
 
 Backbone = Annotated[str | None, typer.Option(help="awd-lstm.", rich_help_panel=MODEL)]
-Tokenizer = Annotated[str | None, typer.Option(help="unigram | bpe.", rich_help_panel=MODEL)]
+Tokenizer = Annotated[str | None, typer.Option(help="bpe (repeatable) | unigram.", rich_help_panel=MODEL)]
 VocabSize = Annotated[int | None, typer.Option(help="Subword vocabulary size.", rich_help_panel=MODEL)]
 EmbSz = Annotated[int | None, typer.Option(help="Embedding size.", rich_help_panel=MODEL)]
 NHid = Annotated[int | None, typer.Option(help="LSTM hidden size.", rich_help_panel=MODEL)]

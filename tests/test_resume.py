@@ -1,0 +1,156 @@
+"""Nothing lost: SIGKILL, Ctrl-C and NaN mid-run, then --resume ends exactly where an uninterrupted run ends."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import SAMPLE
+
+# bs 4 makes the tiny runs long enough (hundreds of steps an epoch) to be stopped mid-epoch reliably.
+CLF = (
+    "finetune-clf",
+    "{parent}",
+    SAMPLE / "trec_train.csv",
+    "--preset",
+    "tiny",
+    "--epochs",
+    "4",
+    "--bs",
+    "4",
+    "--checkpoint-every",
+    "25",
+    "--quiet",
+)
+LM = (
+    "pretrain",
+    SAMPLE / "books.txt",
+    "--preset",
+    "tiny",
+    "--epochs",
+    "3",
+    "--bs",
+    "4",
+    "--checkpoint-every",
+    "25",
+    "--quiet",
+)
+
+
+def _args(template, parent, out):
+    return [str(a).replace("{parent}", str(parent)) for a in template] + ["--out", str(out)]
+
+
+def _history(out):
+    return json.loads((out / "manifest.json").read_text())["history"]
+
+
+def _stop_when(proc, partial, epoch, sig):
+    """Wait until the run has checkpointed mid-epoch `epoch` (0-based), then send `sig`."""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        pos = partial / "ckpt" / "position.json"
+        try:
+            p = json.loads(pos.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            p = None
+        if p and p["epoch"] == epoch and p["step"] > 0:
+            proc.send_signal(sig)
+            return proc.wait(timeout=120)
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before it could be stopped: {proc.stderr.read()}")
+        time.sleep(0.005)
+    pytest.fail("no checkpoint appeared")
+
+
+@pytest.fixture(scope="module")
+def reference(pipeline, cli, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ref")
+    out = {}
+    for name, template in (("clf", CLF), ("lm", LM)):
+        r = cli(*_args(template, pipeline["ft"], root / name))
+        assert r.returncode == 0, r.stderr
+        out[name] = _history(root / name)
+    return out
+
+
+@pytest.mark.parametrize("kind,epoch", [("clf", 1), ("lm", 1)], ids=["classifier-mid-unfreezing", "language-model"])
+def test_sigkill_then_resume_gives_the_uninterrupted_metrics(kind, epoch, reference, pipeline, cli, cli_env, tmp_path):
+    args = _args(CLF if kind == "clf" else LM, pipeline["ft"], tmp_path / "run")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ulmfit_cli", *args],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert _stop_when(proc, tmp_path / ".run.partial", epoch, signal.SIGKILL) == -signal.SIGKILL
+    assert not (tmp_path / "run").exists()  # never half-written
+    r = cli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert _history(tmp_path / "run") == reference[kind]
+    assert not (tmp_path / ".run.partial").exists() and not (tmp_path / "run" / "ckpt").exists()
+
+
+def test_ctrl_c_checkpoints_exits_130_and_resumes_exactly(reference, pipeline, cli, cli_env, tmp_path):
+    args = _args(CLF, pipeline["ft"], tmp_path / "run")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ulmfit_cli", *args],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert _stop_when(proc, tmp_path / ".run.partial", 2, signal.SIGINT) == 130
+    err = proc.stderr.read()
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    r = cli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert _history(tmp_path / "run") == reference["clf"]
+
+
+def test_nan_loss_stops_with_exit_1_naming_the_step_and_keeps_the_checkpoint(cli, tmp_path):
+    args = [
+        "pretrain",
+        SAMPLE / "books.txt",
+        "--preset",
+        "tiny",
+        "--lr",
+        "1e4",
+        "--checkpoint-every",
+        "5",
+        "--out",
+        tmp_path / "lm",
+    ]
+    r = cli(*args)
+    assert r.returncode == 1
+    line = r.stderr.strip().splitlines()[-1]
+    assert "loss became" in line and "step" in line and "lower --lr" in line
+    assert (tmp_path / ".lm.partial" / "ckpt" / "model.safetensors").exists()
+    # the kept checkpoint is usable: resuming at a sane rate finishes the run
+    r = cli(*args[:-2], "--out", tmp_path / "lm", "--resume", "--lr", "1e-3")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "lm" / "manifest.json").exists()
+
+
+def test_resume_with_nothing_to_resume(cli, tmp_path):
+    r = cli("pretrain", SAMPLE / "books.txt", "--preset", "tiny", "--out", tmp_path / "lm", "--resume")
+    assert r.returncode == 2 and "nothing to resume" in r.stderr
+
+
+def test_an_interrupted_run_is_not_silently_discarded(cli, tmp_path):
+    (tmp_path / ".lm.partial" / "ckpt").mkdir(parents=True)
+    r = cli("pretrain", SAMPLE / "books.txt", "--preset", "tiny", "--out", tmp_path / "lm")
+    assert r.returncode == 2 and "--resume" in r.stderr and "--overwrite" in r.stderr
+    assert (tmp_path / ".lm.partial" / "ckpt").exists()
+
+
+def test_resume_refuses_changed_settings(cli, tmp_path):
+    args = ["pretrain", SAMPLE / "books.txt", "--preset", "tiny", "--lr", "1e4", "--checkpoint-every", "5"]
+    args += ["--out", tmp_path / "lm"]
+    assert cli(*args).returncode == 1
+    r = cli(*args, "--resume", "--bptt", "16")
+    assert r.returncode == 2 and "--bptt 32 -> 16" in r.stderr

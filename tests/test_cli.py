@@ -271,3 +271,36 @@ def test_overwrite_replaces_a_run_folder(cli, pipeline, tmp_path):
 def test_debug_shows_the_traceback(cli, tmp_path):
     r = cli("--debug", "pretrain", tmp_path / "nope.txt", "--out", tmp_path / "lm")
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_binary_file(cli, tmp_path):
+    (tmp_path / "b.txt").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 20)
+    _one_line_error(cli("pretrain", tmp_path / "b.txt", "--out", tmp_path / "lm"), 2, "b.txt", "binary")
+
+
+def test_a_folder_that_is_not_a_dataset(cli, tmp_path):
+    (tmp_path / "d").mkdir()
+    r = cli("pretrain", tmp_path / "d", "--out", tmp_path / "lm", "--preset", "tiny")
+    _one_line_error(r, 2, "not one written by `save_to_disk`")
+
+
+def test_missing_label_through_the_cli(cli, pipeline, tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("text,label\nwhat ?,A\nwho ?,\nwhere ?,B\n")
+    r = cli("finetune-clf", pipeline["ft"], p, "--out", tmp_path / "c", "--preset", "tiny")
+    _one_line_error(r, 2, "no label", "row 2")
+
+
+def test_non_utf8_is_replaced_counted_and_not_fatal(cli, tmp_path):
+    (tmp_path / "l1.txt").write_bytes("caf\xe9 cr\xe8me br\xfbl\xe9e and more words here\n".encode("latin-1") * 300)
+    r = cli("pretrain", tmp_path / "l1.txt", "--out", tmp_path / "lm", "--preset", "tiny", "--epochs", "0")
+    assert r.returncode == 0, r.stderr
+    assert "1200 undecodable byte(s) replaced" in r.stderr
+
+
+def test_a_document_of_millions_of_characters_is_handled(cli, tmp_path):
+    (tmp_path / "big.txt").write_text("word " * 600_000 + "\n" + "a short line of text\n" * 300)
+    r = cli("pretrain", tmp_path / "big.txt", "--out", tmp_path / "lm", "--preset", "tiny", "--epochs", "0", "--json")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "lm" / "manifest.json").read_text())
+    assert m["tokens"]["train"] + m["tokens"]["valid"] > 600_000

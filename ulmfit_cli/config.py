@@ -105,10 +105,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         "finetune-clf": dict(epochs=4, bs=32, bptt=32, lr=2e-2, drop_mult=0.5, max_len=32 * 4),
     },
     "small": {
-        "pretrain": dict(vocab_size=8000, emb_sz=200, n_hid=512, n_layers=3, epochs=1, bs=64, bptt=70, lr=5e-3,
-                         lr_factor=1.0, drop_mult=0.3),
-        "finetune-lm": dict(epochs=5, bs=32, bptt=70, lr=4e-3, drop_mult=0.5),
-        "finetune-clf": dict(epochs=12, bs=32, bptt=70, lr=1e-2, drop_mult=0.5),
+        "pretrain": dict(vocab_size=8000, emb_sz=200, n_hid=512, n_layers=3, epochs=1, bs=64, bptt=70, lr=1e-2,
+                         lr_factor=1.0, drop_mult=0.1, max_tokens=5_000_000),
+        "finetune-lm": dict(epochs=10, bs=32, bptt=70, lr=4e-3, drop_mult=0.5),
+        "finetune-clf": dict(epochs=25, bs=32, bptt=70, lr=1e-2, drop_mult=0.5),
     },
     "paper": {
         "pretrain": dict(vocab_size=15000, emb_sz=400, n_hid=1152, n_layers=3, epochs=10, bs=64, bptt=70, lr=4e-3,

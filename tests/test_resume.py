@@ -48,6 +48,11 @@ def _history(out):
     return json.loads((out / "manifest.json").read_text())["history"]
 
 
+def _start(args, env) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "ulmfit_cli", *args]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def _stop_when(proc, partial, epoch, sig):
     """Wait until the run has checkpointed mid-epoch `epoch` (0-based), then send `sig`."""
     deadline = time.time() + 300
@@ -80,13 +85,7 @@ def reference(pipeline, cli, tmp_path_factory):
 @pytest.mark.parametrize("kind,epoch", [("clf", 1), ("lm", 1)], ids=["classifier-mid-unfreezing", "language-model"])
 def test_sigkill_then_resume_gives_the_uninterrupted_metrics(kind, epoch, reference, pipeline, cli, cli_env, tmp_path):
     args = _args(CLF if kind == "clf" else LM, pipeline["ft"], tmp_path / "run")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ulmfit_cli", *args],
-        env=cli_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start(args, cli_env)
     assert _stop_when(proc, tmp_path / ".run.partial", epoch, signal.SIGKILL) == -signal.SIGKILL
     assert not (tmp_path / "run").exists()  # never half-written
     r = cli(*args, "--resume")
@@ -97,13 +96,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(kind, epoch, refere
 
 def test_ctrl_c_checkpoints_exits_130_and_resumes_exactly(reference, pipeline, cli, cli_env, tmp_path):
     args = _args(CLF, pipeline["ft"], tmp_path / "run")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ulmfit_cli", *args],
-        env=cli_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start(args, cli_env)
     assert _stop_when(proc, tmp_path / ".run.partial", 2, signal.SIGINT) == 130
     err = proc.stderr.read()
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err

@@ -17,11 +17,18 @@ import shutil
 from pathlib import Path
 
 
+def _encoder(model):
+    """Where a recurrent backbone keeps its hidden state (fastai's SequentialRNN: the first module)."""
+    import torch
+
+    return model[0] if isinstance(model, torch.nn.Sequential) else model
+
+
 def _tensor_state(model, opt) -> dict:
     import torch
 
     tensors = {"rng.torch": torch.get_rng_state()}
-    enc = model[0]
+    enc = _encoder(model)
     for i, (h, c) in enumerate(getattr(enc, "hidden", None) or []):
         tensors[f"hidden.{i}.h"], tensors[f"hidden.{i}.c"] = h.contiguous(), c.contiguous()
     for pid, st in opt.state_dict()["state"].items():
@@ -72,7 +79,7 @@ def restore(folder: Path, model, opt) -> dict:
     pos = json.loads((ck / "position.json").read_text())
     tensors = load_file(str(ck / "state.safetensors"))
     torch.set_rng_state(tensors["rng.torch"])
-    enc = model[0]
+    enc = _encoder(model)
     n_hidden = len([k for k in tensors if k.startswith("hidden.") and k.endswith(".h")])
     if n_hidden:
         enc.hidden = [(tensors[f"hidden.{i}.h"], tensors[f"hidden.{i}.c"]) for i in range(n_hidden)]

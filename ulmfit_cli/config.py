@@ -12,12 +12,23 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 
 STAGES = ("pretrain", "finetune-lm", "finetune-clf")
-BACKBONES = ("awd-lstm",)
+BACKBONES = ("awd-lstm", "transformer")
 TOKENIZERS = ("unigram", "bpe")
 
 # Sizes fixed by the pretraining stage: later stages inherit them from the parent run, and giving them
 # again is an error rather than a silent mismatch.
-ARCH_FIELDS = ("backbone", "tokenizer", "vocab_size", "emb_sz", "n_hid", "n_layers")
+ARCH_FIELDS = (
+    "backbone",
+    "tokenizer",
+    "vocab_size",
+    "emb_sz",
+    "n_hid",
+    "n_layers",
+    "n_heads",
+    "norm",
+    "norm_position",
+    "attention",
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,11 @@ class RunConfig:
     emb_sz: int = 400
     n_hid: int = 1152
     n_layers: int = 3
+    # transformer only (emb_sz is the model width, n_hid the feed-forward width, n_layers the blocks)
+    n_heads: int = 4
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    norm_position: str = "pre"  # pre | post (Xiong et al. 2020)
+    attention: str = "softmax"  # softmax | linear (Katharopoulos et al. 2020)
     # regularisation (recipe section 1 and 3); every dropout ends in _p and is scaled by drop_mult
     drop_mult: float = 1.0
     wd: float = 0.01
@@ -71,6 +87,15 @@ class RunConfig:
 
         c = self
         need(c.backbone in BACKBONES, "backbone", " or ".join(BACKBONES), c.backbone)
+        need(c.norm in ("layernorm", "rmsnorm"), "norm", "layernorm or rmsnorm", c.norm)
+        need(c.norm_position in ("pre", "post"), "norm_position", "pre or post", c.norm_position)
+        need(c.attention in ("softmax", "linear"), "attention", "softmax or linear", c.attention)
+        need(
+            c.n_heads >= 1 and c.emb_sz % max(c.n_heads, 1) == 0,
+            "n_heads",
+            f"a divisor of --emb-sz ({c.emb_sz})",
+            c.n_heads,
+        )
         need(c.tokenizer in TOKENIZERS, "tokenizer", " or ".join(TOKENIZERS), c.tokenizer)
         need(64 <= c.vocab_size <= 1_000_000, "vocab_size", "between 64 and 1000000", c.vocab_size)
         need(c.tokenizer_sample_lines >= 1, "tokenizer_sample_lines", ">= 1", c.tokenizer_sample_lines)
@@ -119,6 +144,17 @@ PRESETS: dict[str, dict[str, dict]] = {
 }  # fmt: skip
 
 
+# What differs for the transformer, on top of the preset: Adam rates for transformers are lower, AR/TAR are
+# LSTM regularisers, and the head count must divide the width.
+BACKBONE_PRESETS: dict[str, dict[str, dict]] = {
+    "transformer": {
+        "tiny": dict(n_heads=2, alpha=0.0, beta=0.0, lr_scale=0.5),
+        "small": dict(n_heads=4, alpha=0.0, beta=0.0, lr_scale=0.1),
+        "paper": dict(n_heads=8, alpha=0.0, beta=0.0, lr_scale=0.1),
+    }
+}
+
+
 def resolve(stage: str, preset: str, flags: dict, parent: dict | None = None) -> RunConfig:
     """Preset defaults for `stage`, then the parent's architecture, then every flag the user gave (not None).
 
@@ -136,12 +172,22 @@ def resolve(stage: str, preset: str, flags: dict, parent: dict | None = None) ->
                     f"`--{name.replace('_', '-')}` is {given[name]!r} but the parent run was trained with "
                     f"{parent[name]!r}; drop the flag (later stages take it from the parent)"
                 )
-            values[name] = parent[name]
+            values[name] = parent.get(name, getattr(RunConfig, name))  # runs older than a field get its default
     unknown = set(given) - {f.name for f in dataclasses.fields(RunConfig)}
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    backbone = given.get("backbone") or values.get("backbone") or RunConfig.backbone
+    over = dict(BACKBONE_PRESETS.get(backbone, {}).get(preset, {}))
+    values["lr"] = values.get("lr", RunConfig.lr) * over.pop("lr_scale", 1.0)
+    values.update({k: v for k, v in over.items() if parent is None or k not in ARCH_FIELDS})
     values.update(given)
     return RunConfig(stage=stage, preset=preset, **values).validate()
+
+
+def flags(values: dict) -> dict:
+    """The settings among a command's parameters (`locals()` of a typer function): what `resolve` takes."""
+    names = {f.name for f in dataclasses.fields(RunConfig)} - {"stage", "preset", "extra"}
+    return {k: v for k, v in values.items() if k in names}
 
 
 def from_dict(d: dict) -> RunConfig:

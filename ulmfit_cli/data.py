@@ -208,6 +208,7 @@ def classifier_batches(
     bptt: int,
     pad_id: int,
     rng: np.random.Generator | None = None,
+    pad=pad_chunks,
 ):
     """Batches of similar-length documents (fastai SortedDL). With `rng`: shuffled, then sorted within
     chunks of 50 batches, then the batches shuffled; without: sorted by length for inference.
@@ -229,6 +230,6 @@ def classifier_batches(
         groups = [groups[i] for i in rng.permutation(len(groups))]
     for g in groups:
         g = g[np.argsort(-lens[g], kind="stable")]
-        x = torch.from_numpy(pad_chunks([docs[i] for i in g], pad_id, bptt))
+        x = torch.from_numpy(pad([docs[i] for i in g], pad_id, bptt))
         y = torch.from_numpy(labels[g]) if labels is not None else None
         yield g, x, y

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from . import artifacts as A
-from .config import RunConfig, from_dict, resolve
+from .config import RunConfig, from_dict
 from .data import LMStream, Source, classifier_batches, read_table, read_texts, split_valid
 from .errors import InputError
-from .models import awd_lstm
+from .models import backbone
 from .schedule import unfreeze_plan
 from .tokenizer import PAD_ID, encode_docs, encode_stream, file_sha256, load_tokenizer, train_tokenizer
 
@@ -72,7 +72,7 @@ def _manifest(
 def print_plan(stage: str, cfg: RunConfig) -> list[dict]:
     """The per-epoch plan (which groups train, each group's peak rate), without building anything."""
     kind = "classifier" if stage == "finetune-clf" else "lm"
-    names = awd_lstm.group_names(kind, cfg.n_layers)
+    names = backbone(cfg.backbone).group_names(kind, cfg.n_layers)
     plan = unfreeze_plan(len(names), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing and kind != "lm")
     return [
         {
@@ -108,7 +108,7 @@ def _lm_streams(cfg: RunConfig, tok, texts: list[str], valid_texts: list[str] | 
 def _train_lm(model, cfg: RunConfig, train: LMStream, valid: LMStream, reporter, **ckpt) -> list:
     from .train import fit, lm_evaluate, lm_loss
 
-    names, groups = awd_lstm.lm_groups(model)
+    names, groups = backbone(cfg.backbone).lm_groups(model)
     plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, gradual=False)
     rng = np.random.default_rng(cfg.seed)
     offsets = [int(rng.integers(cfg.bptt)) for _ in plan]
@@ -165,7 +165,7 @@ def train_lm_stage(
         reporter.info(
             f"{stage}: {n_train:,} training tokens, {n_valid:,} validation tokens, {len(train)} steps per epoch"
         )
-        model = awd_lstm.build_lm(cfg, tok.get_vocab_size())
+        model = backbone(cfg.backbone).build_lm(cfg, tok.get_vocab_size())
         if parent is not None:
             A.load_weights(model, parent.file("weights"))
         history = _train_lm(model, cfg, train, valid_stream, reporter, **_ckpt(writer, resume, checkpoint_every))
@@ -282,12 +282,13 @@ def finetune_clf(
         docs, vdocs = _docs(tok, texts, cfg.max_len), _docs(tok, vtexts, cfg.max_len)
         y = np.array([cix[v] for v in labels], dtype=np.int64)
         vy = np.array([cix[v] for v in vlabels], dtype=np.int64)
-        model = awd_lstm.build_classifier(cfg, tok.get_vocab_size(), len(classes))
+        bb = backbone(cfg.backbone)
+        model = bb.build_classifier(cfg, tok.get_vocab_size(), len(classes))
         if init == "pretrained":
-            lm = awd_lstm.build_lm(cfg, tok.get_vocab_size())
+            lm = bb.build_lm(cfg, tok.get_vocab_size())
             A.load_weights(lm, parent.file("weights"))
-            awd_lstm.encoder_of_classifier(model).load_state_dict(awd_lstm.encoder_of_lm(lm).state_dict())
-        names, groups = awd_lstm.classifier_groups(model)
+            bb.encoder_of_classifier(model).load_state_dict(bb.encoder_of_lm(lm).state_dict())
+        names, groups = bb.classifier_groups(model)
         plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing)
         rngs = [np.random.default_rng([cfg.seed, e]) for e in range(cfg.epochs)]
         steps = -(-len(docs) // cfg.bs)
@@ -307,7 +308,7 @@ def finetune_clf(
             return {"valid_loss": loss, "accuracy": float((logits.argmax(1) == vy).mean())}
 
         def batches(e):
-            return classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e])
+            return classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e], bb.pad_batch)
 
         ckpt = _ckpt(writer, resume, checkpoint_every)
         history = fit(model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt)
@@ -331,7 +332,7 @@ def _predict_logits(model, docs: list[np.ndarray], cfg: RunConfig) -> np.ndarray
 
     out = None
     with torch.no_grad():
-        for idx, x, _ in classifier_batches(docs, None, cfg.bs, cfg.bptt, PAD_ID):
+        for idx, x, _ in classifier_batches(docs, None, cfg.bs, cfg.bptt, PAD_ID, pad=backbone(cfg.backbone).pad_batch):
             logits = model(x)[0].float().numpy()
             if out is None:
                 out = np.zeros((len(docs), logits.shape[1]), dtype=np.float32)
@@ -344,7 +345,7 @@ def load_classifier(path: Path):
     cfg = from_dict(run.config)
     _setup(cfg.seed)
     tok = load_tokenizer(run.file("tokenizer"))
-    model = awd_lstm.build_classifier(cfg, tok.get_vocab_size(), len(run.manifest["classes"]))
+    model = backbone(cfg.backbone).build_classifier(cfg, tok.get_vocab_size(), len(run.manifest["classes"]))
     A.load_weights(model, run.file("weights"))
     model.eval()
     return run, cfg, tok, model
@@ -377,7 +378,3 @@ def evaluate(path: Path, src: Source, text_col: str | None, label_col: str | Non
     cix = {c: i for i, c in enumerate(classes)}
     y = np.array([cix[v] for v in labels])
     return classification_report(y, probs.argmax(1), classes)
-
-
-def resolve_for(stage: str, preset: str, flags: dict, parent: A.Run | None) -> RunConfig:
-    return resolve(stage, preset, flags, None if parent is None else parent.config)

@@ -18,6 +18,14 @@ def sources(paths: list[Path] | None, dataset: str | None, split: str, what: str
     return [Source(path=str(p)) for p in paths]
 
 
+def check_backbone(run, backbone: str | None) -> None:
+    """`--backbone` on predict/evaluate is a check: the run folder decides, a different request is an error."""
+    from ..errors import ConfigError
+
+    if backbone is not None and backbone != run.manifest.get("backbone"):
+        raise ConfigError(f"`--backbone` is {backbone!r} but {run.path} holds a {run.manifest.get('backbone')} model")
+
+
 def show_schedule(stage: str, cfg) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import Dataset, Json, Split
+from .options import Backbone, Dataset, Json, Split
 
 
 def evaluate(
@@ -16,12 +16,15 @@ def evaluate(
     dataset: Dataset = None,
     split: Split = "test",
     json: Json = False,
+    backbone: Backbone = None,
 ):
     """Accuracy, macro-F1 and a per-class table on labelled data (stdout; JSON with --json)."""
+    from ..artifacts import open_run
     from ..report import emit_json
     from ..stages import evaluate as core
-    from .common import sources
+    from .common import check_backbone, sources
 
+    check_backbone(open_run(run, ("finetune-clf",), "evaluate"), backbone)
     (src,) = sources([test] if test else None, dataset, split, "test data")
     result = core(run, src, text_col, label_col)
     if json:

@@ -91,9 +91,10 @@ def finetune_clf(
     print_schedule: PrintSchedule = False,
 ):
     """Train a classifier on top of a fine-tuned LM (gradual unfreezing, discriminative rates, STLR)."""
-    flags = {k: v for k, v in locals().items() if k not in _NOT_FLAGS}
+    from ..config import flags, resolve
+
+    given = flags(locals())  # the settings among the parameters; None = not given
     from ..artifacts import LM_STAGES, open_run
-    from ..config import resolve
     from ..data import Source
     from ..errors import ConfigError
     from ..report import Reporter
@@ -101,7 +102,7 @@ def finetune_clf(
     from .common import finish, show_schedule, sources
 
     run = open_run(parent, LM_STAGES, "finetune-clf")
-    cfg = resolve("finetune-clf", preset, flags, run.config)
+    cfg = resolve("finetune-clf", preset, given, run.config)
     if init not in ("pretrained", "random"):
         raise ConfigError(f"`--init` must be pretrained or random, got {init!r}")
     if print_schedule:
@@ -123,23 +124,3 @@ def finetune_clf(
         reporter=reporter,
     )
     finish(summary, json, reporter)
-
-
-_NOT_FLAGS = {
-    "parent",
-    "train",
-    "out",
-    "valid",
-    "preset",
-    "text_col",
-    "label_col",
-    "dataset",
-    "split",
-    "init",
-    "overwrite",
-    "resume",
-    "checkpoint_every",
-    "json",
-    "quiet",
-    "print_schedule",
-}

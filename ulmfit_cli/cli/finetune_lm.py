@@ -82,7 +82,9 @@ def finetune_lm(
     print_schedule: PrintSchedule = False,
 ):
     """Fine-tune a pretrained language model on target-domain text (discriminative rates, STLR)."""
-    flags = {k: v for k, v in locals().items() if k not in _NOT_FLAGS}
+    from ..config import flags
+
+    given = flags(locals())  # first, before other names join the locals
     from ..artifacts import LM_STAGES, open_run
     from ..config import resolve
     from ..data import Source
@@ -91,7 +93,7 @@ def finetune_lm(
     from .common import finish, show_schedule, sources
 
     run = open_run(parent, LM_STAGES, "finetune-lm")
-    cfg = resolve("finetune-lm", preset, flags, run.config)
+    cfg = resolve("finetune-lm", preset, given, run.config)
     if print_schedule:
         return show_schedule("finetune-lm", cfg)
     srcs = sources(texts, dataset, split, "texts")
@@ -110,21 +112,3 @@ def finetune_lm(
         reporter=reporter,
     )
     finish(summary, json, reporter)
-
-
-_NOT_FLAGS = {
-    "parent",
-    "texts",
-    "out",
-    "valid",
-    "preset",
-    "text_col",
-    "dataset",
-    "split",
-    "overwrite",
-    "resume",
-    "checkpoint_every",
-    "json",
-    "quiet",
-    "print_schedule",
-}

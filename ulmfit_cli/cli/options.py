@@ -52,7 +52,7 @@ Beta1 = Annotated[float | None, typer.Option(help="Adam beta1.", rich_help_panel
 Beta2 = Annotated[float | None, typer.Option(help="Adam beta2.", rich_help_panel=TRAIN)]
 Seed = Annotated[int | None, typer.Option(help="Random seed (CPU runs repeat exactly).", rich_help_panel=TRAIN)]
 
-Backbone = Annotated[str | None, typer.Option(help="awd-lstm.", rich_help_panel=MODEL)]
+Backbone = Annotated[str | None, typer.Option(help="awd-lstm (default) | transformer.", rich_help_panel=MODEL)]
 Tokenizer = Annotated[str | None, typer.Option(help="bpe (repeatable) | unigram.", rich_help_panel=MODEL)]
 VocabSize = Annotated[int | None, typer.Option(help="Subword vocabulary size.", rich_help_panel=MODEL)]
 EmbSz = Annotated[int | None, typer.Option(help="Embedding size.", rich_help_panel=MODEL)]
@@ -60,27 +60,9 @@ NHid = Annotated[int | None, typer.Option(help="LSTM hidden size.", rich_help_pa
 NLayers = Annotated[int | None, typer.Option(help="LSTM layers.", rich_help_panel=MODEL)]
 TokSample = Annotated[int | None, typer.Option(help="Corpus lines the tokenizer is trained on.", rich_help_panel=MODEL)]
 
-TRAIN_FLAGS = (
-    "epochs",
-    "lr",
-    "bs",
-    "bptt",
-    "drop_mult",
-    "wd",
-    "lr_factor",
-    "cut_frac",
-    "ratio",
-    "clip",
-    "alpha",
-    "beta",
-    "beta1",
-    "beta2",
-    "seed",
-    "valid_pct",
-    "max_tokens",
-    "backbone",
-)
-
-
-def pick(values: dict, names) -> dict:
-    return {k: values[k] for k in names if k in values}
+NHeads = Annotated[int | None, typer.Option(help="Transformer: attention heads.", rich_help_panel=MODEL)]
+Norm = Annotated[str | None, typer.Option(help="Transformer: layernorm | rmsnorm.", rich_help_panel=MODEL)]
+NormPosition = Annotated[
+    str | None, typer.Option(help="Transformer: pre (Pre-LN) | post (Post-LN).", rich_help_panel=MODEL)
+]
+Attention = Annotated[str | None, typer.Option(help="Transformer: softmax | linear.", rich_help_panel=MODEL)]

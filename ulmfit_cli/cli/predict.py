@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import Dataset, Split
+from .options import Backbone, Dataset, Split
 
 
 def predict(
@@ -16,18 +16,20 @@ def predict(
     text_col: Annotated[str | None, typer.Option(help="Text column (default: the one used in training).")] = None,
     dataset: Dataset = None,
     split: Split = "train",
+    backbone: Backbone = None,
 ):
     """Classify texts: one JSON object per input (label, probabilities) on stdout, in input order."""
     import json
     import sys
 
     from ..artifacts import open_run
-    from ..data import Source, read_texts
+    from ..data import read_texts
     from ..errors import InputError
     from ..stages import predict_probs
-    from .common import sources
+    from .common import check_backbone, sources
 
     model = open_run(run, ("finetune-clf",), "predict")  # checked before reading any input
+    check_backbone(model, backbone)
     if input == "-":
         texts = [line.rstrip("\n") for line in sys.stdin]
         if not any(t.strip() for t in texts):
@@ -35,7 +37,7 @@ def predict(
     else:
         (src,) = sources([Path(input)] if input else None, dataset, split, "input")
         col = text_col or model.manifest.get("columns", {}).get("text", "text")
-        texts = read_texts(src if isinstance(src, Source) else src, col).texts
+        texts = read_texts(src, col).texts
     classes, probs = predict_probs(run, texts)
     out = sys.stdout
     for p in probs:

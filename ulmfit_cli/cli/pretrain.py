@@ -7,6 +7,7 @@ import typer
 
 from .options import (
     Alpha,
+    Attention,
     Backbone,
     Beta,
     Beta1,
@@ -24,8 +25,11 @@ from .options import (
     Lr,
     LrFactor,
     MaxTokens,
+    NHeads,
     NHid,
     NLayers,
+    Norm,
+    NormPosition,
     Out,
     Overwrite,
     Preset,
@@ -66,6 +70,10 @@ def pretrain(
     emb_sz: EmbSz = None,
     n_hid: NHid = None,
     n_layers: NLayers = None,
+    n_heads: NHeads = None,
+    norm: Norm = None,
+    norm_position: NormPosition = None,
+    attention: Attention = None,
     epochs: Epochs = None,
     lr: Lr = None,
     bs: Bs = None,
@@ -91,14 +99,15 @@ def pretrain(
     print_schedule: PrintSchedule = False,
 ):
     """Train a general-domain language model (and its subword tokenizer) on a corpus."""
-    flags = {k: v for k, v in locals().items() if k not in _NOT_FLAGS}
-    from ..config import resolve
+    from ..config import flags, resolve
+
+    given = flags(locals())  # the settings among the parameters; None = not given
     from ..data import Source
     from ..report import Reporter
     from ..stages import train_lm_stage
     from .common import finish, show_schedule, sources
 
-    cfg = resolve("pretrain", preset, flags)
+    cfg = resolve("pretrain", preset, given)
     if print_schedule:
         return show_schedule("pretrain", cfg)
     srcs = sources(corpus, dataset, split, "corpus")
@@ -116,20 +125,3 @@ def pretrain(
         reporter=reporter,
     )
     finish(summary, json, reporter)
-
-
-_NOT_FLAGS = {
-    "corpus",
-    "out",
-    "valid",
-    "preset",
-    "text_col",
-    "dataset",
-    "split",
-    "overwrite",
-    "resume",
-    "checkpoint_every",
-    "json",
-    "quiet",
-    "print_schedule",
-}

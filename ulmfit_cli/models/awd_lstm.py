@@ -77,3 +77,10 @@ def encoder_of_lm(lm):
 
 def encoder_of_classifier(clf):
     return clf[0].module
+
+
+def pad_batch(docs, pad_id: int, bptt: int):
+    """fastai's chunked padding, padding first (see data.pad_chunks); rows sorted longest first."""
+    from ..data import pad_chunks
+
+    return pad_chunks(docs, pad_id, bptt)

@@ -1,0 +1,132 @@
+"""The transformer backbone on tiny models: shapes, causality, normalisation choices, padding, layer groups."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from conftest import SAMPLE
+from ulmfit_cli.config import resolve
+from ulmfit_cli.models import transformer as T
+from ulmfit_cli.schedule import unfreeze_plan
+from ulmfit_cli.stages import print_plan
+
+V = 300
+
+
+def cfg(**kw):
+    return resolve("pretrain", "tiny", {"backbone": "transformer", **kw})
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+
+
+def test_shapes_and_tied_embeddings():
+    lm = T.build_lm(cfg(), V)
+    logits, h, _ = lm(torch.randint(0, V, (3, 17)))
+    assert logits.shape == (3, 17, V) and h.shape == (3, 17, 32)
+    assert lm.head.weight is lm.body.tok_emb.weight
+    clf = T.build_classifier(cfg(), V, 5).eval()
+    assert clf(torch.randint(2, V, (4, 50)))[0].shape == (4, 5)  # longer than the context (bptt 32): chunked
+
+
+@pytest.mark.parametrize("attention", ["softmax", "linear"])
+def test_changing_a_future_token_never_changes_earlier_outputs(attention):
+    lm = T.build_lm(cfg(attention=attention), V).eval()
+    x = torch.randint(0, V, (2, 20))
+    y = x.clone()
+    y[:, 12] = (y[:, 12] + 7) % V
+    a, b = lm(x)[0], lm(y)[0]
+    assert torch.allclose(a[:, :12], b[:, :12], atol=1e-5)
+    assert not torch.allclose(a[:, 12:], b[:, 12:], atol=1e-5)
+
+
+def test_linear_attention_matches_its_quadratic_definition():
+    q, k, v = torch.randn(3, 2, 2, 9, 4).unbind(0)
+    phi_q, phi_k = torch.nn.functional.elu(q) + 1, torch.nn.functional.elu(k) + 1
+    w = (phi_q @ phi_k.transpose(-1, -2)).tril()  # (B, H, T, T), causal
+    expected = (w @ v) / w.sum(-1, keepdim=True)
+    assert torch.allclose(T.linear_attention(q, k, v), expected, atol=1e-5)
+
+
+def test_norm_choices_change_the_structure():
+    pre, post = T.build_lm(cfg(norm_position="pre"), V), T.build_lm(cfg(norm_position="post"), V)
+    rms = T.build_lm(cfg(norm="rmsnorm"), V)
+    assert isinstance(pre.body.norm_f, nn.LayerNorm) and isinstance(post.body.norm_f, nn.Identity)
+    assert pre.body.blocks[0].pre and not post.body.blocks[0].pre
+    assert isinstance(rms.body.blocks[0].norm1, nn.RMSNorm)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"norm_position": "post"}, {"norm": "rmsnorm"}, {"attention": "linear"}],
+    ids=["pre-layernorm", "post-layernorm", "pre-rmsnorm", "linear-attention"],
+)
+def test_every_variant_learns_real_text(kw):
+    from ulmfit_cli.tokenizer import encode_stream, train_tokenizer
+
+    lines = [line for line in (SAMPLE / "books.txt").read_text().splitlines() if line.strip()][:300]
+    tok = train_tokenizer(lines, "bpe", V, len(lines))
+    ids = torch.from_numpy(encode_stream(tok, lines).astype(np.int64))[: 16 * 33].view(16, 33)
+    lm = T.build_lm(cfg(**kw), V)
+    opt = torch.optim.AdamW(lm.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss = nn.functional.cross_entropy(lm(ids[:, :-1])[0].reshape(-1, V), ids[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_padding_does_not_change_the_pooled_features():
+    clf = T.build_classifier(cfg(), V, 3).eval()
+    docs = [np.arange(2, 42), np.arange(5, 15)]  # 40 tokens (two chunks) and 10
+    batch = torch.from_numpy(T.pad_batch(docs, T.PAD_ID, 32))
+    alone = [clf.features(torch.from_numpy(d[None].astype(np.int64))) for d in docs]
+    together = clf.features(batch)
+    assert torch.allclose(together[0], alone[0][0], atol=1e-5)
+    assert torch.allclose(together[1], alone[1][0], atol=1e-5)
+
+
+@pytest.mark.parametrize("n_layers,expected", [(2, 4), (4, 6), (12, 6)])
+def test_layer_groups_match_the_printed_schedule(n_layers, expected):
+    c = resolve("finetune-clf", "tiny", {"backbone": "transformer", "n_layers": n_layers, "epochs": 8})
+    model = T.build_classifier(c, V, 3)
+    names, groups = T.classifier_groups(model)
+    assert len(groups) == expected  # embed, at most 4 block groups, head
+    in_groups = [id(p) for g in groups for p in g]
+    assert sorted(in_groups) == sorted(id(p) for p in model.parameters())  # each parameter in exactly one group
+    rows = print_plan("finetune-clf", c)
+    plan = unfreeze_plan(len(groups), c.epochs, c.lr, c.lr_factor, True)
+    for row, p in zip(rows, plan):
+        assert [row[n] for n in names] == list(p.peak_lrs)
+    assert rows[-1][names[0]] == pytest.approx(c.lr / c.lr_factor ** (expected - 1))
+
+
+def test_the_whole_pipeline_through_the_cli(cli, tmp_path):
+    import json
+
+    lm, ft, clf = tmp_path / "lm", tmp_path / "ft", tmp_path / "clf"
+    steps = [
+        ("pretrain", SAMPLE / "books.txt", "--backbone", "transformer", "--norm", "rmsnorm", "--out", lm),
+        ("finetune-lm", lm, SAMPLE / "trec_train.csv", "--out", ft),
+        ("finetune-clf", ft, SAMPLE / "trec_train.csv", "--out", clf),
+    ]
+    for step in steps:
+        r = cli(*step, "--preset", "tiny", "--quiet")
+        assert r.returncode == 0, r.stderr
+    m = json.loads((clf / "manifest.json").read_text())
+    assert m["backbone"] == "transformer" and m["config"]["norm"] == "rmsnorm"
+    r = cli("evaluate", clf, SAMPLE / "trec_test.csv", "--json", "--backbone", "transformer")
+    assert r.returncode == 0 and json.loads(r.stdout)["n"] == 500
+    r = cli("predict", clf, "-", stdin="Who wrote Hamlet ?\n")
+    assert r.returncode == 0 and json.loads(r.stdout)["label"]
+    r = cli("finetune-clf", ft, SAMPLE / "trec_train.csv", "--out", tmp_path / "x", "--backbone", "awd-lstm")
+    assert r.returncode == 2 and "--backbone" in r.stderr and "transformer" in r.stderr
+    r = cli("predict", clf, "-", "--backbone", "awd-lstm", stdin="hi\n")
+    assert r.returncode == 2 and "holds a transformer model" in r.stderr

@@ -33,7 +33,7 @@ echo "|---|---|---|"
 row "missing corpus file" $U pretrain "$T/nope.txt" --out "$T/x" --preset tiny
 row "empty corpus (blank lines only)" $U pretrain "$T/empty.txt" --out "$T/x" --preset tiny
 row "binary file" $U pretrain "$T/binary.txt" --out "$T/x" --preset tiny
-row "Latin-1 bytes (not UTF-8): replaced, counted, run goes on" $U pretrain "$T/latin1.txt" --out "$T/x" --preset tiny --epochs 0
+row "Latin-1 bytes (not UTF-8): replaced, counted, run goes on" $U pretrain "$T/latin1.txt" --out "$T/x1" --preset tiny --epochs 0
 row "a 3-million-character document: handled" $U pretrain "$T/huge.txt" --out "$T/x2" --preset tiny --epochs 0
 row "unknown text column" $U finetune-clf "$T/ft" $S/trec_train.csv --out "$T/x" --text-col question
 row "unknown label column" $U finetune-clf "$T/ft" $S/trec_train.csv --out "$T/x" --label-col y

@@ -127,7 +127,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "pretrain": dict(vocab_size=800, emb_sz=32, n_hid=64, n_layers=2, epochs=1, bs=16, bptt=32, lr=1e-2,
                          lr_factor=1.0, tokenizer_sample_lines=20_000),
         "finetune-lm": dict(epochs=1, bs=16, bptt=32, lr=4e-3),
-        "finetune-clf": dict(epochs=4, bs=32, bptt=32, lr=2e-2, drop_mult=0.5, max_len=32 * 4),
+        "finetune-clf": dict(epochs=16, bs=32, bptt=32, lr=2e-2, drop_mult=0.5, max_len=32 * 4),
     },
     "small": {
         "pretrain": dict(vocab_size=8000, emb_sz=200, n_hid=512, n_layers=3, epochs=1, bs=64, bptt=70, lr=1e-2,

@@ -7,7 +7,6 @@ Problems are found here, before any training step, and raised as InputError with
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,11 +106,9 @@ def _load(source: Source):
 
 
 def file_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
+    from .tokenizer import file_sha256
+
+    return "sha256:" + file_sha256(path)
 
 
 def read_texts(source: Source, text_col: str = "text") -> Table:

@@ -340,29 +340,28 @@ def _predict_logits(model, docs: list[np.ndarray], cfg: RunConfig) -> np.ndarray
     return out
 
 
-def load_classifier(path: Path):
-    run = A.open_run(path, ("finetune-clf",), "this command")
+def load_classifier(run: A.Run):
+    """The classifier of a run folder the caller has opened (and so checked) with `artifacts.open_run`."""
     cfg = from_dict(run.config)
     _setup(cfg.seed)
     tok = load_tokenizer(run.file("tokenizer"))
     model = backbone(cfg.backbone).build_classifier(cfg, tok.get_vocab_size(), len(run.manifest["classes"]))
     A.load_weights(model, run.file("weights"))
     model.eval()
-    return run, cfg, tok, model
+    return cfg, tok, model
 
 
-def predict_probs(path: Path, texts: list[str]) -> tuple[list[str], np.ndarray]:
+def predict_probs(run: A.Run, texts: list[str]) -> tuple[list[str], np.ndarray]:
     import torch
 
-    run, cfg, tok, model = load_classifier(path)
+    cfg, tok, model = load_classifier(run)
     logits = _predict_logits(model, _docs(tok, texts, cfg.max_len), cfg)
     return run.manifest["classes"], torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
 
-def evaluate(path: Path, src: Source, text_col: str | None, label_col: str | None) -> dict:
+def evaluate(run: A.Run, src: Source, text_col: str | None, label_col: str | None) -> dict:
     from .metrics import classification_report
 
-    run = A.open_run(path, ("finetune-clf",), "evaluate")
     cols = run.manifest.get("columns", {})
     text_col, label_col = text_col or cols.get("text", "text"), label_col or cols.get("label", "label")
     table = read_table(src, text_col, label_col)
@@ -374,7 +373,7 @@ def evaluate(path: Path, src: Source, text_col: str | None, label_col: str | Non
             f"{src}: label(s) {', '.join(map(repr, unseen[:5]))} never seen in training; the "
             f"classifier knows {', '.join(classes)}"
         )
-    _, probs = predict_probs(path, table.texts)
+    _, probs = predict_probs(run, table.texts)
     cix = {c: i for i, c in enumerate(classes)}
     y = np.array([cix[v] for v in labels])
     return classification_report(y, probs.argmax(1), classes)

@@ -24,9 +24,10 @@ def evaluate(
     from ..stages import evaluate as core
     from .common import check_backbone, sources
 
-    check_backbone(open_run(run, ("finetune-clf",), "evaluate"), backbone)
+    model = open_run(run, ("finetune-clf",), "evaluate")
+    check_backbone(model, backbone)
     (src,) = sources([test] if test else None, dataset, split, "test data")
-    result = core(run, src, text_col, label_col)
+    result = core(model, src, text_col, label_col)
     if json:
         return emit_json(result)
     from rich.console import Console

@@ -38,7 +38,7 @@ def predict(
         (src,) = sources([Path(input)] if input else None, dataset, split, "input")
         col = text_col or model.manifest.get("columns", {}).get("text", "text")
         texts = read_texts(src, col).texts
-    classes, probs = predict_probs(run, texts)
+    classes, probs = predict_probs(model, texts)
     out = sys.stdout
     for p in probs:
         out.write(

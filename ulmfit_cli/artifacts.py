@@ -20,7 +20,7 @@ from .errors import RunFolderError
 FORMAT = "ulmfit-run/1"
 MANIFEST, CONFIG, TOKENIZER, WEIGHTS = "manifest.json", "config.json", "tokenizer.json", "model.safetensors"
 LM_STAGES = ("pretrain", "finetune-lm")
-RESUME_MAY_CHANGE = {"lr", "clip", "wd"}  # what a resumed run may change, e.g. after a NaN loss
+RESUME_MAY_CHANGE = {"lr", "clip", "wd", "device"}  # what a resumed run may change, e.g. after a NaN loss
 
 
 def check_out(out: Path, overwrite: bool) -> None:
@@ -40,6 +40,8 @@ class RunWriter:
     (for `--resume`) and is removed when nothing worth keeping was written. A lock stops two processes from
     writing the same run.
     """
+
+    main = True
 
     def __init__(self, out: Path, overwrite: bool, resume: bool = False):
         check_out(out, overwrite)
@@ -108,6 +110,32 @@ class RunWriter:
         if find(self.tmp) is not None:
             return True
         shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+
+class Follower:
+    """What a data-parallel process other than rank 0 holds instead of a RunWriter: it writes nothing, and reads
+    what rank 0 writes (the tokenizer, checkpoints to resume from) in rank 0's partial folder."""
+
+    main = False
+
+    def __init__(self, out: Path, resume: bool = False):
+        self.out, self.resume = out, resume
+        self.tmp = out.parent / f".{out.name}.partial"
+
+    def path(self, name: str) -> Path:
+        return self.tmp / name
+
+    def write_json(self, name: str, obj) -> None:
+        pass
+
+    def start(self, config: dict, fingerprints: list[str]) -> None:
+        pass
+
+    def commit(self) -> Path:
+        return self.out
+
+    def abort(self) -> bool:
         return False
 
 

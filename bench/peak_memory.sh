@@ -3,7 +3,7 @@
 # cold token cache, so tokenization and training are both inside the measurement. The corpus folder has one
 # 10M-word file (gutenberg/train_000.txt); the 50M-word corpus is that file five times over (same text, five
 # times the bytes, lines and tokens: what matters for memory). Training is capped at --max-steps so both runs do
-# the same work on the model; the whole corpus is still read, tokenized and cached.
+# the same work on the model; the whole corpus is still read, tokenized and cached. 1% of the tokens validate.
 #   bench/peak_memory.sh OUT            (env: ULMFIT, DATA, STEPS, PRESET)
 set -euo pipefail
 OUT=${1:?usage: bench/peak_memory.sh OUT}
@@ -17,7 +17,7 @@ for i in 1 2 3 4 5; do cat "$DATA/gutenberg/train_000.txt"; done > "$OUT/w50m.tx
 for n in 10m 50m; do
   rm -rf "$OUT/cache-$n"
   /usr/bin/time -v $U pretrain "$OUT/w$n.txt" --preset "$PRESET" --max-tokens 0 --max-steps "$STEPS" \
-    --cache-dir "$OUT/cache-$n" --out "$OUT/lm-$n" --overwrite --json > "$OUT/lm-$n.json" 2> "$OUT/lm-$n.log"
+    --valid-pct "${VALID_PCT:-0.01}" --cache-dir "$OUT/cache-$n" --out "$OUT/lm-$n" --overwrite --json > "$OUT/lm-$n.json" 2> "$OUT/lm-$n.log"
   rss=$(grep "Maximum resident" "$OUT/lm-$n.log" | awk '{print $NF}')
   wall=$(grep "Elapsed (wall" "$OUT/lm-$n.log" | awk '{print $NF}')
   words=$(wc -w < "$OUT/w$n.txt")

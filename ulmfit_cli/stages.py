@@ -415,4 +415,4 @@ def evaluate(run: A.Run, src: Source, text_col: str | None, label_col: str | Non
     _, probs = predict_probs(run, table.texts)
     cix = {c: i for i, c in enumerate(classes)}
     y = np.array([cix[v] for v in labels])
-    return classification_report(y, probs.argmax(1), classes)
+    return {**classification_report(y, probs.argmax(1), classes), "plots": {}}

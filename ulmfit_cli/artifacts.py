@@ -229,6 +229,61 @@ def open_run(path: Path, stages: tuple[str, ...], what: str) -> Run:
     return run
 
 
+def describe(run: Run) -> dict:
+    """What `ulmfit info` shows of a run folder opened with `open_run`: its manifest, organised for reading,
+    with the chain of parent runs as they stand on disk now."""
+    m, cfg = run.manifest, run.config
+    sizes = {k: cfg.get(k) for k in ("emb_sz", "n_hid", "n_layers")}
+    if m.get("backbone") == "transformer":
+        sizes.update({k: cfg.get(k) for k in ("n_heads", "norm", "norm_position", "attention")})
+    out = {
+        "path": str(run.path),
+        "stage": run.stage,
+        "created": m.get("created"),
+        "parents": parent_chain(m),
+        "backbone": m.get("backbone"),
+        "sizes": sizes,
+        "tokenizer": {"kind": cfg.get("tokenizer"), "vocab_size": m.get("vocab_size")},
+        "inputs": m.get("inputs", []),
+    }
+    out.update({k: m[k] for k in ("tokens", "classes", "init") if k in m})
+    out.update(
+        epochs=len(m.get("history", [])),
+        final=m.get("final", {}),
+        wall_s=m.get("wall_s"),
+        seed=m.get("seed"),
+        versions=m.get("versions", {}),
+        plots={k: str(run.path / name) for k, name in m.get("plots", {}).items()},
+    )
+    return out
+
+
+def parent_chain(manifest: dict) -> list[dict]:
+    """Each ancestor, nearest first, with its status now: ok (its weights are the ones this run started from),
+    changed (replaced or retrained since), incomplete, or missing; the walk stops where the chain breaks."""
+    from .tokenizer import file_sha256
+
+    chain, seen = [], set()
+    rec = manifest.get("parent")
+    while isinstance(rec, dict) and rec.get("path") not in seen:
+        seen.add(rec.get("path"))
+        path = Path(str(rec.get("path")))
+        entry = {"path": str(path), "stage": rec.get("stage"), "status": "missing"}
+        chain.append(entry)
+        try:
+            parent = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # gone, or no longer a run folder
+            break
+        try:
+            same = file_sha256(Run(path, parent).file("weights")) == rec.get("weights_sha256")
+        except (RunFolderError, AttributeError):
+            entry["status"] = "incomplete"
+            break
+        entry["status"] = "ok" if same and parent.get("stage") == rec.get("stage") else "changed"
+        rec = parent.get("parent")
+    return chain
+
+
 def versions() -> dict:
     import importlib.metadata as md
     import platform

@@ -63,11 +63,16 @@ def _manifest(
     }
 
 
-def print_plan(stage: str, cfg: RunConfig) -> list[dict]:
-    """The per-epoch plan (which groups train, each group's peak rate), without building anything."""
+def _plan(stage: str, cfg: RunConfig):
+    """The layer groups' names and the per-epoch plan of a stage, known before any model is built."""
     kind = "classifier" if stage == "finetune-clf" else "lm"
     names = backbone(cfg.backbone).group_names(kind, cfg.n_layers)
-    plan = unfreeze_plan(len(names), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing and kind != "lm")
+    return names, unfreeze_plan(len(names), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing and kind != "lm")
+
+
+def print_plan(stage: str, cfg: RunConfig) -> list[dict]:
+    """The per-epoch plan (which groups train, each group's peak rate), without building anything."""
+    names, plan = _plan(stage, cfg)
     return [
         {
             "epoch": p.epoch + 1,
@@ -117,6 +122,13 @@ def _lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
     return train, LMStream(valid_ids, vbs, cfg.bptt, cfg.backwards)
 
 
+def _lm_steps(cfg: RunConfig, steps_per_epoch: int) -> int:
+    """Steps per epoch of an LM stage: the whole stream, or --max-steps spread over the epochs."""
+    if cfg.max_steps and cfg.epochs:
+        return min(steps_per_epoch, -(-cfg.max_steps // cfg.epochs))
+    return steps_per_epoch
+
+
 def _train_lm(model, cfg: RunConfig, train: LMStream, valid: LMStream, reporter, **ckpt) -> list:
     from .train import fit, lm_evaluate, lm_loss
 
@@ -124,15 +136,12 @@ def _train_lm(model, cfg: RunConfig, train: LMStream, valid: LMStream, reporter,
     plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, gradual=False)
     rng = np.random.default_rng(cfg.seed)
     offsets = [int(rng.integers(cfg.bptt)) for _ in plan]
-    steps = len(train)
-    if cfg.max_steps and plan:
-        steps = min(steps, -(-cfg.max_steps // len(plan)))
     return fit(
         model,
         groups,
         names,
         plan,
-        steps,
+        _lm_steps(cfg, len(train)),
         lambda e: train.batches(offsets[e]),
         lm_loss(model, cfg),
         lambda: lm_evaluate(model, valid),
@@ -204,6 +213,7 @@ def train_lm_stage(
         if not writer.main:
             return {}
         A.save_weights(model, writer.path(A.WEIGHTS))
+        pictures = _plots(writer, stage, cfg, history, _lm_steps(cfg, len(train)), reporter)
         inputs = [{"source": str(c.source), "fingerprint": c.fingerprint, "text_col": c.text_col} for c in corpora]
         manifest = _manifest(
             stage,
@@ -212,7 +222,7 @@ def train_lm_stage(
             inputs,
             parent,
             history,
-            {"vocab_size": tok.get_vocab_size(), "tokens": {"train": n_train, "valid": n_valid}},
+            {"vocab_size": tok.get_vocab_size(), "tokens": {"train": n_train, "valid": n_valid}, "plots": pictures},
             started,
         )
         writer.write_json(A.MANIFEST, manifest)
@@ -245,7 +255,38 @@ def _summary(out: Path, manifest: dict) -> dict:
         "final": manifest["final"],
         "wall_s": manifest["wall_s"],
         "epochs": len(manifest["history"]),
+        "plots": {k: str(out / name) for k, name in manifest["plots"].items()},
     }
+
+
+def _plots(writer: A.RunWriter, stage: str, cfg: RunConfig, history: list, steps_per_epoch: int, reporter) -> dict:
+    """Draw the run's pictures into its temporary folder, so they publish with it; returns {kind: file name}.
+
+    A picture is worth less than the model it describes: a failure (matplotlib missing, a full disk, a bug in
+    the drawing) is a warning shown even with --quiet, the model is still published, and the manifest lists
+    only the pictures that were written. Ctrl-C still interrupts (KeyboardInterrupt is not an Exception).
+    """
+    from . import plots
+
+    names, plan = _plan(stage, cfg)
+    title = f"{stage} ({cfg.backbone}): {writer.out.name}"
+    jobs = {}
+    if history:
+        jobs["history"] = (plots.HISTORY_PNG, lambda p: plots.history(history, p, title))
+    if plan and steps_per_epoch:
+        jobs["lr_schedule"] = (
+            plots.LR_PNG,
+            lambda p: plots.lr_schedule(plan, names, steps_per_epoch, cfg.cut_frac, cfg.ratio, p, title),
+        )
+    written = {}
+    for kind, (name, draw) in jobs.items():
+        try:
+            draw(writer.path(name))
+        except Exception as e:  # see the docstring: never lose a trained model to a picture
+            reporter.notice(f"warning: could not draw {name} ({type(e).__name__}: {e}); the run is saved without it")
+        else:
+            written[kind] = name
+    return written
 
 
 # ---- classifier ------------------------------------------------------------------------------------------
@@ -354,12 +395,14 @@ def finetune_clf(
         if not writer.main:
             return {}
         A.save_weights(model, writer.path(A.WEIGHTS))
+        pictures = _plots(writer, "finetune-clf", cfg, history, steps, reporter)
         inputs = [{"source": str(train_src), "fingerprint": table.fingerprint, "documents": len(table.texts)}]
         extra = {
             "vocab_size": tok.get_vocab_size(),
             "classes": classes,
             "init": init,
             "columns": {"text": text_col, "label": label_col},
+            "plots": pictures,
         }
         manifest = _manifest("finetune-clf", cfg, tok_path, inputs, parent, history, extra, started)
         writer.write_json(A.MANIFEST, manifest)
@@ -430,4 +473,4 @@ def evaluate(run: A.Run, src: Source, text_col: str | None, label_col: str | Non
     _, probs = predict_probs(run, table.texts)
     cix = {c: i for i, c in enumerate(classes)}
     y = np.array([cix[v] for v in labels])
-    return classification_report(y, probs.argmax(1), classes)
+    return {**classification_report(y, probs.argmax(1), classes), "plots": {}}

@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from conftest import SAMPLE
+from conftest import one_line_error as _one_line_error
 
 
 def test_pipeline_runs_and_the_run_folders_are_complete(pipeline):
@@ -153,15 +154,6 @@ def test_help_does_not_import_torch(cli):
 
 
 # ---- user-facing errors: exit code 2, one line on stderr, no traceback, nothing written -----------------------
-
-
-def _one_line_error(r, code, *fragments):
-    assert r.returncode == code, (r.returncode, r.stderr)
-    assert "Traceback" not in r.stderr
-    lines = [line for line in r.stderr.splitlines() if line.startswith("ulmfit: error:")]
-    assert len(lines) == 1, r.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 def test_missing_corpus(cli, tmp_path):

@@ -71,6 +71,10 @@ class RunConfig:
     max_tokens: int = 0  # 0 = use the whole corpus
     max_len: int = 20 * 72  # BPT3C: tokens of a document the classifier keeps (fastai SentenceEncoder)
     lin_ftrs: int = 50  # classifier head hidden size
+    # finetune-clf task: string labels split on label_delim (or a list column) -> multi-label; regression ->
+    # one numeric output (tasks.py)
+    label_delim: str | None = None
+    regression: bool = False
     seed: int = 42
     extra: dict = field(default_factory=dict)
 
@@ -114,6 +118,9 @@ class RunConfig:
         need(0 <= c.valid_pct < 1, "valid_pct", "in [0, 1)", c.valid_pct)
         need(c.max_tokens >= 0, "max_tokens", ">= 0", c.max_tokens)
         need(c.max_len >= c.bptt, "max_len", f">= --bptt ({c.bptt})", c.max_len)
+        need(c.label_delim is None or c.label_delim != "", "label_delim", "a non-empty string", c.label_delim)
+        if c.regression and c.label_delim is not None:
+            problems.append("`--regression` and `--label-delim` cannot be combined (numbers vs label lists)")
         if problems:
             raise ConfigError("; ".join(problems))
         return self

@@ -51,6 +51,16 @@ def finetune_clf(
     preset: Preset = "small",
     text_col: TextCol = "text",
     label_col: LabelCol = "label",
+    label_delim: Annotated[
+        str | None,
+        typer.Option(
+            help="Multi-label: split each label on this string (e.g. ' '); a list column is multi-label already.",
+            rich_help_panel="Data",
+        ),
+    ] = None,
+    regression: Annotated[
+        bool, typer.Option("--regression", help="Numeric labels: train a regressor (MSE).", rich_help_panel="Data")
+    ] = False,
     dataset: Dataset = None,
     split: Split = "train",
     backbone: Backbone = None,
@@ -90,7 +100,9 @@ def finetune_clf(
     quiet: Quiet = False,
     print_schedule: PrintSchedule = False,
 ):
-    """Train a classifier on top of a fine-tuned LM (gradual unfreezing, discriminative rates, STLR)."""
+    """Train a classifier on top of a fine-tuned LM (gradual unfreezing, discriminative rates, STLR): one label
+    per text, several (--label-delim or a list column: sigmoid outputs, thresholds tuned per label on the
+    validation data) or a number (--regression)."""
     from ..config import flags, resolve
 
     given = flags(locals())  # the settings among the parameters; None = not given

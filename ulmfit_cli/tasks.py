@@ -49,8 +49,8 @@ def parse(table, src, label_col: str, task: str, delim: str | None) -> list:
         if not math.isfinite(x):
             row = table.rows[i] + 1 if table.rows is not None else i + 1
             raise InputError(
-                f"{src}: --regression needs numeric labels, but row {row} of column {label_col!r} is {v!r}; "
-                "fix that row or drop --regression"
+                f"{src}: row {row} of column {label_col!r} is {v!r}, not a number; a regression run "
+                "(--regression) needs a number in every row"
             )
         values.append(x)
     return values

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from .options import (
+    DATA,
     Backbone,
     Beta1,
     Beta2,
@@ -55,11 +56,11 @@ def finetune_clf(
         str | None,
         typer.Option(
             help="Multi-label: split each label on this string (e.g. ' '); a list column is multi-label already.",
-            rich_help_panel="Data",
+            rich_help_panel=DATA,
         ),
     ] = None,
     regression: Annotated[
-        bool, typer.Option("--regression", help="Numeric labels: train a regressor (MSE).", rich_help_panel="Data")
+        bool, typer.Option("--regression", help="Numeric labels: train a regressor (MSE).", rich_help_panel=DATA)
     ] = False,
     dataset: Dataset = None,
     split: Split = "train",

@@ -25,6 +25,7 @@ def _env(tmp: Path) -> dict:
         HF_DATASETS_OFFLINE="1",
         HF_HUB_OFFLINE="1",
         HF_DATASETS_CACHE=str(tmp / "hf-cache"),
+        ULMFIT_CACHE=str(tmp / "ulmfit-cache"),  # never the user's ~/.cache/ulmfit
         TOKENIZERS_PARALLELISM="false",
         COLUMNS="200",
     )
@@ -73,3 +74,13 @@ def pipeline(tmp_path_factory, cli) -> dict[str, Path]:
         r = cli(*step, "--preset", "tiny", "--quiet")
         assert r.returncode == 0, f"{step[0]} failed: {r.stderr}"
     return runs
+
+
+def one_line_error(r, code, *fragments):
+    """`r` failed with exit `code` and exactly one `ulmfit: error:` line on stderr holding every fragment."""
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("ulmfit: error:")]
+    assert len(lines) == 1, r.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]

@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from conftest import SAMPLE
+from conftest import one_line_error as _one_line_error
 
 
 def test_pipeline_runs_and_the_run_folders_are_complete(pipeline):
@@ -155,15 +156,6 @@ def test_help_does_not_import_torch(cli):
 # ---- user-facing errors: exit code 2, one line on stderr, no traceback, nothing written -----------------------
 
 
-def _one_line_error(r, code, *fragments):
-    assert r.returncode == code, (r.returncode, r.stderr)
-    assert "Traceback" not in r.stderr
-    lines = [line for line in r.stderr.splitlines() if line.startswith("ulmfit: error:")]
-    assert len(lines) == 1, r.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
-
-
 def test_missing_corpus(cli, tmp_path):
     r = cli("pretrain", tmp_path / "nope.txt", "--out", tmp_path / "lm", "--preset", "tiny")
     _one_line_error(r, 2, "nope.txt", "no such file")
@@ -296,6 +288,8 @@ def test_non_utf8_is_replaced_counted_and_not_fatal(cli, tmp_path):
     r = cli("pretrain", tmp_path / "l1.txt", "--out", tmp_path / "lm", "--preset", "tiny", "--epochs", "0")
     assert r.returncode == 0, r.stderr
     assert "1200 undecodable byte(s) replaced" in r.stderr
+    again = cli("pretrain", tmp_path / "l1.txt", "--out", tmp_path / "lm2", "--preset", "tiny", "--epochs", "0")
+    assert "reusing" in again.stderr and "1200 undecodable byte(s) replaced" in again.stderr  # said every time
 
 
 def test_a_document_of_millions_of_characters_is_handled(cli, tmp_path):

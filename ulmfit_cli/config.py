@@ -74,6 +74,10 @@ class RunConfig:
     max_steps: int = 0  # LM stages: at most this many optimizer steps in all, spread over the epochs (0 = no cap)
     max_len: int = 20 * 72  # BPT3C: tokens of a document the classifier keeps (fastai SentenceEncoder)
     lin_ftrs: int = 50  # classifier head hidden size
+    # finetune-clf task: string labels split on label_delim (or a list column) -> multi-label; regression ->
+    # one numeric output (tasks.py)
+    label_delim: str | None = None
+    regression: bool = False
     seed: int = 42
     # hardware (not inherited by later stages)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -129,6 +133,9 @@ class RunConfig:
             c.device,
         )
         need(c.max_len >= c.bptt, "max_len", f">= --bptt ({c.bptt})", c.max_len)
+        need(c.label_delim is None or c.label_delim != "", "label_delim", "a non-empty string", c.label_delim)
+        if c.regression and c.label_delim is not None:
+            problems.append("`--regression` and `--label-delim` cannot be combined (numbers vs label lists)")
         if problems:
             raise ConfigError("; ".join(problems))
         return self

@@ -38,6 +38,7 @@ class Table:
     labels: list | None
     fingerprint: str
     replaced_chars: int = 0  # undecodable bytes replaced by U+FFFD
+    rows: list[int] | None = None  # 0-based row of each kept text in the input (blank texts are dropped)
 
 
 def _quiet_datasets():
@@ -145,7 +146,7 @@ def read_table(source: Source, text_col: str = "text", label_col: str | None = "
     replaced = sum(t.count(REPLACEMENT) for t in texts)
     if replaced and replaced >= sum(len(t) for t in texts) // 2:
         raise InputError(f"{source}: most of it is not UTF-8 text ({replaced} undecodable bytes); convert it to UTF-8")
-    return Table(texts, labels, fingerprint, replaced)
+    return Table(texts, labels, fingerprint, replaced, keep)
 
 
 # ---- corpora, streamed ----------------------------------------------------------------------------------

@@ -9,14 +9,17 @@ from __future__ import annotations
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import artifacts as A
+from . import tasks
 from .config import RunConfig, from_dict
 from .data import LMStream, Source, classifier_batches, open_corpus, read_table, split_valid
 from .errors import InputError
+from .metrics import micro_f1, tune_thresholds
 from .models import backbone
 from .schedule import unfreeze_plan
 from .tokenizer import PAD_ID, encode_docs, file_sha256, load_tokenizer, train_tokenizer
@@ -302,18 +305,15 @@ def _docs(tok, texts: list[str], cfg: RunConfig) -> list[np.ndarray]:
 
 
 def _clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col: str, label_col: str):
-    """Training and validation texts and labels, and the classes; every label problem found up front."""
+    """Training and validation texts and labels, the task and the classes; every label problem found up front."""
     table = read_table(train_src, text_col, label_col)
-    labels = [str(v) for v in table.labels]
-    classes = sorted(set(labels))
-    if len(classes) < 2:
-        raise InputError(
-            f"{train_src}: column {label_col!r} has a single class ({classes[0]!r}); a classifier needs at least two"
-        )
+    task = tasks.detect(table.labels, cfg)
+    labels = tasks.parse(table, train_src, label_col, task, cfg.label_delim)
+    classes = tasks.classes_of(task, labels, train_src, label_col)
     if valid is not None:
         vtable = read_table(valid, text_col, label_col)
-        vtexts, vlabels = vtable.texts, [str(v) for v in vtable.labels]
-        unseen = sorted(set(vlabels) - set(classes))
+        vtexts, vlabels = vtable.texts, tasks.parse(vtable, valid, label_col, task, cfg.label_delim)
+        unseen = tasks.unseen(task, vlabels, classes)
         if unseen:
             raise InputError(
                 f"{valid}: label(s) {', '.join(map(repr, unseen[:5]))} never seen in training "
@@ -324,7 +324,7 @@ def _clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_co
         tr, va = split_valid(len(labels), cfg.valid_pct, cfg.seed)
         vtexts, vlabels = [table.texts[i] for i in va], [labels[i] for i in va]
         texts, labels = [table.texts[i] for i in tr], [labels[i] for i in tr]
-    return table, classes, (texts, labels), (vtexts, vlabels)
+    return table, task, classes, (texts, labels), (vtexts, vlabels)
 
 
 def finetune_clf(
@@ -342,26 +342,24 @@ def finetune_clf(
     checkpoint_every: int = 0,
     reporter,
 ) -> dict:
-    import torch
-    import torch.nn.functional as F
-
     from . import dist
     from .train import fit
 
     started = time.time()
     with _writing(out, overwrite, resume, reporter) as writer:
-        table, classes, (texts, labels), (vtexts, vlabels) = _clf_tables(cfg, train_src, valid, text_col, label_col)
+        tables = _clf_tables(cfg, train_src, valid, text_col, label_col)
+        table, task, classes, (texts, labels), (vtexts, vlabels) = tables
         _setup(cfg.seed)
         writer.start(cfg.to_dict(), [table.fingerprint, init, *([str(valid)] if valid else [])])
         tok_path = writer.path(A.TOKENIZER)
-        shutil.copyfile(parent.file("tokenizer"), tok_path)
-        tok = load_tokenizer(tok_path)
-        cix = {c: i for i, c in enumerate(classes)}
+        if writer.main:  # data-parallel: rank 0 writes, every rank reads the parent's
+            shutil.copyfile(parent.file("tokenizer"), tok_path)
+        tok = load_tokenizer(parent.file("tokenizer"))
         docs, vdocs = _docs(tok, texts, cfg), _docs(tok, vtexts, cfg)
-        y = np.array([cix[v] for v in labels], dtype=np.int64)
-        vy = np.array([cix[v] for v in vlabels], dtype=np.int64)
+        target = tasks.target_stats(labels) if task == tasks.REGRESSION else None
+        y, vy = (tasks.encode(task, ls, classes, target) for ls in (labels, vlabels))
         bb = backbone(cfg.backbone)
-        model = bb.build_classifier(cfg, tok.get_vocab_size(), len(classes))
+        model = bb.build_classifier(cfg, tok.get_vocab_size(), tasks.n_outputs(task, classes))
         if init == "pretrained":
             lm = bb.build_lm(cfg, tok.get_vocab_size())
             A.load_weights(lm, parent.file("weights"))
@@ -374,18 +372,16 @@ def finetune_clf(
         steps = -(-len(docs) // cfg.bs) // w.size  # data-parallel: each process takes every size-th batch
         reporter.info(
             f"finetune-clf: {len(docs)} training and {len(vdocs)} validation documents, "
-            f"{len(classes)} classes, {steps} steps per epoch"
+            f"{task}{f', {len(classes)} classes' if classes else ''}, {steps} steps per epoch"
         )
 
         def loss_fn(batch):
             _, x, yb = batch
-            loss = F.cross_entropy(model(x)[0], yb)
+            loss = tasks.loss(task, model(x)[0], yb)
             return loss, loss.item()
 
         def evaluate():
-            logits = _predict_logits(model, vdocs, cfg)
-            loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(vy)).item()
-            return {"valid_loss": loss, "accuracy": float((logits.argmax(1) == vy).mean())}
+            return tasks.valid_metrics(task, _predict_logits(model, vdocs, cfg), vy, target)
 
         def batches(e):
             return classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e], bb.pad_batch, w.rank, w.size)
@@ -399,7 +395,9 @@ def finetune_clf(
         inputs = [{"source": str(train_src), "fingerprint": table.fingerprint, "documents": len(table.texts)}]
         extra = {
             "vocab_size": tok.get_vocab_size(),
+            "task": task,
             "classes": classes,
+            **_task_extras(task, model, vdocs, vy, target, cfg, classes, reporter),
             "init": init,
             "columns": {"text": text_col, "label": label_col},
             "plots": pictures,
@@ -427,6 +425,25 @@ def _predict_logits(model, docs: list[np.ndarray], cfg: RunConfig) -> np.ndarray
     return out
 
 
+def _task_extras(task: str, model, vdocs, vy, target, cfg: RunConfig, classes, reporter) -> dict:
+    """What a run of `task` keeps beside its weights: the regression target's scale, or the multi-label
+    decision thresholds, tuned per label on the validation data once training is over."""
+    if task == tasks.REGRESSION:
+        return {"target": target}
+    if task != tasks.MULTI:
+        return {}
+    model.eval()
+    probs = tasks.outputs(task, _predict_logits(model, vdocs, cfg))
+    true = vy > 0.5
+    cuts = tune_thresholds(probs, true)
+    tuned = {"micro_f1_at_0.5": micro_f1(true, probs >= 0.5), "micro_f1": micro_f1(true, probs >= cuts)}
+    reporter.info(
+        f"thresholds tuned per label on {len(vdocs)} validation documents: micro-F1 "
+        f"{tuned['micro_f1_at_0.5']:.4f} at 0.5 -> {tuned['micro_f1']:.4f}"
+    )
+    return {"thresholds": {c: float(t) for c, t in zip(classes, cuts)}, "thresholds_valid": tuned}
+
+
 def load_classifier(run: A.Run, device: str = "auto"):
     """The classifier of a run folder the caller has opened (and so checked) with `artifacts.open_run`, on
     `device`; mixed precision only where the run trained with it and the device is a GPU."""
@@ -441,36 +458,56 @@ def load_classifier(run: A.Run, device: str = "auto"):
         cfg, device=str(where), precision=cfg.precision if where.type == "cuda" else "fp32", compile=False
     )
     tok = load_tokenizer(run.file("tokenizer"))
-    model = backbone(cfg.backbone).build_classifier(cfg, tok.get_vocab_size(), len(run.manifest["classes"]))
+    n_out = tasks.n_outputs(tasks.task_of(run.manifest), run.manifest["classes"])
+    model = backbone(cfg.backbone).build_classifier(cfg, tok.get_vocab_size(), n_out)
     A.load_weights(model, run.file("weights"))
     model.to(where)
     model.eval()
     return cfg, tok, model
 
 
-def predict_probs(run: A.Run, texts: list[str]) -> tuple[list[str], np.ndarray]:
-    import torch
-
+def predict_probs(run: A.Run, texts: list[str]) -> tuple[list[str] | None, np.ndarray]:
+    """The run's classes and its outputs for `texts`: probabilities (N, C) (softmax, or one sigmoid per label
+    for multi-label), or values (N,) in the labels' units for regression (classes None)."""
     cfg, tok, model = load_classifier(run)
     logits = _predict_logits(model, _docs(tok, texts, cfg), cfg)
-    return run.manifest["classes"], torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    return run.manifest["classes"], tasks.outputs(tasks.task_of(run.manifest), logits, run.manifest.get("target"))
 
 
-def evaluate(run: A.Run, src: Source, text_col: str | None, label_col: str | None) -> dict:
-    from .metrics import classification_report
+@dataclass
+class Predictions:
+    task: str
+    classes: list[str] | None
+    out: np.ndarray  # probabilities (N, C) or values (N,), averaged over the runs
+    cuts: np.ndarray | None  # multi-label thresholds (C,): the mean of the runs'
 
-    cols = run.manifest.get("columns", {})
+
+def predict_ensemble(runs: list[A.Run], texts: list[str]) -> Predictions:
+    """The mean of each run's `predict_probs` (the paper's forward + backward ensemble; one run is the plain
+    case). Each run reads the texts with its own tokenizer and direction."""
+    tasks.check_ensemble(runs)
+    outs = [predict_probs(run, texts)[1] for run in runs]
+    cuts = [tasks.thresholds(run.manifest) for run in runs]
+    first = runs[0].manifest
+    return Predictions(
+        tasks.task_of(first), first["classes"], np.mean(outs, axis=0), None if cuts[0] is None else np.mean(cuts, 0)
+    )
+
+
+def evaluate(runs: list[A.Run], src: Source, text_col: str | None, label_col: str | None) -> dict:
+    """The metrics of the run (or the ensemble of runs) on labelled data: see tasks.report."""
+    first = runs[0]
+    cols = first.manifest.get("columns", {})
     text_col, label_col = text_col or cols.get("text", "text"), label_col or cols.get("label", "label")
     table = read_table(src, text_col, label_col)
-    classes = run.manifest["classes"]
-    labels = [str(v) for v in table.labels]
-    unseen = sorted(set(labels) - set(classes))
+    task, classes = tasks.task_of(first.manifest), first.manifest["classes"]
+    labels = tasks.parse(table, src, label_col, task, first.config.get("label_delim"))
+    unseen = tasks.unseen(task, labels, classes)
     if unseen:
+        known = ", ".join(classes[:10]) + (f" and {len(classes) - 10} more" if len(classes) > 10 else "")
         raise InputError(
-            f"{src}: label(s) {', '.join(map(repr, unseen[:5]))} never seen in training; the "
-            f"classifier knows {', '.join(classes)}"
+            f"{src}: label(s) {', '.join(map(repr, unseen[:5]))} never seen in training; the classifier knows {known}"
         )
-    _, probs = predict_probs(run, table.texts)
-    cix = {c: i for i, c in enumerate(classes)}
-    y = np.array([cix[v] for v in labels])
-    return {**classification_report(y, probs.argmax(1), classes), "plots": {}}
+    pred = predict_ensemble(runs, table.texts)
+    result = tasks.report(task, labels, pred.out, classes, pred.cuts)
+    return {**result, "runs": [str(r.path) for r in runs], "plots": {}}

@@ -79,6 +79,11 @@ def token_ids(
         except (OSError, ValueError, KeyError, TypeError) as e:
             meta, problem = {}, f"unreadable metadata ({e})"
         if problem is None:
+            for entry in meta.get("inputs", []):  # said again on every run that uses the text, not just the first
+                if entry.get("replaced_chars"):
+                    reporter.warn(
+                        f"{entry['source']}: {entry['replaced_chars']} undecodable byte(s) replaced with U+FFFD"
+                    )
             reporter.info(
                 f"{what}: reusing {meta['n_tokens']:,} token ids tokenized {meta['created']} (cache {ids_path})"
             )
@@ -125,7 +130,13 @@ def _build(corpora, tok, tokenizer_sha256, max_tokens, folder: Path, key: str, r
             "sha256": h.hexdigest(),
             "tokenizer_sha256": tokenizer_sha256,
             "inputs": [
-                {"source": str(c.source), "fingerprint": c.fingerprint, "text_col": c.text_col} for c in corpora
+                {
+                    "source": str(c.source),
+                    "fingerprint": c.fingerprint,
+                    "text_col": c.text_col,
+                    "replaced_chars": c.replaced_chars,
+                }
+                for c in corpora
             ],
             "max_tokens": max_tokens,
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -26,6 +26,19 @@ def check_backbone(run, backbone: str | None) -> None:
         raise ConfigError(f"`--backbone` is {backbone!r} but {run.path} holds a {run.manifest.get('backbone')} model")
 
 
+def open_models(run: Path, ensemble: list[Path] | None, backbone: str | None, what: str) -> list:
+    """RUN and every --ensemble run, opened and checked (kind, backbone, same task and classes) before any input
+    is read."""
+    from ..artifacts import open_run
+    from ..tasks import check_ensemble
+
+    runs = [open_run(p, ("finetune-clf",), what) for p in [run, *(ensemble or [])]]
+    for r in runs:
+        check_backbone(r, backbone)
+    check_ensemble(runs)
+    return runs
+
+
 def show_schedule(stage: str, cfg) -> None:
     from rich.console import Console
     from rich.table import Table

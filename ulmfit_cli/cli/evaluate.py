@@ -5,12 +5,13 @@ from typing import Annotated
 
 import typer
 
-from .options import Backbone, Dataset, Json, Split
+from .options import Backbone, Dataset, Ensemble, Json, Split
 
 
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder of `ulmfit finetune-clf`.", show_default=False)],
     test: Annotated[Path | None, typer.Argument(help="Labelled test data.", show_default=False)] = None,
+    ensemble: Ensemble = None,
     text_col: Annotated[str | None, typer.Option(help="Text column (default: the one used in training).")] = None,
     label_col: Annotated[str | None, typer.Option(help="Label column (default: the one used in training).")] = None,
     dataset: Dataset = None,
@@ -22,22 +23,25 @@ def evaluate(
         typer.Option(help="Also draw the confusion matrix into this PNG file (replaced if it exists)."),
     ] = None,
 ):
-    """Accuracy, macro-F1, a per-class table and the confusion matrix on labelled data (stdout; JSON with --json).
-
-    Nothing is written unless asked: the picture goes only where --confusion-png says, never into the run folder.
-    """
-    from ..artifacts import open_run
+    """Metrics on labelled data (stdout; JSON with --json): accuracy, macro-F1, a per-class table and the
+    confusion matrix; for multi-label micro/macro-F1 and a per-label table at the tuned thresholds; for regression
+    MAE, RMSE, R^2. Nothing is written unless asked: the confusion-matrix picture goes only where --confusion-png
+    says, never into the run folder."""
     from ..report import emit_json
     from ..stages import evaluate as core
-    from .common import check_backbone, sources
+    from ..tasks import MULTI, REGRESSION, task_of
+    from .common import open_models, sources
 
-    model = open_run(run, ("finetune-clf",), "evaluate")
-    check_backbone(model, backbone)
+    runs = open_models(run, ensemble, backbone, "evaluate")
     if confusion_png is not None:
         _check_png(confusion_png, "--confusion-png")
+        if task_of(runs[0].manifest) in (MULTI, REGRESSION):
+            from ..errors import ConfigError
+
+            raise ConfigError("`--confusion-png` is for single-label classifiers; this run is not one")
     (src,) = sources([test] if test else None, dataset, split, "test data")
-    result = core(model, src, text_col, label_col)
-    failed = _draw(result, model, src, confusion_png) if confusion_png is not None else None
+    result = core(runs, src, text_col, label_col)
+    failed = _draw(result, runs[0], src, confusion_png) if confusion_png is not None else None
     if json:
         emit_json(result)
     else:
@@ -81,9 +85,22 @@ def _table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"accuracy {result['accuracy']:.4f}   macro-F1 {result['macro_f1']:.4f}   n {result['n']}")
-    for col in ("label", "precision", "recall", "f1", "support"):
+    from ..tasks import MULTI, REGRESSION
+
+    runs = result["runs"]
+    n = f"n {result['n']}" + (f"   ensemble of {len(runs)} runs" if len(runs) > 1 else "")
+    if result["task"] == REGRESSION:
+        title = f"MAE {result['mae']:.4f}   RMSE {result['rmse']:.4f}   R^2 {result['r2']:.4f}   {n}"
+        return Console(width=100).print(title)
+    cols = ["label", "precision", "recall", "f1", "support"]
+    if result["task"] == MULTI:
+        title = f"micro-F1 {result['micro_f1']:.4f}   macro-F1 {result['macro_f1']:.4f}   {n}"
+        cols.append("threshold")
+    else:
+        title = f"accuracy {result['accuracy']:.4f}   macro-F1 {result['macro_f1']:.4f}   {n}"
+    t = Table(title=title)
+    for col in cols:
         t.add_column(col, justify="right")
     for r in result["per_class"]:
-        t.add_row(r["label"], f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", str(r["support"]))
+        t.add_row(*(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
     Console(width=100).print(t)

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from .options import (
+    DATA,
     Backbone,
     Backwards,
     Beta1,
@@ -55,6 +56,16 @@ def finetune_clf(
     preset: Preset = "small",
     text_col: TextCol = "text",
     label_col: LabelCol = "label",
+    label_delim: Annotated[
+        str | None,
+        typer.Option(
+            help="Multi-label: split each label on this string (e.g. ' '); a list column is multi-label already.",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
+    regression: Annotated[
+        bool, typer.Option("--regression", help="Numeric labels: train a regressor (MSE).", rich_help_panel=DATA)
+    ] = False,
     dataset: Dataset = None,
     split: Split = "train",
     backbone: Backbone = None,
@@ -98,7 +109,9 @@ def finetune_clf(
     quiet: Quiet = False,
     print_schedule: PrintSchedule = False,
 ):
-    """Train a classifier on top of a fine-tuned LM (gradual unfreezing, discriminative rates, STLR)."""
+    """Train a classifier on top of a fine-tuned LM (gradual unfreezing, discriminative rates, STLR): one label
+    per text, several (--label-delim or a list column: sigmoid outputs, thresholds tuned per label on the
+    validation data) or a number (--regression)."""
     from ..config import flags, resolve
 
     given = flags(locals())  # the settings among the parameters; None = not given

@@ -19,6 +19,16 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted 
 CheckpointEvery = Annotated[
     int, typer.Option(help="Also checkpoint every N optimizer steps (0: at epoch ends only).", min=0)
 ]
+Ensemble = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--ensemble",
+        help="Another finetune-clf run folder (same task and classes) whose outputs are averaged with RUN's, "
+        "e.g. a --backwards model; repeat for more.",
+        metavar="RUN2",
+        show_default=False,
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 PrintSchedule = Annotated[

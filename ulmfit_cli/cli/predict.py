@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import Backbone, Dataset, Split
+from .options import Backbone, Dataset, Ensemble, Split
 
 
 def predict(
@@ -13,38 +13,34 @@ def predict(
     input: Annotated[
         str | None, typer.Argument(help="File to classify, or - for one text per line on stdin.", show_default=False)
     ] = None,
+    ensemble: Ensemble = None,
     text_col: Annotated[str | None, typer.Option(help="Text column (default: the one used in training).")] = None,
     dataset: Dataset = None,
     split: Split = "train",
     backbone: Backbone = None,
 ):
-    """Classify texts: one JSON object per input (label, probabilities) on stdout, in input order."""
+    """Predict: one JSON object per input on stdout, in input order: {"label", "probs"} for a classifier,
+    {"labels", "probs"} for multi-label (labels above their tuned thresholds), {"value"} for regression."""
     import json
     import sys
 
-    from ..artifacts import open_run
     from ..data import read_texts
     from ..errors import InputError
-    from ..stages import predict_probs
-    from .common import check_backbone, sources
+    from ..stages import predict_ensemble
+    from ..tasks import prediction
+    from .common import open_models, sources
 
-    model = open_run(run, ("finetune-clf",), "predict")  # checked before reading any input
-    check_backbone(model, backbone)
+    runs = open_models(run, ensemble, backbone, "predict")  # checked before reading any input
     if input == "-":
         texts = [line.rstrip("\n") for line in sys.stdin]
         if not any(t.strip() for t in texts):
             raise InputError("stdin: no text to classify")
     else:
         (src,) = sources([Path(input)] if input else None, dataset, split, "input")
-        col = text_col or model.manifest.get("columns", {}).get("text", "text")
+        col = text_col or runs[0].manifest.get("columns", {}).get("text", "text")
         texts = read_texts(src, col).texts
-    classes, probs = predict_probs(model, texts)
+    pred = predict_ensemble(runs, texts)
     out = sys.stdout
-    for p in probs:
-        out.write(
-            json.dumps(
-                {"label": classes[int(p.argmax())], "probs": {c: round(float(v), 6) for c, v in zip(classes, p)}}
-            )
-            + "\n"
-        )
+    for row in pred.out:
+        out.write(json.dumps(prediction(pred.task, pred.classes, row, pred.cuts)) + "\n")
     out.flush()

@@ -1,0 +1,192 @@
+"""What a classifier run predicts, and everything that depends on it: reading labels, the training loss, the
+validation metrics, turning outputs into predictions, and checking runs that are averaged together.
+
+- single-label: one class per text; softmax and cross-entropy; validation accuracy.
+- multi-label: a set of classes per text (a list column, or strings split on `--label-delim`); one sigmoid per
+  class and binary cross-entropy; validation micro-F1 at 0.5; per-label thresholds tuned on the validation
+  data after training (metrics.tune_thresholds) decide the predicted set.
+- regression (`--regression`): one number per text; one output trained with MSE on standardised targets
+  (mean and std of the training labels are kept in the manifest and undone at prediction); MAE and RMSE.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import InputError, RunFolderError
+from .metrics import classification_report, micro_f1, multilabel_report, regression_report
+
+SINGLE, MULTI, REGRESSION = "single-label", "multi-label", "regression"
+
+
+def task_of(manifest: dict) -> str:
+    return manifest.get("task", SINGLE)  # runs written before multi-label and regression existed
+
+
+def detect(labels: list, cfg) -> str:
+    """The task of a training run: from the flags, or multi-label when the label column holds lists."""
+    if cfg.regression:
+        return REGRESSION
+    if cfg.label_delim is not None or any(isinstance(v, list) for v in labels):
+        return MULTI
+    return SINGLE
+
+
+def parse(table, src, label_col: str, task: str, delim: str | None) -> list:
+    """The labels of `table` for `task`: strings, sorted lists of strings, or floats."""
+    if task == SINGLE:
+        return [str(v) for v in table.labels]
+    if task == MULTI:
+        return [_label_set(v, delim) for v in table.labels]
+    values = []
+    for i, v in enumerate(table.labels):
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            x = math.nan
+        if not math.isfinite(x):
+            row = table.rows[i] + 1 if table.rows is not None else i + 1
+            raise InputError(
+                f"{src}: row {row} of column {label_col!r} is {v!r}, not a number; a regression run "
+                "(--regression) needs a number in every row"
+            )
+        values.append(x)
+    return values
+
+
+def _label_set(v, delim: str | None) -> list[str]:
+    items = v if isinstance(v, list) else (str(v).split(delim) if delim is not None else [str(v)])
+    return sorted({str(x).strip() for x in items if x is not None and str(x).strip()})
+
+
+def classes_of(task: str, labels: list, src, label_col: str) -> list[str] | None:
+    """The classes (sorted) a classifier of `task` learns from `labels`; None for regression."""
+    if task == SINGLE:
+        classes = sorted(set(labels))
+        if len(classes) < 2:
+            raise InputError(
+                f"{src}: column {label_col!r} has a single class ({classes[0]!r}); a classifier needs at least two"
+            )
+        return classes
+    if task == MULTI:
+        classes = sorted({c for row in labels for c in row})
+        if not classes:
+            raise InputError(f"{src}: column {label_col!r} holds no labels at all; a classifier needs some")
+        return classes
+    if len(set(labels)) < 2:
+        raise InputError(f"{src}: every label in column {label_col!r} is {labels[0]!r}; nothing to regress on")
+    return None
+
+
+def unseen(task: str, labels: list, classes: list[str] | None) -> list[str]:
+    if task == REGRESSION:
+        return []
+    found = {c for row in labels for c in row} if task == MULTI else set(labels)
+    return sorted(found - set(classes))
+
+
+def target_stats(labels: list[float]) -> dict:
+    y = np.asarray(labels, dtype=np.float64)
+    return {"mean": float(y.mean()), "std": float(y.std()) or 1.0}
+
+
+def encode(task: str, labels: list, classes: list[str] | None, target: dict | None) -> np.ndarray:
+    """Training targets: class indices (N,) int64, indicators (N, C) float32, or standardised values (N,)."""
+    if task == REGRESSION:
+        return ((np.asarray(labels, dtype=np.float64) - target["mean"]) / target["std"]).astype(np.float32)
+    cix = {c: i for i, c in enumerate(classes)}
+    if task == SINGLE:
+        return np.array([cix[v] for v in labels], dtype=np.int64)
+    y = np.zeros((len(labels), len(classes)), dtype=np.float32)
+    for r, row in enumerate(labels):
+        y[r, [cix[c] for c in row]] = 1.0
+    return y
+
+
+def n_outputs(task: str, classes: list[str] | None) -> int:
+    return 1 if task == REGRESSION else len(classes)
+
+
+def loss(task: str, logits, y):
+    """The training loss of logits (B, C) against targets from `encode`."""
+    import torch.nn.functional as F
+
+    if task == SINGLE:
+        return F.cross_entropy(logits, y)
+    if task == MULTI:
+        return F.binary_cross_entropy_with_logits(logits, y)
+    return F.mse_loss(logits[:, 0], y)
+
+
+def valid_metrics(task: str, logits: np.ndarray, y: np.ndarray, target: dict | None) -> dict:
+    """The per-epoch validation row: the loss, and accuracy, micro-F1 at 0.5, or MAE and RMSE."""
+    import torch
+
+    row = {"valid_loss": loss(task, torch.from_numpy(logits), torch.from_numpy(y)).item()}
+    if task == SINGLE:
+        return {**row, "accuracy": float((logits.argmax(1) == y).mean())}
+    if task == MULTI:
+        return {**row, "micro_f1": micro_f1(y > 0.5, logits >= 0.0)}  # sigmoid(z) >= 0.5 <=> z >= 0
+    m = regression_report(y * target["std"] + target["mean"], outputs(task, logits, target))
+    return {**row, "mae": m["mae"], "rmse": m["rmse"]}
+
+
+def outputs(task: str, logits: np.ndarray, target: dict | None = None) -> np.ndarray:
+    """Probabilities (N, C) (softmax, or one sigmoid per label), or values (N,) in the labels' units."""
+    if task == REGRESSION:
+        return logits[:, 0].astype(np.float64) * target["std"] + target["mean"]
+    if task == MULTI:
+        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    z = logits.astype(np.float64) - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def thresholds(manifest: dict) -> np.ndarray | None:
+    """A multi-label run's decision threshold per class, in class order."""
+    if task_of(manifest) != MULTI:
+        return None
+    stored = manifest.get("thresholds", {})
+    return np.array([float(stored.get(c, 0.5)) for c in manifest["classes"]])
+
+
+def check_ensemble(runs) -> None:
+    """Runs whose outputs are averaged must predict the same thing: same task, same classes in the same order."""
+    first, task, classes = runs[0], task_of(runs[0].manifest), runs[0].manifest.get("classes")
+    for run in runs[1:]:
+        other = task_of(run.manifest)
+        if other != task:
+            raise RunFolderError(
+                f"{run.path}: a {other} run cannot be averaged with {first.path}, a {task} run; "
+                "ensemble runs of one task"
+            )
+        theirs = run.manifest.get("classes")
+        if theirs != classes:
+            diff = next((f"{a!r} vs {b!r}" for a, b in zip(classes, theirs) if a != b), "one list is longer")
+            raise RunFolderError(
+                f"{run.path}: its {len(theirs)} classes differ from the {len(classes)} of {first.path} "
+                f"(first difference: {diff}); ensemble runs trained on the same labels"
+            )
+
+
+def prediction(task: str, classes: list[str] | None, out, cuts: np.ndarray | None) -> dict:
+    """One `predict` line: the label and probabilities; the labels above their thresholds; or the value."""
+    if task == REGRESSION:
+        return {"value": float(out)}
+    probs = {c: round(float(v), 6) for c, v in zip(classes, out)}
+    if task == MULTI:
+        return {"labels": [c for c, v, t in zip(classes, out, cuts) if v >= t], "probs": probs}
+    return {"label": classes[int(np.argmax(out))], "probs": probs}
+
+
+def report(task: str, labels: list, out: np.ndarray, classes: list[str] | None, cuts: np.ndarray | None) -> dict:
+    """The `evaluate` metrics of outputs `out` (from `outputs`) against parsed labels."""
+    if task == REGRESSION:
+        return {"task": task, **regression_report(np.asarray(labels, dtype=np.float64), out)}
+    if task == MULTI:
+        true = encode(MULTI, labels, classes, None) > 0.5
+        return {"task": task, **multilabel_report(true, out >= cuts, classes, cuts)}
+    cix = {c: i for i, c in enumerate(classes)}
+    return {"task": task, **classification_report(np.array([cix[v] for v in labels]), out.argmax(1), classes)}

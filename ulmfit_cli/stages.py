@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import artifacts as A
-from .config import RunConfig, from_dict
+from .config import WORD_TOKENIZER, RunConfig, from_dict
 from .data import LMStream, Source, classifier_batches, read_table, read_texts, split_valid
 from .errors import InputError
 from .models import backbone
@@ -160,13 +160,20 @@ def train_lm_stage(
             reporter.info(f"training a {cfg.tokenizer} tokenizer ({cfg.vocab_size} pieces) on {len(sample)} lines")
             train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size, len(sample)).save(str(tok_path))
         tok = load_tokenizer(tok_path)
+        parent_state = None
+        if parent is not None and getattr(tok, "kind", None) == WORD_TOKENIZER:  # an `import-fastai` parent
+            from .pretrained import retarget
+
+            tok, parent_state = retarget(cfg, parent, tok, texts, tok_path, reporter)
         train, valid_stream = _lm_streams(cfg, tok, texts, valid_table.texts if valid_table else None)
         n_train, n_valid = len(train.ids), len(valid_stream.ids)
         reporter.info(
             f"{stage}: {n_train:,} training tokens, {n_valid:,} validation tokens, {len(train)} steps per epoch"
         )
         model = backbone(cfg.backbone).build_lm(cfg, tok.get_vocab_size())
-        if parent is not None:
+        if parent_state is not None:
+            model.load_state_dict(parent_state)
+        elif parent is not None:
             A.load_weights(model, parent.file("weights"))
         history = _train_lm(model, cfg, train, valid_stream, reporter, **_ckpt(writer, resume, checkpoint_every))
         A.save_weights(model, writer.path(A.WEIGHTS))

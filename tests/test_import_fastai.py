@@ -121,6 +121,8 @@ def test_tokenization_gives_fastais_training_ids(imported, fastai_lm):
     num = Numericalize(vocab=list(fastai_lm["dls"].vocab))
     assert [d.tolist() for d in encode_docs(tok, odd)] == [num(t).tolist() for t in toks["text"]]
     assert all(d[0] == BOS_ID for d in ours)
+    again = pickle.loads(pickle.dumps(tok))  # for worker processes, after its spaCy pipeline was built
+    assert [e.ids for e in again.encode_batch_fast(odd)] == [e.ids for e in tok.encode_batch_fast(odd)]
 
 
 def test_finetune_lm_maps_embeddings_like_fastais_match_embeds(imported, cli, tmp_path):
@@ -148,10 +150,11 @@ def test_finetune_lm_maps_embeddings_like_fastais_match_embeds(imported, cli, tm
 
 
 def test_imported_model_fine_tunes_and_classifies_end_to_end(imported, cli, tmp_path):
-    ft, clf = tmp_path / "ft", tmp_path / "clf"
-    r = cli("finetune-lm", imported, SAMPLE / "trec_train.csv", "--out", ft, "--preset", "tiny", "--quiet")
+    ft, clf, train = tmp_path / "ft", tmp_path / "clf", tmp_path / "train.csv"
+    train.write_text("".join((SAMPLE / "trec_train.csv").read_text(encoding="utf-8").splitlines(True)[:1001]))
+    r = cli("finetune-lm", imported, train, "--out", ft, "--preset", "tiny", "--quiet")
     assert r.returncode == 0, r.stderr
-    r = cli("finetune-clf", ft, SAMPLE / "trec_train.csv", "--out", clf, "--preset", "tiny", "--epochs", "2", "--quiet")
+    r = cli("finetune-clf", ft, train, "--out", clf, "--preset", "tiny", "--epochs", "2", "--quiet")
     assert r.returncode == 0, r.stderr
     assert (clf / "tokenizer.json").read_bytes() == (ft / "tokenizer.json").read_bytes()
     r = cli("predict", clf, "-", stdin="Who wrote Hamlet ?\nWhat is the capital of France ?\n")
@@ -223,6 +226,7 @@ def test_weights_that_do_not_fit_the_vocabulary_or_the_architecture_are_refused(
     (tmp_path / "junk.pth").write_bytes(b"\x00" * 100)
     _one_line_error(cli("import-fastai", tmp_path / "junk.pth", fastai_lm["vocab"], "--out", tmp_path / "o"),
                     "not a readable torch.save file")  # fmt: skip
+    _one_line_error(cli("import-fastai", tmp_path / "nope.pth", fastai_lm["vocab"]), "nope.pth: no such file")
     _one_line_error(cli("import-fastai", "--out", tmp_path / "o"), "or --download")
     _one_line_error(cli("import-fastai", fastai_lm["weights"], fastai_lm["vocab"], "--download"), "not both")
 

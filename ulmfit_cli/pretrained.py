@@ -46,6 +46,9 @@ def import_fastai(
         raise InputError("give WEIGHTS.pth and VOCAB.pkl, or --download, not both")
     if not download and (weights is None or vocab is None):
         raise InputError("give fastai's WEIGHTS.pth and VOCAB.pkl, or --download to fetch fastai's WT103 model")
+    for p in (weights, vocab) if not download else ():
+        if not p.is_file():
+            raise InputError(f"{p}: no such file")
     A.check_out(out, overwrite)  # before a download of hundreds of MB
     _setup(RunConfig.seed)  # the warnings filter (for fastai's import) and seeds, as every stage does
     url = None
@@ -55,7 +58,10 @@ def import_fastai(
     state = read_weights(weights)
     cfg = arch_config(state, len(itos), weights, direction)
     model = _load_checked(cfg, len(itos), state, weights)
-    inputs = [{"source": url or str(p), "fingerprint": "sha256:" + file_sha256(p)} for p in (weights, vocab)]
+    inputs = [
+        {"source": f"{url}:{p.name}" if url else str(p), "fingerprint": "sha256:" + file_sha256(p)}
+        for p in (weights, vocab)
+    ]
     with _writing(out, overwrite, False, reporter) as writer:
         writer.start(cfg.to_dict(), [i["fingerprint"] for i in inputs])
         tok_path = writer.path(A.TOKENIZER)

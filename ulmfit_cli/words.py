@@ -44,6 +44,9 @@ class WordVocab:
         self.o2i = {w: i for i, w in enumerate(itos) if w != FAKE}
         self._rules = None  # fastai's TokenizeWithRules(SpacyTokenizer(lang)), built on first use (spaCy: ~1 s)
 
+    def __getstate__(self) -> dict:  # for worker processes: each builds its own spaCy pipeline
+        return {**self.__dict__, "_rules": None}
+
     def tokenize(self, texts: Iterable[str]) -> Iterator[list[str]]:
         """fastai's tokens of each text (what tokenize_df / TextDataLoaders give), without the leading xxbos
         that fastai's `lowercase` rule adds: the stages put <bos> (the same id, 2) before every document."""

@@ -228,6 +228,7 @@ def test_weights_that_do_not_fit_the_vocabulary_or_the_architecture_are_refused(
                     "not a readable torch.save file")  # fmt: skip
     _one_line_error(cli("import-fastai", tmp_path / "nope.pth", fastai_lm["vocab"]), "nope.pth: no such file")
     _one_line_error(cli("import-fastai", "--out", tmp_path / "o"), "or --download")
+    _one_line_error(cli("import-fastai", "--download", "--direction", "up"), "`--direction` must be fwd or bwd")
     _one_line_error(cli("import-fastai", fastai_lm["weights"], fastai_lm["vocab"], "--download"), "not both")
 
 

@@ -42,6 +42,8 @@ def import_fastai(
     started = time.time()
     if direction not in DIRECTIONS:
         raise ConfigError(f"`--direction` must be fwd or bwd, got {direction!r}")
+    if direction == "bwd" and not _has_backwards():
+        raise ConfigError("`--direction bwd`: this version cannot fine-tune backward language models yet")
     if download and (weights is not None or vocab is not None):
         raise InputError("give WEIGHTS.pth and VOCAB.pkl, or --download, not both")
     if not download and (weights is None or vocab is None):
@@ -130,10 +132,7 @@ def arch_config(state: dict, n_words: int, where: Path, direction: str = "fwd") 
     if n_layers == 0:
         raise InputError(f"{where}: no 0.rnns.0.weight_hh_l0_raw; not a fastai AWD_LSTM language model")
     n_hid = state["0.rnns.0.weight_hh_l0_raw"].shape[1] if n_layers > 1 else emb_sz
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
-    if direction == "bwd" and "backwards" not in fields:
-        raise ConfigError("`--direction bwd`: this version cannot fine-tune backward language models yet")
-    back = {"backwards": direction == "bwd"} if "backwards" in fields else {}
+    back = {"backwards": direction == "bwd"} if _has_backwards() else {}
     # fastai's awd_lstm_lm_config dropouts are our LM_DROPS; vocab_size records the word count
     return RunConfig(
         stage="pretrain",
@@ -144,6 +143,11 @@ def arch_config(state: dict, n_words: int, where: Path, direction: str = "fwd") 
         n_layers=n_layers,
         **back,
     )
+
+
+def _has_backwards() -> bool:
+    """Whether runs can be backward language models (RunConfig.backwards): a bwd model needs reversed text."""
+    return "backwards" in {f.name for f in dataclasses.fields(RunConfig)}
 
 
 def _load_checked(cfg: RunConfig, n_words: int, state: dict, where: Path):
@@ -220,13 +224,23 @@ def fetch(url: str, cache: Path, reporter) -> tuple[Path, Path]:
             reporter.info(f"downloading {url}")
             try:
                 with urllib.request.urlopen(url, timeout=60) as r, open(part, "wb") as f:
-                    shutil.copyfileobj(r, f, 1 << 20)
+                    _copy_with_progress(r, f, int(r.headers.get("Content-Length") or 0), reporter)
             except (urllib.error.URLError, OSError, ValueError) as e:
                 part.unlink(missing_ok=True)
                 raise InputError(f"{url}: download failed ({getattr(e, 'reason', e)}); check the network") from None
             os.replace(part, archive)
         extract(archive, folder)
     return _model_files(folder)
+
+
+def _copy_with_progress(src, dst, total: int, reporter) -> None:
+    done, shown = 0, 0
+    while block := src.read(1 << 20):
+        dst.write(block)
+        done += len(block)
+        if total and done * 10 // total > shown:
+            shown = done * 10 // total
+            reporter.info(f"  {done / 2**20:,.0f} of {total / 2**20:,.0f} MB")
 
 
 def extract(archive: Path, dest: Path) -> None:

@@ -244,6 +244,14 @@ def test_legacy_fastai_v1_state_dict_is_accepted(fastai_lm, cli, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_a_backward_model_makes_a_backward_run(fastai_lm, cli, tmp_path):
+    """fastai's wt103-bwd was trained on reversed text: the run says so, and later stages inherit it."""
+    r = cli("import-fastai", fastai_lm["weights"], fastai_lm["vocab"], "--direction", "bwd", "--out", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert m["config"]["backwards"] is True and m["imported"]["direction"] == "bwd"
+
+
 # ---- --download: the fetch and the safe extraction, offline (file:// and a closed port) ---------------------
 
 

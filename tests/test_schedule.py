@@ -2,7 +2,7 @@
 
 import pytest
 
-from ulmfit_cli.schedule import discriminative_lrs, phase_steps, stlr, unfreeze_plan
+from ulmfit_cli.schedule import discriminative_lrs, lr_trace, phase_steps, stlr, unfreeze_plan
 
 # T = 100, cut_frac 0.1, ratio 32: cut = 10; decay denominator cut * (1 / cut_frac - 1) = 90.
 STLR_100 = [
@@ -72,3 +72,28 @@ def test_plan_without_gradual_unfreezing_is_one_phase():
 def test_fewer_epochs_than_groups_leaves_lower_groups_frozen():
     plan = unfreeze_plan(5, 2, 0.01, 2.6, gradual=True)
     assert plan[-1].trainable == (3, 4)
+
+
+# 3 groups, 4 epochs of 10 steps, gradual: phases 0, 1, 2, 2 -> T = 10, 10, 20 (cut 1, 1, 2).
+LR = 0.01
+TRACE = [
+    (0, (0, 0, LR / 32)),  # the head alone, at the floor of its first cycle
+    (1, (0, 0, LR)),  # its peak after cut = 1 step
+    (10, (0, LR / 2.6 / 32, LR / 32)),  # epoch 2: one more group, and a new cycle for both
+    (20, (LR / 2.6**2 / 32, LR / 2.6 / 32, LR / 32)),  # epoch 3: everything, the last cycle begins
+    (22, (LR / 2.6**2, LR / 2.6, LR)),  # its peak after cut = 2 steps
+    (39, tuple(r * (1 + (1 - 17 / 18) * 31) / 32 for r in (LR / 2.6**2, LR / 2.6, LR))),  # t 19 of 20
+]
+
+
+@pytest.mark.parametrize("step,rates", TRACE)
+def test_lr_trace_gives_every_group_its_rate_at_every_step(step, rates):
+    trace = list(lr_trace(unfreeze_plan(3, 4, LR, 2.6, gradual=True), 10, 0.1, 32))
+    assert len(trace) == 40
+    assert trace[step] == pytest.approx(rates)
+
+
+def test_lr_trace_keeps_frozen_groups_at_zero_until_they_unfreeze():
+    trace = list(lr_trace(unfreeze_plan(4, 5, LR, 2.6, gradual=True), 3, 0.1, 32))
+    first = [next(i for i, r in enumerate(trace) if r[g] > 0) for g in range(4)]
+    assert first == [9, 6, 3, 0]  # the head from the start, one group more every epoch of 3 steps

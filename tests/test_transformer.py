@@ -130,3 +130,20 @@ def test_the_whole_pipeline_through_the_cli(cli, tmp_path):
     assert r.returncode == 2 and "--backbone" in r.stderr and "transformer" in r.stderr
     r = cli("predict", clf, "-", "--backbone", "awd-lstm", stdin="hi\n")
     assert r.returncode == 2 and "holds a transformer model" in r.stderr
+
+
+def test_linear_attention_stays_fp32_under_bf16_autocast():
+    """Mixed precision must not run the prefix sums in bf16 (8 mantissa bits lose long sums)."""
+    from ulmfit_cli.models.transformer import linear_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 300, 8, generator=g) for _ in range(3))
+    ref = linear_attention(q, k, v)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = linear_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert mixed.dtype == torch.bfloat16
+    inputs_rounded = linear_attention(q.bfloat16().float(), k.bfloat16().float(), v.bfloat16().float())
+    assert torch.allclose(
+        mixed.float(), inputs_rounded, rtol=0, atol=6e-3
+    )  # only the output is rounded (bf16 sums: 0.016)
+    assert (mixed.float() - ref).abs().max() < 0.05

@@ -20,7 +20,7 @@ from .errors import RunFolderError
 FORMAT = "ulmfit-run/1"
 MANIFEST, CONFIG, TOKENIZER, WEIGHTS = "manifest.json", "config.json", "tokenizer.json", "model.safetensors"
 LM_STAGES = ("pretrain", "finetune-lm")
-RESUME_MAY_CHANGE = {"lr", "clip", "wd"}  # what a resumed run may change, e.g. after a NaN loss
+RESUME_MAY_CHANGE = {"lr", "clip", "wd", "device"}  # what a resumed run may change, e.g. after a NaN loss
 
 
 def check_out(out: Path, overwrite: bool) -> None:
@@ -40,6 +40,8 @@ class RunWriter:
     (for `--resume`) and is removed when nothing worth keeping was written. A lock stops two processes from
     writing the same run.
     """
+
+    main = True
 
     def __init__(self, out: Path, overwrite: bool, resume: bool = False):
         check_out(out, overwrite)
@@ -108,6 +110,32 @@ class RunWriter:
         if find(self.tmp) is not None:
             return True
         shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+
+class Follower:
+    """What a data-parallel process other than rank 0 holds instead of a RunWriter: it writes nothing, and reads
+    what rank 0 writes (the tokenizer, checkpoints to resume from) in rank 0's partial folder."""
+
+    main = False
+
+    def __init__(self, out: Path, resume: bool = False):
+        self.out, self.resume = out, resume
+        self.tmp = out.parent / f".{out.name}.partial"
+
+    def path(self, name: str) -> Path:
+        return self.tmp / name
+
+    def write_json(self, name: str, obj) -> None:
+        pass
+
+    def start(self, config: dict, fingerprints: list[str]) -> None:
+        pass
+
+    def commit(self) -> Path:
+        return self.out
+
+    def abort(self) -> bool:
         return False
 
 
@@ -199,6 +227,61 @@ def open_run(path: Path, stages: tuple[str, ...], what: str) -> Run:
         )
     run.file("weights")
     return run
+
+
+def describe(run: Run) -> dict:
+    """What `ulmfit info` shows of a run folder opened with `open_run`: its manifest, organised for reading,
+    with the chain of parent runs as they stand on disk now."""
+    m, cfg = run.manifest, run.config
+    sizes = {k: cfg.get(k) for k in ("emb_sz", "n_hid", "n_layers")}
+    if m.get("backbone") == "transformer":
+        sizes.update({k: cfg.get(k) for k in ("n_heads", "norm", "norm_position", "attention")})
+    out = {
+        "path": str(run.path),
+        "stage": run.stage,
+        "created": m.get("created"),
+        "parents": parent_chain(m),
+        "backbone": m.get("backbone"),
+        "sizes": sizes,
+        "tokenizer": {"kind": cfg.get("tokenizer"), "vocab_size": m.get("vocab_size")},
+        "inputs": m.get("inputs", []),
+    }
+    out.update({k: m[k] for k in ("tokens", "classes", "init") if k in m})
+    out.update(
+        epochs=len(m.get("history", [])),
+        final=m.get("final", {}),
+        wall_s=m.get("wall_s"),
+        seed=m.get("seed"),
+        versions=m.get("versions", {}),
+        plots={k: str(run.path / name) for k, name in m.get("plots", {}).items()},
+    )
+    return out
+
+
+def parent_chain(manifest: dict) -> list[dict]:
+    """Each ancestor, nearest first, with its status now: ok (its weights are the ones this run started from),
+    changed (replaced or retrained since), incomplete, or missing; the walk stops where the chain breaks."""
+    from .tokenizer import file_sha256
+
+    chain, seen = [], set()
+    rec = manifest.get("parent")
+    while isinstance(rec, dict) and rec.get("path") not in seen:
+        seen.add(rec.get("path"))
+        path = Path(str(rec.get("path")))
+        entry = {"path": str(path), "stage": rec.get("stage"), "status": "missing"}
+        chain.append(entry)
+        try:
+            parent = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # gone, or no longer a run folder
+            break
+        try:
+            same = file_sha256(Run(path, parent).file("weights")) == rec.get("weights_sha256")
+        except (RunFolderError, AttributeError):
+            entry["status"] = "incomplete"
+            break
+        entry["status"] = "ok" if same and parent.get("stage") == rec.get("stage") else "changed"
+        rec = parent.get("parent")
+    return chain
 
 
 def versions() -> dict:

@@ -82,7 +82,8 @@ def restore(folder: Path, model, opt) -> dict:
     enc = _encoder(model)
     n_hidden = len([k for k in tensors if k.startswith("hidden.") and k.endswith(".h")])
     if n_hidden:
-        enc.hidden = [(tensors[f"hidden.{i}.h"], tensors[f"hidden.{i}.c"]) for i in range(n_hidden)]
+        dev = next(model.parameters()).device
+        enc.hidden = [(tensors[f"hidden.{i}.h"].to(dev), tensors[f"hidden.{i}.c"].to(dev)) for i in range(n_hidden)]
         enc.bs = enc.hidden[0][0].shape[1]
     state: dict = {}
     for key, v in tensors.items():

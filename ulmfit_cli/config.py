@@ -29,6 +29,7 @@ ARCH_FIELDS = (
     "norm",
     "norm_position",
     "attention",
+    "backwards",
 )
 
 
@@ -50,6 +51,7 @@ class RunConfig:
     norm: str = "layernorm"  # layernorm | rmsnorm
     norm_position: str = "pre"  # pre | post (Xiong et al. 2020)
     attention: str = "softmax"  # softmax | linear (Katharopoulos et al. 2020)
+    backwards: bool = False  # read every text from its end (the paper's backward model, for ensembles)
     # regularisation (recipe section 1 and 3); every dropout ends in _p and is scaled by drop_mult
     drop_mult: float = 1.0
     wd: float = 0.01
@@ -70,9 +72,14 @@ class RunConfig:
     # data
     valid_pct: float = 0.1
     max_tokens: int = 0  # 0 = use the whole corpus
+    max_steps: int = 0  # LM stages: at most this many optimizer steps in all, spread over the epochs (0 = no cap)
     max_len: int = 20 * 72  # BPT3C: tokens of a document the classifier keeps (fastai SentenceEncoder)
     lin_ftrs: int = 50  # classifier head hidden size
     seed: int = 42
+    # hardware (not inherited by later stages)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (mixed precision, CUDA only)
+    compile: bool = False  # torch.compile the model
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -119,6 +126,14 @@ class RunConfig:
         need(c.ratio >= 1, "ratio", ">= 1", c.ratio)
         need(0 <= c.valid_pct < 1, "valid_pct", "in [0, 1)", c.valid_pct)
         need(c.max_tokens >= 0, "max_tokens", ">= 0", c.max_tokens)
+        need(c.max_steps >= 0, "max_steps", ">= 0", c.max_steps)
+        need(c.precision in ("fp32", "bf16", "fp16"), "precision", "fp32, bf16 or fp16", c.precision)
+        need(
+            c.device in ("auto", "cpu", "cuda", "mps") or (c.device.startswith("cuda:") and c.device[5:].isdigit()),
+            "device",
+            "auto, cpu, cuda, cuda:N or mps",
+            c.device,
+        )
         need(c.max_len >= c.bptt, "max_len", f">= --bptt ({c.bptt})", c.max_len)
         if problems:
             raise ConfigError("; ".join(problems))

@@ -7,7 +7,8 @@ Problems are found here, before any training step, and raised as InputError with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,95 @@ def read_table(source: Source, text_col: str = "text", label_col: str | None = "
     return Table(texts, labels, fingerprint, replaced)
 
 
+# ---- corpora, streamed ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Corpus:
+    """A language-model corpus read in batches of texts, never whole, so memory does not grow with its size.
+
+    A plain text file is read directly, line by line (a datasets Arrow copy of a big corpus would cost its size in
+    disk and, once read, in resident pages); tables and datasets go through `datasets` and are read a batch of
+    rows at a time. Blank texts are skipped, as in `read_table`.
+    """
+
+    source: Source
+    text_col: str
+    fingerprint: str
+    _ds: object = field(default=None, repr=False)  # datasets.Dataset, or None for a text file
+    replaced_chars: int = 0  # undecodable bytes replaced by U+FFFD, counted by the last full pass
+
+    def batches(self, size: int = 10_000) -> Iterator[list[str]]:
+        self.replaced_chars = 0
+        for batch in self._raw_batches(size):
+            texts = [t for t in batch if t.strip()]
+            self.replaced_chars += sum(t.count(REPLACEMENT) for t in texts)
+            if texts:
+                yield texts
+
+    def _raw_batches(self, size: int) -> Iterator[list[str]]:
+        if self._ds is None:
+            with open(self.source.path, encoding="utf-8", errors="replace") as f:
+                batch = []
+                for line in f:
+                    batch.append(line.rstrip("\r\n"))
+                    if len(batch) == size:
+                        yield batch
+                        batch = []
+                if batch:
+                    yield batch
+            return
+        for record in self._ds.data.to_batches(max_chunksize=size):
+            yield ["" if t is None else str(t) for t in record.column(self.text_col).to_pylist()]
+
+    def count(self) -> int:
+        """Non-blank texts (one pass)."""
+        return sum(len(b) for b in self.batches())
+
+    def sample(self, n: int) -> list[str]:
+        """About `n` texts spread evenly over the corpus (every k-th), not just its first books."""
+        step = max(1, self.count() // n)
+        out, i = [], 0
+        for batch in self.batches():
+            out += batch[(-i) % step :: step]
+            i += len(batch)
+        return out
+
+    def check(self) -> None:
+        """Fail early, before any training, on a corpus without text or of mostly undecodable bytes."""
+        total = replaced = 0
+        for batch in self.batches():  # only as far as the first batch with text
+            total, replaced = sum(len(t) for t in batch), self.replaced_chars
+            break
+        if not total:
+            raise InputError(
+                f"{self.source}: no usable text in column {self.text_col!r} (empty file or only blank lines)"
+            )
+        if replaced >= total // 2:
+            raise InputError(
+                f"{self.source}: most of it is not UTF-8 text ({replaced} undecodable bytes); convert it to UTF-8"
+            )
+
+
+def open_corpus(source: Source, text_col: str = "text") -> Corpus:
+    """A streamed corpus for `source`; the file, its format and the column are checked, the text not yet read."""
+    if source.path is not None and Path(source.path).suffix.lower() not in TABLE_BUILDERS:
+        path = Path(source.path)
+        _check_file(path)
+        if not path.is_dir():
+            corpus = Corpus(source, text_col, file_fingerprint(path))
+            corpus.check()
+            return corpus
+    ds, fingerprint = _load(source)
+    if text_col not in ds.column_names:
+        raise InputError(
+            f"{source}: no column {text_col!r} (columns: {', '.join(ds.column_names)}); choose one with --text-col"
+        )
+    corpus = Corpus(source, text_col, fingerprint, ds)
+    corpus.check()
+    return corpus
+
+
 def split_valid(n: int, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Random train/valid indices (fastai RandomSplitter), at least one of each."""
     idx = np.random.default_rng(seed).permutation(n)
@@ -163,11 +253,16 @@ class LMStream:
     """Contiguous LM batches from one token stream (fastai LMDataLoader): the stream is cut into `bs` rows
     read left to right in `bptt` windows, so each row's hidden state carries over from one batch to the next.
     Each epoch starts the rows at a random offset in [0, bptt) so windows differ between epochs.
+
+    `ids` may be a memory-mapped file: each batch reads only its own (bs, bptt + 1) window, so an epoch never
+    holds the stream in memory. `backwards` reads the stream from its end (fastai's backwards LM). With
+    `ranks` > 1 (data-parallel training) the stream is cut into `bs * ranks` rows and `rank` reads its own `bs`.
     """
 
-    def __init__(self, ids: np.ndarray, bs: int, bptt: int):
-        self.ids, self.bs, self.bptt = ids, bs, bptt
-        self.row_len = (len(ids) - 1 - bptt) // bs  # room for the random offset and the shifted target
+    def __init__(self, ids: np.ndarray, bs: int, bptt: int, backwards: bool = False, rank: int = 0, ranks: int = 1):
+        self.ids, self.bs, self.bptt = (ids[::-1] if backwards else ids), bs, bptt
+        self.rank, self.ranks = rank, ranks
+        self.row_len = (len(ids) - 1 - bptt) // (bs * ranks)  # room for the random offset and the shifted target
 
     def __len__(self) -> int:
         return -(-self.row_len // self.bptt) if self.row_len > 0 else 0
@@ -176,13 +271,11 @@ class LMStream:
         import torch
 
         L = self.row_len
-        starts = np.arange(self.bs) * L + offset
-        rows = np.stack([self.ids[s : s + L + 1] for s in starts])  # (bs, L + 1)
+        starts = (np.arange(self.bs) + self.rank * self.bs) * L + offset
         for i in range(0, L, self.bptt):
-            x = rows[:, i : i + self.bptt]
-            y = rows[:, i + 1 : i + 1 + self.bptt]
-            n = min(x.shape[1], y.shape[1])
-            yield torch.from_numpy(x[:, :n].astype(np.int64)), torch.from_numpy(y[:, :n].astype(np.int64))
+            n = min(self.bptt, L - i)
+            window = self.ids[starts[:, None] + i + np.arange(n + 1)]  # (bs, n + 1): one read per batch
+            yield torch.from_numpy(window[:, :-1].astype(np.int64)), torch.from_numpy(window[:, 1:].astype(np.int64))
 
 
 def pad_chunks(docs: list[np.ndarray], pad_id: int, bptt: int) -> np.ndarray:
@@ -206,9 +299,12 @@ def classifier_batches(
     pad_id: int,
     rng: np.random.Generator | None = None,
     pad=pad_chunks,
+    rank: int = 0,
+    ranks: int = 1,
 ):
     """Batches of similar-length documents (fastai SortedDL). With `rng`: shuffled, then sorted within
-    chunks of 50 batches, then the batches shuffled; without: sorted by length for inference.
+    chunks of 50 batches, then the batches shuffled; without: sorted by length for inference. With `ranks` > 1
+    (data-parallel training) process `rank` gets every ranks-th batch, all processes the same number.
     Yields (original indices, x (B, T) int64, y (B,) or None)."""
     import torch
 
@@ -225,6 +321,8 @@ def classifier_batches(
             chunk = chunk[np.argsort(-lens[chunk], kind="stable")]
             groups += [chunk[i : i + bs] for i in range(0, len(chunk), bs)]
         groups = [groups[i] for i in rng.permutation(len(groups))]
+    if ranks > 1:
+        groups = groups[rank::ranks][: len(groups) // ranks]
     for g in groups:
         g = g[np.argsort(-lens[g], kind="stable")]
         x = torch.from_numpy(pad([docs[i] for i in g], pad_id, bptt))

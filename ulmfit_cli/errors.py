@@ -27,3 +27,9 @@ class TrainingError(UlmfitError):
     """A run that started and then failed (for example a NaN loss)."""
 
     exit_code = 1
+
+
+class OutputError(UlmfitError):
+    """The work was done and its results shown, but an output the user asked for could not be written."""
+
+    exit_code = 1

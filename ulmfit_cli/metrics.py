@@ -1,4 +1,4 @@
-"""Classification metrics, in numpy: accuracy, macro-F1 and a per-class table."""
+"""Classification metrics, in numpy: accuracy, macro-F1, a per-class table and the confusion matrix."""
 
 from __future__ import annotations
 
@@ -23,4 +23,12 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[
         "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
         "n": int(len(y_true)),
         "per_class": per_class,
+        "confusion": confusion_matrix(y_true, y_pred, len(classes)),
     }
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> list[list[int]]:
+    """Counts, rows the true class and columns the predicted one (sklearn's layout)."""
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(m, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return m.tolist()

@@ -10,7 +10,6 @@ is fastai's get_language_model, so the state-dict keys are fastai's and are chec
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import tarfile
@@ -34,6 +33,7 @@ def import_fastai(
     *,
     download: bool = False,
     direction: str = "fwd",
+    cache_dir: Path | None = None,
     overwrite: bool = False,
     reporter,
 ) -> dict:
@@ -42,8 +42,6 @@ def import_fastai(
     started = time.time()
     if direction not in DIRECTIONS:
         raise ConfigError(f"`--direction` must be fwd or bwd, got {direction!r}")
-    if direction == "bwd" and not _has_backwards():
-        raise ConfigError("`--direction bwd`: this version cannot fine-tune backward language models yet")
     if download and (weights is not None or vocab is not None):
         raise InputError("give WEIGHTS.pth and VOCAB.pkl, or --download, not both")
     if not download and (weights is None or vocab is None):
@@ -55,7 +53,7 @@ def import_fastai(
     _setup(RunConfig.seed)  # the warnings filter (for fastai's import) and seeds, as every stage does
     url = None
     if download:
-        url, (weights, vocab) = fastai_url(direction), fetch(fastai_url(direction), cache_dir(), reporter)
+        url, (weights, vocab) = fastai_url(direction), fetch(fastai_url(direction), archive_dir(cache_dir), reporter)
     itos = read_vocab_pickle(vocab)
     state = read_weights(weights)
     cfg = arch_config(state, len(itos), weights, direction)
@@ -69,7 +67,11 @@ def import_fastai(
         tok_path = writer.path(A.TOKENIZER)
         WordVocab(itos).save(str(tok_path))
         A.save_weights(model, writer.path(A.WEIGHTS))
-        extra = {"vocab_size": len(itos), "imported": {"from": "fastai", "direction": direction, "url": url}}
+        extra = {
+            "vocab_size": len(itos),
+            "imported": {"from": "fastai", "direction": direction, "url": url},
+            "plots": {},  # nothing was trained here
+        }
         manifest = _manifest("pretrain", cfg, tok_path, inputs, None, [], extra, started)
         writer.write_json(A.MANIFEST, manifest)
         writer.commit()
@@ -132,7 +134,6 @@ def arch_config(state: dict, n_words: int, where: Path, direction: str = "fwd") 
     if n_layers == 0:
         raise InputError(f"{where}: no 0.rnns.0.weight_hh_l0_raw; not a fastai AWD_LSTM language model")
     n_hid = state["0.rnns.0.weight_hh_l0_raw"].shape[1] if n_layers > 1 else emb_sz
-    back = {"backwards": direction == "bwd"} if _has_backwards() else {}
     # fastai's awd_lstm_lm_config dropouts are our LM_DROPS; vocab_size records the word count
     return RunConfig(
         stage="pretrain",
@@ -141,13 +142,8 @@ def arch_config(state: dict, n_words: int, where: Path, direction: str = "fwd") 
         emb_sz=int(emb_sz),
         n_hid=int(n_hid),
         n_layers=n_layers,
-        **back,
+        backwards=direction == "bwd",  # fastai's wt103-bwd was trained on reversed text; later stages inherit it
     )
-
-
-def _has_backwards() -> bool:
-    """Whether runs can be backward language models (RunConfig.backwards): a bwd model needs reversed text."""
-    return "backwards" in {f.name for f in dataclasses.fields(RunConfig)}
 
 
 def _load_checked(cfg: RunConfig, n_words: int, state: dict, where: Path):
@@ -177,24 +173,42 @@ def _load_checked(cfg: RunConfig, n_words: int, state: dict, where: Path):
 
 
 # ---- fine-tuning from a word-vocabulary parent -----------------------------------------------------------
+# finetune-lm from such a run does what fastai's LMLearner.load_pretrained does: the target corpus gets its own
+# vocabulary, and the parent's embedding and decoder rows move to it by fastai's match_embeds (known words keep
+# their rows; new words get the mean row and the mean bias).
 
 
-def retarget(cfg: RunConfig, parent: A.Run, parent_tok: WordVocab, texts: list[str], tok_path: Path, reporter):
-    """finetune-lm from a fastai word-vocabulary run, as fastai's LMLearner.load_pretrained: the target corpus's
-    own vocabulary (written to `tok_path`), and the parent's LM with its embedding and decoder rows moved to it
-    by fastai's `match_embeds` (known words keep their rows; new words get the mean row and mean bias).
-    Returns the new vocabulary and the state dict for a model of its size."""
+def word_vocab(parent: A.Run | None) -> WordVocab | None:
+    """The parent run's fastai word vocabulary, or None (no parent, or a subword tokenizer)."""
+    if parent is None:
+        return None
+    from .tokenizer import load_tokenizer
+
+    tok = load_tokenizer(parent.file("tokenizer"))
+    return tok if isinstance(tok, WordVocab) else None
+
+
+def target_vocab(parent_tok: WordVocab, corpora, reporter) -> WordVocab:
+    """The training corpora's vocabulary (fastai's make_vocab over their words; the validation set is not
+    counted, as fastai counts its training set only)."""
+    from .tokenizer import ENCODE_CHUNK
+
+    reporter.info("counting the target corpus's words for its vocabulary (fastai's tokenizer)")
+    tok = parent_tok.target_vocab(t for c in corpora for batch in c.batches(ENCODE_CHUNK) for t in batch)
+    known = sum(w in parent_tok.o2i for w in tok.itos)
+    reporter.info(f"target vocabulary: {len(tok.itos):,} words, {known:,} of them in the parent's vocabulary")
+    return tok
+
+
+def matched_state(cfg: RunConfig, parent: A.Run, parent_tok: WordVocab, tok: WordVocab) -> dict:
+    """The parent's LM state dict with its vocabulary rows moved to `tok`'s, by fastai's own match_embeds."""
     from fastai.text.learner import match_embeds
 
     from .models import backbone
 
-    tok = parent_tok.target_vocab(texts)
-    tok.save(str(tok_path))
-    known = sum(w in parent_tok.o2i for w in tok.itos)
-    reporter.info(f"target vocabulary: {len(tok.itos):,} words, {known:,} of them in the parent's vocabulary")
     lm = backbone(cfg.backbone).build_lm(cfg, parent_tok.get_vocab_size())
     A.load_weights(lm, parent.file("weights"))
-    return tok, match_embeds(lm.state_dict(), parent_tok.itos, tok.itos)
+    return match_embeds(lm.state_dict(), parent_tok.itos, tok.itos)
 
 
 # ---- fastai's archive ------------------------------------------------------------------------------------
@@ -206,8 +220,11 @@ def fastai_url(direction: str) -> str:
     return URLs.WT103_FWD if direction == "fwd" else URLs.WT103_BWD
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ulmfit" / "fastai"
+def archive_dir(cache_dir: Path | None) -> Path:
+    """fastai's archives live beside the token cache: --cache-dir, else $ULMFIT_CACHE, else ~/.cache/ulmfit."""
+    from .tokencache import cache_root
+
+    return cache_root(cache_dir) / "fastai"
 
 
 def fetch(url: str, cache: Path, reporter) -> tuple[Path, Path]:

@@ -7,6 +7,7 @@ Layer groups are numbered from the bottom (0 = closest to the input) to the top 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -68,3 +69,18 @@ def phase_steps(plan: list[EpochPlan], steps_per_epoch: int) -> dict[int, int]:
     for p in plan:
         totals[p.phase] = totals.get(p.phase, 0) + steps_per_epoch
     return totals
+
+
+def lr_trace(plan: list[EpochPlan], steps_per_epoch: int, cut_frac: float, ratio: float) -> Iterator[tuple[float, ...]]:
+    """The rate of every group at every optimizer step of the run (0.0 while frozen), as train.fit sets it:
+    each phase runs one STLR cycle over its T steps, restarting when gradual unfreezing opens a new phase.
+    Lazy: a long pretraining run has millions of steps."""
+    totals = phase_steps(plan, steps_per_epoch)
+    phase, t = None, 0
+    for ep in plan:
+        if ep.phase != phase:
+            phase, t = ep.phase, 0
+        for _ in range(steps_per_epoch):
+            mult = stlr(t, totals[phase], cut_frac, ratio)
+            yield tuple(peak * mult for peak in ep.peak_lrs)
+            t += 1

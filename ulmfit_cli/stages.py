@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from . import artifacts as A
-from .config import WORD_TOKENIZER, RunConfig, from_dict
-from .data import LMStream, Source, classifier_batches, read_table, read_texts, split_valid
+from .config import RunConfig, from_dict
+from .data import LMStream, Source, classifier_batches, open_corpus, read_table, split_valid
 from .errors import InputError
 from .models import backbone
 from .schedule import unfreeze_plan
-from .tokenizer import PAD_ID, encode_docs, encode_stream, file_sha256, load_tokenizer, train_tokenizer
+from .tokenizer import PAD_ID, encode_docs, file_sha256, load_tokenizer, train_tokenizer
 
 
 def _setup(seed: int) -> None:
@@ -32,12 +32,6 @@ def _setup(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _warn_replaced(tables, sources, reporter) -> None:
-    for t, s in zip(tables, sources):
-        if t.replaced_chars:
-            reporter.warn(f"{s}: {t.replaced_chars} undecodable byte(s) replaced with U+FFFD")
 
 
 def _manifest(
@@ -69,11 +63,16 @@ def _manifest(
     }
 
 
-def print_plan(stage: str, cfg: RunConfig) -> list[dict]:
-    """The per-epoch plan (which groups train, each group's peak rate), without building anything."""
+def _plan(stage: str, cfg: RunConfig):
+    """The layer groups' names and the per-epoch plan of a stage, known before any model is built."""
     kind = "classifier" if stage == "finetune-clf" else "lm"
     names = backbone(cfg.backbone).group_names(kind, cfg.n_layers)
-    plan = unfreeze_plan(len(names), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing and kind != "lm")
+    return names, unfreeze_plan(len(names), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing and kind != "lm")
+
+
+def print_plan(stage: str, cfg: RunConfig) -> list[dict]:
+    """The per-epoch plan (which groups train, each group's peak rate), without building anything."""
+    names, plan = _plan(stage, cfg)
     return [
         {
             "epoch": p.epoch + 1,
@@ -88,21 +87,46 @@ def print_plan(stage: str, cfg: RunConfig) -> list[dict]:
 # ---- language-model stages -------------------------------------------------------------------------------
 
 
-def _lm_streams(cfg: RunConfig, tok, texts: list[str], valid_texts: list[str] | None):
-    ids = encode_stream(tok, texts, cfg.max_tokens)
-    if valid_texts is not None:
-        train_ids, valid_ids = ids, encode_stream(tok, valid_texts)
-    else:
+def place(model, cfg: RunConfig):
+    """Move `model` to the run's device, start every data-parallel process from the same weights (then give
+    each its own dropout masks), and compile it when asked."""
+    import torch
+
+    from . import dist
+
+    device = dist.resolve_device(cfg.device)
+    dist.check_precision(cfg.precision, device)
+    model.to(device)
+    dist.broadcast_params(model)
+    if dist.world().size > 1:
+        torch.manual_seed(cfg.seed + dist.world().rank)
+    if cfg.compile:
+        model.compile()  # in place: the state-dict keys, and so the saved weights, stay those of the model
+    return model
+
+
+def _lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
+    from . import dist
+
+    if valid_ids is None:
         n_valid = int(len(ids) * cfg.valid_pct)
-        train_ids, valid_ids = ids[: len(ids) - n_valid], ids[len(ids) - n_valid :]
-    train = LMStream(train_ids, cfg.bs, cfg.bptt)
+        ids, valid_ids = ids[: len(ids) - n_valid], ids[len(ids) - n_valid :]
+    w = dist.world()
+    train = LMStream(ids, cfg.bs, cfg.bptt, cfg.backwards, w.rank, w.size)
     if len(train) == 0:
         raise InputError(
-            f"the corpus has {len(train_ids)} training tokens, too few for --bs {cfg.bs} x --bptt "
-            f"{cfg.bptt}; give more text or lower --bs/--bptt"
+            f"the corpus has {len(ids)} training tokens, too few for --bs {cfg.bs} x --bptt "
+            f"{cfg.bptt}{f' x {w.size} processes' if w.size > 1 else ''}; give more text or lower --bs/--bptt"
         )
     vbs = max(1, min(cfg.bs, (len(valid_ids) - 1 - cfg.bptt) // cfg.bptt))
-    return train, LMStream(valid_ids, vbs, cfg.bptt)
+    return train, LMStream(valid_ids, vbs, cfg.bptt, cfg.backwards)
+
+
+def _lm_steps(cfg: RunConfig, steps_per_epoch: int) -> int:
+    """Steps per epoch of an LM stage: the whole stream, or --max-steps spread over the epochs."""
+    if cfg.max_steps and cfg.epochs:
+        return min(steps_per_epoch, -(-cfg.max_steps // cfg.epochs))
+    return steps_per_epoch
 
 
 def _train_lm(model, cfg: RunConfig, train: LMStream, valid: LMStream, reporter, **ckpt) -> list:
@@ -117,7 +141,7 @@ def _train_lm(model, cfg: RunConfig, train: LMStream, valid: LMStream, reporter,
         groups,
         names,
         plan,
-        len(train),
+        _lm_steps(cfg, len(train)),
         lambda e: train.batches(offsets[e]),
         lm_loss(model, cfg),
         lambda: lm_evaluate(model, valid),
@@ -139,47 +163,64 @@ def train_lm_stage(
     overwrite: bool = False,
     resume: bool = False,
     checkpoint_every: int = 0,
+    cache_dir: Path | None = None,
     reporter,
 ) -> dict:
     """pretrain (parent None: trains a tokenizer, random weights) or finetune-lm (tokenizer and weights from
-    the parent run)."""
-    started = time.time()
-    with _writing(out, overwrite, resume, reporter) as writer:
-        tables = [read_texts(s, text_col) for s in sources]
-        _warn_replaced(tables, sources, reporter)
-        valid_table = read_texts(valid, text_col) if valid is not None else None
-        texts = [t for tb in tables for t in tb.texts]
-        _setup(cfg.seed)
-        writer.start(cfg.to_dict(), [t.fingerprint for t in [*tables, *([valid_table] if valid_table else [])]])
-        tok_path = writer.path(A.TOKENIZER)
-        if parent is not None:
-            shutil.copyfile(parent.file("tokenizer"), tok_path)
-        elif not (resume and tok_path.exists()):  # a resumed pretraining run keeps the tokenizer it trained
-            step = max(1, len(texts) // cfg.tokenizer_sample_lines)  # evenly spread, not just the first books
-            sample = texts[::step]
-            reporter.info(f"training a {cfg.tokenizer} tokenizer ({cfg.vocab_size} pieces) on {len(sample)} lines")
-            train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size, len(sample)).save(str(tok_path))
-        tok = load_tokenizer(tok_path)
-        parent_state = None
-        if parent is not None and getattr(tok, "kind", None) == WORD_TOKENIZER:  # an `import-fastai` parent
-            from .pretrained import retarget
+    the parent run). The corpus is streamed: tokenized once into a memory-mapped cache, trained on from there."""
+    from . import dist
+    from .pretrained import matched_state, target_vocab, word_vocab
+    from .tokencache import cache_root, token_ids
 
-            tok, parent_state = retarget(cfg, parent, tok, texts, tok_path, reporter)
-        train, valid_stream = _lm_streams(cfg, tok, texts, valid_table.texts if valid_table else None)
+    started = time.time()
+    words = word_vocab(parent)  # an `import-fastai` parent's fastai word vocabulary, else None
+    corpora = [open_corpus(s, text_col) for s in sources]
+    valid_corpus = open_corpus(valid, text_col) if valid is not None else None
+    fingerprints = [c.fingerprint for c in [*corpora, *([valid_corpus] if valid_corpus else [])]]
+    root = cache_root(cache_dir)
+    with _writing(out, overwrite, resume, reporter) as writer:
+        _setup(cfg.seed)
+        tok_path = writer.path(A.TOKENIZER)
+
+        def prepare():  # rank 0: the run folder, the tokenizer, the token cache; the other ranks wait for it
+            writer.start(cfg.to_dict(), fingerprints)
+            if words is not None:  # fastai's words: the target corpus's own vocabulary, as fastai's LMLearner
+                target_vocab(words, corpora, reporter).save(str(tok_path))
+            elif parent is not None:
+                shutil.copyfile(parent.file("tokenizer"), tok_path)
+            elif not (resume and tok_path.exists()):  # a resumed pretraining run keeps the tokenizer it trained
+                sample = [t for c in corpora for t in c.sample(max(1, cfg.tokenizer_sample_lines // len(corpora)))]
+                reporter.info(f"training a {cfg.tokenizer} tokenizer ({cfg.vocab_size} pieces) on {len(sample)} lines")
+                train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size, len(sample)).save(str(tok_path))
+            return _stream_ids(load_tokenizer(tok_path), tok_path)
+
+        def _stream_ids(tok, tok_path):
+            sha = file_sha256(tok_path)
+            ids = token_ids(corpora, tok, sha, cfg.max_tokens, root, reporter)
+            vids = token_ids([valid_corpus], tok, sha, 0, root, reporter, "validation") if valid_corpus else None
+            return ids, vids
+
+        ready = dist.on_main(prepare)
+        tok = load_tokenizer(tok_path)
+        ids, valid_ids = ready if writer.main else _stream_ids(tok, tok_path)  # others: from the cache, not rebuilt
+        train, valid_stream = _lm_streams(cfg, ids, valid_ids)
         n_train, n_valid = len(train.ids), len(valid_stream.ids)
         reporter.info(
             f"{stage}: {n_train:,} training tokens, {n_valid:,} validation tokens, {len(train)} steps per epoch"
+            + (f" on each of {dist.world().size} processes" if dist.world().size > 1 else "")
         )
         model = backbone(cfg.backbone).build_lm(cfg, tok.get_vocab_size())
-        if parent_state is not None:
-            model.load_state_dict(parent_state)
+        if words is not None:  # the parent's rows moved to the new vocabulary (fastai's match_embeds)
+            model.load_state_dict(matched_state(cfg, parent, words, tok))
         elif parent is not None:
             A.load_weights(model, parent.file("weights"))
+        place(model, cfg)
         history = _train_lm(model, cfg, train, valid_stream, reporter, **_ckpt(writer, resume, checkpoint_every))
+        if not writer.main:
+            return {}
         A.save_weights(model, writer.path(A.WEIGHTS))
-        inputs = [
-            {"source": str(s), "fingerprint": t.fingerprint, "documents": len(t.texts)} for s, t in zip(sources, tables)
-        ]
+        pictures = _plots(writer, stage, cfg, history, _lm_steps(cfg, len(train)), reporter)
+        inputs = [{"source": str(c.source), "fingerprint": c.fingerprint, "text_col": c.text_col} for c in corpora]
         manifest = _manifest(
             stage,
             cfg,
@@ -187,7 +228,7 @@ def train_lm_stage(
             inputs,
             parent,
             history,
-            {"vocab_size": tok.get_vocab_size(), "tokens": {"train": n_train, "valid": n_valid}},
+            {"vocab_size": tok.get_vocab_size(), "tokens": {"train": n_train, "valid": n_valid}, "plots": pictures},
             started,
         )
         writer.write_json(A.MANIFEST, manifest)
@@ -198,7 +239,9 @@ def train_lm_stage(
 @contextmanager
 def _writing(out: Path, overwrite: bool, resume: bool, reporter):
     """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming."""
-    writer = A.RunWriter(out, overwrite, resume)
+    from . import dist
+
+    writer = A.RunWriter(out, overwrite, resume) if dist.world().main else A.Follower(out, resume)
     try:
         yield writer
     except BaseException:
@@ -218,17 +261,50 @@ def _summary(out: Path, manifest: dict) -> dict:
         "final": manifest["final"],
         "wall_s": manifest["wall_s"],
         "epochs": len(manifest["history"]),
+        "plots": {k: str(out / name) for k, name in manifest["plots"].items()},
     }
+
+
+def _plots(writer: A.RunWriter, stage: str, cfg: RunConfig, history: list, steps_per_epoch: int, reporter) -> dict:
+    """Draw the run's pictures into its temporary folder, so they publish with it; returns {kind: file name}.
+
+    A picture is worth less than the model it describes: a failure (matplotlib missing, a full disk, a bug in
+    the drawing) is a warning shown even with --quiet, the model is still published, and the manifest lists
+    only the pictures that were written. Ctrl-C still interrupts (KeyboardInterrupt is not an Exception).
+    """
+    from . import plots
+
+    names, plan = _plan(stage, cfg)
+    title = f"{stage} ({cfg.backbone}): {writer.out.name}"
+    jobs = {}
+    if history:
+        jobs["history"] = (plots.HISTORY_PNG, lambda p: plots.history(history, p, title))
+    if plan and steps_per_epoch:
+        jobs["lr_schedule"] = (
+            plots.LR_PNG,
+            lambda p: plots.lr_schedule(plan, names, steps_per_epoch, cfg.cut_frac, cfg.ratio, p, title),
+        )
+    written = {}
+    for kind, (name, draw) in jobs.items():
+        try:
+            draw(writer.path(name))
+        except Exception as e:  # see the docstring: never lose a trained model to a picture
+            reporter.notice(f"warning: could not draw {name} ({type(e).__name__}: {e}); the run is saved without it")
+        else:
+            written[kind] = name
+    return written
 
 
 # ---- classifier ------------------------------------------------------------------------------------------
 
 
-def _docs(tok, texts: list[str], max_len: int) -> list[np.ndarray]:
+def _docs(tok, texts: list[str], cfg: RunConfig) -> list[np.ndarray]:
     """Token ids per document, <bos> first, cut to `max_len` tokens. fastai runs the whole document and keeps
     the last max_len outputs; cutting up front bounds the work on huge documents, and all kept tokens get
-    gradients (BPT3C in SentenceEncoder still handles everything longer than bptt)."""
-    return [d[:max_len] for d in encode_docs(tok, texts)]
+    gradients (BPT3C in SentenceEncoder still handles everything longer than bptt). A backwards model reads
+    each document reversed, as its LM read the reversed stream."""
+    docs = [d[: cfg.max_len] for d in encode_docs(tok, texts)]
+    return [d[::-1].copy() for d in docs] if cfg.backwards else docs
 
 
 def _clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col: str, label_col: str):
@@ -275,6 +351,7 @@ def finetune_clf(
     import torch
     import torch.nn.functional as F
 
+    from . import dist
     from .train import fit
 
     started = time.time()
@@ -286,7 +363,7 @@ def finetune_clf(
         shutil.copyfile(parent.file("tokenizer"), tok_path)
         tok = load_tokenizer(tok_path)
         cix = {c: i for i, c in enumerate(classes)}
-        docs, vdocs = _docs(tok, texts, cfg.max_len), _docs(tok, vtexts, cfg.max_len)
+        docs, vdocs = _docs(tok, texts, cfg), _docs(tok, vtexts, cfg)
         y = np.array([cix[v] for v in labels], dtype=np.int64)
         vy = np.array([cix[v] for v in vlabels], dtype=np.int64)
         bb = backbone(cfg.backbone)
@@ -295,10 +372,12 @@ def finetune_clf(
             lm = bb.build_lm(cfg, tok.get_vocab_size())
             A.load_weights(lm, parent.file("weights"))
             bb.encoder_of_classifier(model).load_state_dict(bb.encoder_of_lm(lm).state_dict())
+        place(model, cfg)
         names, groups = bb.classifier_groups(model)
         plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing)
         rngs = [np.random.default_rng([cfg.seed, e]) for e in range(cfg.epochs)]
-        steps = -(-len(docs) // cfg.bs)
+        w = dist.world()
+        steps = -(-len(docs) // cfg.bs) // w.size  # data-parallel: each process takes every size-th batch
         reporter.info(
             f"finetune-clf: {len(docs)} training and {len(vdocs)} validation documents, "
             f"{len(classes)} classes, {steps} steps per epoch"
@@ -315,17 +394,21 @@ def finetune_clf(
             return {"valid_loss": loss, "accuracy": float((logits.argmax(1) == vy).mean())}
 
         def batches(e):
-            return classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e], bb.pad_batch)
+            return classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e], bb.pad_batch, w.rank, w.size)
 
         ckpt = _ckpt(writer, resume, checkpoint_every)
         history = fit(model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt)
+        if not writer.main:
+            return {}
         A.save_weights(model, writer.path(A.WEIGHTS))
+        pictures = _plots(writer, "finetune-clf", cfg, history, steps, reporter)
         inputs = [{"source": str(train_src), "fingerprint": table.fingerprint, "documents": len(table.texts)}]
         extra = {
             "vocab_size": tok.get_vocab_size(),
             "classes": classes,
             "init": init,
             "columns": {"text": text_col, "label": label_col},
+            "plots": pictures,
         }
         manifest = _manifest("finetune-clf", cfg, tok_path, inputs, parent, history, extra, started)
         writer.write_json(A.MANIFEST, manifest)
@@ -337,23 +420,36 @@ def _predict_logits(model, docs: list[np.ndarray], cfg: RunConfig) -> np.ndarray
     """Logits (N, C) in input order, batches sorted by length."""
     import torch
 
+    from . import dist
+
+    device = next(model.parameters()).device
     out = None
-    with torch.no_grad():
+    with torch.no_grad(), dist.autocast(device, cfg.precision):
         for idx, x, _ in classifier_batches(docs, None, cfg.bs, cfg.bptt, PAD_ID, pad=backbone(cfg.backbone).pad_batch):
-            logits = model(x)[0].float().numpy()
+            logits = model(x.to(device))[0].float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(docs), logits.shape[1]), dtype=np.float32)
             out[idx] = logits
     return out
 
 
-def load_classifier(run: A.Run):
-    """The classifier of a run folder the caller has opened (and so checked) with `artifacts.open_run`."""
+def load_classifier(run: A.Run, device: str = "auto"):
+    """The classifier of a run folder the caller has opened (and so checked) with `artifacts.open_run`, on
+    `device`; mixed precision only where the run trained with it and the device is a GPU."""
+    import dataclasses
+
+    from . import dist
+
     cfg = from_dict(run.config)
     _setup(cfg.seed)
+    where = dist.resolve_device(device)
+    cfg = dataclasses.replace(
+        cfg, device=str(where), precision=cfg.precision if where.type == "cuda" else "fp32", compile=False
+    )
     tok = load_tokenizer(run.file("tokenizer"))
     model = backbone(cfg.backbone).build_classifier(cfg, tok.get_vocab_size(), len(run.manifest["classes"]))
     A.load_weights(model, run.file("weights"))
+    model.to(where)
     model.eval()
     return cfg, tok, model
 
@@ -362,7 +458,7 @@ def predict_probs(run: A.Run, texts: list[str]) -> tuple[list[str], np.ndarray]:
     import torch
 
     cfg, tok, model = load_classifier(run)
-    logits = _predict_logits(model, _docs(tok, texts, cfg.max_len), cfg)
+    logits = _predict_logits(model, _docs(tok, texts, cfg), cfg)
     return run.manifest["classes"], torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
 
@@ -383,4 +479,4 @@ def evaluate(run: A.Run, src: Source, text_col: str | None, label_col: str | Non
     _, probs = predict_probs(run, table.texts)
     cix = {c: i for i, c in enumerate(classes)}
     y = np.array([cix[v] for v in labels])
-    return classification_report(y, probs.argmax(1), classes)
+    return {**classification_report(y, probs.argmax(1), classes), "plots": {}}

@@ -49,8 +49,11 @@ def fit(
     """
     import torch
 
-    from . import checkpoint
+    from . import checkpoint, dist
 
+    device = next(model.parameters()).device
+    main = dist.world().main
+    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
     opt = make_optimizer(groups, cfg)
     totals = phase_steps(plan, steps_per_epoch)
     history, start_epoch, start_step, phase, phase_t, tot, n = [], 0, 0, None, 0, 0.0, 0
@@ -61,7 +64,7 @@ def fit(
         reporter.info(f"resuming at epoch {start_epoch + 1}, step {start_step}")
 
     def save(epoch: int, step: int) -> None:
-        if ckpt_dir is not None:
+        if ckpt_dir is not None and main:  # data-parallel: rank 0 writes, the others resume from its checkpoints
             pos = dict(epoch=epoch, step=step, phase=phase, phase_t=phase_t, tot=tot, n=n, history=history)
             checkpoint.save(ckpt_dir, model, opt, pos)
 
@@ -83,12 +86,13 @@ def fit(
                 model.reset()
                 tot, n = 0.0, 0
             t0 = time.time()
-            for step, batch in enumerate(itertools.islice(batches(ep.epoch), first, None), start=first):
+            for step, batch in enumerate(itertools.islice(batches(ep.epoch), first, steps_per_epoch), start=first):
                 mult = stlr(phase_t, totals[phase], cfg.cut_frac, cfg.ratio)
                 for pg, peak in zip(opt.param_groups, ep.peak_lrs):
                     pg["lr"] = peak * mult
-                loss, shown = loss_fn(batch)
-                if not torch.isfinite(loss):
+                with dist.autocast(device, cfg.precision):
+                    loss, shown = loss_fn(dist.to_device(batch, device))
+                if not dist.all_finite(bool(torch.isfinite(loss))):
                     kept = (
                         ""
                         if checkpoint.find(ckpt_dir or Path("/nonexistent")) is None
@@ -101,10 +105,19 @@ def fit(
                         f"try a lower --lr (now {cfg.lr}){kept}"
                     )
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if scaler is not None:  # fp16: scale the loss so small gradients do not underflow
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(opt)
+                else:
+                    loss.backward()
+                dist.average_grads(trainable)
                 if cfg.clip:
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
-                opt.step()
+                if scaler is not None:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
                 phase_t += 1
                 tot, n = tot + shown, n + 1
                 reporter.step(shown)
@@ -115,7 +128,7 @@ def fit(
                     save(ep.epoch, step + 1)
             model.eval()
             model.reset()
-            with torch.no_grad():
+            with torch.no_grad(), dist.autocast(device, cfg.precision):
                 metrics = evaluate()
             row = {"epoch": ep.epoch + 1, "train_loss": tot / max(n, 1), **metrics}
             reporter.epoch_end({**row, "time_s": round(time.time() - t0, 1)})
@@ -152,9 +165,11 @@ def lm_loss(model, cfg):
 def lm_evaluate(model, stream) -> dict:
     import torch.nn.functional as F
 
+    device = next(model.parameters()).device
     tot, correct, n = 0.0, 0, 0
     for x, y in stream.batches(0):
-        logits = model(x)[0]
+        x, y = x.to(device), y.to(device)
+        logits = model(x)[0].float()
         tot += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
         correct += (logits.argmax(-1) == y).sum().item()
         n += y.numel()

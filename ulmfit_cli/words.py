@@ -54,7 +54,7 @@ class WordVocab:
             from fastai.text.core import SpacyTokenizer, TokenizeWithRules
 
             self._rules = TokenizeWithRules(SpacyTokenizer(self.lang))  # fastai's default pre- and post-rules
-        for toks in self._rules(list(texts)):
+        for toks in self._rules(texts):  # lazy all the way (fastcore maps, spaCy's pipe): a corpus streams
             toks = list(toks)
             yield toks[1:] if toks and toks[0] == FASTAI_SPECIALS[2] else toks
 

@@ -55,6 +55,19 @@ def show_schedule(stage: str, cfg) -> None:
 def finish(summary: dict, as_json: bool, reporter) -> None:
     from ..report import emit_json
 
+    if not summary:  # a data-parallel process other than rank 0: rank 0 reports
+        return
     reporter.table(reporter.rows, f"{summary['stage']}: {summary['out']} ({summary['wall_s']} s)")
     if as_json:
         emit_json(summary)
+
+
+def start(cfg, quiet: bool):
+    """Join torchrun's process group if there is one, check the device and precision before any work, and
+    return the Reporter (progress from rank 0 only)."""
+    from .. import dist
+    from ..report import Reporter
+
+    w = dist.init(cfg.device)
+    dist.check_precision(cfg.precision, dist.resolve_device(cfg.device))
+    return Reporter(quiet or not w.main)

@@ -17,8 +17,15 @@ def evaluate(
     split: Split = "test",
     json: Json = False,
     backbone: Backbone = None,
+    confusion_png: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the confusion matrix into this PNG file (replaced if it exists)."),
+    ] = None,
 ):
-    """Accuracy, macro-F1 and a per-class table on labelled data (stdout; JSON with --json)."""
+    """Accuracy, macro-F1, a per-class table and the confusion matrix on labelled data (stdout; JSON with --json).
+
+    Nothing is written unless asked: the picture goes only where --confusion-png says, never into the run folder.
+    """
     from ..artifacts import open_run
     from ..report import emit_json
     from ..stages import evaluate as core
@@ -26,10 +33,51 @@ def evaluate(
 
     model = open_run(run, ("finetune-clf",), "evaluate")
     check_backbone(model, backbone)
+    if confusion_png is not None:
+        _check_png(confusion_png, "--confusion-png")
     (src,) = sources([test] if test else None, dataset, split, "test data")
     result = core(model, src, text_col, label_col)
+    failed = _draw(result, model, src, confusion_png) if confusion_png is not None else None
     if json:
-        return emit_json(result)
+        emit_json(result)
+    else:
+        _table(result)
+    if failed:  # after the results: they took the work, and they are complete
+        from ..errors import OutputError
+
+        raise OutputError(f"{confusion_png}: could not draw the confusion matrix ({failed}); the results are complete")
+
+
+def _check_png(path: Path, flag: str) -> None:
+    """Before any work: a path we can write a PNG to."""
+    from ..errors import ConfigError
+
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"`{flag}` writes a PNG; give a file name ending in .png, got {str(path)!r}")
+    if path.is_dir():
+        raise ConfigError(f"`{flag}` {path} is a folder; give a file name ending in .png")
+    if not path.parent.is_dir():
+        raise ConfigError(f"`{flag}`: the folder {path.parent} does not exist; create it first")
+
+
+def _draw(result: dict, model, src, path: Path) -> str | None:
+    """Draw the confusion matrix; on success list it in `result["plots"]`, else say why (the caller reports it
+    after the results, which a failed picture must not cost)."""
+    import sys
+
+    from ..plots import confusion
+
+    title = f"{model.path.name} on {src}: accuracy {result['accuracy']:.4f}, n {result['n']}"
+    try:
+        confusion(result["confusion"], model.manifest["classes"], path, title)
+    except Exception as e:  # any failure to draw: reported as one line once the results are out
+        return f"{type(e).__name__}: {e}"
+    result["plots"]["confusion"] = str(path)
+    sys.stderr.write(f"confusion matrix written to {path}\n")
+    return None
+
+
+def _table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 

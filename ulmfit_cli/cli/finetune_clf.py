@@ -7,14 +7,17 @@ import typer
 
 from .options import (
     Backbone,
+    Backwards,
     Beta1,
     Beta2,
     Bptt,
     Bs,
     CheckpointEvery,
     Clip,
+    Compile,
     CutFrac,
     Dataset,
+    Device,
     DropMult,
     Epochs,
     Json,
@@ -23,6 +26,7 @@ from .options import (
     LrFactor,
     Out,
     Overwrite,
+    Precision,
     Preset,
     PrintSchedule,
     Quiet,
@@ -83,6 +87,10 @@ def finetune_clf(
             "baseline (parent's tokenizer and sizes only)."
         ),
     ] = "pretrained",
+    backwards: Backwards = None,
+    device: Device = None,
+    precision: Precision = None,
+    compile: Compile = None,
     overwrite: Overwrite = False,
     resume: Resume = False,
     checkpoint_every: CheckpointEvery = 200,
@@ -97,9 +105,8 @@ def finetune_clf(
     from ..artifacts import LM_STAGES, open_run
     from ..data import Source
     from ..errors import ConfigError
-    from ..report import Reporter
     from ..stages import finetune_clf as core
-    from .common import finish, show_schedule, sources
+    from .common import finish, show_schedule, sources, start
 
     run = open_run(parent, LM_STAGES, "finetune-clf")
     cfg = resolve("finetune-clf", preset, given, run.config)
@@ -108,7 +115,7 @@ def finetune_clf(
     if print_schedule:
         return show_schedule("finetune-clf", cfg)
     (src,) = sources([train] if train else None, dataset, split, "training data")
-    reporter = Reporter(quiet)
+    reporter = start(cfg, quiet)
     summary = core(
         cfg,
         run,

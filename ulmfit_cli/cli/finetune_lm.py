@@ -8,23 +8,29 @@ import typer
 from .options import (
     Alpha,
     Backbone,
+    Backwards,
     Beta,
     Beta1,
     Beta2,
     Bptt,
     Bs,
+    CacheDir,
     CheckpointEvery,
     Clip,
+    Compile,
     CutFrac,
     Dataset,
+    Device,
     DropMult,
     Epochs,
     Json,
     Lr,
     LrFactor,
+    MaxSteps,
     MaxTokens,
     Out,
     Overwrite,
+    Precision,
     Preset,
     PrintSchedule,
     Quiet,
@@ -74,6 +80,12 @@ def finetune_lm(
     seed: Seed = None,
     valid_pct: ValidPct = None,
     max_tokens: MaxTokens = None,
+    backwards: Backwards = None,
+    max_steps: MaxSteps = None,
+    cache_dir: CacheDir = None,
+    device: Device = None,
+    precision: Precision = None,
+    compile: Compile = None,
     overwrite: Overwrite = False,
     resume: Resume = False,
     checkpoint_every: CheckpointEvery = 200,
@@ -88,16 +100,15 @@ def finetune_lm(
     from ..artifacts import LM_STAGES, open_run
     from ..config import resolve
     from ..data import Source
-    from ..report import Reporter
     from ..stages import train_lm_stage
-    from .common import finish, show_schedule, sources
+    from .common import finish, show_schedule, sources, start
 
     run = open_run(parent, LM_STAGES, "finetune-lm")
     cfg = resolve("finetune-lm", preset, given, run.config)
     if print_schedule:
         return show_schedule("finetune-lm", cfg)
     srcs = sources(texts, dataset, split, "texts")
-    reporter = Reporter(quiet)
+    reporter = start(cfg, quiet)
     summary = train_lm_stage(
         "finetune-lm",
         cfg,
@@ -109,6 +120,7 @@ def finetune_lm(
         overwrite=overwrite,
         resume=resume,
         checkpoint_every=checkpoint_every,
+        cache_dir=cache_dir,
         reporter=reporter,
     )
     finish(summary, json, reporter)

@@ -23,6 +23,10 @@ def import_fastai(
         bool, typer.Option("--download", help="Fetch fastai's WT103 model (needs the network; cached).")
     ] = False,
     direction: Annotated[str, typer.Option(help="fwd | bwd: which of fastai's WT103 models.")] = "fwd",
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where --download keeps fastai's archive (default $ULMFIT_CACHE or ~/.cache/ulmfit)."),
+    ] = None,
     overwrite: Overwrite = False,
     json: Json = False,
     quiet: Quiet = False,
@@ -34,6 +38,13 @@ def import_fastai(
 
     reporter = Reporter(quiet)
     summary = run_import(
-        weights, vocab, out, download=download, direction=direction, overwrite=overwrite, reporter=reporter
+        weights,
+        vocab,
+        out,
+        download=download,
+        direction=direction,
+        cache_dir=cache_dir,
+        overwrite=overwrite,
+        reporter=reporter,
     )
     finish(summary, json, reporter)

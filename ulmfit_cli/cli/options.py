@@ -10,6 +10,7 @@ import typer
 TRAIN = "Training"
 DATA = "Data"
 MODEL = "Model (pretrain only; later stages take it from the parent)"
+HARDWARE = "Hardware"
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (written atomically).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")]
@@ -66,3 +67,31 @@ NormPosition = Annotated[
     str | None, typer.Option(help="Transformer: pre (Pre-LN) | post (Post-LN).", rich_help_panel=MODEL)
 ]
 Attention = Annotated[str | None, typer.Option(help="Transformer: softmax | linear.", rich_help_panel=MODEL)]
+Backwards = Annotated[
+    bool | None,
+    typer.Option(
+        "--backwards/--forwards",
+        help="Read texts from the end (the paper's backward model; later stages take it from the parent).",
+        rich_help_panel=MODEL,
+    ),
+]
+MaxSteps = Annotated[
+    int | None,
+    typer.Option(
+        help="At most this many optimizer steps in all, spread over the epochs (0 = no cap).", rich_help_panel=TRAIN
+    ),
+]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(help="Token-id cache (default $ULMFIT_CACHE or ~/.cache/ulmfit).", rich_help_panel=DATA),
+]
+Device = Annotated[
+    str | None,
+    typer.Option(help="auto | cpu | cuda | cuda:N | mps (auto: a GPU when there is one).", rich_help_panel=HARDWARE),
+]
+Precision = Annotated[
+    str | None, typer.Option(help="fp32 | bf16 | fp16 (mixed precision on CUDA GPUs).", rich_help_panel=HARDWARE)
+]
+Compile = Annotated[
+    bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.", rich_help_panel=HARDWARE)
+]

@@ -9,21 +9,26 @@ from .options import (
     Alpha,
     Attention,
     Backbone,
+    Backwards,
     Beta,
     Beta1,
     Beta2,
     Bptt,
     Bs,
+    CacheDir,
     CheckpointEvery,
     Clip,
+    Compile,
     CutFrac,
     Dataset,
+    Device,
     DropMult,
     EmbSz,
     Epochs,
     Json,
     Lr,
     LrFactor,
+    MaxSteps,
     MaxTokens,
     NHeads,
     NHid,
@@ -32,6 +37,7 @@ from .options import (
     NormPosition,
     Out,
     Overwrite,
+    Precision,
     Preset,
     PrintSchedule,
     Quiet,
@@ -91,6 +97,12 @@ def pretrain(
     seed: Seed = None,
     valid_pct: ValidPct = None,
     max_tokens: MaxTokens = None,
+    backwards: Backwards = None,
+    max_steps: MaxSteps = None,
+    cache_dir: CacheDir = None,
+    device: Device = None,
+    precision: Precision = None,
+    compile: Compile = None,
     overwrite: Overwrite = False,
     resume: Resume = False,
     checkpoint_every: CheckpointEvery = 200,
@@ -103,15 +115,14 @@ def pretrain(
 
     given = flags(locals())  # the settings among the parameters; None = not given
     from ..data import Source
-    from ..report import Reporter
     from ..stages import train_lm_stage
-    from .common import finish, show_schedule, sources
+    from .common import finish, show_schedule, sources, start
 
     cfg = resolve("pretrain", preset, given)
     if print_schedule:
         return show_schedule("pretrain", cfg)
     srcs = sources(corpus, dataset, split, "corpus")
-    reporter = Reporter(quiet)
+    reporter = start(cfg, quiet)
     summary = train_lm_stage(
         "pretrain",
         cfg,
@@ -122,6 +133,7 @@ def pretrain(
         overwrite=overwrite,
         resume=resume,
         checkpoint_every=checkpoint_every,
+        cache_dir=cache_dir,
         reporter=reporter,
     )
     finish(summary, json, reporter)

@@ -26,7 +26,7 @@ def build_lm(cfg: RunConfig, vocab_sz: int):
     from fastai.text.models.core import get_language_model
 
     config = dict(_arch(cfg, LM_DROPS), tie_weights=True, out_bias=True)
-    return get_language_model(AWD_LSTM, vocab_sz, config=config, drop_mult=cfg.drop_mult)
+    return _no_zero_weight_dropout(get_language_model(AWD_LSTM, vocab_sz, config=config, drop_mult=cfg.drop_mult))
 
 
 def build_classifier(cfg: RunConfig, vocab_sz: int, n_class: int):
@@ -38,17 +38,37 @@ def build_classifier(cfg: RunConfig, vocab_sz: int, n_class: int):
     from fastai.text.models.awdlstm import AWD_LSTM
     from fastai.text.models.core import get_text_classifier
 
-    return get_text_classifier(
-        AWD_LSTM,
-        vocab_sz,
-        n_class,
-        seq_len=cfg.bptt,
-        config=_arch(cfg, CLF_DROPS),
-        drop_mult=cfg.drop_mult,
-        lin_ftrs=[cfg.lin_ftrs],
-        pad_idx=PAD_ID,
-        max_len=cfg.max_len,
+    return _no_zero_weight_dropout(
+        get_text_classifier(
+            AWD_LSTM,
+            vocab_sz,
+            n_class,
+            seq_len=cfg.bptt,
+            config=_arch(cfg, CLF_DROPS),
+            drop_mult=cfg.drop_mult,
+            lin_ftrs=[cfg.lin_ftrs],
+            pad_idx=PAD_ID,
+            max_len=cfg.max_len,
+        )
     )
+
+
+def _no_zero_weight_dropout(model):
+    """With --drop-mult 0 fastai's WeightDropout breaks: torch's F.dropout(w, p=0) returns the Parameter itself,
+    which then gets registered on the LSTM, and the next reset() fails. A rate of 0 means no dropout, so these
+    modules get a forward that uses a copy of the raw weights, as WeightDropout does in eval mode."""
+    import types
+
+    from fastai.text.models.awdlstm import WeightDropout
+
+    def setweights(self):
+        for layer in self.layer_names:
+            setattr(self.module, layer, getattr(self, f"{layer}_raw").clone())
+
+    for m in model.modules():
+        if isinstance(m, WeightDropout) and m.weight_p == 0:
+            m._setweights = types.MethodType(setweights, m)
+    return model
 
 
 def group_names(kind: str, n_layers: int) -> list[str]:

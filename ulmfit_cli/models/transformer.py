@@ -49,7 +49,13 @@ class CausalSelfAttention(nn.Module):
 
 def linear_attention(q, k, v, eps: float = 1e-6):
     """Causal linear attention: y_t = phi(q_t) S_t / (phi(q_t) z_t), S_t = sum_{s<=t} phi(k_s) v_s^T,
-    z_t = sum_{s<=t} phi(k_s). (B, H, T, D) -> (B, H, T, D); memory O(T D^2), time linear in T."""
+    z_t = sum_{s<=t} phi(k_s). (B, H, T, D) -> (B, H, T, D); memory O(T D^2), time linear in T.
+    Computed in fp32 even under bf16/fp16 autocast: the prefix sums lose too much in 8 mantissa bits."""
+    with torch.autocast(q.device.type, enabled=False):
+        return _linear_attention(q.float(), k.float(), v.float(), eps).to(v.dtype)
+
+
+def _linear_attention(q, k, v, eps: float):
     q, k = F.elu(q) + 1, F.elu(k) + 1
     kv = torch.einsum("bhtd,bhte->bhtde", k, v).cumsum(dim=2)  # (B, H, T, D, D)
     z = k.cumsum(dim=2)  # (B, H, T, D)

@@ -1,0 +1,168 @@
+"""The streaming path of the LM stages: token ids on disk, their cache, and data-parallel training.
+
+Ids in the memory-mapped cache must be exactly the in-memory tokenization; a second run reuses them and says so;
+a damaged entry is detected and rebuilt, never trained on. Two CPU processes under torchrun (gloo) write one
+complete run folder that loads.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLE, _env
+from ulmfit_cli.data import LMStream, Source, open_corpus, read_texts
+from ulmfit_cli.report import Reporter
+from ulmfit_cli.tokencache import token_ids
+from ulmfit_cli.tokenizer import encode_stream, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(read_texts(Source(path=str(SAMPLE / "books.txt"))).texts[:400], "bpe", 300)
+
+
+class _Log(Reporter):
+    def __init__(self):
+        super().__init__(quiet=True)
+        self.lines: list[str] = []
+
+    def info(self, msg):
+        self.lines.append(msg)
+
+    def warn(self, msg):
+        self.lines.append("warning: " + msg)
+
+
+def test_ids_on_disk_equal_in_memory_tokenization(tmp_path, tok):
+    src = Source(path=str(SAMPLE / "books.txt"))
+    ids = token_ids([open_corpus(src)], tok, "t", 0, tmp_path, _Log())
+    assert isinstance(ids, np.memmap) and ids.dtype == np.uint16
+    assert np.array_equal(ids, encode_stream(tok, read_texts(src).texts))
+    capped = token_ids([open_corpus(src)], tok, "t", 777, tmp_path, _Log())
+    assert np.array_equal(capped, encode_stream(tok, read_texts(src).texts, max_tokens=777))
+
+
+def test_tables_stream_like_text_files(tmp_path, tok):
+    src = Source(path=str(SAMPLE / "trec_train.csv"))
+    ids = token_ids([open_corpus(src)], tok, "t", 0, tmp_path, _Log())
+    assert np.array_equal(ids, encode_stream(tok, read_texts(src).texts))
+
+
+def test_cache_is_reused_and_a_damaged_entry_rebuilt(tmp_path, tok):
+    src = Source(path=str(SAMPLE / "books.txt"))
+    first_log, again_log = _Log(), _Log()
+    first = np.array(token_ids([open_corpus(src)], tok, "t", 0, tmp_path, first_log))
+    (entry,) = (tmp_path / "tokens").glob("*.ids")
+    mtime = entry.stat().st_mtime_ns
+    again = token_ids([open_corpus(src)], tok, "t", 0, tmp_path, again_log)
+    assert any("reusing" in line for line in again_log.lines) and not any("reusing" in x for x in first_log.lines)
+    assert entry.stat().st_mtime_ns == mtime and np.array_equal(again, first)
+    # another tokenizer is another entry, never a hit
+    token_ids([open_corpus(src)], tok, "other", 0, tmp_path, _Log())
+    assert len(list((tmp_path / "tokens").glob("*.ids"))) == 2
+
+    for damage in ("flip", "truncate"):
+        data = bytearray(entry.read_bytes())
+        if damage == "flip":
+            data[1000] ^= 0xFF
+        else:
+            data = data[:-2]
+        entry.write_bytes(bytes(data))
+        log = _Log()
+        rebuilt = token_ids([open_corpus(src)], tok, "t", 0, tmp_path, log)
+        assert any("damaged" in line for line in log.lines), log.lines
+        assert np.array_equal(rebuilt, first)
+
+
+def test_memmapped_stream_batches_match_in_memory_and_read_backwards(tmp_path):
+    ids = np.arange(2000, dtype=np.uint16)
+    path = tmp_path / "ids"
+    ids.tofile(path)
+    mm = np.memmap(path, dtype=np.uint16, mode="r")
+    for a, b in zip(LMStream(ids, 4, 10).batches(3), LMStream(mm, 4, 10).batches(3)):
+        assert all(np.array_equal(u.numpy(), v.numpy()) for u, v in zip(a, b))
+    x, y = next(LMStream(mm, 4, 10, backwards=True).batches(0))
+    assert x[0, 0] == 1999 and (np.diff(x.numpy(), axis=1) == -1).all() and (y == x - 1).all()
+    # two data-parallel ranks read disjoint rows that together are the rows of one process with 2 * bs
+    one = next(LMStream(ids, 8, 10, ranks=1).batches(0))[0].numpy()
+    r0 = next(LMStream(ids, 4, 10, rank=0, ranks=2).batches(0))[0].numpy()
+    r1 = next(LMStream(ids, 4, 10, rank=1, ranks=2).batches(0))[0].numpy()
+    assert np.array_equal(np.concatenate([r0, r1]), one)
+
+
+def test_pretrain_says_it_reuses_the_cache(cli, tmp_path):
+    common = [SAMPLE / "books.txt", "--preset", "tiny", "--epochs", "0", "--cache-dir", tmp_path / "c"]
+    first = cli("pretrain", *common, "--out", tmp_path / "a")
+    second = cli("pretrain", *common, "--out", tmp_path / "b")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert "reusing" not in first.stderr and "reusing" in second.stderr
+    ma = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    mb = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert ma["tokens"] == mb["tokens"]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--device", "cuda"], "no CUDA GPU"),
+        (["--device", "tpu"], "--device"),
+        (["--precision", "bf16"], "on cpu use --precision fp32"),
+    ],
+)
+def test_missing_device_or_precision_is_a_clear_error(cli, tmp_path, flags, message):
+    r = cli("pretrain", SAMPLE / "books.txt", "--preset", "tiny", "--out", tmp_path / "x", "--device", "cpu", *flags)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x*"))
+
+
+def test_backwards_is_inherited_and_a_contradiction_refused(cli, pipeline, tmp_path):
+    r = cli("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--preset", "tiny", "--backwards")
+    assert r.returncode == 2 and "--backwards" in r.stderr
+
+
+def test_two_cpu_processes_under_torchrun_write_one_complete_run(cli, tmp_path, cache_dir):
+    """2 processes x bs 8 must train the same weights as 1 process x bs 16: each takes half of the rows and the
+    gradients are averaged (dropout off, so nothing else differs)."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    assert torchrun.exists(), "torchrun is not installed next to the interpreter"
+    out = tmp_path / "ddp"
+    env = {**_env(cache_dir), "ULMFIT_CACHE": str(tmp_path / "c")}
+    same = ["--preset", "tiny", "--device", "cpu", "--drop-mult", "0", "--checkpoint-every", "10"]
+    cmd = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "ulmfit_cli", "pretrain"]
+    r = subprocess.run(
+        [*cmd, str(SAMPLE / "books.txt"), *same, "--bs", "8", "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    summaries = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1  # rank 0 reports; rank 1 prints and writes nothing
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and np.isfinite(manifest["final"]["valid_loss"])
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "manifest.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+    assert not list(tmp_path.glob(".ddp*"))
+
+    one = cli("pretrain", SAMPLE / "books.txt", *same, "--bs", "16", "--out", tmp_path / "one", "--quiet")
+    assert one.returncode == 0, one.stderr
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(out / "model.safetensors")), load_file(str(tmp_path / "one" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.allclose(a[k].numpy(), b[k].numpy(), atol=2e-5), k
+
+    ft = cli("finetune-lm", out, SAMPLE / "trec_train.csv", "--preset", "tiny", "--out", tmp_path / "ft", "--quiet")
+    assert ft.returncode == 0, ft.stderr  # the folder loads

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import Json
+
+
+def info(
+    run: Annotated[Path, typer.Argument(help="A run folder of any stage.", show_default=False)],
+    json: Json = False,
+):
+    """Show a run folder: stage, parent runs, backbone and sizes, tokenizer, inputs, final metrics, plots."""
+    from ..artifacts import describe, open_run
+    from ..config import STAGES
+    from ..report import emit_json
+
+    d = describe(open_run(run, STAGES, "info"))
+    if json:
+        return emit_json(d)
+    _table(d)
+
+
+def _table(d: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..report import _fmt
+
+    def pairs(obj: dict, sep: str = " ") -> str:
+        return ", ".join(f"{k}{sep}{_fmt(v)}" for k, v in obj.items())
+
+    rows = {
+        "stage": f"{d['stage']} (created {d['created']})",
+        "parents": "\n".join(f"{p['stage']}  {p['path']}  ({p['status']})" for p in d["parents"]) or "none",
+        "backbone": d["backbone"],
+        "sizes": pairs(d["sizes"]),
+        "tokenizer": f"{d['tokenizer']['kind']}, vocab_size {d['tokenizer']['vocab_size']}",
+        "inputs": "\n".join(
+            f"{i['source']}  {i.get('documents', '?')} documents  {i['fingerprint']}" for i in d["inputs"]
+        ),
+    }
+    if "tokens" in d:
+        rows["tokens"] = pairs(d["tokens"])
+    if "classes" in d:
+        rows["classes"] = f"{len(d['classes'])}: {', '.join(d['classes'])}"
+        rows["init"] = d["init"]
+    rows.update(
+        {
+            "epochs": str(d["epochs"]),
+            "final": pairs({k: v for k, v in d["final"].items() if k != "epoch"}),
+            "wall time": f"{d['wall_s']} s",
+            "seed": str(d["seed"]),
+            "versions": pairs({k: v for k, v in d["versions"].items() if v}),
+            "plots": "\n".join(f"{k}: {p}" for k, p in d["plots"].items()) or "none",
+        }
+    )
+    t = Table(title=Text(d["path"]), show_header=False)
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    for k, v in rows.items():
+        t.add_row(k, Text(str(v)))  # Text: a path or label with [brackets] is not rich markup
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: wide enough that paths and fingerprints stay on one line
+        console = Console(width=max(console.width, 160))
+    console.print(t)

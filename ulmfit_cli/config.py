@@ -14,6 +14,7 @@ from .errors import ConfigError
 STAGES = ("pretrain", "finetune-lm", "finetune-clf")
 BACKBONES = ("awd-lstm", "transformer")
 TOKENIZERS = ("unigram", "bpe")
+WORD_TOKENIZER = "fastai-words"  # fastai's words: only from `ulmfit import-fastai`, then inherited by later stages
 
 # Sizes fixed by the pretraining stage: later stages inherit them from the parent run, and giving them
 # again is an error rather than a silent mismatch.
@@ -107,7 +108,12 @@ class RunConfig:
             f"a divisor of --emb-sz ({c.emb_sz})",
             c.n_heads,
         )
-        need(c.tokenizer in TOKENIZERS, "tokenizer", " or ".join(TOKENIZERS), c.tokenizer)
+        need(
+            c.tokenizer in TOKENIZERS or (c.tokenizer == WORD_TOKENIZER and c.stage != "pretrain"),
+            "tokenizer",
+            " or ".join(TOKENIZERS),
+            c.tokenizer,
+        )
         need(64 <= c.vocab_size <= 1_000_000, "vocab_size", "between 64 and 1000000", c.vocab_size)
         need(c.tokenizer_sample_lines >= 1, "tokenizer_sample_lines", ">= 1", c.tokenizer_sample_lines)
         for name in ("emb_sz", "n_hid", "n_layers", "bs", "bptt", "lin_ftrs"):

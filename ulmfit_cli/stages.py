@@ -172,9 +172,11 @@ def train_lm_stage(
     """pretrain (parent None: trains a tokenizer, random weights) or finetune-lm (tokenizer and weights from
     the parent run). The corpus is streamed: tokenized once into a memory-mapped cache, trained on from there."""
     from . import dist
+    from .pretrained import matched_state, target_vocab, word_vocab
     from .tokencache import cache_root, token_ids
 
     started = time.time()
+    words = word_vocab(parent)  # an `import-fastai` parent's fastai word vocabulary, else None
     corpora = [open_corpus(s, text_col) for s in sources]
     valid_corpus = open_corpus(valid, text_col) if valid is not None else None
     fingerprints = [c.fingerprint for c in [*corpora, *([valid_corpus] if valid_corpus else [])]]
@@ -185,7 +187,9 @@ def train_lm_stage(
 
         def prepare():  # rank 0: the run folder, the tokenizer, the token cache; the other ranks wait for it
             writer.start(cfg.to_dict(), fingerprints)
-            if parent is not None:
+            if words is not None:  # fastai's words: the target corpus's own vocabulary, as fastai's LMLearner
+                target_vocab(words, corpora, reporter).save(str(tok_path))
+            elif parent is not None:
                 shutil.copyfile(parent.file("tokenizer"), tok_path)
             elif not (resume and tok_path.exists()):  # a resumed pretraining run keeps the tokenizer it trained
                 sample = [t for c in corpora for t in c.sample(max(1, cfg.tokenizer_sample_lines // len(corpora)))]
@@ -209,7 +213,9 @@ def train_lm_stage(
             + (f" on each of {dist.world().size} processes" if dist.world().size > 1 else "")
         )
         model = backbone(cfg.backbone).build_lm(cfg, tok.get_vocab_size())
-        if parent is not None:
+        if words is not None:  # the parent's rows moved to the new vocabulary (fastai's match_embeds)
+            model.load_state_dict(matched_state(cfg, parent, words, tok))
+        elif parent is not None:
             A.load_weights(model, parent.file("weights"))
         place(model, cfg)
         history = _train_lm(model, cfg, train, valid_stream, reporter, **_ckpt(writer, resume, checkpoint_every))

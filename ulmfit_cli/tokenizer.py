@@ -61,9 +61,19 @@ def _round_scores(tok):
 
 
 def load_tokenizer(path: Path):
+    """A run's tokenizer.json: a Hugging Face tokenizer, or a fastai word vocabulary (words.WordVocab, from
+    `ulmfit import-fastai`) with the same interface."""
+    import json
+
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(str(path))
+    from .words import KIND, WordVocab
+
+    text = Path(path).read_text(encoding="utf-8")
+    spec = json.loads(text)
+    if isinstance(spec, dict) and spec.get("kind") == KIND:
+        return WordVocab.from_spec(spec, Path(path))
+    return Tokenizer.from_str(text)
 
 
 def file_sha256(path: Path) -> str:

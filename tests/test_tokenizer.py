@@ -53,3 +53,15 @@ def test_saved_tokenizer_reloads_identically(tok, tmp_path):
 def test_bpe_training_is_repeatable():
     a = train_tokenizer(LINES, "bpe", 500, len(LINES)).to_str()
     assert all(train_tokenizer(LINES, "bpe", 500, len(LINES)).to_str() == a for _ in range(2))
+
+
+def test_the_ascii_fast_path_gives_the_tokenizers_own_ids(tok):
+    """ASCII texts skip the NFKC normaliser (it cannot change them); the ids must be exactly the tokenizer's."""
+    from ulmfit_cli.tokenizer import encode_flat, encodings
+
+    texts = [*LINES[:200], "ﬁne ＦＵＬＬ width café", "plain ascii", "x\u00a0y", "", "ﬁ" * 50]
+    mine = [e.ids for e in encodings(tok, texts)]
+    assert mine == [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    assert mine[-5] == [e.ids for e in encodings(tok, ["fine FULL width café"])][0]  # NFKC still applies there
+    flat = encode_flat(tok, texts)
+    assert np.array_equal(flat, np.concatenate(encode_docs(tok, texts)))

@@ -21,7 +21,7 @@ import numpy as np
 
 from .data import Corpus
 from .errors import InputError
-from .tokenizer import ENCODE_CHUNK, encode_docs
+from .tokenizer import BOS_ID, ENCODE_CHUNK, encode_flat
 
 FORMAT = "ulmfit-ids/1"
 
@@ -107,15 +107,13 @@ def _build(corpora, tok, tokenizer_sha256, max_tokens, folder: Path, key: str, r
         with open(tmp, "wb") as f:
             for corpus in corpora:
                 for batch in corpus.batches(ENCODE_CHUNK):
-                    for arr in encode_docs(tok, batch):
-                        if max_tokens:
-                            arr = arr[: max_tokens - n]
-                        b = arr.astype(dtype).tobytes()
-                        f.write(b)
-                        h.update(b)
-                        n, docs = n + len(arr), docs + 1
-                        if max_tokens and n >= max_tokens:
-                            break
+                    arr = encode_flat(tok, batch)
+                    if max_tokens:
+                        arr = arr[: max_tokens - n]
+                    b = arr.astype(dtype).tobytes()
+                    f.write(b)
+                    h.update(b)
+                    n, docs = n + len(arr), docs + int((arr == BOS_ID).sum())
                     if max_tokens and n >= max_tokens:
                         break
                 if corpus.replaced_chars:

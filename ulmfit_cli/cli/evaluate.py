@@ -23,10 +23,11 @@ def evaluate(
         typer.Option(help="Also draw the confusion matrix into this PNG file (replaced if it exists)."),
     ] = None,
 ):
-    """Metrics on labelled data (stdout; JSON with --json): accuracy, macro-F1, a per-class table and the
-    confusion matrix; for multi-label micro/macro-F1 and a per-label table at the tuned thresholds; for regression
-    MAE, RMSE, R^2. Nothing is written unless asked: the confusion-matrix picture goes only where --confusion-png
-    says, never into the run folder."""
+    """Metrics of a classifier (or an ensemble) on labelled data, on stdout (JSON with --json).
+
+    Accuracy, macro-F1, a per-class table and the confusion matrix; for multi-label micro/macro-F1 and a
+    per-label table at the tuned thresholds; for regression MAE, RMSE, R^2. Nothing is written unless asked: the
+    confusion-matrix picture goes only where --confusion-png says, never into the run folder."""
     from ..report import emit_json
     from ..stages import evaluate as core
     from ..tasks import MULTI, REGRESSION, task_of

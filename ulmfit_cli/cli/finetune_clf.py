@@ -109,9 +109,10 @@ def finetune_clf(
     quiet: Quiet = False,
     print_schedule: PrintSchedule = False,
 ):
-    """Train a classifier on top of a fine-tuned LM (gradual unfreezing, discriminative rates, STLR): one label
-    per text, several (--label-delim or a list column: sigmoid outputs, thresholds tuned per label on the
-    validation data) or a number (--regression)."""
+    """Train a classifier on top of a fine-tuned LM (gradual unfreezing, discriminative rates, STLR).
+
+    One label per text, several (--label-delim or a list column: sigmoid outputs, thresholds tuned per label
+    on the validation data) or a number (--regression)."""
     from ..config import flags, resolve
 
     given = flags(locals())  # the settings among the parameters; None = not given

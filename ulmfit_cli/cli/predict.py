@@ -19,8 +19,10 @@ def predict(
     split: Split = "train",
     backbone: Backbone = None,
 ):
-    """Predict: one JSON object per input on stdout, in input order: {"label", "probs"} for a classifier,
-    {"labels", "probs"} for multi-label (labels above their tuned thresholds), {"value"} for regression."""
+    """Predict: one JSON object per input on stdout, in input order.
+
+    {"label", "probs"} for a classifier, {"labels", "probs"} for multi-label (labels above their tuned
+    thresholds), {"value"} for regression. --ensemble averages several runs (e.g. forward + backward)."""
     import json
     import sys
 

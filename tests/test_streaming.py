@@ -14,12 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import SAMPLE, _env
+from ulmfit_cli.artifacts import load_weights, open_run
+from ulmfit_cli.config import from_dict
 from ulmfit_cli.data import LMStream, Source, open_corpus, read_texts
+from ulmfit_cli.models import backbone
 from ulmfit_cli.report import Reporter
 from ulmfit_cli.tokencache import token_ids
-from ulmfit_cli.tokenizer import encode_stream, train_tokenizer
+from ulmfit_cli.tokenizer import encode_stream, load_tokenizer, train_tokenizer
+from ulmfit_cli.train import lm_evaluate
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +166,47 @@ def test_two_cpu_processes_under_torchrun_write_one_complete_run(cli, tmp_path, 
 
     ft = cli("finetune-lm", out, SAMPLE / "trec_train.csv", "--preset", "tiny", "--out", tmp_path / "ft", "--quiet")
     assert ft.returncode == 0, ft.stderr  # the folder loads
+
+
+def _direction_losses(folder) -> dict:
+    """Validation loss of an LM run on TREC's test questions read forwards and read backwards."""
+    run = open_run(folder, ("finetune-lm",), "test")
+    cfg = from_dict(run.config)
+    tok = load_tokenizer(run.file("tokenizer"))
+    model = backbone(cfg.backbone).build_lm(cfg, tok.get_vocab_size())
+    load_weights(model, run.file("weights"))
+    model.eval()
+    ids = encode_stream(tok, (SAMPLE / "trec_test.csv").read_text().splitlines()[1:])
+    losses = {}
+    for name, backwards in (("forwards", False), ("backwards", True)):
+        model.reset()
+        with torch.no_grad():
+            losses[name] = lm_evaluate(model, LMStream(ids, 8, cfg.bptt, backwards=backwards))["valid_loss"]
+    return losses
+
+
+def test_a_backward_pipeline_reads_reversed_text_and_ensembles_with_the_forward_one(cli, pipeline, tmp_path):
+    """--backwards on pretrain is inherited by both later stages; its LM learns reversed text (its own
+    reversed validation stream is easier for it than the forward one), and predict averages it with the forward
+    classifier of the session pipeline (the paper's bidirectional ensemble)."""
+    runs = {k: tmp_path / k for k in ("lm", "ft", "clf")}
+    steps = [
+        ("pretrain", SAMPLE / "books.txt", "--backwards"),
+        ("finetune-lm", runs["lm"], SAMPLE / "trec_train.csv"),
+        ("finetune-clf", runs["ft"], SAMPLE / "trec_train.csv"),
+    ]
+    for (cmd, *args), out in zip(steps, runs.values()):
+        r = cli(cmd, *args, "--out", out, "--preset", "tiny", "--quiet")
+        assert r.returncode == 0, r.stderr
+        assert json.loads((out / "config.json").read_text())["backwards"] is True
+    assert json.loads((pipeline["clf"] / "config.json").read_text())["backwards"] is False
+
+    backward, forward = _direction_losses(runs["ft"]), _direction_losses(pipeline["ft"])
+    assert backward["backwards"] < backward["forwards"] - 0.05, backward  # it learned to read backwards
+    assert forward["forwards"] < forward["backwards"] - 0.05, forward  # and the forward model the other way
+
+    texts = "What is the capital of France ?\nWho wrote Hamlet ?\n"
+    both = cli("predict", pipeline["clf"], "-", "--ensemble", runs["clf"], stdin=texts)
+    assert both.returncode == 0, both.stderr
+    rows = [json.loads(line) for line in both.stdout.splitlines()]
+    assert len(rows) == 2 and all(abs(sum(r["probs"].values()) - 1) < 1e-4 for r in rows)

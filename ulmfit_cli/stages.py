@@ -195,17 +195,16 @@ def train_lm_stage(
                 sample = [t for c in corpora for t in c.sample(max(1, cfg.tokenizer_sample_lines // len(corpora)))]
                 reporter.info(f"training a {cfg.tokenizer} tokenizer ({cfg.vocab_size} pieces) on {len(sample)} lines")
                 train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size, len(sample)).save(str(tok_path))
-            return _stream_ids(load_tokenizer(tok_path), tok_path)
+            return stream_ids()
 
-        def _stream_ids(tok, tok_path):
-            sha = file_sha256(tok_path)
+        def stream_ids():  # the tokenizer and the token ids, from the cache when rank 0 has built it
+            tok, sha = load_tokenizer(tok_path), file_sha256(tok_path)
             ids = token_ids(corpora, tok, sha, cfg.max_tokens, root, reporter)
             vids = token_ids([valid_corpus], tok, sha, 0, root, reporter, "validation") if valid_corpus else None
-            return ids, vids
+            return tok, ids, vids
 
         ready = dist.on_main(prepare)
-        tok = load_tokenizer(tok_path)
-        ids, valid_ids = ready if writer.main else _stream_ids(tok, tok_path)  # others: from the cache, not rebuilt
+        tok, ids, valid_ids = ready if writer.main else stream_ids()
         train, valid_stream = _lm_streams(cfg, ids, valid_ids)
         n_train, n_valid = len(train.ids), len(valid_stream.ids)
         reporter.info(

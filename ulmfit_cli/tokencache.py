@@ -21,7 +21,7 @@ import numpy as np
 
 from .data import Corpus
 from .errors import InputError
-from .tokenizer import BOS_ID, ENCODE_CHUNK, encode_flat
+from .tokenizer import BOS_ID, ENCODE_CHUNK, encode_flat, file_sha256
 
 FORMAT = "ulmfit-ids/1"
 
@@ -44,12 +44,6 @@ def cache_key(corpora: list[Corpus], tokenizer_sha256: str, max_tokens: int) -> 
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:40]
 
 
-def _sha256(path: Path) -> str:
-    from .tokenizer import file_sha256
-
-    return file_sha256(path)
-
-
 def _problem(ids: Path, meta: dict) -> str | None:
     """Why the entry cannot be used, or None."""
     if meta.get("format") != FORMAT:
@@ -60,7 +54,7 @@ def _problem(ids: Path, meta: dict) -> str | None:
     expected = meta["n_tokens"] * np.dtype(meta["dtype"]).itemsize
     if size != expected:
         return f"{size} bytes instead of {expected}"
-    if _sha256(ids) != meta["sha256"]:
+    if file_sha256(ids) != meta["sha256"]:
         return "its content does not match its checksum"
     return None
 

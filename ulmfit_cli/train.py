@@ -53,7 +53,7 @@ def fit(
 
     device = next(model.parameters()).device
     main = dist.world().main
-    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")  # fp16 only: a no-op otherwise
     opt = make_optimizer(groups, cfg)
     totals = phase_steps(plan, steps_per_epoch)
     history, start_epoch, start_step, phase, phase_t, tot, n = [], 0, 0, None, 0, 0.0, 0
@@ -105,19 +105,13 @@ def fit(
                         f"try a lower --lr (now {cfg.lr}){kept}"
                     )
                 opt.zero_grad(set_to_none=True)
-                if scaler is not None:  # fp16: scale the loss so small gradients do not underflow
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(opt)
-                else:
-                    loss.backward()
+                scaler.scale(loss).backward()  # fp16: scaled so small gradients do not underflow
+                scaler.unscale_(opt)
                 dist.average_grads(trainable)
                 if cfg.clip:
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
-                if scaler is not None:
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    opt.step()
+                scaler.step(opt)
+                scaler.update()
                 phase_t += 1
                 tot, n = tot + shown, n + 1
                 reporter.step(shown)

@@ -35,7 +35,7 @@ def token_stream(data: Path, vocab: int, n_tokens: int) -> np.ndarray:
                 lines.append(line.strip())
             if len(lines) >= 60_000:
                 break
-    tok = train_tokenizer(lines, "bpe", vocab, len(lines))
+    tok = train_tokenizer(lines, "bpe", vocab)
     ids = encode_stream(tok, lines, n_tokens)
     assert len(ids) >= n_tokens, f"only {len(ids)} tokens"
     return ids

@@ -60,7 +60,7 @@ def ours_side(path: Path, cores: int) -> dict:
     t0 = time.perf_counter()
     corpus = open_corpus(Source(path=str(path)))
     sample = corpus.sample(50_000)
-    tok = train_tokenizer(sample, "bpe", 15_000, len(sample))
+    tok = train_tokenizer(sample, "bpe", 15_000)
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         tok.save(f"{d}/tok.json")

@@ -69,7 +69,7 @@ def test_every_variant_learns_real_text(kw):
     from ulmfit_cli.tokenizer import encode_stream, train_tokenizer
 
     lines = [line for line in (SAMPLE / "books.txt").read_text().splitlines() if line.strip()][:300]
-    tok = train_tokenizer(lines, "bpe", V, len(lines))
+    tok = train_tokenizer(lines, "bpe", V)
     ids = torch.from_numpy(encode_stream(tok, lines).astype(np.int64))[: 16 * 33].view(16, 33)
     lm = T.build_lm(cfg(**kw), V)
     opt = torch.optim.AdamW(lm.parameters(), lr=3e-3)

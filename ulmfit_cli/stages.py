@@ -194,7 +194,7 @@ def train_lm_stage(
             elif not (resume and tok_path.exists()):  # a resumed pretraining run keeps the tokenizer it trained
                 sample = [t for c in corpora for t in c.sample(max(1, cfg.tokenizer_sample_lines // len(corpora)))]
                 reporter.info(f"training a {cfg.tokenizer} tokenizer ({cfg.vocab_size} pieces) on {len(sample)} lines")
-                train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size, len(sample)).save(str(tok_path))
+                train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size).save(str(tok_path))
             return stream_ids()
 
         def stream_ids():  # the tokenizer and the token ids, from the cache when rank 0 has built it

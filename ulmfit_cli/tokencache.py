@@ -21,7 +21,7 @@ import numpy as np
 
 from .data import Corpus
 from .errors import InputError
-from .tokenizer import BOS_ID, ENCODE_CHUNK, encode_flat, file_sha256
+from .tokenizer import BOS_ID, ENCODE_CHUNK, StreamEncoder, file_sha256
 
 FORMAT = "ulmfit-ids/1"
 
@@ -96,12 +96,13 @@ def _build(corpora, tok, tokenizer_sha256, max_tokens, folder: Path, key: str, r
     dtype = np.dtype(np.uint16 if tok.get_vocab_size() <= np.iinfo(np.uint16).max + 1 else np.uint32)
     tmp = folder / f".{key}.ids.{os.getpid()}.tmp"
     h, n, docs, t0 = hashlib.sha256(), 0, 0, time.time()
+    encode = StreamEncoder(tok)
     reporter.info(f"{what}: tokenizing into {folder / key}.ids")
     try:
         with open(tmp, "wb") as f:
             for corpus in corpora:
                 for batch in corpus.batches(ENCODE_CHUNK):
-                    arr = encode_flat(tok, batch)
+                    arr = encode(batch)
                     if max_tokens:
                         arr = arr[: max_tokens - n]
                     b = arr.astype(dtype).tobytes()

@@ -95,6 +95,7 @@ def test_the_word_table_gives_exactly_the_tokenizers_ids(tok):
     for texts in chunks:
         assert np.array_equal(encode(texts), _reference_stream(tok, texts))
     assert len(encode.row) > 1000  # the table was used, and kept between chunks
+    assert encode([]).dtype == np.int32 and len(encode([])) == 0
 
 
 def test_a_full_word_table_starts_again_and_stays_exact(tok):

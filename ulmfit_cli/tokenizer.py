@@ -157,6 +157,8 @@ class StreamEncoder:
         self.size, self.arrays = 1, None
 
     def __call__(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0, np.int32)
         if not self.table:
             docs = (itertools.chain((BOS_ID,), enc.ids) for enc in encodings(self.tok, texts))
             return np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int32)

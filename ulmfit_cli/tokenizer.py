@@ -7,8 +7,10 @@ the run folder and reused unchanged by the later stages.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+import unicodedata
 from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -141,10 +143,7 @@ class StreamEncoder:
         self.tok, self.max_words = tok, max_words
         self.table = _word_table_spec(tok)
         if self.table:
-            from tokenizers import Tokenizer
-
-            self.plain = Tokenizer.from_str(tok.to_str())  # the words are normalised already
-            self.plain.normalizer = None
+            self.plain = _plain(tok) or tok  # the words are normalised already
             vocab = tok.get_vocab()
             self.starts_word = np.zeros(max(vocab.values()) + 1, dtype=bool)  # ids of tokens that begin a word
             self.starts_word[[i for t, i in vocab.items() if t.startswith("\u2581")]] = True
@@ -185,10 +184,11 @@ class StreamEncoder:
 
     def _words(self, texts: list[str]) -> list:
         """None before each document, then its pieces (the text between spaces, as Metaspace cuts it)."""
-        nfkc, specials, words = self.table == "nfkc", self.specials, []
+        rust = self.tok.normalizer if self.table == "nfkc" else None
+        specials, words = self.specials, []
         for raw in texts:
             words.append(None)
-            t = _nfkc(raw, self.tok.normalizer) if nfkc and not raw.isascii() else raw
+            t = _nfkc(raw, rust) if rust and not raw.isascii() else raw
             if not t:
                 continue
             if "\u2581" in t or ("<" in t and any(s in t for s in specials)):
@@ -250,28 +250,29 @@ def _word_table_spec(tok) -> str | None:
     return "nfkc" if norm == {"type": "NFKC"} else None
 
 
-_PY_UNSURE: tuple = ()  # code points whose NFKC Python's Unicode tables may not know: (in the BMP, above it)
+@functools.cache
+def _py_unsure():
+    """Patterns for the code points whose NFKC Python's Unicode tables may not know: unassigned and surrogate ones
+    up to U+1FFFF, and all above. Two patterns (in the BMP, above it), as one over all planes is slow to search."""
+    import re
+
+    unsure = [c for c in range(0x80, 0x20000) if unicodedata.category(chr(c)) in ("Cn", "Cs")] + [0x20002]
+    runs, first = [(0x20000, 0x10FFFF)], unsure[0]
+    for prev, c in itertools.pairwise(unsure):
+        if c != prev + 1:
+            runs.append((first, prev))
+            first = c
+    bmp = "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in runs if b <= 0xFFFF)
+    above = "".join(f"\\U{max(a, 0x10000):08x}-\\U{b:08x}" for a, b in runs if b > 0xFFFF)
+    return re.compile(f"[{bmp}]"), re.compile(f"[{above}]")
 
 
 def _nfkc(text: str, rust) -> str:
     """NFKC by Python's `unicodedata` (20x faster than a call into Rust per text), or by the tokenizer's own
     normaliser when `text` has a character Python's Unicode version has not assigned (or beyond the SMP): by
     Unicode's stability policy, text of assigned characters normalises the same in every later version."""
-    global _PY_UNSURE
-    import re
-    import unicodedata
-
-    if not _PY_UNSURE:  # unassigned and surrogate code points as ranges; two patterns, as one over all planes is slow
-        unsure = [c for c in range(0x80, 0x20000) if unicodedata.category(chr(c)) in ("Cn", "Cs")] + [0x20002]
-        runs, first = [(0x20000, 0x10FFFF)], unsure[0]
-        for prev, c in itertools.pairwise(unsure):
-            if c != prev + 1:
-                runs.append((first, prev))
-                first = c
-        bmp = "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in runs if b <= 0xFFFF)
-        above = "".join(f"\\U{max(a, 0x10000):08x}-\\U{b:08x}" for a, b in runs if b > 0xFFFF)
-        _PY_UNSURE = (re.compile(f"[{bmp}]"), re.compile(f"[{above}]"))
-    if _PY_UNSURE[0].search(text) or (max(text) > "\uffff" and _PY_UNSURE[1].search(text)):
+    bmp, above = _py_unsure()
+    if bmp.search(text) or (max(text) > "\uffff" and above.search(text)):
         return rust.normalize_str(text)
     return unicodedata.normalize("NFKC", text)
 

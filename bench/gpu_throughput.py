@@ -30,8 +30,8 @@ def run(args, compile_: bool) -> dict:
     from ulmfit_cli.config import resolve
     from ulmfit_cli.models.transformer import build_lm, lm_groups
     from ulmfit_cli.report import Reporter
+    from ulmfit_cli.runs import place
     from ulmfit_cli.schedule import unfreeze_plan
-    from ulmfit_cli.stages import place
     from ulmfit_cli.train import fit, lm_loss
 
     cfg = resolve(

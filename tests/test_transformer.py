@@ -8,8 +8,8 @@ import torch.nn as nn
 from conftest import SAMPLE
 from ulmfit_cli.config import resolve
 from ulmfit_cli.models import transformer as T
+from ulmfit_cli.runs import print_plan
 from ulmfit_cli.schedule import unfreeze_plan
-from ulmfit_cli.stages import print_plan
 
 V = 300
 

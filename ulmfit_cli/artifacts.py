@@ -104,13 +104,20 @@ class RunWriter:
 
     def abort(self) -> bool:
         """Clean up after a failure; keep the folder if it holds a checkpoint. True when kept."""
-        from .checkpoint import find
-
         self._lock.close()
-        if find(self.tmp) is not None:
+        if find_checkpoint(self.tmp) is not None:
             return True
         shutil.rmtree(self.tmp, ignore_errors=True)
         return False
+
+
+def find_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint in a partial run folder (`checkpoint.save` writes it), or None. It lives here, below
+    `checkpoint`, because the writer decides by it whether a failed run's folder is worth keeping."""
+    for name in ("ckpt", "ckpt.old"):
+        if (folder / name / "position.json").exists():
+            return folder / name
+    return None
 
 
 class Follower:

@@ -16,6 +16,8 @@ import json
 import shutil
 from pathlib import Path
 
+from .artifacts import find_checkpoint, load_weights
+
 
 def _encoder(model):
     """Where a recurrent backbone keeps its hidden state (fastai's SequentialRNN: the first module)."""
@@ -55,11 +57,7 @@ def save(folder: Path, model, opt, position: dict) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def find(folder: Path) -> Path | None:
-    for name in ("ckpt", "ckpt.old"):
-        if (folder / name / "position.json").exists():
-            return folder / name
-    return None
+find = find_checkpoint
 
 
 def position(folder: Path) -> dict | None:
@@ -71,8 +69,6 @@ def restore(folder: Path, model, opt) -> dict:
     """Load weights, optimizer, RNG and hidden state; return the saved position."""
     import torch
     from safetensors.torch import load_file
-
-    from .artifacts import load_weights
 
     ck = find(folder)
     load_weights(model, ck / "model.safetensors")

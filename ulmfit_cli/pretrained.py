@@ -19,7 +19,8 @@ from pathlib import Path
 from . import artifacts as A
 from .config import RunConfig
 from .errors import ConfigError, InputError
-from .stages import _manifest, _setup, _summary, _writing
+from .runs import manifest as run_manifest
+from .runs import setup, summary, writing
 from .tokenizer import file_sha256
 from .words import KIND, WordVocab, read_vocab_pickle
 
@@ -50,7 +51,7 @@ def import_fastai(
         if not p.is_file():
             raise InputError(f"{p}: no such file")
     A.check_out(out, overwrite)  # before a download of hundreds of MB
-    _setup(RunConfig.seed)  # the warnings filter (for fastai's import) and seeds, as every stage does
+    setup(RunConfig.seed)  # the warnings filter (for fastai's import) and seeds, as every stage does
     url = None
     if download:
         url, (weights, vocab) = fastai_url(direction), fetch(fastai_url(direction), archive_dir(cache_dir), reporter)
@@ -62,7 +63,7 @@ def import_fastai(
         {"source": f"{url}:{p.name}" if url else str(p), "fingerprint": "sha256:" + file_sha256(p)}
         for p in (weights, vocab)
     ]
-    with _writing(out, overwrite, False, reporter) as writer:
+    with writing(out, overwrite, False, reporter) as writer:
         writer.start(cfg.to_dict(), [i["fingerprint"] for i in inputs])
         tok_path = writer.path(A.TOKENIZER)
         WordVocab(itos).save(str(tok_path))
@@ -72,14 +73,14 @@ def import_fastai(
             "imported": {"from": "fastai", "direction": direction, "url": url},
             "plots": {},  # nothing was trained here
         }
-        manifest = _manifest("pretrain", cfg, tok_path, inputs, None, [], extra, started)
+        manifest = run_manifest("pretrain", cfg, tok_path, inputs, None, [], extra, started)
         writer.write_json(A.MANIFEST, manifest)
         writer.commit()
     reporter.info(
         f"imported fastai AWD-LSTM ({cfg.n_layers} layers, emb {cfg.emb_sz}, hidden {cfg.n_hid}, "
         f"{len(itos):,} words, {direction}) into {out}"
     )
-    return _summary(out, manifest)
+    return summary(out, manifest)
 
 
 def read_weights(path: Path) -> dict:

@@ -1,111 +1,31 @@
-"""pretrain / finetune-lm / finetune-clf / predict / evaluate as plain functions sharing helpers.
+"""pretrain / finetune-lm / finetune-clf as plain functions on the shared parts in `runs`.
 
 Each stage checks everything it can before any work (parent run, output folder, inputs, labels), writes the
 resolved config into its (temporary) run folder before training, and publishes the folder atomically at the end.
+Inference (predict, evaluate) lives in `inference`.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import artifacts as A
+from . import runs as R
 from . import tasks
-from .config import RunConfig, from_dict
+from .config import RunConfig
 from .data import LMStream, Source, classifier_batches, open_corpus, read_table, split_valid
 from .errors import InputError
+from .inference import docs_of, predict_logits
 from .metrics import micro_f1, tune_thresholds
 from .models import backbone
 from .schedule import unfreeze_plan
-from .tokenizer import PAD_ID, encode_docs, file_sha256, load_tokenizer, train_tokenizer
-
-
-def _setup(seed: int) -> None:
-    import random
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation raised by fastai's import
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _manifest(
-    stage: str, cfg: RunConfig, tok_path: Path, inputs: list[dict], parent, history: list, extra: dict, started: float
-) -> dict:
-    return {
-        "format": A.FORMAT,
-        "stage": stage,
-        "backbone": cfg.backbone,
-        "created": A.now(),
-        "complete": True,
-        "files": {"config": A.CONFIG, "tokenizer": A.TOKENIZER, "weights": A.WEIGHTS},
-        "tokenizer_sha256": file_sha256(tok_path),
-        "inputs": inputs,
-        "parent": None
-        if parent is None
-        else {
-            "path": str(parent.path.resolve()),
-            "stage": parent.stage,
-            "weights_sha256": file_sha256(parent.file("weights")),
-        },
-        "seed": cfg.seed,
-        "config": cfg.to_dict(),
-        "history": history,
-        "final": history[-1] if history else {},
-        "wall_s": round(time.time() - started, 1),
-        "versions": A.versions(),
-        **extra,
-    }
-
-
-def _plan(stage: str, cfg: RunConfig):
-    """The layer groups' names and the per-epoch plan of a stage, known before any model is built."""
-    kind = "classifier" if stage == "finetune-clf" else "lm"
-    names = backbone(cfg.backbone).group_names(kind, cfg.n_layers)
-    return names, unfreeze_plan(len(names), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing and kind != "lm")
-
-
-def print_plan(stage: str, cfg: RunConfig) -> list[dict]:
-    """The per-epoch plan (which groups train, each group's peak rate), without building anything."""
-    names, plan = _plan(stage, cfg)
-    return [
-        {
-            "epoch": p.epoch + 1,
-            "phase": p.phase + 1,
-            "training": ",".join(names[g] for g in p.trainable),
-            **{n: p.peak_lrs[g] for g, n in enumerate(names)},
-        }
-        for p in plan
-    ]
-
+from .tokenizer import PAD_ID, file_sha256, load_tokenizer, train_tokenizer
 
 # ---- language-model stages -------------------------------------------------------------------------------
-
-
-def place(model, cfg: RunConfig):
-    """Move `model` to the run's device, start every data-parallel process from the same weights (then give
-    each its own dropout masks), and compile it when asked."""
-    import torch
-
-    from . import dist
-
-    device = dist.resolve_device(cfg.device)
-    dist.check_precision(cfg.precision, device)
-    model.to(device)
-    dist.broadcast_params(model)
-    if dist.world().size > 1:
-        torch.manual_seed(cfg.seed + dist.world().rank)
-    if cfg.compile:
-        model.compile()  # in place: the state-dict keys, and so the saved weights, stay those of the model
-    return model
 
 
 def _lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
@@ -181,8 +101,8 @@ def train_lm_stage(
     valid_corpus = open_corpus(valid, text_col) if valid is not None else None
     fingerprints = [c.fingerprint for c in [*corpora, *([valid_corpus] if valid_corpus else [])]]
     root = cache_root(cache_dir)
-    with _writing(out, overwrite, resume, reporter) as writer:
-        _setup(cfg.seed)
+    with R.writing(out, overwrite, resume, reporter) as writer:
+        R.setup(cfg.seed)
         tok_path = writer.path(A.TOKENIZER)
 
         def prepare():  # rank 0: the run folder, the tokenizer, the token cache; the other ranks wait for it
@@ -216,14 +136,14 @@ def train_lm_stage(
             model.load_state_dict(matched_state(cfg, parent, words, tok))
         elif parent is not None:
             A.load_weights(model, parent.file("weights"))
-        place(model, cfg)
-        history = _train_lm(model, cfg, train, valid_stream, reporter, **_ckpt(writer, resume, checkpoint_every))
+        R.place(model, cfg)
+        history = _train_lm(model, cfg, train, valid_stream, reporter, **R.ckpt_args(writer, resume, checkpoint_every))
         if not writer.main:
             return {}
         A.save_weights(model, writer.path(A.WEIGHTS))
-        pictures = _plots(writer, stage, cfg, history, _lm_steps(cfg, len(train)), reporter)
+        pictures = R.draw_plots(writer, stage, cfg, history, _lm_steps(cfg, len(train)), reporter)
         inputs = [{"source": str(c.source), "fingerprint": c.fingerprint, "text_col": c.text_col} for c in corpora]
-        manifest = _manifest(
+        manifest = R.manifest(
             stage,
             cfg,
             tok_path,
@@ -235,78 +155,10 @@ def train_lm_stage(
         )
         writer.write_json(A.MANIFEST, manifest)
         writer.commit()
-    return _summary(out, manifest)
-
-
-@contextmanager
-def _writing(out: Path, overwrite: bool, resume: bool, reporter):
-    """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming."""
-    from . import dist
-
-    writer = A.RunWriter(out, overwrite, resume) if dist.world().main else A.Follower(out, resume)
-    try:
-        yield writer
-    except BaseException:
-        if writer.abort():
-            reporter.notice(f"checkpoint kept in {writer.tmp}; rerun the same command with --resume to continue")
-        raise
-
-
-def _ckpt(writer: A.RunWriter, resume: bool, checkpoint_every: int) -> dict:
-    return {"ckpt_dir": writer.tmp, "checkpoint_every": checkpoint_every, "resume": resume}
-
-
-def _summary(out: Path, manifest: dict) -> dict:
-    return {
-        "stage": manifest["stage"],
-        "out": str(out),
-        "final": manifest["final"],
-        "wall_s": manifest["wall_s"],
-        "epochs": len(manifest["history"]),
-        "plots": {k: str(out / name) for k, name in manifest["plots"].items()},
-    }
-
-
-def _plots(writer: A.RunWriter, stage: str, cfg: RunConfig, history: list, steps_per_epoch: int, reporter) -> dict:
-    """Draw the run's pictures into its temporary folder, so they publish with it; returns {kind: file name}.
-
-    A picture is worth less than the model it describes: a failure (matplotlib missing, a full disk, a bug in
-    the drawing) is a warning shown even with --quiet, the model is still published, and the manifest lists
-    only the pictures that were written. Ctrl-C still interrupts (KeyboardInterrupt is not an Exception).
-    """
-    from . import plots
-
-    names, plan = _plan(stage, cfg)
-    title = f"{stage} ({cfg.backbone}): {writer.out.name}"
-    jobs = {}
-    if history:
-        jobs["history"] = (plots.HISTORY_PNG, lambda p: plots.history(history, p, title))
-    if plan and steps_per_epoch:
-        jobs["lr_schedule"] = (
-            plots.LR_PNG,
-            lambda p: plots.lr_schedule(plan, names, steps_per_epoch, cfg.cut_frac, cfg.ratio, p, title),
-        )
-    written = {}
-    for kind, (name, draw) in jobs.items():
-        try:
-            draw(writer.path(name))
-        except Exception as e:  # see the docstring: never lose a trained model to a picture
-            reporter.notice(f"warning: could not draw {name} ({type(e).__name__}: {e}); the run is saved without it")
-        else:
-            written[kind] = name
-    return written
+    return R.summary(out, manifest)
 
 
 # ---- classifier ------------------------------------------------------------------------------------------
-
-
-def _docs(tok, texts: list[str], cfg: RunConfig) -> list[np.ndarray]:
-    """Token ids per document, <bos> first, cut to `max_len` tokens. fastai runs the whole document and keeps
-    the last max_len outputs; cutting up front bounds the work on huge documents, and all kept tokens get
-    gradients (BPT3C in SentenceEncoder still handles everything longer than bptt). A backwards model reads
-    each document reversed, as its LM read the reversed stream."""
-    docs = [d[: cfg.max_len] for d in encode_docs(tok, texts)]
-    return [d[::-1].copy() for d in docs] if cfg.backwards else docs
 
 
 def _clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col: str, label_col: str):
@@ -351,16 +203,16 @@ def finetune_clf(
     from .train import fit
 
     started = time.time()
-    with _writing(out, overwrite, resume, reporter) as writer:
+    with R.writing(out, overwrite, resume, reporter) as writer:
         tables = _clf_tables(cfg, train_src, valid, text_col, label_col)
         table, task, classes, (texts, labels), (vtexts, vlabels) = tables
-        _setup(cfg.seed)
+        R.setup(cfg.seed)
         writer.start(cfg.to_dict(), [table.fingerprint, init, *([str(valid)] if valid else [])])
         tok_path = writer.path(A.TOKENIZER)
         if writer.main:  # data-parallel: rank 0 writes, every rank reads the parent's
             shutil.copyfile(parent.file("tokenizer"), tok_path)
         tok = load_tokenizer(parent.file("tokenizer"))
-        docs, vdocs = _docs(tok, texts, cfg), _docs(tok, vtexts, cfg)
+        docs, vdocs = docs_of(tok, texts, cfg), docs_of(tok, vtexts, cfg)
         target = tasks.target_stats(labels) if task == tasks.REGRESSION else None
         y, vy = (tasks.encode(task, ls, classes, target) for ls in (labels, vlabels))
         bb = backbone(cfg.backbone)
@@ -369,7 +221,7 @@ def finetune_clf(
             lm = bb.build_lm(cfg, tok.get_vocab_size())
             A.load_weights(lm, parent.file("weights"))
             bb.encoder_of_classifier(model).load_state_dict(bb.encoder_of_lm(lm).state_dict())
-        place(model, cfg)
+        R.place(model, cfg)
         names, groups = bb.classifier_groups(model)
         plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing)
         rngs = [np.random.default_rng([cfg.seed, e]) for e in range(cfg.epochs)]
@@ -386,17 +238,17 @@ def finetune_clf(
             return loss, loss.item()
 
         def evaluate():
-            return tasks.valid_metrics(task, _predict_logits(model, vdocs, cfg), vy, target)
+            return tasks.valid_metrics(task, predict_logits(model, vdocs, cfg), vy, target)
 
         def batches(e):
             return classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e], bb.pad_batch, w.rank, w.size)
 
-        ckpt = _ckpt(writer, resume, checkpoint_every)
+        ckpt = R.ckpt_args(writer, resume, checkpoint_every)
         history = fit(model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt)
         if not writer.main:
             return {}
         A.save_weights(model, writer.path(A.WEIGHTS))
-        pictures = _plots(writer, "finetune-clf", cfg, history, steps, reporter)
+        pictures = R.draw_plots(writer, "finetune-clf", cfg, history, steps, reporter)
         inputs = [{"source": str(train_src), "fingerprint": table.fingerprint, "documents": len(table.texts)}]
         extra = {
             "vocab_size": tok.get_vocab_size(),
@@ -407,27 +259,10 @@ def finetune_clf(
             "columns": {"text": text_col, "label": label_col},
             "plots": pictures,
         }
-        manifest = _manifest("finetune-clf", cfg, tok_path, inputs, parent, history, extra, started)
+        manifest = R.manifest("finetune-clf", cfg, tok_path, inputs, parent, history, extra, started)
         writer.write_json(A.MANIFEST, manifest)
         writer.commit()
-    return _summary(out, manifest)
-
-
-def _predict_logits(model, docs: list[np.ndarray], cfg: RunConfig) -> np.ndarray:
-    """Logits (N, C) in input order, batches sorted by length."""
-    import torch
-
-    from . import dist
-
-    device = next(model.parameters()).device
-    out = None
-    with torch.no_grad(), dist.autocast(device, cfg.precision):
-        for idx, x, _ in classifier_batches(docs, None, cfg.bs, cfg.bptt, PAD_ID, pad=backbone(cfg.backbone).pad_batch):
-            logits = model(x.to(device))[0].float().cpu().numpy()
-            if out is None:
-                out = np.zeros((len(docs), logits.shape[1]), dtype=np.float32)
-            out[idx] = logits
-    return out
+    return R.summary(out, manifest)
 
 
 def _task_extras(task: str, model, vdocs, vy, target, cfg: RunConfig, classes, reporter) -> dict:
@@ -438,7 +273,7 @@ def _task_extras(task: str, model, vdocs, vy, target, cfg: RunConfig, classes, r
     if task != tasks.MULTI:
         return {}
     model.eval()
-    probs = tasks.outputs(task, _predict_logits(model, vdocs, cfg))
+    probs = tasks.outputs(task, predict_logits(model, vdocs, cfg))
     true = vy > 0.5
     cuts = tune_thresholds(probs, true)
     tuned = {"micro_f1_at_0.5": micro_f1(true, probs >= 0.5), "micro_f1": micro_f1(true, probs >= cuts)}
@@ -447,72 +282,3 @@ def _task_extras(task: str, model, vdocs, vy, target, cfg: RunConfig, classes, r
         f"{tuned['micro_f1_at_0.5']:.4f} at 0.5 -> {tuned['micro_f1']:.4f}"
     )
     return {"thresholds": {c: float(t) for c, t in zip(classes, cuts)}, "thresholds_valid": tuned}
-
-
-def load_classifier(run: A.Run, device: str = "auto"):
-    """The classifier of a run folder the caller has opened (and so checked) with `artifacts.open_run`, on
-    `device`; mixed precision only where the run trained with it and the device is a GPU."""
-    import dataclasses
-
-    from . import dist
-
-    cfg = from_dict(run.config)
-    _setup(cfg.seed)
-    where = dist.resolve_device(device)
-    cfg = dataclasses.replace(
-        cfg, device=str(where), precision=cfg.precision if where.type == "cuda" else "fp32", compile=False
-    )
-    tok = load_tokenizer(run.file("tokenizer"))
-    n_out = tasks.n_outputs(tasks.task_of(run.manifest), run.manifest["classes"])
-    model = backbone(cfg.backbone).build_classifier(cfg, tok.get_vocab_size(), n_out)
-    A.load_weights(model, run.file("weights"))
-    model.to(where)
-    model.eval()
-    return cfg, tok, model
-
-
-def predict_probs(run: A.Run, texts: list[str]) -> tuple[list[str] | None, np.ndarray]:
-    """The run's classes and its outputs for `texts`: probabilities (N, C) (softmax, or one sigmoid per label
-    for multi-label), or values (N,) in the labels' units for regression (classes None)."""
-    cfg, tok, model = load_classifier(run)
-    logits = _predict_logits(model, _docs(tok, texts, cfg), cfg)
-    return run.manifest["classes"], tasks.outputs(tasks.task_of(run.manifest), logits, run.manifest.get("target"))
-
-
-@dataclass
-class Predictions:
-    task: str
-    classes: list[str] | None
-    out: np.ndarray  # probabilities (N, C) or values (N,), averaged over the runs
-    cuts: np.ndarray | None  # multi-label thresholds (C,): the mean of the runs'
-
-
-def predict_ensemble(runs: list[A.Run], texts: list[str]) -> Predictions:
-    """The mean of each run's `predict_probs` (the paper's forward + backward ensemble; one run is the plain
-    case). Each run reads the texts with its own tokenizer and direction."""
-    tasks.check_ensemble(runs)
-    outs = [predict_probs(run, texts)[1] for run in runs]
-    cuts = [tasks.thresholds(run.manifest) for run in runs]
-    first = runs[0].manifest
-    return Predictions(
-        tasks.task_of(first), first["classes"], np.mean(outs, axis=0), None if cuts[0] is None else np.mean(cuts, 0)
-    )
-
-
-def evaluate(runs: list[A.Run], src: Source, text_col: str | None, label_col: str | None) -> dict:
-    """The metrics of the run (or the ensemble of runs) on labelled data: see tasks.report."""
-    first = runs[0]
-    cols = first.manifest.get("columns", {})
-    text_col, label_col = text_col or cols.get("text", "text"), label_col or cols.get("label", "label")
-    table = read_table(src, text_col, label_col)
-    task, classes = tasks.task_of(first.manifest), first.manifest["classes"]
-    labels = tasks.parse(table, src, label_col, task, first.config.get("label_delim"))
-    unseen = tasks.unseen(task, labels, classes)
-    if unseen:
-        known = ", ".join(classes[:10]) + (f" and {len(classes) - 10} more" if len(classes) > 10 else "")
-        raise InputError(
-            f"{src}: label(s) {', '.join(map(repr, unseen[:5]))} never seen in training; the classifier knows {known}"
-        )
-    pred = predict_ensemble(runs, table.texts)
-    result = tasks.report(task, labels, pred.out, classes, pred.cuts)
-    return {**result, "runs": [str(r.path) for r in runs], "plots": {}}

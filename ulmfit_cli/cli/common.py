@@ -43,7 +43,7 @@ def show_schedule(stage: str, cfg) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..stages import print_plan
+    from ..runs import print_plan
 
     rows = print_plan(stage, cfg)
     t = Table(

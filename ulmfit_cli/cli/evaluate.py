@@ -28,8 +28,8 @@ def evaluate(
     Accuracy, macro-F1, a per-class table and the confusion matrix; for multi-label micro/macro-F1 and a
     per-label table at the tuned thresholds; for regression MAE, RMSE, R^2. Nothing is written unless asked: the
     confusion-matrix picture goes only where --confusion-png says, never into the run folder."""
+    from ..inference import evaluate as core
     from ..report import emit_json
-    from ..stages import evaluate as core
     from ..tasks import MULTI, REGRESSION, task_of
     from .common import open_models, sources
 

@@ -28,7 +28,7 @@ def predict(
 
     from ..data import read_texts
     from ..errors import InputError
-    from ..stages import predict_ensemble
+    from ..inference import predict_ensemble
     from ..tasks import prediction
     from .common import open_models, sources
 

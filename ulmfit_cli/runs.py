@@ -1,0 +1,156 @@
+"""What every training stage shares: seeding, the layer-group plan, placing the model on its device, the run
+writer's life cycle, the manifest, the pictures and the summary. `stages` and `pretrained` build on these; this
+module imports nothing above it."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from . import artifacts as A
+from .config import RunConfig
+from .models import backbone
+from .schedule import unfreeze_plan
+from .tokenizer import file_sha256
+
+
+def setup(seed: int) -> None:
+    import random
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation raised by fastai's import
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def manifest(
+    stage: str, cfg: RunConfig, tok_path: Path, inputs: list[dict], parent, history: list, extra: dict, started: float
+) -> dict:
+    return {
+        "format": A.FORMAT,
+        "stage": stage,
+        "backbone": cfg.backbone,
+        "created": A.now(),
+        "complete": True,
+        "files": {"config": A.CONFIG, "tokenizer": A.TOKENIZER, "weights": A.WEIGHTS},
+        "tokenizer_sha256": file_sha256(tok_path),
+        "inputs": inputs,
+        "parent": None
+        if parent is None
+        else {
+            "path": str(parent.path.resolve()),
+            "stage": parent.stage,
+            "weights_sha256": file_sha256(parent.file("weights")),
+        },
+        "seed": cfg.seed,
+        "config": cfg.to_dict(),
+        "history": history,
+        "final": history[-1] if history else {},
+        "wall_s": round(time.time() - started, 1),
+        "versions": A.versions(),
+        **extra,
+    }
+
+
+def plan_of(stage: str, cfg: RunConfig):
+    """The layer groups' names and the per-epoch plan of a stage, known before any model is built."""
+    kind = "classifier" if stage == "finetune-clf" else "lm"
+    names = backbone(cfg.backbone).group_names(kind, cfg.n_layers)
+    return names, unfreeze_plan(len(names), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing and kind != "lm")
+
+
+def print_plan(stage: str, cfg: RunConfig) -> list[dict]:
+    """The per-epoch plan (which groups train, each group's peak rate), without building anything."""
+    names, plan = plan_of(stage, cfg)
+    return [
+        {
+            "epoch": p.epoch + 1,
+            "phase": p.phase + 1,
+            "training": ",".join(names[g] for g in p.trainable),
+            **{n: p.peak_lrs[g] for g, n in enumerate(names)},
+        }
+        for p in plan
+    ]
+
+
+def place(model, cfg: RunConfig):
+    """Move `model` to the run's device, start every data-parallel process from the same weights (then give
+    each its own dropout masks), and compile it when asked."""
+    import torch
+
+    from . import dist
+
+    device = dist.resolve_device(cfg.device)
+    dist.check_precision(cfg.precision, device)
+    model.to(device)
+    dist.broadcast_params(model)
+    if dist.world().size > 1:
+        torch.manual_seed(cfg.seed + dist.world().rank)
+    if cfg.compile:
+        model.compile()  # in place: the state-dict keys, and so the saved weights, stay those of the model
+    return model
+
+
+@contextmanager
+def writing(out: Path, overwrite: bool, resume: bool, reporter):
+    """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming."""
+    from . import dist
+
+    writer = A.RunWriter(out, overwrite, resume) if dist.world().main else A.Follower(out, resume)
+    try:
+        yield writer
+    except BaseException:
+        if writer.abort():
+            reporter.notice(f"checkpoint kept in {writer.tmp}; rerun the same command with --resume to continue")
+        raise
+
+
+def ckpt_args(writer: A.RunWriter, resume: bool, checkpoint_every: int) -> dict:
+    return {"ckpt_dir": writer.tmp, "checkpoint_every": checkpoint_every, "resume": resume}
+
+
+def summary(out: Path, manifest: dict) -> dict:
+    return {
+        "stage": manifest["stage"],
+        "out": str(out),
+        "final": manifest["final"],
+        "wall_s": manifest["wall_s"],
+        "epochs": len(manifest["history"]),
+        "plots": {k: str(out / name) for k, name in manifest["plots"].items()},
+    }
+
+
+def draw_plots(writer: A.RunWriter, stage: str, cfg: RunConfig, history: list, steps_per_epoch: int, reporter) -> dict:
+    """Draw the run's pictures into its temporary folder, so they publish with it; returns {kind: file name}.
+
+    A picture is worth less than the model it describes: a failure (matplotlib missing, a full disk, a bug in
+    the drawing) is a warning shown even with --quiet, the model is still published, and the manifest lists
+    only the pictures that were written. Ctrl-C still interrupts (KeyboardInterrupt is not an Exception).
+    """
+    from . import plots
+
+    names, plan = plan_of(stage, cfg)
+    title = f"{stage} ({cfg.backbone}): {writer.out.name}"
+    jobs = {}
+    if history:
+        jobs["history"] = (plots.HISTORY_PNG, lambda p: plots.history(history, p, title))
+    if plan and steps_per_epoch:
+        jobs["lr_schedule"] = (
+            plots.LR_PNG,
+            lambda p: plots.lr_schedule(plan, names, steps_per_epoch, cfg.cut_frac, cfg.ratio, p, title),
+        )
+    written = {}
+    for kind, (name, draw) in jobs.items():
+        try:
+            draw(writer.path(name))
+        except Exception as e:  # see the docstring: never lose a trained model to a picture
+            reporter.notice(f"warning: could not draw {name} ({type(e).__name__}: {e}); the run is saved without it")
+        else:
+            written[kind] = name
+    return written

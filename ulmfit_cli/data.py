@@ -117,19 +117,28 @@ def read_texts(source: Source, text_col: str = "text") -> Table:
     return read_table(source, text_col, None)
 
 
-def read_table(source: Source, text_col: str = "text", label_col: str | None = "label") -> Table:
-    """Texts (and labels, when `label_col`) of `source`, with empty texts dropped.
-
-    Raises InputError for an unknown column, no usable text, or missing labels, naming the file.
-    """
+def read_raw(source: Source, text_col: str = "text", label_col: str | None = "label", need_label: bool = True):
+    """Every row of `source` as read, blank texts and missing labels kept: (texts, labels or None, fingerprint,
+    column names). Without `need_label`, a missing label column gives labels None instead of an error."""
     ds, fingerprint = _load(source)
     cols = ds.column_names
+    if label_col is not None and label_col not in cols and not need_label:
+        label_col = None
     for col, flag in ((text_col, "--text-col"), (label_col, "--label-col")):
         if col is not None and col not in cols:
             raise InputError(f"{source}: no column {col!r} (columns: {', '.join(cols)}); choose one with {flag}")
     table = ds.data  # pyarrow table: converting columns at once is far faster than row by row
     texts = ["" if t is None else str(t) for t in table.column(text_col).to_pylist()]
     labels = table.column(label_col).to_pylist() if label_col is not None else None
+    return texts, labels, fingerprint, cols
+
+
+def read_table(source: Source, text_col: str = "text", label_col: str | None = "label") -> Table:
+    """Texts (and labels, when `label_col`) of `source`, with empty texts dropped.
+
+    Raises InputError for an unknown column, no usable text, or missing labels, naming the file.
+    """
+    texts, labels, fingerprint, _ = read_raw(source, text_col, label_col)
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if not keep:
         raise InputError(f"{source}: no usable text in column {text_col!r} (empty file or only blank lines)")

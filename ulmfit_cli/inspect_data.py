@@ -1,0 +1,401 @@
+"""`ulmfit inspect`: what a practitioner should know about their data before training, in seconds, without a model.
+
+Rows, blank texts, exact and near-exact duplicates (case, whitespace and punctuation ignored), rows shared
+between files (train/test leakage), the labels (distribution, labels found in one file only, multi-label or
+numeric look, classes too small to validate) and, with a parent run, how its tokenizer reads the text. Every
+problem found becomes a verdict: what it is and what to do. Nothing here trains or writes anything.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import Source, read_raw
+
+MIN_CLASS = 10  # a 10% validation split of a class this small expects one example or none
+NUMERIC_CLASSES = 20  # more distinct numbers than this (or any fraction) look like a regression target
+DELIMS = (" ", ",", ";", "|")  # tried, in order, when a string label column may hold label sets
+EXAMPLES = 3
+_PUNCT = re.compile(r"[^\w\s]|_")
+
+
+def near_key(text: str) -> str:
+    """The text with case, punctuation and runs of whitespace ignored: equal keys are near-exact duplicates."""
+    return " ".join(_PUNCT.sub(" ", text.lower()).split())
+
+
+def _clip(text: str, n: int = 70) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= n else one[: n - 1] + "…"
+
+
+@dataclass
+class FileData:
+    source: str
+    texts: list[str]
+    labels: list | None  # raw cells, None when the file has no label column
+
+
+def read(sources: list[Source], text_col: str, label_col: str, explicit_label: bool) -> list[FileData]:
+    out = []
+    for src in sources:
+        texts, labels, _, _ = read_raw(src, text_col, label_col, need_label=explicit_label)
+        out.append(FileData(str(src), texts, labels))
+    return out
+
+
+# ---- one file ----------------------------------------------------------------------------------------------
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+
+
+def _number(v) -> float | None:
+    if isinstance(v, bool) or isinstance(v, list):
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def label_kind(values: list, delim: str | None) -> tuple[str, str | None]:
+    """("multi-label" | "numeric" | "single-label", delimiter) of the non-missing label cells of a file."""
+    if any(isinstance(v, list) for v in values):
+        return "multi-label", None
+    if delim is not None:
+        return "multi-label", delim
+    nums = [_number(v) for v in values]
+    if values and all(x is not None for x in nums):
+        if len(set(nums)) > NUMERIC_CLASSES or any(x != int(x) for x in nums):
+            return "numeric", None
+        return "single-label", None
+    alone = {str(v).strip() for v in values}
+    for d in DELIMS:
+        split = [str(v).strip() for v in values if d in str(v).strip()]
+        if len(split) < max(2, len(values) // 100):
+            continue
+        parts = {p for s in split for p in s.split(d) if p}
+        if len(parts & alone) * 4 >= len(parts):  # many pieces are labels on their own elsewhere: sets of labels
+            return "multi-label", d
+    return "single-label", None
+
+
+def label_sets(values: list, kind: str, delim: str | None) -> list[list[str]]:
+    """Each cell as the list of labels it holds (one for single-label and numeric cells)."""
+    if kind != "multi-label":
+        return [[str(v)] for v in values]
+    out = []
+    for v in values:
+        items = v if isinstance(v, list) else str(v).split(delim)
+        out.append(sorted({str(x).strip() for x in items if x is not None and str(x).strip()}))
+    return out
+
+
+def _labels_of(rows: list[int], label_of: dict) -> set[str]:
+    return {repr(label_of[i]) for i in rows if not _missing(label_of[i])}
+
+
+def file_report(fd: FileData, delim: str | None) -> dict:
+    rows = len(fd.texts)
+    blank = [i for i, t in enumerate(fd.texts) if not t.strip()]
+    kept = [i for i, t in enumerate(fd.texts) if t.strip()]
+    exact, near, first_of = 0, 0, {}
+    exact_seen: set[str] = set()
+    examples = []
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i in kept:
+        key = near_key(fd.texts[i])
+        groups[key].append(i)
+        if fd.texts[i] in exact_seen:
+            exact += 1
+        elif key in first_of:
+            near += 1
+        else:
+            first_of[key] = i
+            exact_seen.add(fd.texts[i])
+            continue
+        exact_seen.add(fd.texts[i])
+        if len(examples) < EXAMPLES:
+            examples.append({"text": _clip(fd.texts[i]), "rows": [first_of[key] + 1, i + 1]})
+    rep = {
+        "source": fd.source,
+        "rows": rows,
+        "blank": len(blank),
+        "blank_rows": [i + 1 for i in blank[:EXAMPLES]],
+        "exact_duplicates": exact,
+        "near_duplicates": near,
+        "duplicate_examples": examples,
+    }
+    if fd.labels is None:
+        return {**rep, "labels": None}
+    missing = [i for i in kept if _missing(fd.labels[i])]
+    values = [fd.labels[i] for i in kept if not _missing(fd.labels[i])]
+    kind, d = label_kind(values, delim)
+    sets = label_sets(values, kind, d)
+    counts = Counter(c for s in sets for c in s)
+    lab = {"kind": kind, "delimiter": d, "missing": len(missing), "missing_rows": [i + 1 for i in missing[:EXAMPLES]]}
+    if kind == "numeric":
+        x = np.array([_number(v) for v in values])
+        lab.update(min=float(x.min()), mean=float(x.mean()), max=float(x.max()), distinct=len(set(x.tolist())))
+    else:
+        lab.update(classes=len(counts), counts=dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
+        if kind == "multi-label":
+            lab["labels_per_row"] = round(sum(map(len, sets)) / max(1, len(sets)), 3)
+    label_of = {i: fd.labels[i] for i in kept}
+    conflicting = [
+        g
+        for g in groups.values()
+        if len(g) > 1 and len({repr(label_of[i]) for i in g if not _missing(label_of[i])}) > 1
+    ]
+    lab["conflicting_duplicates"] = len(conflicting)
+    lab["conflict_examples"] = [
+        {"text": _clip(fd.texts[g[0]]), "rows": [i + 1 for i in g[:4]], "labels": [str(label_of[i]) for i in g[:4]]}
+        for g in conflicting[:EXAMPLES]
+    ]
+    return {**rep, "labels": lab}
+
+
+# ---- between files -----------------------------------------------------------------------------------------
+
+
+def shared(a: FileData, b: FileData) -> dict:
+    """Rows of `b` whose text (near-exactly) is also in `a`: leakage when `a` trains and `b` tests."""
+    where: dict[str, int] = {}
+    for i, t in enumerate(a.texts):
+        if t.strip():
+            where.setdefault(near_key(t), i)
+    exact_a = {t for t in a.texts if t.strip()}
+    n = exact = 0
+    examples = []
+    for j, t in enumerate(b.texts):
+        if not t.strip():
+            continue
+        i = where.get(near_key(t))
+        if i is None:
+            continue
+        n += 1
+        exact += t in exact_a
+        if len(examples) < EXAMPLES:
+            examples.append({"text": _clip(t), "row_a": i + 1, "row_b": j + 1})
+    return {"a": a.source, "b": b.source, "shared_rows": n, "exact": exact, "examples": examples}
+
+
+def label_gaps(first: dict, other: dict) -> dict:
+    """Labels of `other` never seen in `first` (the training file), and the other way round."""
+    la, lb = first["labels"], other["labels"]
+    if not la or not lb or "counts" not in la or "counts" not in lb:
+        return {}
+    a, b = set(la["counts"]), set(lb["counts"])
+    return {"only_in_b": sorted(b - a), "only_in_a": sorted(a - b)}
+
+
+# ---- the tokenizer of a parent run -------------------------------------------------------------------------
+
+
+def token_report(tok, texts: list[str], max_len: int, word_level: bool) -> dict:
+    """Token lengths of the documents (no <bos>), the share cut by `max_len`, the <unk> rate, and the share of
+    words (by occurrence) split into 4+ pieces: many such words mean the tokenizer was built for other text."""
+    from .tokenizer import UNK_ID, encode_docs
+
+    docs = encode_docs(tok, texts, bos=False)
+    lens = np.array([len(d) for d in docs])
+    total = int(lens.sum())
+    unk = sum(int((d == UNK_ID).sum()) for d in docs)
+    rep = {
+        "documents": len(docs),
+        "tokens": total,
+        **{f"p{q}": int(np.percentile(lens, q)) for q in (50, 90, 99)},
+        "max": int(lens.max()),
+        "over_max_len": round(float((lens > max_len).mean()), 4),
+        "max_len": max_len,
+        "unk_rate": round(unk / max(1, total), 4),
+        "split_4plus": None,
+    }
+    if unk and not word_level:  # which characters the tokenizer cannot read, most frequent first
+        chars = Counter(c for t in texts for c in set(t) if not c.isspace())
+        cands = list(chars)
+        unknown = [c for c, e in zip(cands, tok.encode_batch_fast(cands, add_special_tokens=False)) if UNK_ID in e.ids]
+        rep["unknown_chars"] = sorted(unknown, key=lambda c: -chars[c])[:10]
+    if not word_level:  # a word vocabulary (import-fastai) never splits a word
+        words = Counter(w for t in texts for w in t.split())
+        uniq = list(words)
+        pieces = [len(e.ids) for e in tok.encode_batch_fast(uniq, add_special_tokens=False)]
+        many = sum(words[w] for w, n in zip(uniq, pieces) if n >= 4)
+        rep["split_4plus"] = round(many / max(1, sum(words.values())), 4)
+    return rep
+
+
+def suggest(stats: dict, cfg) -> dict:
+    """Settings for `finetune-clf` on these documents.
+
+    max_len: a whole number of bptt windows holding 99% of the documents whole (p99). bptt: the parent's (the
+    language model learned with that window; the classifier only uses it to chunk documents). bs: the run's,
+    halved until bs x min(p99, max_len) fits in what that bs holds with documents of 8 bptt windows, the
+    classifier's memory growing with the tokens of a batch (BPT3C keeps every chunk's activations).
+    """
+    bptt = cfg.bptt
+    max_len = max(bptt, -(-stats["p99"] // bptt) * bptt)
+    tokens = min(stats["p99"], max(cfg.max_len, max_len))
+    bs = cfg.bs
+    while bs > 4 and bs * tokens > cfg.bs * 8 * bptt:
+        bs //= 2
+    return {"bptt": bptt, "max_len": max_len, "bs": bs}
+
+
+# ---- verdicts ----------------------------------------------------------------------------------------------
+
+
+def verdicts(report: dict) -> list[dict]:
+    out = []
+
+    def say(kind: str, msg: str) -> None:
+        out.append({"kind": kind, "message": msg})
+
+    files = report["files"]
+    for f in files:
+        s = f["source"]
+        if f["blank"]:
+            say(
+                "blank",
+                f"{s}: {f['blank']} blank text(s) (first at row {f['blank_rows'][0]}); they are skipped, drop them",
+            )
+        dup = f["exact_duplicates"] + f["near_duplicates"]
+        if dup:
+            say(
+                "duplicates",
+                f"{s}: {f['exact_duplicates']} exact and {f['near_duplicates']} near-exact duplicate text(s); "
+                "drop the repeats (they weigh those texts more, and can land on both sides of --valid-pct's split)",
+            )
+        lab = f["labels"]
+        if lab is None:
+            continue
+        if lab["missing"]:
+            say(
+                "missing_labels",
+                f"{s}: {lab['missing']} row(s) with text but no label (first at row {lab['missing_rows'][0]}); "
+                "fill or drop them (finetune-clf refuses them)",
+            )
+        if lab["conflicting_duplicates"]:
+            say(
+                "conflicting_labels",
+                f"{s}: {lab['conflicting_duplicates']} duplicated text(s) carry different labels; "
+                "decide on one label each",
+            )
+        if lab["kind"] == "numeric":
+            say("numeric", f"{s}: the labels are numbers ({lab['distinct']} distinct); train with --regression")
+        elif lab["kind"] == "multi-label" and lab["delimiter"] is not None and not report["label_delim"]:
+            say(
+                "multi_label",
+                f"{s}: labels look like sets split by {lab['delimiter']!r}; train with --label-delim "
+                f"{lab['delimiter']!r} (else each combination is its own class)",
+            )
+    first = files[0]["labels"]
+    if first and "counts" in first:
+        small = [c for c, n in first["counts"].items() if n < MIN_CLASS]
+        if small:
+            say(
+                "small_classes",
+                f"{files[0]['source']}: {len(small)} class(es) with fewer than {MIN_CLASS} examples "
+                f"({', '.join(small[:5])}{', ...' if len(small) > 5 else ''}): too few to validate; "
+                "get more examples, merge them, or give --valid with examples of each",
+            )
+    for p in report["pairs"]:
+        if p["shared_rows"]:
+            say(
+                "shared_rows",
+                f"{p['b']}: {p['shared_rows']} row(s) also in {p['a']} ({p['exact']} exact); "
+                f"remove them from one file, or the scores on {p['b']} are optimistic",
+            )
+        gaps = p.get("labels", {})
+        if gaps.get("only_in_b"):
+            say(
+                "unseen_labels",
+                f"{p['b']}: label(s) {', '.join(gaps['only_in_b'][:5])} never in {p['a']}; a classifier trained "
+                "on it cannot predict them (evaluate refuses them): add training examples or drop those rows",
+            )
+    for f in files:
+        t = f.get("tokens")
+        if not t:
+            continue
+        s = f["source"]
+        if t["unk_rate"] > 0.005:
+            say(
+                "unknown_tokens",
+                f"{s}: {t['unk_rate']:.1%} of tokens are unknown to the parent's tokenizer"
+                + (f" (characters {' '.join(t['unknown_chars'])})" if t.get("unknown_chars") else "")
+                + "; it was trained on other text: normalise those characters, or pretrain on text like this",
+            )
+        if t["split_4plus"] is not None and t["split_4plus"] > 0.10:
+            say(
+                "split_words",
+                f"{s}: {t['split_4plus']:.0%} of words are cut into 4+ pieces; the tokenizer does not fit this "
+                "domain: pretrain on text closer to it (or with a larger --vocab-size)",
+            )
+        if t["over_max_len"] > 0.05:
+            say(
+                "long_documents",
+                f"{s}: {t['over_max_len']:.0%} of documents are longer than --max-len {t['max_len']} and will be "
+                f"cut; --max-len {report['suggest']['max_len']} keeps 99% whole (slower per batch)",
+            )
+    return out
+
+
+def inspect(
+    sources: list[Source],
+    *,
+    text_col: str = "text",
+    label_col: str = "label",
+    explicit_label: bool = False,
+    label_delim: str | None = None,
+    parent=None,
+    max_len: int | None = None,
+    reporter=None,
+) -> dict:
+    """The whole report (see the module docstring); `parent` is an opened run folder or None."""
+    files = []
+    for src in sources:
+        if reporter:
+            reporter.info(f"reading {src}")
+        files += read([src], text_col, label_col, explicit_label)
+    reps = [file_report(fd, label_delim) for fd in files]
+    pairs = []
+    for i in range(len(files)):
+        for j in range(i + 1, len(files)):
+            pairs.append({**shared(files[i], files[j]), "labels": label_gaps(reps[i], reps[j])})
+    report = {
+        "files": reps,
+        "pairs": pairs,
+        "shared_rows": sum(p["shared_rows"] for p in pairs),
+        "label_delim": label_delim,
+        "parent": None,
+        "suggest": None,
+    }
+    if parent is not None:
+        report.update(_with_parent(parent, files, reps, max_len, reporter))
+    report["verdicts"] = verdicts(report)
+    return report
+
+
+def _with_parent(parent, files: list[FileData], reps: list[dict], max_len: int | None, reporter) -> dict:
+    from .config import WORD_TOKENIZER, resolve
+    from .tokenizer import load_tokenizer
+
+    pc = parent.config
+    cfg = resolve("finetune-clf", pc.get("preset", "small"), {"max_len": max_len}, pc)
+    if parent.stage == "finetune-clf" and max_len is None:
+        cfg = resolve("finetune-clf", pc.get("preset", "small"), {"max_len": pc["max_len"], "bs": pc["bs"]}, pc)
+    tok = load_tokenizer(parent.file("tokenizer"))
+    word_level = pc.get("tokenizer") == WORD_TOKENIZER
+    for fd, rep in zip(files, reps):
+        if reporter:
+            reporter.info(f"tokenizing {fd.source}")
+        rep["tokens"] = token_report(tok, [t for t in fd.texts if t.strip()], cfg.max_len, word_level)
+    return {"parent": str(parent.path), "suggest": suggest(reps[0]["tokens"], cfg)}

@@ -100,3 +100,14 @@ def confusion(matrix: list[list[int]], classes: list[str], path: Path, title: st
                 colour = "white" if share[i, j] > 0.5 else "black"
                 ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", color=colour, fontsize="small")
     _save(fig, path)
+
+
+def lr_find(lrs: list[float], losses: list[float], lr: float, loss: float, path: Path, title: str) -> None:
+    """The range test's smoothed loss against the rate (log scale), the suggested rate marked."""
+    fig, (ax,) = _figure(6, 4)
+    ax.plot(lrs, losses)
+    ax.plot([lr], [loss], "o", color="red", label=f"suggested {lr:.2g}")
+    ax.set_xscale("log")
+    ax.set(xlabel="learning rate (top layer group)", ylabel="smoothed training loss", title=title)
+    ax.legend()
+    _save(fig, path)

@@ -11,7 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from . import artifacts as A
+from . import tasks
 from .config import RunConfig
+from .data import LMStream, Source, read_table, split_valid
+from .errors import InputError
 from .models import backbone
 from .schedule import unfreeze_plan
 from .tokenizer import file_sha256
@@ -154,3 +157,55 @@ def draw_plots(writer: A.RunWriter, stage: str, cfg: RunConfig, history: list, s
         else:
             written[kind] = name
     return written
+
+
+def build_classifier(cfg: RunConfig, parent, vocab_size: int, n_out: int, init: str = "pretrained"):
+    """The classifier of `cfg`, its encoder taken from the parent language model unless `init` is random."""
+    bb = backbone(cfg.backbone)
+    model = bb.build_classifier(cfg, vocab_size, n_out)
+    if init == "pretrained":
+        lm = bb.build_lm(cfg, vocab_size)
+        A.load_weights(lm, parent.file("weights"))
+        bb.encoder_of_classifier(model).load_state_dict(bb.encoder_of_lm(lm).state_dict())
+    return model
+
+
+def lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
+    """Training and validation LM streams; without validation ids, the last --valid-pct of the stream."""
+    from . import dist
+
+    if valid_ids is None:
+        n_valid = int(len(ids) * cfg.valid_pct)
+        ids, valid_ids = ids[: len(ids) - n_valid], ids[len(ids) - n_valid :]
+    w = dist.world()
+    train = LMStream(ids, cfg.bs, cfg.bptt, cfg.backwards, w.rank, w.size)
+    if len(train) == 0:
+        raise InputError(
+            f"the corpus has {len(ids)} training tokens, too few for --bs {cfg.bs} x --bptt "
+            f"{cfg.bptt}{f' x {w.size} processes' if w.size > 1 else ''}; give more text or lower --bs/--bptt"
+        )
+    vbs = max(1, min(cfg.bs, (len(valid_ids) - 1 - cfg.bptt) // cfg.bptt))
+    return train, LMStream(valid_ids, vbs, cfg.bptt, cfg.backwards)
+
+
+def clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col: str, label_col: str):
+    """Training and validation texts and labels, the task and the classes; every label problem found up front."""
+    table = read_table(train_src, text_col, label_col)
+    task = tasks.detect(table.labels, cfg)
+    labels = tasks.parse(table, train_src, label_col, task, cfg.label_delim)
+    classes = tasks.classes_of(task, labels, train_src, label_col)
+    if valid is not None:
+        vtable = read_table(valid, text_col, label_col)
+        vtexts, vlabels = vtable.texts, tasks.parse(vtable, valid, label_col, task, cfg.label_delim)
+        unseen = tasks.unseen(task, vlabels, classes)
+        if unseen:
+            raise InputError(
+                f"{valid}: label(s) {', '.join(map(repr, unseen[:5]))} never seen in training "
+                f"({train_src}); fix the labels or add training examples"
+            )
+        texts = table.texts
+    else:
+        tr, va = split_valid(len(labels), cfg.valid_pct, cfg.seed)
+        vtexts, vlabels = [table.texts[i] for i in va], [labels[i] for i in va]
+        texts, labels = [table.texts[i] for i in tr], [labels[i] for i in tr]
+    return table, task, classes, (texts, labels), (vtexts, vlabels)

@@ -17,8 +17,7 @@ from . import artifacts as A
 from . import runs as R
 from . import tasks
 from .config import RunConfig
-from .data import LMStream, Source, classifier_batches, open_corpus, read_table, split_valid
-from .errors import InputError
+from .data import LMStream, Source, classifier_batches, open_corpus
 from .inference import docs_of, predict_logits
 from .metrics import micro_f1, tune_thresholds
 from .models import backbone
@@ -26,23 +25,6 @@ from .schedule import unfreeze_plan
 from .tokenizer import PAD_ID, file_sha256, load_tokenizer, train_tokenizer
 
 # ---- language-model stages -------------------------------------------------------------------------------
-
-
-def _lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
-    from . import dist
-
-    if valid_ids is None:
-        n_valid = int(len(ids) * cfg.valid_pct)
-        ids, valid_ids = ids[: len(ids) - n_valid], ids[len(ids) - n_valid :]
-    w = dist.world()
-    train = LMStream(ids, cfg.bs, cfg.bptt, cfg.backwards, w.rank, w.size)
-    if len(train) == 0:
-        raise InputError(
-            f"the corpus has {len(ids)} training tokens, too few for --bs {cfg.bs} x --bptt "
-            f"{cfg.bptt}{f' x {w.size} processes' if w.size > 1 else ''}; give more text or lower --bs/--bptt"
-        )
-    vbs = max(1, min(cfg.bs, (len(valid_ids) - 1 - cfg.bptt) // cfg.bptt))
-    return train, LMStream(valid_ids, vbs, cfg.bptt, cfg.backwards)
 
 
 def _lm_steps(cfg: RunConfig, steps_per_epoch: int) -> int:
@@ -125,7 +107,7 @@ def train_lm_stage(
 
         ready = dist.on_main(prepare)
         tok, ids, valid_ids = ready if writer.main else stream_ids()
-        train, valid_stream = _lm_streams(cfg, ids, valid_ids)
+        train, valid_stream = R.lm_streams(cfg, ids, valid_ids)
         n_train, n_valid = len(train.ids), len(valid_stream.ids)
         reporter.info(
             f"{stage}: {n_train:,} training tokens, {n_valid:,} validation tokens, {len(train)} steps per epoch"
@@ -161,29 +143,6 @@ def train_lm_stage(
 # ---- classifier ------------------------------------------------------------------------------------------
 
 
-def _clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col: str, label_col: str):
-    """Training and validation texts and labels, the task and the classes; every label problem found up front."""
-    table = read_table(train_src, text_col, label_col)
-    task = tasks.detect(table.labels, cfg)
-    labels = tasks.parse(table, train_src, label_col, task, cfg.label_delim)
-    classes = tasks.classes_of(task, labels, train_src, label_col)
-    if valid is not None:
-        vtable = read_table(valid, text_col, label_col)
-        vtexts, vlabels = vtable.texts, tasks.parse(vtable, valid, label_col, task, cfg.label_delim)
-        unseen = tasks.unseen(task, vlabels, classes)
-        if unseen:
-            raise InputError(
-                f"{valid}: label(s) {', '.join(map(repr, unseen[:5]))} never seen in training "
-                f"({train_src}); fix the labels or add training examples"
-            )
-        texts = table.texts
-    else:
-        tr, va = split_valid(len(labels), cfg.valid_pct, cfg.seed)
-        vtexts, vlabels = [table.texts[i] for i in va], [labels[i] for i in va]
-        texts, labels = [table.texts[i] for i in tr], [labels[i] for i in tr]
-    return table, task, classes, (texts, labels), (vtexts, vlabels)
-
-
 def finetune_clf(
     cfg: RunConfig,
     parent: A.Run,
@@ -204,7 +163,7 @@ def finetune_clf(
 
     started = time.time()
     with R.writing(out, overwrite, resume, reporter) as writer:
-        tables = _clf_tables(cfg, train_src, valid, text_col, label_col)
+        tables = R.clf_tables(cfg, train_src, valid, text_col, label_col)
         table, task, classes, (texts, labels), (vtexts, vlabels) = tables
         R.setup(cfg.seed)
         writer.start(cfg.to_dict(), [table.fingerprint, init, *([str(valid)] if valid else [])])
@@ -216,11 +175,7 @@ def finetune_clf(
         target = tasks.target_stats(labels) if task == tasks.REGRESSION else None
         y, vy = (tasks.encode(task, ls, classes, target) for ls in (labels, vlabels))
         bb = backbone(cfg.backbone)
-        model = bb.build_classifier(cfg, tok.get_vocab_size(), tasks.n_outputs(task, classes))
-        if init == "pretrained":
-            lm = bb.build_lm(cfg, tok.get_vocab_size())
-            A.load_weights(lm, parent.file("weights"))
-            bb.encoder_of_classifier(model).load_state_dict(bb.encoder_of_lm(lm).state_dict())
+        model = R.build_classifier(cfg, parent, tok.get_vocab_size(), tasks.n_outputs(task, classes), init)
         R.place(model, cfg)
         names, groups = bb.classifier_groups(model)
         plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing)

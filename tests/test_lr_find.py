@@ -1,0 +1,67 @@
+"""`ulmfit lr-find` through the real CLI (tiny models), and its suggestion rule against fastai's own."""
+
+import hashlib
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import SAMPLE, one_line_error
+from ulmfit_cli.lr_find import steep, valley
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_finetune_clf_range_test_suggests_a_rate_and_writes_only_the_png(cli, pipeline, tmp_path):
+    before = _digest(pipeline["ft"])
+    png = tmp_path / "lr_find.png"
+    r = cli(
+        "lr-find", pipeline["ft"], SAMPLE / "trec_train.csv", "--stage", "finetune-clf", "--preset", "tiny",
+        "--num-it", "30", "--png", png, "--json", "-q", cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    lrs, losses = out["lrs"], out["losses"]
+    assert 10 <= out["steps"] == len(lrs) == len(losses) <= 30
+    assert lrs[0] == 1e-7 and all(b / a > 1 for a, b in zip(lrs, lrs[1:]))  # exponentially increasing
+    assert lrs[30 // 10] <= out["suggested_lr"] <= lrs[-5]
+    assert out["suggested_lr"] in lrs and out["steep_lr"] in lrs
+    # discriminative rates: the top group gets the suggestion, each lower one / --lr-factor
+    g = out["group_lrs"]
+    assert g[-1] == out["suggested_lr"] and all(abs(b / a - out["lr_factor"]) < 1e-9 for a, b in zip(g, g[1:]))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["lr_find.png"]  # no run folder
+    assert _digest(pipeline["ft"]) == before  # the parent is only read
+
+
+def test_pretrain_range_test_on_a_corpus_prints_the_suggestion(cli, tmp_path):
+    r = cli("lr-find", SAMPLE / "books.txt", "--stage", "pretrain", "--preset", "tiny", "--num-it", "20", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("suggested --lr ") and "valley" in r.stdout
+    assert "tokenizer" in r.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_bad_stage_and_wrong_parent_are_one_line_errors(cli, pipeline):
+    one_line_error(cli("lr-find", SAMPLE / "books.txt", "--stage", "predict"), 2, "`--stage` must be one of")
+    one_line_error(
+        cli("lr-find", pipeline["clf"], SAMPLE / "trec_train.csv", "--stage", "finetune-clf"), 2, "finetune-clf run"
+    )
+    one_line_error(cli("lr-find", pipeline["ft"], "--stage", "finetune-lm"), 2, "needs PARENT and DATA")
+
+
+_curves = st.lists(st.floats(0.1, 10, allow_nan=False), min_size=4, max_size=60)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_curves)
+def test_valley_and_steep_pick_the_points_fastai_picks(losses):
+    import torch
+    from fastai.callback.schedule import steep as fa_steep
+    from fastai.callback.schedule import valley as fa_valley
+
+    lrs = [1e-7 * 1.2**i for i in range(len(losses))]
+    assert lrs[valley(lrs, losses)] == fa_valley(lrs, losses, 100)[0]
+    t = torch.float64
+    assert lrs[steep(lrs, losses)] == fa_steep(torch.tensor(lrs, dtype=t), torch.tensor(losses, dtype=t), 100)[0]

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import (
+    DATA,
+    TRAIN,
+    Backbone,
+    Bptt,
+    Bs,
+    Clip,
+    Device,
+    DropMult,
+    EmbSz,
+    Json,
+    LrFactor,
+    NHid,
+    NLayers,
+    Precision,
+    Preset,
+    Quiet,
+    Seed,
+    TextCol,
+    Tokenizer,
+    VocabSize,
+    Wd,
+)
+
+STAGES = ("pretrain", "finetune-lm", "finetune-clf")
+
+
+def lr_find(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="PARENT DATA (finetune-lm: texts, finetune-clf: labelled table), or CORPUS... for pretrain.",
+            show_default=False,
+        ),
+    ],
+    stage: Annotated[str, typer.Option(help="The stage whose --lr is sought: pretrain | finetune-lm | finetune-clf.")],
+    preset: Preset = "small",
+    start_lr: Annotated[float, typer.Option(help="First rate tried.", rich_help_panel=TRAIN)] = 1e-7,
+    end_lr: Annotated[float, typer.Option(help="Last rate tried.", rich_help_panel=TRAIN)] = 10.0,
+    num_it: Annotated[
+        int, typer.Option(help="Steps of the test (fewer if the loss diverges).", rich_help_panel=TRAIN)
+    ] = 100,
+    png: Annotated[Path | None, typer.Option(help="Draw the loss against the rate here (lr_find.png).")] = None,
+    text_col: TextCol = "text",
+    label_col: Annotated[str, typer.Option(help="Column holding the label.", rich_help_panel=DATA)] = "label",
+    label_delim: Annotated[
+        str | None, typer.Option(help="Multi-label: split each label on this string.", rich_help_panel=DATA)
+    ] = None,
+    regression: Annotated[bool, typer.Option("--regression", help="Numeric labels.", rich_help_panel=DATA)] = False,
+    backbone: Backbone = None,
+    tokenizer: Tokenizer = None,
+    vocab_size: VocabSize = None,
+    emb_sz: EmbSz = None,
+    n_hid: NHid = None,
+    n_layers: NLayers = None,
+    bs: Bs = None,
+    bptt: Bptt = None,
+    drop_mult: DropMult = None,
+    wd: Wd = None,
+    lr_factor: LrFactor = None,
+    clip: Clip = None,
+    max_len: Annotated[int | None, typer.Option(help="BPT3C: tokens of a document kept.")] = None,
+    seed: Seed = None,
+    device: Device = None,
+    precision: Precision = None,
+    json: Json = False,
+    quiet: Quiet = False,
+):
+    """Learning-rate range test: the stage's model trained a few steps at growing rates; prints the suggested
+    peak --lr (fastai's valley rule). Writes nothing but --png; the parent run is only read."""
+    from ..config import flags, resolve
+    from ..errors import ConfigError
+
+    given = flags(locals())
+    from ..artifacts import LM_STAGES, open_run
+    from ..data import Source
+    from ..lr_find import lr_find as core
+    from ..report import emit_json
+    from .common import start
+
+    if stage not in STAGES:
+        raise ConfigError(f"`--stage` must be one of {', '.join(STAGES)}, got {stage!r}")
+    if stage == "pretrain":
+        parent, data = None, paths
+    else:
+        if len(paths) < 2:
+            raise ConfigError(f"--stage {stage} needs PARENT and DATA, got {len(paths)} path(s)")
+        wanted = LM_STAGES if stage == "finetune-clf" else ("pretrain", "finetune-lm")
+        parent, data = open_run(paths[0], wanted, "lr-find"), paths[1:]
+    cfg = resolve(stage, preset, given, parent.config if parent else None)
+    reporter = start(cfg, quiet)
+    out = core(
+        stage,
+        cfg,
+        parent,
+        [Source(path=str(p)) for p in data],
+        text_col=text_col,
+        label_col=label_col,
+        start_lr=start_lr,
+        end_lr=end_lr,
+        num_it=num_it,
+        png=png,
+        reporter=reporter,
+    )
+    if json:
+        return emit_json(out)
+    groups = ", ".join(f"{lr:.2e}" for lr in out["group_lrs"])
+    print(f"suggested --lr {out['suggested_lr']:.2e} (valley; steepest descent at {out['steep_lr']:.2e})")
+    print(
+        f"  {out['steps']} of {out['num_it']} steps; layer groups bottom to top: {groups} "
+        f"(--lr-factor {out['lr_factor']:g})"
+    )
+    print(f"  the preset's --lr is {out['preset_lr']:.2e}" + (f"; picture: {out['png']}" if out["png"] else ""))

@@ -65,3 +65,15 @@ def test_valley_and_steep_pick_the_points_fastai_picks(losses):
     assert lrs[valley(lrs, losses)] == fa_valley(lrs, losses, 100)[0]
     t = torch.float64
     assert lrs[steep(lrs, losses)] == fa_steep(torch.tensor(lrs, dtype=t), torch.tensor(losses, dtype=t), 100)[0]
+
+
+def test_a_stage_prints_its_steps_and_a_time_estimate_and_reports_both_times(cli, pipeline, tmp_path):
+    r = cli(
+        "finetune-clf", pipeline["ft"], SAMPLE / "trec_test.csv", "--out", tmp_path / "c", "--preset", "tiny",
+        "--epochs", "2", "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    steps = r.stderr.index("steps to run")
+    assert steps < r.stderr.index("estimate:") < r.stderr.index("accuracy")  # the estimate comes before epoch 1 ends
+    s = json.loads(r.stdout)
+    assert 0 < s["estimate_s"] and 0 < s["train_s"] <= s["wall_s"]

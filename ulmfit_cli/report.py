@@ -22,6 +22,24 @@ class Reporter:
         self.console = Console(stderr=True, quiet=quiet)
         self._progress = None
         self.rows: list[dict] = []
+        self.estimate_s: float | None = None  # the first estimate of the training time, made after TIMED steps
+        self.train_s: float | None = None  # the training loop's real time (steps and validation)
+        self._total = 0
+
+    TIMED = 5  # steps timed (after the first, which pays for warm-up) before the estimate is made
+
+    def fit_start(self, total_steps: int) -> None:
+        """Training begins: `total_steps` optimizer steps to run. The estimate follows after the first steps."""
+        self._total, self._steps_done, self._fit_t0, self._evals = total_steps, 0, time.time(), []
+        self._step_t: list[float] = []
+        self._per = 0.0  # seconds per step of the last whole epoch (gradual unfreezing makes later steps dearer)
+        self.info(f"{total_steps} steps to run; estimating the time from the first {self.TIMED + 1}")
+
+    def _remaining(self, evals_left: int) -> float:
+        """Seconds still to go: the steps left at the mean time of the timed steps, plus `evals_left` validation
+        passes at the time of the last one (unknown, so 0, until the first epoch ends)."""
+        per = self._per or (self._step_t[-1] - self._step_t[0]) / (len(self._step_t) - 1)
+        return (self._total - self._steps_done) * per + evals_left * (self._evals[-1] if self._evals else 0.0)
 
     def info(self, msg: str) -> None:
         self.console.print(msg, highlight=False)
@@ -45,14 +63,24 @@ class Reporter:
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
             TimeRemainingColumn(),
+            TextColumn("[dim]{task.fields[whole]}[/]"),
             console=self.console,
             transient=True,
         )
         self._progress.start()
-        self._task = self._progress.add_task("train", total=steps, loss="-")
+        self._task = self._progress.add_task("train", total=steps, loss="-", whole="")
 
     def step(self, loss: float | None) -> None:
         self._done += 1
+        if self._total:
+            self._steps_done += 1
+            now = time.time()
+            if len(self._step_t) <= self.TIMED:
+                self._step_t.append(now)  # the first step's end, then TIMED more
+                if len(self._step_t) == self.TIMED + 1:
+                    self.estimate_s = round(now - self._fit_t0 + self._remaining(0), 1)
+                    self.info(f"estimate: {_dur(self.estimate_s)} for {self._total} steps (validation not counted yet)")
+            self._last = now
         if self._progress is None and self._done % max(1, self._steps // 10) == 0:
             self.console.print(
                 f"epoch {self._epoch + 1}/{self._epochs} step {self._done}/{self._steps} loss "
@@ -61,12 +89,24 @@ class Reporter:
                 soft_wrap=True,
             )
         if self._progress is not None:
-            self._progress.update(self._task, advance=1, **({"loss": f"{loss:.3f}"} if loss is not None else {}))
+            more = {"loss": f"{loss:.3f}"} if loss is not None else {}
+            if self._total and len(self._step_t) > self.TIMED:
+                more["whole"] = f"run: {_dur(self._remaining(self._epochs - self._epoch))} left"
+            self._progress.update(self._task, advance=1, **more)
 
     def epoch_end(self, row: dict) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        if self._total:
+            now = time.time()
+            self._evals.append(now - getattr(self, "_last", now))  # the validation pass after the last step
+            if self._done > 1:
+                self._per = (getattr(self, "_last", now) - self._t0) / self._done
+            self.train_s = round(now - self._fit_t0, 1)
+            if len(self._evals) == 1 and len(self._step_t) > self.TIMED and self._epochs > 1:
+                left = self._remaining(self._epochs - self._epoch - 1)
+                self.info(f"estimate with validation: {_dur(self.train_s + left)} in all")
         self.rows.append(row)
         self.console.print("  ".join(f"{k} {_fmt(v)}" for k, v in row.items()), highlight=False, soft_wrap=True)
 
@@ -81,6 +121,10 @@ class Reporter:
         for r in rows:
             t.add_row(*(_fmt(v) for v in r.values()))
         self.console.print(t)
+
+
+def _dur(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
 def _fmt(v) -> str:

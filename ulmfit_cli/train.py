@@ -68,6 +68,7 @@ def fit(
             pos = dict(epoch=epoch, step=step, phase=phase, phase_t=phase_t, tot=tot, n=n, history=history)
             checkpoint.save(ckpt_dir, model, opt, pos)
 
+    reporter.fit_start(len(plan[start_epoch:]) * steps_per_epoch - start_step)  # steps left; the estimate follows
     interrupted: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
     try:

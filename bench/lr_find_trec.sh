@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lr-find's suggestion as --lr against the preset's rate, on TREC-6 (tiny preset): pretrain on the book sample,
 # fine-tune the LM on TREC's training questions, run lr-find for finetune-clf, then train the classifier with
-# the preset's --lr and with the suggested one (same seed) and evaluate both on the 500 test questions.
+# the preset's --lr and with the suggested one (same seed) and evaluate both on the 500 test questions. Also prints
+# each stage's time estimate (estimate_s) beside its real training time (train_s) and whole wall time.
 #   bench/lr_find_trec.sh OUT          (env: DATA=../shared/data, PRESET=tiny, ULMFIT=ulmfit)
 set -euo pipefail
 OUT=${1:?usage: bench/lr_find_trec.sh OUT}
@@ -23,6 +24,9 @@ done
 python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
+for name in ("pretrain", "finetune-lm", "clf-preset", "clf-found"):  # the time estimate against the real times
+    s = json.load(open(f"{out}/{name}.json"))
+    print(json.dumps({"stage": name, "estimate_s": s["estimate_s"], "train_s": s["train_s"], "wall_s": s["wall_s"]}))
 f = json.load(open(f"{out}/lr_find.json"))
 for name in ("preset", "found"):
     s, t = json.load(open(f"{out}/clf-{name}.json")), json.load(open(f"{out}/test-{name}.json"))

@@ -121,3 +121,12 @@ def test_case_punctuation_and_space_variants_of_training_rows_are_all_found(text
     rep = shared(FileData("a", texts, None), FileData("b", variants + fresh, None))
     assert rep["shared_rows"] == len(variants)
     assert rep["exact"] == sum(v in texts for v in variants)
+
+
+def test_duplicates_with_the_same_label_set_in_another_order_do_not_conflict():
+    from ulmfit_cli.inspect_data import file_report
+
+    texts = ["US urges Japan", "us urges japan.", "Fed sets repo", "FED SETS REPO"]
+    rep = file_report(FileData("f", texts, ["trade grain", "grain trade", "interest", "interest money-fx"]), " ")
+    assert rep["labels"]["conflicting_duplicates"] == 1
+    assert rep["labels"]["conflict_examples"][0]["labels"] == ["interest", "interest money-fx"]

@@ -103,6 +103,10 @@ def _labels_of(rows: list[int], label_of: dict) -> set[str]:
     return {repr(label_of[i]) for i in rows if not _missing(label_of[i])}
 
 
+def _shown(label) -> str:
+    return "" if _missing(label) else " ".join(label)
+
+
 def file_report(fd: FileData, delim: str | None) -> dict:
     rows = len(fd.texts)
     blank = [i for i, t in enumerate(fd.texts) if not t.strip()]
@@ -149,7 +153,8 @@ def file_report(fd: FileData, delim: str | None) -> dict:
         lab.update(classes=len(counts), counts=dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
         if kind == "multi-label":
             lab["labels_per_row"] = round(sum(map(len, sets)) / max(1, len(sets)), 3)
-    label_of = {i: fd.labels[i] for i in kept}
+    label_of = {i: fd.labels[i] for i in kept}  # compared as label sets: 'grain trade' is 'trade grain'
+    label_of = {i: v if _missing(v) else tuple(label_sets([v], kind, d)[0]) for i, v in label_of.items()}
     conflicting = [
         g
         for g in groups.values()
@@ -157,7 +162,11 @@ def file_report(fd: FileData, delim: str | None) -> dict:
     ]
     lab["conflicting_duplicates"] = len(conflicting)
     lab["conflict_examples"] = [
-        {"text": _clip(fd.texts[g[0]]), "rows": [i + 1 for i in g[:4]], "labels": [str(label_of[i]) for i in g[:4]]}
+        {
+            "text": _clip(fd.texts[g[0]]),
+            "rows": [i + 1 for i in g[:4]],
+            "labels": [" ".join(label_of[i] or ()) for i in g[:4]],
+        }
         for g in conflicting[:EXAMPLES]
     ]
     return {**rep, "labels": lab}

@@ -24,6 +24,7 @@ class Reporter:
         self.rows: list[dict] = []
         self.estimate_s: float | None = None  # the first estimate of the training time, made after TIMED steps
         self.train_s: float | None = None  # the training loop's real time (steps and validation)
+        self.estimates: list[dict] = []  # the first estimate and each one made when more layer groups unfroze
         self._total = 0
 
     TIMED = 5  # steps timed (after the first, which pays for warm-up) before the estimate is made
@@ -31,15 +32,15 @@ class Reporter:
     def fit_start(self, total_steps: int) -> None:
         """Training begins: `total_steps` optimizer steps to run. The estimate follows after the first steps."""
         self._total, self._steps_done, self._fit_t0, self._evals = total_steps, 0, time.time(), []
-        self._step_t: list[float] = []
-        self._per = 0.0  # seconds per step of the last whole epoch (gradual unfreezing makes later steps dearer)
+        self._step_t: list[float] = []  # ends of the steps timed since training began or more groups unfroze
+        self._per = 0.0  # seconds per step: of the timed steps, then of the last whole epoch
+        self._groups, self._window = None, self.TIMED
         self.info(f"{total_steps} steps to run; estimating the time from the first {self.TIMED + 1}")
 
     def _remaining(self, evals_left: int) -> float:
         """Seconds still to go: the steps left at the mean time of the timed steps, plus `evals_left` validation
         passes at the time of the last one (unknown, so 0, until the first epoch ends)."""
-        per = self._per or (self._step_t[-1] - self._step_t[0]) / (len(self._step_t) - 1)
-        return (self._total - self._steps_done) * per + evals_left * (self._evals[-1] if self._evals else 0.0)
+        return (self._total - self._steps_done) * self._per + evals_left * (self._evals[-1] if self._evals else 0.0)
 
     def info(self, msg: str) -> None:
         self.console.print(msg, highlight=False)
@@ -55,6 +56,9 @@ class Reporter:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._epoch, self._epochs, self._steps, self._done, self._t0 = epoch, epochs, steps, 0, time.time()
+        if self._total and groups != self._groups:  # gradual unfreezing: steps that train more groups cost more
+            self._groups, self._step_t = groups, []
+            self._window = self.TIMED if self.estimate_s is None else max(self.TIMED, min(50, steps // 4))
         if not self.console.is_terminal:  # a log file gets a plain line every 10% of the epoch instead of a bar
             return
         self._progress = Progress(
@@ -75,11 +79,17 @@ class Reporter:
         if self._total:
             self._steps_done += 1
             now = time.time()
-            if len(self._step_t) <= self.TIMED:
-                self._step_t.append(now)  # the first step's end, then TIMED more
-                if len(self._step_t) == self.TIMED + 1:
-                    self.estimate_s = round(now - self._fit_t0 + self._remaining(0), 1)
-                    self.info(f"estimate: {_dur(self.estimate_s)} for {self._total} steps (validation not counted yet)")
+            if len(self._step_t) <= self._window:  # the first estimate times TIMED steps, later ones more
+                self._step_t.append(now)  # the first step's end (it pays for warm-up), then the window
+                if len(self._step_t) == self._window + 1:
+                    self._per = (self._step_t[-1] - self._step_t[0]) / self._window
+                    guess = round(now - self._fit_t0 + self._remaining(self._epochs - self._epoch), 1)
+                    self.estimates.append({"after_steps": self._steps_done, "estimate_s": guess})
+                    if self.estimate_s is None:
+                        self.estimate_s = guess
+                        self.info(f"estimate: {_dur(guess)} for {self._total} steps (validation not counted yet)")
+                    else:
+                        self.info(f"estimate with {self._groups} training: {_dur(guess)} in all")
             self._last = now
         if self._progress is None and self._done % max(1, self._steps // 10) == 0:
             self.console.print(
@@ -90,7 +100,7 @@ class Reporter:
             )
         if self._progress is not None:
             more = {"loss": f"{loss:.3f}"} if loss is not None else {}
-            if self._total and len(self._step_t) > self.TIMED:
+            if self._total and self._per:
                 more["whole"] = f"run: {_dur(self._remaining(self._epochs - self._epoch))} left"
             self._progress.update(self._task, advance=1, **more)
 
@@ -101,10 +111,10 @@ class Reporter:
         if self._total:
             now = time.time()
             self._evals.append(now - getattr(self, "_last", now))  # the validation pass after the last step
-            if self._done > 1:
+            if self._done > self.TIMED:
                 self._per = (getattr(self, "_last", now) - self._t0) / self._done
             self.train_s = round(now - self._fit_t0, 1)
-            if len(self._evals) == 1 and len(self._step_t) > self.TIMED and self._epochs > 1:
+            if len(self._evals) == 1 and self._per and self._epochs > 1:
                 left = self._remaining(self._epochs - self._epoch - 1)
                 self.info(f"estimate with validation: {_dur(self.train_s + left)} in all")
         self.rows.append(row)

@@ -71,7 +71,12 @@ def finish(summary: dict, as_json: bool, reporter) -> None:
     if not summary:  # a data-parallel process other than rank 0: rank 0 reports
         return
     reporter.table(reporter.rows, f"{summary['stage']}: {summary['out']} ({summary['wall_s']} s)")
-    summary = {**summary, "estimate_s": reporter.estimate_s, "train_s": reporter.train_s}
+    summary = {
+        **summary,
+        "estimate_s": reporter.estimate_s,
+        "estimates": reporter.estimates,
+        "train_s": reporter.train_s,
+    }
     if as_json:
         emit_json(summary)
 

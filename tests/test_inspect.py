@@ -130,3 +130,11 @@ def test_duplicates_with_the_same_label_set_in_another_order_do_not_conflict():
     rep = file_report(FileData("f", texts, ["trade grain", "grain trade", "interest", "interest money-fx"]), " ")
     assert rep["labels"]["conflicting_duplicates"] == 1
     assert rep["labels"]["conflict_examples"][0]["labels"] == ["interest", "interest money-fx"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_near_key_is_lowercase_text_without_punctuation_or_extra_space(text):
+    import re
+
+    assert near_key(text) == " ".join(re.sub(r"[^\w\s]|_", " ", text.lower()).split())

@@ -12,6 +12,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -22,11 +23,14 @@ NUMERIC_CLASSES = 20  # more distinct numbers than this (or any fraction) look l
 DELIMS = (" ", ",", ";", "|")  # tried, in order, when a string label column may hold label sets
 EXAMPLES = 3
 _PUNCT = re.compile(r"[^\w\s]|_")
+# _PUNCT as a str.translate table for ASCII text: 2.2x faster (bench/near_key_speed.py)
+_ASCII_PUNCT = {c: " " for c in range(128) if _PUNCT.match(chr(c))}
 
 
 def near_key(text: str) -> str:
     """The text with case, punctuation and runs of whitespace ignored: equal keys are near-exact duplicates."""
-    return " ".join(_PUNCT.sub(" ", text.lower()).split())
+    low = text.lower()
+    return " ".join((low.translate(_ASCII_PUNCT) if low.isascii() else _PUNCT.sub(" ", low)).split())
 
 
 def _clip(text: str, n: int = 70) -> str:
@@ -39,6 +43,11 @@ class FileData:
     source: str
     texts: list[str]
     labels: list | None  # raw cells, None when the file has no label column
+
+    @cached_property
+    def keys(self) -> list[str]:
+        """`near_key` of every text, computed once (the duplicate and the leakage checks both need them)."""
+        return [near_key(t) for t in self.texts]
 
 
 def read(sources: list[Source], text_col: str, label_col: str, explicit_label: bool) -> list[FileData]:
@@ -116,7 +125,7 @@ def file_report(fd: FileData, delim: str | None) -> dict:
     examples = []
     groups: dict[str, list[int]] = defaultdict(list)
     for i in kept:
-        key = near_key(fd.texts[i])
+        key = fd.keys[i]
         groups[key].append(i)
         if fd.texts[i] in exact_seen:
             exact += 1
@@ -180,14 +189,14 @@ def shared(a: FileData, b: FileData) -> dict:
     where: dict[str, int] = {}
     for i, t in enumerate(a.texts):
         if t.strip():
-            where.setdefault(near_key(t), i)
+            where.setdefault(a.keys[i], i)
     exact_a = {t for t in a.texts if t.strip()}
     n = exact = 0
     examples = []
     for j, t in enumerate(b.texts):
         if not t.strip():
             continue
-        i = where.get(near_key(t))
+        i = where.get(b.keys[j])
         if i is None:
             continue
         n += 1

@@ -11,7 +11,11 @@ from .options import DATA, Json, Quiet, TextCol
 def inspect(
     data: Annotated[
         list[Path],
-        typer.Argument(help="Data files: training first, then validation/test files to compare.", show_default=False),
+        typer.Argument(
+            help="Data files: training first, then validation/test files to compare.",
+            show_default=False,
+            metavar="DATA",
+        ),
     ],
     parent: Annotated[
         Path | None,

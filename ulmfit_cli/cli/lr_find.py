@@ -37,6 +37,7 @@ def lr_find(
         list[Path],
         typer.Argument(
             help="PARENT DATA (finetune-lm: texts, finetune-clf: labelled table), or CORPUS... for pretrain.",
+            metavar="PATHS",
             show_default=False,
         ),
     ],

@@ -215,59 +215,6 @@ def label_gaps(first: dict, other: dict) -> dict:
     return {"only_in_b": sorted(b - a), "only_in_a": sorted(a - b)}
 
 
-# ---- the tokenizer of a parent run -------------------------------------------------------------------------
-
-
-def token_report(tok, texts: list[str], max_len: int, word_level: bool) -> dict:
-    """Token lengths of the documents (no <bos>), the share cut by `max_len`, the <unk> rate, and the share of
-    words (by occurrence) split into 4+ pieces: many such words mean the tokenizer was built for other text."""
-    from .tokenizer import UNK_ID, encode_docs
-
-    docs = encode_docs(tok, texts, bos=False)
-    lens = np.array([len(d) for d in docs])
-    total = int(lens.sum())
-    unk = sum(int((d == UNK_ID).sum()) for d in docs)
-    rep = {
-        "documents": len(docs),
-        "tokens": total,
-        **{f"p{q}": int(np.percentile(lens, q)) for q in (50, 90, 99)},
-        "max": int(lens.max()),
-        "over_max_len": round(float((lens > max_len).mean()), 4),
-        "max_len": max_len,
-        "unk_rate": round(unk / max(1, total), 4),
-        "split_4plus": None,
-    }
-    if unk and not word_level:  # which characters the tokenizer cannot read, most frequent first
-        chars = Counter(c for t in texts for c in set(t) if not c.isspace())
-        cands = list(chars)
-        unknown = [c for c, e in zip(cands, tok.encode_batch_fast(cands, add_special_tokens=False)) if UNK_ID in e.ids]
-        rep["unknown_chars"] = sorted(unknown, key=lambda c: -chars[c])[:10]
-    if not word_level:  # a word vocabulary (import-fastai) never splits a word
-        words = Counter(w for t in texts for w in t.split())
-        uniq = list(words)
-        pieces = [len(e.ids) for e in tok.encode_batch_fast(uniq, add_special_tokens=False)]
-        many = sum(words[w] for w, n in zip(uniq, pieces) if n >= 4)
-        rep["split_4plus"] = round(many / max(1, sum(words.values())), 4)
-    return rep
-
-
-def suggest(stats: dict, cfg) -> dict:
-    """Settings for `finetune-clf` on these documents.
-
-    max_len: a whole number of bptt windows holding 99% of the documents whole (p99). bptt: the parent's (the
-    language model learned with that window; the classifier only uses it to chunk documents). bs: the run's,
-    halved until bs x min(p99, max_len) fits in what that bs holds with documents of 8 bptt windows, the
-    classifier's memory growing with the tokens of a batch (BPT3C keeps every chunk's activations).
-    """
-    bptt = cfg.bptt
-    max_len = max(bptt, -(-stats["p99"] // bptt) * bptt)
-    tokens = min(stats["p99"], max(cfg.max_len, max_len))
-    bs = cfg.bs
-    while bs > 4 and bs * tokens > cfg.bs * 8 * bptt:
-        bs //= 2
-    return {"bptt": bptt, "max_len": max_len, "bs": bs}
-
-
 # ---- verdicts ----------------------------------------------------------------------------------------------
 
 
@@ -397,23 +344,8 @@ def inspect(
         "suggest": None,
     }
     if parent is not None:
-        report.update(_with_parent(parent, files, reps, max_len, reporter))
+        from .inspect_tokens import with_parent
+
+        report.update(with_parent(parent, files, reps, max_len, reporter))
     report["verdicts"] = verdicts(report)
     return report
-
-
-def _with_parent(parent, files: list[FileData], reps: list[dict], max_len: int | None, reporter) -> dict:
-    from .config import WORD_TOKENIZER, resolve
-    from .tokenizer import load_tokenizer
-
-    pc = parent.config
-    cfg = resolve("finetune-clf", pc.get("preset", "small"), {"max_len": max_len}, pc)
-    if parent.stage == "finetune-clf" and max_len is None:
-        cfg = resolve("finetune-clf", pc.get("preset", "small"), {"max_len": pc["max_len"], "bs": pc["bs"]}, pc)
-    tok = load_tokenizer(parent.file("tokenizer"))
-    word_level = pc.get("tokenizer") == WORD_TOKENIZER
-    for fd, rep in zip(files, reps):
-        if reporter:
-            reporter.info(f"tokenizing {fd.source}")
-        rep["tokens"] = token_report(tok, [t for t in fd.texts if t.strip()], cfg.max_len, word_level)
-    return {"parent": str(parent.path), "suggest": suggest(reps[0]["tokens"], cfg)}

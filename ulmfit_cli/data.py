@@ -283,8 +283,12 @@ def pad_chunks(docs: list[np.ndarray], pad_id: int, bptt: int) -> np.ndarray:
     """Pad a batch for fastai's SentenceEncoder (as fastai's `pad_chunk`, pad_first): whole `bptt`-sized
     chunks of padding go before the text and the remainder after, so every row's real text starts on a chunk
     boundary. Rows must be sorted longest first: SentenceEncoder feeds each chunk to the first rows only.
+
+    Unlike fastai's, the width is a whole number of chunks: with a ragged last chunk, a row whose text ended just
+    before it (no lead, remainder of padding) sat above a shorter row still reading, and SentenceEncoder fed the
+    first rows, so one row read padding and the other lost its last tokens: answers changed with the batch.
     """
-    width = max(len(d) for d in docs)
+    width = -(-max(len(d) for d in docs) // bptt) * bptt
     out = np.full((len(docs), width), pad_id, dtype=np.int64)
     for r, d in enumerate(docs):
         lead = ((width - len(d)) // bptt) * bptt

@@ -109,7 +109,20 @@ def test_lm_stream_rows_are_contiguous_across_batches():
 
 def test_pad_chunks_puts_whole_chunks_of_padding_first():
     out = pad_chunks([np.array([5, 6, 7, 8, 9, 10, 11]), np.array([5, 6])], pad_id=1, bptt=3)
-    assert out.tolist() == [[5, 6, 7, 8, 9, 10, 11], [1, 1, 1, 5, 6, 1, 1]]
+    assert out.tolist() == [[5, 6, 7, 8, 9, 10, 11, 1, 1], [1, 1, 1, 1, 1, 1, 5, 6, 1]]
+
+
+@pytest.mark.parametrize("lens", [[7, 5, 4], [9, 8, 3, 1], [5, 5, 2], [4, 1, 1]])
+def test_pad_chunks_the_rows_reading_each_chunk_are_the_first(lens):
+    """What SentenceEncoder assumes: at each chunk start, the rows with text are the first ones, and a row keeps
+    reading from its first chunk to the end (with [7, 5, 4] and bptt 3, fastai's width of 7 broke both)."""
+    out = pad_chunks([np.arange(n) + 2 for n in lens], pad_id=1, bptt=3)
+    for i in range(0, out.shape[1], 3):
+        reading = out[:, i] != 1
+        assert reading.tolist() == sorted(reading.tolist(), reverse=True)
+    for row, n in zip(out, lens):
+        start = int(np.argmax(row != 1))
+        assert start % 3 == 0 and (row[start : start + n] == np.arange(n) + 2).all() and out.shape[1] - start - n < 3
 
 
 def test_classifier_batches_cover_everything_once_and_sort_each_batch():
@@ -118,7 +131,7 @@ def test_classifier_batches_cover_everything_once_and_sort_each_batch():
     seen = []
     for idx, x, y in classifier_batches(docs, labels, 3, 4, 1, np.random.default_rng(0)):
         lens = [len(docs[i]) for i in idx]
-        assert x.shape == (len(idx), max(lens))  # padded to the longest document of the batch
+        assert x.shape == (len(idx), -(-max(lens) // 4) * 4)  # the longest document, in whole chunks
         assert lens == sorted(lens, reverse=True)
         assert y.tolist() == idx.tolist()
         seen += idx.tolist()

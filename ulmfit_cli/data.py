@@ -8,6 +8,7 @@ Problems are found here, before any training step, and raised as InputError with
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,24 +88,40 @@ def _load(source: Source):
         return ds, ds._fingerprint
     suffix = path.suffix.lower()
     fingerprint = file_fingerprint(path)
-    try:
+    with parse_errors(path):
         if suffix in TABLE_BUILDERS:
-            kwargs = {"sep": "\t"} if suffix == ".tsv" else {}
-            if TABLE_BUILDERS[suffix] == "csv":
-                kwargs["encoding_errors"] = "replace"
-            ds = datasets.load_dataset(TABLE_BUILDERS[suffix], data_files=str(path), split="train", **kwargs)
+            ds = datasets.load_dataset(
+                TABLE_BUILDERS[suffix], data_files=str(path), split="train", **table_kwargs(path)
+            )
         else:  # anything else is read as plain text, one document a line
             ds = datasets.load_dataset("text", data_files=str(path), split="train", encoding_errors="replace")
+    return ds, fingerprint
+
+
+def table_kwargs(path: Path) -> dict:
+    """How `datasets` reads a table file: tabs for .tsv, undecodable bytes replaced in CSV and TSV."""
+    suffix = path.suffix.lower()
+    return {
+        **({"sep": "\t"} if suffix == ".tsv" else {}),
+        **({"encoding_errors": "replace"} if suffix in (".csv", ".tsv") else {}),
+    }
+
+
+@contextmanager
+def parse_errors(path: Path):
+    """A file that `datasets` (pandas, pyarrow) cannot read or parse becomes one InputError naming it and the
+    format; around a streamed read too, where parse errors come while iterating."""
+    kind = TABLE_BUILDERS.get(path.suffix.lower(), "text")
+    try:
+        yield
     except (ValueError, OSError) as e:
-        raise InputError(f"{path}: could not read it as {TABLE_BUILDERS.get(suffix, 'text')} ({e})") from None
+        raise InputError(f"{path}: could not read it as {kind} ({e})") from None
     except Exception as e:  # noqa: BLE001 - pyarrow/pandas parse errors have no common base class
         if type(e).__module__.split(".")[0] in ("pyarrow", "pandas", "datasets"):
             raise InputError(
-                f"{path}: could not parse it as {TABLE_BUILDERS.get(suffix, 'text')} "
-                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                f"{path}: could not parse it as {kind} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
             ) from None
         raise
-    return ds, fingerprint
 
 
 def file_fingerprint(path: Path) -> str:
@@ -292,8 +309,12 @@ def pad_chunks(docs: list[np.ndarray], pad_id: int, bptt: int) -> np.ndarray:
     """Pad a batch for fastai's SentenceEncoder (as fastai's `pad_chunk`, pad_first): whole `bptt`-sized
     chunks of padding go before the text and the remainder after, so every row's real text starts on a chunk
     boundary. Rows must be sorted longest first: SentenceEncoder feeds each chunk to the first rows only.
+
+    Unlike fastai's, the width is a whole number of chunks: with a ragged last chunk, a row whose text ended just
+    before it (no lead, remainder of padding) sat above a shorter row still reading, and SentenceEncoder fed the
+    first rows, so one row read padding and the other lost its last tokens: answers changed with the batch.
     """
-    width = max(len(d) for d in docs)
+    width = -(-max(len(d) for d in docs) // bptt) * bptt
     out = np.full((len(docs), width), pad_id, dtype=np.int64)
     for r, d in enumerate(docs):
         lead = ((width - len(d)) // bptt) * bptt

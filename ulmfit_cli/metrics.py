@@ -17,10 +17,9 @@ def _f1(tp, fp, fn):
     return precision, recall, f1
 
 
-def _per_label(true: np.ndarray, pred: np.ndarray, classes: list[str]) -> tuple[list[dict], float]:
-    """Per-label rows and macro-F1 from boolean indicator matrices (N, C). Labels neither in the truth nor
-    predicted do not count towards macro-F1, as in sklearn's multi-class report."""
-    tp, fp, fn = ((true & pred).sum(0), (~true & pred).sum(0), (true & ~pred).sum(0))
+def _per_label(tp, fp, fn, classes: list[str]) -> tuple[list[dict], float]:
+    """Per-label rows and macro-F1 from per-label counts (C,). Labels neither in the truth nor predicted do not
+    count towards macro-F1, as in sklearn's multi-class report."""
     precision, recall, f1 = _f1(tp, fp, fn)
     rows = [
         {"label": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
@@ -31,14 +30,21 @@ def _per_label(true: np.ndarray, pred: np.ndarray, classes: list[str]) -> tuple[
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
-    eye = np.eye(len(classes), dtype=bool)
-    per_class, macro = _per_label(eye[y_true], eye[y_pred], classes)
+    return confusion_report(np.array(confusion_matrix(y_true, y_pred, len(classes))), classes)
+
+
+def confusion_report(cm: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, macro-F1 and the per-class table from a confusion matrix (C, C), rows the true class: all the
+    single-label metrics need, so `evaluate` sums it batch by batch instead of keeping every prediction."""
+    tp = np.diag(cm)
+    per_class, macro = _per_label(tp, cm.sum(0) - tp, cm.sum(1) - tp, classes)
+    n = int(cm.sum())
     return {
-        "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
+        "accuracy": float(tp.sum() / n) if n else 0.0,
         "macro_f1": macro,
-        "n": int(len(y_true)),
+        "n": n,
         "per_class": per_class,
-        "confusion": confusion_matrix(y_true, y_pred, len(classes)),
+        "confusion": cm.tolist(),
     }
 
 
@@ -54,18 +60,34 @@ def micro_f1(true: np.ndarray, pred: np.ndarray) -> float:
     return float(_f1((true & pred).sum(), (~true & pred).sum(), (true & ~pred).sum())[2])
 
 
+def multilabel_counts(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """What the multi-label metrics need of boolean matrices (N, C): per label true positives, false positives
+    and false negatives, and in column 0 of a fourth row the documents whose set is exactly right (4, C); sums
+    of these over batches are the counts of the whole data."""
+    out = np.zeros((4, true.shape[1]), dtype=np.int64)
+    out[:3] = (true & pred).sum(0), (~true & pred).sum(0), (true & ~pred).sum(0)
+    out[3, 0] = (true == pred).all(1).sum()
+    return out
+
+
 def multilabel_report(true: np.ndarray, pred: np.ndarray, classes: list[str], thresholds: np.ndarray) -> dict:
-    per_class, macro = _per_label(true, pred, classes)
+    return multilabel_counts_report(multilabel_counts(true, pred), len(true), classes, thresholds)
+
+
+def multilabel_counts_report(counts: np.ndarray, n: int, classes: list[str], thresholds: np.ndarray) -> dict:
+    """The multi-label report from `multilabel_counts` (summed over `n` documents)."""
+    tp, fp, fn = counts[:3]
+    per_class, macro = _per_label(tp, fp, fn, classes)
     for row, t in zip(per_class, thresholds):
         row["threshold"] = float(t)
-    precision, recall, f1 = _f1((true & pred).sum(), (~true & pred).sum(), (true & ~pred).sum())
+    precision, recall, f1 = _f1(tp.sum(), fp.sum(), fn.sum())
     return {
         "micro_f1": float(f1),
         "macro_f1": macro,
         "micro_precision": float(precision),
         "micro_recall": float(recall),
-        "exact_match": float((true == pred).all(1).mean()) if len(true) else 0.0,
-        "n": int(len(true)),
+        "exact_match": float(counts[3, 0] / n) if n else 0.0,
+        "n": int(n),
         "per_class": per_class,
     }
 
@@ -86,12 +108,33 @@ def tune_thresholds(probs: np.ndarray, true: np.ndarray, grid: np.ndarray = THRE
 
 
 def regression_report(y: np.ndarray, pred: np.ndarray) -> dict:
-    err = pred - y
-    var = float(((y - y.mean()) ** 2).mean()) if len(y) else 0.0
-    mse = float((err**2).mean()) if len(y) else 0.0
-    return {
-        "mae": float(np.abs(err).mean()) if len(y) else 0.0,
-        "rmse": mse**0.5,
-        "r2": 1 - mse / var if var > 0 else 0.0,
-        "n": int(len(y)),
-    }
+    return RegressionSums().add(y, pred).report()
+
+
+class RegressionSums:
+    """MAE, RMSE and R^2 from running sums, batch by batch: the errors' absolute and squared sums, and the
+    labels' mean and sum of squared deviations merged as in Chan et al.'s parallel variance (a plain sum of
+    squares would lose R^2 to cancellation on large labels)."""
+
+    def __init__(self):
+        self.n, self.abs_err, self.sq_err, self.mean, self.m2 = 0, 0.0, 0.0, 0.0, 0.0
+
+    def add(self, y: np.ndarray, pred: np.ndarray) -> RegressionSums:
+        y, err = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64) - y
+        if not len(y):
+            return self
+        n, mean = len(y), float(y.mean())
+        total, delta = self.n + n, mean - self.mean
+        self.m2 += float(((y - mean) ** 2).sum()) + delta**2 * self.n * n / total
+        self.mean += delta * n / total
+        self.n, self.abs_err, self.sq_err = (
+            total,
+            self.abs_err + float(np.abs(err).sum()),
+            self.sq_err + float((err**2).sum()),
+        )
+        return self
+
+    def report(self) -> dict:
+        n = self.n or 1
+        var, mse = self.m2 / n, self.sq_err / n
+        return {"mae": self.abs_err / n, "rmse": mse**0.5, "r2": 1 - mse / var if var > 0 else 0.0, "n": self.n}

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .errors import InputError, RunFolderError
-from .metrics import classification_report, micro_f1, multilabel_report, regression_report
+from .metrics import micro_f1, regression_report
 
 SINGLE, MULTI, REGRESSION = "single-label", "multi-label", "regression"
 
@@ -169,24 +169,3 @@ def check_ensemble(runs) -> None:
                 f"{run.path}: its {len(theirs)} classes differ from the {len(classes)} of {first.path} "
                 f"(first difference: {diff}); ensemble runs trained on the same labels"
             )
-
-
-def prediction(task: str, classes: list[str] | None, out, cuts: np.ndarray | None) -> dict:
-    """One `predict` line: the label and probabilities; the labels above their thresholds; or the value."""
-    if task == REGRESSION:
-        return {"value": float(out)}
-    probs = {c: round(float(v), 6) for c, v in zip(classes, out)}
-    if task == MULTI:
-        return {"labels": [c for c, v, t in zip(classes, out, cuts) if v >= t], "probs": probs}
-    return {"label": classes[int(np.argmax(out))], "probs": probs}
-
-
-def report(task: str, labels: list, out: np.ndarray, classes: list[str] | None, cuts: np.ndarray | None) -> dict:
-    """The `evaluate` metrics of outputs `out` (from `outputs`) against parsed labels."""
-    if task == REGRESSION:
-        return {"task": task, **regression_report(np.asarray(labels, dtype=np.float64), out)}
-    if task == MULTI:
-        true = encode(MULTI, labels, classes, None) > 0.5
-        return {"task": task, **multilabel_report(true, out >= cuts, classes, cuts)}
-    cix = {c: i for i, c in enumerate(classes)}
-    return {"task": task, **classification_report(np.array([cix[v] for v in labels]), out.argmax(1), classes)}

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import Backbone, Dataset, Ensemble, Json, Split
+from .options import Backbone, BatchSize, Dataset, Ensemble, Json, Split, Threads
 
 
 def evaluate(
@@ -22,6 +22,8 @@ def evaluate(
         Path | None,
         typer.Option(help="Also draw the confusion matrix into this PNG file (replaced if it exists)."),
     ] = None,
+    batch_size: BatchSize = 64,
+    threads: Threads = None,
 ):
     """Metrics of a classifier (or an ensemble) on labelled data, on stdout (JSON with --json).
 
@@ -41,7 +43,7 @@ def evaluate(
 
             raise ConfigError("`--confusion-png` is for single-label classifiers; this run is not one")
     (src,) = sources([test] if test else None, dataset, split, "test data")
-    result = core(runs, src, text_col, label_col)
+    result = core(runs, src, text_col, label_col, batch_size, threads)
     failed = _draw(result, runs[0], src, confusion_png) if confusion_png is not None else None
     if json:
         emit_json(result)

@@ -105,3 +105,5 @@ Precision = Annotated[
 Compile = Annotated[
     bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.", rich_help_panel=HARDWARE)
 ]
+BatchSize = Annotated[int, typer.Option(help="Documents per forward pass (sorted by length within it).", min=1)]
+Threads = Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).", min=1)]

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import Backbone, Dataset, Ensemble, Split
+from .options import Backbone, BatchSize, Dataset, Ensemble, Split, Threads
 
 
 def predict(
@@ -18,31 +18,46 @@ def predict(
     dataset: Dataset = None,
     split: Split = "train",
     backbone: Backbone = None,
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="jsonl | tsv (label, probability, text) | label.")
+    ] = "jsonl",
+    top_k: Annotated[
+        int | None, typer.Option(help="Show only the K most probable classes (jsonl probs, tsv pairs).", min=1)
+    ] = None,
+    batch_size: BatchSize = 64,
+    max_wait: Annotated[
+        float,
+        typer.Option(
+            help="Lines on stdin or a pipe: answer a partial batch this many seconds after its first line.", min=0
+        ),
+    ] = 0.1,
+    threads: Threads = None,
 ):
-    """Predict: one JSON object per input on stdout, in input order.
+    """Predict: one line per input line (or row), in input order, written as each batch is done.
 
-    {"label", "probs"} for a classifier, {"labels", "probs"} for multi-label (labels above their tuned
-    thresholds), {"value"} for regression. --ensemble averages several runs (e.g. forward + backward)."""
-    import json
+    jsonl: {"label", "probs"} for a classifier, {"labels", "probs"} for multi-label (labels above their tuned
+    thresholds), {"value"} for regression. tsv: label, probability, then the input text (escaped); label: the
+    label alone. A blank input gets nulls (empty fields). --ensemble averages several runs (e.g. forward +
+    backward)."""
+    import signal
     import sys
 
-    from ..data import read_texts
-    from ..errors import InputError
-    from ..inference import predict_ensemble
-    from ..tasks import prediction
+    from ..data import Source
+    from ..formats import Formatter
+    from ..inference import Predictor, head
+    from ..inference import predict as core
+    from ..rows import is_plain_text, table_batches, text_batches
     from .common import open_models, sources
 
     runs = open_models(run, ensemble, backbone, "predict")  # checked before reading any input
-    if input == "-":
-        texts = [line.rstrip("\n") for line in sys.stdin]
-        if not any(t.strip() for t in texts):
-            raise InputError("stdin: no text to classify")
+    line = Formatter(format, *head(runs), top_k).line
+    (src,) = [Source(path="-")] if input == "-" else sources([Path(input)] if input else None, dataset, split, "input")
+    if is_plain_text(src):
+        batches = text_batches(src, batch_size, max_wait)
     else:
-        (src,) = sources([Path(input)] if input else None, dataset, split, "input")
         col = text_col or runs[0].manifest.get("columns", {}).get("text", "text")
-        texts = read_texts(src, col).texts
-    pred = predict_ensemble(runs, texts)
-    out = sys.stdout
-    for row in pred.out:
-        out.write(json.dumps(prediction(pred.task, pred.classes, row, pred.cuts)) + "\n")
-    out.flush()
+        batches = (
+            ["" if t is None else str(t) for t in b[col]] for b in table_batches(src, [col], ["--text-col"], batch_size)
+        )
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head`: end quietly when the reader has gone, as cat does
+    core(Predictor(runs, batch_size, threads), batches, line, sys.stdout)

@@ -13,7 +13,7 @@ from . import tasks
 from .config import RunConfig, from_dict
 from .data import Source, classifier_batches, read_table
 from .errors import InputError
-from .models import backbone
+from .models import backbone, inference_classifier
 from .tokenizer import PAD_ID, encode_docs, load_tokenizer
 
 
@@ -43,32 +43,37 @@ def predict_logits(model, docs: list[np.ndarray], cfg: RunConfig) -> np.ndarray:
     return out
 
 
-def load_classifier(run: A.Run, device: str = "auto"):
+def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = None):
     """The classifier of a run folder the caller has opened (and so checked) with `artifacts.open_run`, on
-    `device`; mixed precision only where the run trained with it and the device is a GPU."""
+    `device`; mixed precision only where the run trained with it and the device is a GPU. With `quantize`
+    (quantize.KINDS) the model is quantized and runs on the CPU."""
     import dataclasses
 
     from . import dist
 
     cfg = from_dict(run.config)
     R.setup(cfg.seed)
-    where = dist.resolve_device(device)
+    where = dist.resolve_device("cpu" if quantize else device)
     cfg = dataclasses.replace(
         cfg, device=str(where), precision=cfg.precision if where.type == "cuda" else "fp32", compile=False
     )
     tok = load_tokenizer(run.file("tokenizer"))
     n_out = tasks.n_outputs(tasks.task_of(run.manifest), run.manifest["classes"])
-    model = backbone(cfg.backbone).build_classifier(cfg, tok.get_vocab_size(), n_out)
+    model = inference_classifier(cfg, tok.get_vocab_size(), n_out)
     A.load_weights(model, run.file("weights"))
     model.to(where)
     model.eval()
+    if quantize:
+        from .quantize import quantize as quantized
+
+        model = quantized(model, quantize)
     return cfg, tok, model
 
 
-def predict_probs(run: A.Run, texts: list[str]) -> tuple[list[str] | None, np.ndarray]:
+def predict_probs(run: A.Run, texts: list[str], quantize: str | None = None) -> tuple[list[str] | None, np.ndarray]:
     """The run's classes and its outputs for `texts`: probabilities (N, C) (softmax, or one sigmoid per label
     for multi-label), or values (N,) in the labels' units for regression (classes None)."""
-    cfg, tok, model = load_classifier(run)
+    cfg, tok, model = load_classifier(run, quantize=quantize)
     logits = predict_logits(model, docs_of(tok, texts, cfg), cfg)
     return run.manifest["classes"], tasks.outputs(tasks.task_of(run.manifest), logits, run.manifest.get("target"))
 
@@ -81,11 +86,11 @@ class Predictions:
     cuts: np.ndarray | None  # multi-label thresholds (C,): the mean of the runs'
 
 
-def predict_ensemble(runs: list[A.Run], texts: list[str]) -> Predictions:
+def predict_ensemble(runs: list[A.Run], texts: list[str], quantize: str | None = None) -> Predictions:
     """The mean of each run's `predict_probs` (the paper's forward + backward ensemble; one run is the plain
     case). Each run reads the texts with its own tokenizer and direction."""
     tasks.check_ensemble(runs)
-    outs = [predict_probs(run, texts)[1] for run in runs]
+    outs = [predict_probs(run, texts, quantize)[1] for run in runs]
     cuts = [tasks.thresholds(run.manifest) for run in runs]
     first = runs[0].manifest
     return Predictions(
@@ -93,7 +98,9 @@ def predict_ensemble(runs: list[A.Run], texts: list[str]) -> Predictions:
     )
 
 
-def evaluate(runs: list[A.Run], src: Source, text_col: str | None, label_col: str | None) -> dict:
+def evaluate(
+    runs: list[A.Run], src: Source, text_col: str | None, label_col: str | None, quantize: str | None = None
+) -> dict:
     """The metrics of the run (or the ensemble of runs) on labelled data: see tasks.report."""
     first = runs[0]
     cols = first.manifest.get("columns", {})
@@ -107,6 +114,6 @@ def evaluate(runs: list[A.Run], src: Source, text_col: str | None, label_col: st
         raise InputError(
             f"{src}: label(s) {', '.join(map(repr, unseen[:5]))} never seen in training; the classifier knows {known}"
         )
-    pred = predict_ensemble(runs, table.texts)
+    pred = predict_ensemble(runs, table.texts, quantize)
     result = tasks.report(task, labels, pred.out, classes, pred.cuts)
     return {**result, "runs": [str(r.path) for r in runs], "plots": {}}

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import Backbone, Dataset, Ensemble, Split
+from .options import Backbone, Dataset, Ensemble, Quantize, Split
 
 
 def predict(
@@ -18,6 +18,7 @@ def predict(
     dataset: Dataset = None,
     split: Split = "train",
     backbone: Backbone = None,
+    quantize: Quantize = None,
 ):
     """Predict: one JSON object per input on stdout, in input order.
 
@@ -29,9 +30,11 @@ def predict(
     from ..data import read_texts
     from ..errors import InputError
     from ..inference import predict_ensemble
+    from ..quantize import check as check_quantize
     from ..tasks import prediction
     from .common import open_models, sources
 
+    check_quantize(quantize)
     runs = open_models(run, ensemble, backbone, "predict")  # checked before reading any input
     if input == "-":
         texts = [line.rstrip("\n") for line in sys.stdin]
@@ -41,7 +44,7 @@ def predict(
         (src,) = sources([Path(input)] if input else None, dataset, split, "input")
         col = text_col or runs[0].manifest.get("columns", {}).get("text", "text")
         texts = read_texts(src, col).texts
-    pred = predict_ensemble(runs, texts)
+    pred = predict_ensemble(runs, texts, quantize)
     out = sys.stdout
     for row in pred.out:
         out.write(json.dumps(prediction(pred.task, pred.classes, row, pred.cuts)) + "\n")

@@ -56,7 +56,7 @@ def main(
 
 
 def _register():
-    from . import evaluate, finetune_clf, finetune_lm, import_fastai, info, predict, pretrain
+    from . import evaluate, export, finetune_clf, finetune_lm, import_fastai, info, predict, pretrain
 
     app.command("pretrain")(guarded(pretrain.pretrain))
     app.command("finetune-lm")(guarded(finetune_lm.finetune_lm))
@@ -65,6 +65,7 @@ def _register():
     app.command("evaluate")(guarded(evaluate.evaluate))
     app.command("info")(guarded(info.info))
     app.command("import-fastai")(guarded(import_fastai.import_fastai))
+    app.command("export")(guarded(export.export))
 
 
 _register()

@@ -135,10 +135,11 @@ def _trec_texts() -> list[str]:
 
 def test_loading_for_inference_imports_no_fastai(pipeline):
     code = (
-        "import sys\nfrom pathlib import Path\nfrom ulmfit_cli import artifacts as A\n"
-        "from ulmfit_cli.inference import predict_probs\n"
+        "import sys\nfrom pathlib import Path\nimport torch\nfrom ulmfit_cli import artifacts as A\n"
+        "from ulmfit_cli.inference import load_classifier\n"
         f"run = A.open_run(Path({str(pipeline['clf'])!r}), ('finetune-clf',), 'test')\n"
-        "print(predict_probs(run, ['what is x ?'])[1].shape)\n"
+        "cfg, tok, model = load_classifier(run, 'cpu')\n"
+        "print(tuple(model(torch.tensor([[2, 40, 41, 42]]))[0].shape))\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastai', 'datasets', 'fastcore', 'pandas'}))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -60,6 +60,8 @@ def graph(run: A.Run):
 
     cfg, tok, model = load_classifier(run, "cpu")
     _decompose_rmsnorm(model)
+    if hasattr(model, "chunk"):
+        model.chunk = 0  # the AWD-LSTM in one pass: a graph with a dynamic time axis has no Python loop
     task, target = tasks.task_of(run.manifest), run.manifest.get("target") or {}
 
     class Graph(nn.Module):

@@ -59,9 +59,9 @@ class AWDLSTMClassifier(nn.Module):
     """tokens (B, T) -> (logits (B, C),), as fastai's classifier in eval mode."""
 
     def __init__(self, vocab_sz: int, emb_sz: int, n_hid: int, n_layers: int, n_class: int, lin_ftrs: int,
-                 output_p: float, pad_id: int = PAD_ID):  # fmt: skip
+                 output_p: float, chunk: int = 0, pad_id: int = PAD_ID):  # fmt: skip
         super().__init__()
-        self.pad_id = pad_id
+        self.pad_id, self.chunk = pad_id, chunk
         self.encoder = nn.Embedding(vocab_sz, emb_sz, padding_idx=pad_id)
         sizes = [emb_sz] + [n_hid] * (n_layers - 1) + [emb_sz]
         self.rnns = nn.ModuleList(nn.LSTM(sizes[i], sizes[i + 1], 1, batch_first=True) for i in range(n_layers))
@@ -74,13 +74,43 @@ class AWDLSTMClassifier(nn.Module):
         return super().load_state_dict(fastai_keys(state_dict), strict=strict, assign=assign)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T) -> concat pooling [last real token, masked max, masked mean] (B, 3 * emb_sz)."""
+        """(B, T) -> concat pooling [last real token, masked max, masked mean] (B, 3 * emb_sz).
+
+        Batches wider than `chunk` run `chunk` steps at a time, as fastai's BPT3C does: the LSTMs carry their
+        states, pooling accumulates per chunk, and each chunk runs only the rows whose text reaches it (a batch's
+        short documents stop early instead of running over padding). `chunk` 0 is one pass (the ONNX graph)."""
         B, T = x.shape
         real = x != self.pad_id
         lens = real.sum(1)  # (B,)
         lead = (real.long().cumsum(1) == 0).sum(1)  # pads before each row's text
         pos = torch.arange(T, device=x.device)
         x = x.gather(1, (lead.unsqueeze(1) + pos).clamp(max=T - 1))  # each row's text first
+        if self.chunk <= 0 or T <= self.chunk:
+            return self._pool_one_pass(x, lens, pos)
+        order = lens.argsort(descending=True)  # longest first: the rows still reading form a prefix
+        x, lens = x[order], lens[order]
+        states: list = [None] * len(self.rnns)
+        C = self.rnns[-1].hidden_size
+        last, total = x.new_zeros((B, C), dtype=torch.float32), x.new_zeros((B, C), dtype=torch.float32)
+        mx = torch.full((B, C), float("-inf"), device=x.device)
+        for i in range(0, T, self.chunk):
+            n = int((lens > i).sum())  # rows whose text reaches this chunk (fastai's real_bs, done right)
+            h = self.encoder(x[:n, i : i + self.chunk])
+            for layer, rnn in enumerate(self.rnns):
+                st = states[layer]
+                h, states[layer] = rnn(h, None if st is None else (st[0][:, :n], st[1][:, :n]))
+            keep = (pos[i : i + self.chunk] < lens[:n, None]).unsqueeze(-1)  # (n, t, 1)
+            j = lens[:n] - 1 - i  # the last real token's place in this chunk
+            at = h.gather(1, j.clamp(0, h.shape[1] - 1).view(n, 1, 1).expand(n, 1, C)).squeeze(1)
+            last[:n] = torch.where(((j >= 0) & (j < h.shape[1])).unsqueeze(1), at.float(), last[:n])
+            mx[:n] = torch.maximum(mx[:n], h.masked_fill(~keep, float("-inf")).max(1).values.float())
+            total[:n] += h.masked_fill(~keep, 0.0).sum(1).float()
+        out = torch.cat([last, mx, total / lens.unsqueeze(1)], 1)
+        return out[order.argsort()]
+
+    def _pool_one_pass(self, x, lens, pos):
+        """The whole (left-aligned) batch in one pass of each LSTM: short batches, and the ONNX graph."""
+        B = x.shape[0]
         h = self.encoder(x)
         for rnn in self.rnns:
             h = rnn(h)[0]
@@ -97,6 +127,5 @@ class AWDLSTMClassifier(nn.Module):
 def build_classifier(cfg: RunConfig, vocab_sz: int, n_class: int) -> AWDLSTMClassifier:
     """The inference twin of awd_lstm.build_classifier (same sizes, same head; dropouts only decide whether
     fastai put a Dropout module in the head, which shifts its keys)."""
-    return AWDLSTMClassifier(
-        vocab_sz, cfg.emb_sz, cfg.n_hid, cfg.n_layers, n_class, cfg.lin_ftrs, CLF_DROPS["output_p"] * cfg.drop_mult
-    )
+    output_p = CLF_DROPS["output_p"] * cfg.drop_mult
+    return AWDLSTMClassifier(vocab_sz, cfg.emb_sz, cfg.n_hid, cfg.n_layers, n_class, cfg.lin_ftrs, output_p, cfg.bptt)

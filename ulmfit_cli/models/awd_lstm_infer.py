@@ -11,10 +11,10 @@ same tensor), `0.module.rnns.L.weight_hh_l0_raw` -> `rnns.L.weight_hh_l0`, `0.mo
 
 Input: token ids (B, T) with padding anywhere outside each row's text: fastai's chunked padding (whole `bptt`
 chunks before the text, the rest after; data.pad_chunks), padding first, or padding last. Each row is moved to
-the left and the LSTMs run over the whole batch at once from a zero state. That is what fastai's SentenceEncoder
-(BPT3C) computes at inference: it feeds a row chunk by chunk from its first real token, carrying the hidden state,
-and the LSTM is causal, so padding after the text never changes a real position. Documents are cut to `max_len`
-by the caller (inference.docs_of), so no chunk is ever dropped by fastai's `max_len` either.
+the left and the LSTMs run from a zero state, bptt steps at a time (see `features`). That is what fastai's
+SentenceEncoder (BPT3C) computes at inference: it feeds a row chunk by chunk from its first real token, carrying
+the hidden state, and the LSTM is causal, so padding after the text never changes a real position. Documents
+are cut to `max_len` by the caller (inference.docs_of), so no chunk is ever dropped by fastai's `max_len` either.
 
 Where fastai's batched forward is not that, on purpose, we differ: each document's logits here are fastai's for
 that document alone, never dependent on the batch. fastai's differs in two cases of mixed-length batches wider

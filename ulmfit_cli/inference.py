@@ -15,7 +15,7 @@ from . import tasks
 from .config import RunConfig, from_dict
 from .data import REPLACEMENT, Source, Table, classifier_batches
 from .errors import InputError
-from .models import backbone
+from .models import backbone, inference_classifier
 from .rows import table_batches
 from .tokenizer import PAD_ID, encode_docs, load_tokenizer
 
@@ -48,25 +48,30 @@ def predict_logits(model, docs: list[np.ndarray], cfg: RunConfig, bs: int | None
     return out
 
 
-def load_classifier(run: A.Run, device: str = "auto"):
+def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = None):
     """The classifier of a run folder the caller has opened (and so checked) with `artifacts.open_run`, on
-    `device`; mixed precision only where the run trained with it and the device is a GPU."""
+    `device`; mixed precision only where the run trained with it and the device is a GPU. With `quantize`
+    (quantize.KINDS) the model is quantized and runs on the CPU."""
     import dataclasses
 
     from . import dist
 
     cfg = from_dict(run.config)
     R.setup(cfg.seed)
-    where = dist.resolve_device(device)
+    where = dist.resolve_device("cpu" if quantize else device)
     cfg = dataclasses.replace(
         cfg, device=str(where), precision=cfg.precision if where.type == "cuda" else "fp32", compile=False
     )
     tok = load_tokenizer(run.file("tokenizer"))
     n_out = tasks.n_outputs(tasks.task_of(run.manifest), run.manifest["classes"])
-    model = backbone(cfg.backbone).build_classifier(cfg, tok.get_vocab_size(), n_out)
+    model = inference_classifier(cfg, tok.get_vocab_size(), n_out)
     A.load_weights(model, run.file("weights"))
     model.to(where)
     model.eval()
+    if quantize:
+        from .quantize import quantize as quantized
+
+        model = quantized(model, quantize)
     return cfg, tok, model
 
 
@@ -84,14 +89,21 @@ class Predictor:
     runs' outputs (the paper's forward + backward ensemble), each run reading them with its own tokenizer and
     direction, `batch_size` documents per forward pass, sorted by length."""
 
-    def __init__(self, runs: list[A.Run], batch_size: int = 64, threads: int | None = None, device: str = "auto"):
+    def __init__(
+        self,
+        runs: list[A.Run],
+        batch_size: int = 64,
+        threads: int | None = None,
+        device: str = "auto",
+        quantize: str | None = None,
+    ):
         import torch
 
         if threads:
             torch.set_num_threads(threads)
         self.task, self.classes, self.cuts = head(runs)
         self.runs, self.batch_size = runs, batch_size
-        self.models = [load_classifier(run, device) for run in runs]
+        self.models = [load_classifier(run, device, quantize) for run in runs]
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """Probabilities (N, C) (softmax, or one sigmoid per label), or values (N,) in the labels' units."""
@@ -211,6 +223,7 @@ def evaluate(
     label_col: str | None,
     batch_size: int = 64,
     threads: int | None = None,
+    quantize: str | None = None,
 ) -> dict:
     """The metrics of the run (or the ensemble of runs) on labelled data, read twice a batch at a time (the labels
     checked first, then predicted), so memory does not grow with the test set."""
@@ -220,7 +233,7 @@ def evaluate(
     task, classes, cuts = head(runs)
     delim = first.config.get("label_delim")
     _check(src, text_col, label_col, task, classes, delim)
-    predictor = Predictor(runs, batch_size, threads)
+    predictor = Predictor(runs, batch_size, threads, quantize=quantize)
     tally = Tally(task, classes, cuts)
     for table, _ in _labelled(src, text_col, label_col, task, delim):
         if table.texts:

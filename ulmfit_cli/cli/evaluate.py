@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import Backbone, BatchSize, Dataset, Ensemble, Json, Split, Threads
+from .options import Backbone, BatchSize, Dataset, Ensemble, Json, Quantize, Split, Threads
 
 
 def evaluate(
@@ -18,6 +18,7 @@ def evaluate(
     split: Split = "test",
     json: Json = False,
     backbone: Backbone = None,
+    quantize: Quantize = None,
     confusion_png: Annotated[
         Path | None,
         typer.Option(help="Also draw the confusion matrix into this PNG file (replaced if it exists)."),
@@ -31,10 +32,12 @@ def evaluate(
     per-label table at the tuned thresholds; for regression MAE, RMSE, R^2. Nothing is written unless asked: the
     confusion-matrix picture goes only where --confusion-png says, never into the run folder."""
     from ..inference import evaluate as core
+    from ..quantize import check as check_quantize
     from ..report import emit_json
     from ..tasks import MULTI, REGRESSION, task_of
     from .common import open_models, sources
 
+    check_quantize(quantize)
     runs = open_models(run, ensemble, backbone, "evaluate")
     if confusion_png is not None:
         _check_png(confusion_png, "--confusion-png")
@@ -43,7 +46,7 @@ def evaluate(
 
             raise ConfigError("`--confusion-png` is for single-label classifiers; this run is not one")
     (src,) = sources([test] if test else None, dataset, split, "test data")
-    result = core(runs, src, text_col, label_col, batch_size, threads)
+    result = core(runs, src, text_col, label_col, batch_size, threads, quantize)
     failed = _draw(result, runs[0], src, confusion_png) if confusion_png is not None else None
     if json:
         emit_json(result)

@@ -56,7 +56,18 @@ def main(
 
 
 def _register():
-    from . import evaluate, finetune_clf, finetune_lm, import_fastai, info, inspect, lr_find, predict, pretrain
+    from . import (
+        evaluate,
+        export,
+        finetune_clf,
+        finetune_lm,
+        import_fastai,
+        info,
+        inspect,
+        lr_find,
+        predict,
+        pretrain,
+    )
 
     app.command("pretrain")(guarded(pretrain.pretrain))
     app.command("finetune-lm")(guarded(finetune_lm.finetune_lm))
@@ -67,6 +78,7 @@ def _register():
     app.command("import-fastai")(guarded(import_fastai.import_fastai))
     app.command("inspect")(guarded(inspect.inspect))
     app.command("lr-find")(guarded(lr_find.lr_find))
+    app.command("export")(guarded(export.export))
 
 
 _register()

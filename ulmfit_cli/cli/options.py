@@ -29,6 +29,13 @@ Ensemble = Annotated[
         show_default=False,
     ),
 ]
+Quantize = Annotated[
+    str | None,
+    typer.Option(
+        help="int8: dynamic quantization of the Linear and LSTM layers, on the CPU (bench/RESULTS.md).",
+        show_default=False,
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 PrintSchedule = Annotated[

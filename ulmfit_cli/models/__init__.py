@@ -1,6 +1,7 @@
 """Backbones. Each module owns its shapes, its default dropouts and its layer groups, behind one interface:
 build_lm, build_classifier, group_names, lm_groups, classifier_groups, encoder_of_lm, encoder_of_classifier and
-pad_batch (how a classifier batch is padded)."""
+pad_batch (how a classifier batch is padded). Inference builds its classifier with `inference_classifier`,
+which for the AWD-LSTM is awd_lstm_infer's twin of fastai's model (no import of fastai's package)."""
 
 
 def backbone(name: str):
@@ -12,3 +13,14 @@ def backbone(name: str):
     from . import awd_lstm
 
     return awd_lstm
+
+
+def inference_classifier(cfg, vocab_sz: int, n_class: int):
+    """The classifier to load a run's weights into for inference (eval mode is the caller's)."""
+    if cfg.backbone == "transformer":
+        from . import transformer
+
+        return transformer.build_classifier(cfg, vocab_sz, n_class)
+    from . import awd_lstm_infer
+
+    return awd_lstm_infer.build_classifier(cfg, vocab_sz, n_class)

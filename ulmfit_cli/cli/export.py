@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def export(
+    run: Annotated[Path, typer.Argument(help="Run folder of `ulmfit finetune-clf`.", show_default=False)],
+    onnx: Annotated[
+        Path,
+        typer.Option(
+            "--onnx", help="ONNX file to write; OUT.tokenizer.json and OUT.json go beside it.", show_default=False
+        ),
+    ],
+):
+    """Export a classifier for serving elsewhere: an ONNX graph (ids in, probabilities out), its tokenizer and a
+    JSON that says how to feed it. Needs the `export` extra (pip install 'ulmfit-cli[export]')."""
+    import importlib.util
+    import json
+    import sys
+
+    from ..artifacts import open_run
+    from ..errors import ConfigError
+    from ..export import check_out, export_onnx
+
+    model = open_run(run, ("finetune-clf",), "export")
+    check_out(onnx)
+    if importlib.util.find_spec("onnx") is None:
+        raise ConfigError("`ulmfit export` needs the onnx package: pip install 'ulmfit-cli[export]'")
+    files = export_onnx(model, onnx)
+    sys.stderr.write(f"exported {model.path} to {files['onnx']}\n")
+    print(json.dumps({k: str(v) for k, v in files.items()}))

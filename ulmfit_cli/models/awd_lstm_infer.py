@@ -1,0 +1,131 @@
+"""The AWD-LSTM classifier for inference, from torch's own modules only: no import of fastai's package.
+
+Training builds fastai's `get_text_classifier` (awd_lstm.py); its weights load here unchanged. At inference
+fastai's dropouts are the identity and `WeightDropout` uses its raw hidden-to-hidden weights, so the model is an
+embedding, `n_layers` plain `nn.LSTM`s (which `torch.ao.quantization.quantize_dynamic` and ONNX know), concat
+pooling and the ULMFiT head (batch-norm, dropout, linear, twice, as fastai's `LinBnDrop`).
+
+Keys (`fastai_keys`): `0.module.encoder.weight` -> `encoder.weight` (the tied `encoder_dp.emb.weight` is the
+same tensor), `0.module.rnns.L.weight_hh_l0_raw` -> `rnns.L.weight_hh_l0`, `0.module.rnns.L.module.X` ->
+`rnns.L.X`, `1.layers.*` -> `head.*`.
+
+Input: token ids (B, T) with padding anywhere outside each row's text: fastai's chunked padding (whole `bptt`
+chunks before the text, the rest after; data.pad_chunks), padding first, or padding last. Each row is moved to
+the left and the LSTMs run from a zero state, bptt steps at a time (see `features`). That is what fastai's
+SentenceEncoder (BPT3C) computes at inference: it feeds a row chunk by chunk from its first real token, carrying
+the hidden state, and the LSTM is causal, so padding after the text never changes a real position. Documents
+are cut to `max_len` by the caller (inference.docs_of), so no chunk is ever dropped by fastai's `max_len` either.
+
+Where fastai's batched forward is not that, on purpose, we differ: each document's logits here are fastai's for
+that document alone, never dependent on the batch. fastai's differs in two cases of mixed-length batches wider
+than bptt: (a) SentenceEncoder feeds chunk i to the first `real_bs` rows, counting rows not padded at column i,
+which assumes those rows come first; a row whose trailing padding covers column i breaks the count and a shorter
+row below it gets zeros for that chunk; (b) `masked_concat_pool` finds the "last" token by counting pads in the
+last bptt columns, which for a row at most width % bptt tokens long lands on a leading pad (a zero vector).
+tests/test_awd_lstm_infer.py checks equality everywhere else and shows (b).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..config import RunConfig
+from .awd_lstm import CLF_DROPS, PAD_ID
+
+
+def fastai_keys(state: dict) -> dict:
+    """fastai's classifier state dict -> this module's (see the module docstring)."""
+    out = {}
+    for k, v in state.items():
+        if k == "0.module.encoder_dp.emb.weight":
+            out.setdefault("encoder.weight", v)
+        elif k.startswith("0.module."):
+            k = k.removeprefix("0.module.").replace(".module.", ".")
+            out[k.replace("weight_hh_l0_raw", "weight_hh_l0")] = v
+        else:
+            out[k.replace("1.layers.", "head.", 1)] = v
+    return out
+
+
+def _lin_bn_drop(n_in: int, n_out: int, p: float, act: bool) -> nn.Sequential:
+    """fastai's LinBnDrop(n_in, n_out, p=p, act=ReLU or None): BatchNorm1d, Dropout (only where p != 0, which
+    shifts the Linear's index), Linear without bias, then the activation."""
+    layers = [nn.BatchNorm1d(n_in)] + ([nn.Dropout(p)] if p != 0 else []) + [nn.Linear(n_in, n_out, bias=False)]
+    return nn.Sequential(*layers, *([nn.ReLU(inplace=True)] if act else []))
+
+
+class AWDLSTMClassifier(nn.Module):
+    """tokens (B, T) -> (logits (B, C),), as fastai's classifier in eval mode."""
+
+    def __init__(self, vocab_sz: int, emb_sz: int, n_hid: int, n_layers: int, n_class: int, lin_ftrs: int,
+                 output_p: float, chunk: int = 0, pad_id: int = PAD_ID):  # fmt: skip
+        super().__init__()
+        self.pad_id, self.chunk = pad_id, chunk
+        self.encoder = nn.Embedding(vocab_sz, emb_sz, padding_idx=pad_id)
+        sizes = [emb_sz] + [n_hid] * (n_layers - 1) + [emb_sz]
+        self.rnns = nn.ModuleList(nn.LSTM(sizes[i], sizes[i + 1], 1, batch_first=True) for i in range(n_layers))
+        self.head = nn.Sequential(
+            _lin_bn_drop(3 * emb_sz, lin_ftrs, output_p, True), _lin_bn_drop(lin_ftrs, n_class, 0.1, False)
+        )
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Accepts fastai's keys (the run folder's safetensors) as well as this module's own."""
+        return super().load_state_dict(fastai_keys(state_dict), strict=strict, assign=assign)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> concat pooling [last real token, masked max, masked mean] (B, 3 * emb_sz).
+
+        Batches wider than `chunk` run `chunk` steps at a time, as fastai's BPT3C does: the LSTMs carry their
+        states, pooling accumulates per chunk, and each chunk runs only the rows whose text reaches it (a batch's
+        short documents stop early instead of running over padding). `chunk` 0 is one pass (the ONNX graph)."""
+        B, T = x.shape
+        real = x != self.pad_id
+        lens = real.sum(1)  # (B,)
+        lead = (real.long().cumsum(1) == 0).sum(1)  # pads before each row's text
+        pos = torch.arange(T, device=x.device)
+        x = x.gather(1, (lead.unsqueeze(1) + pos).clamp(max=T - 1))  # each row's text first
+        if self.chunk <= 0 or T <= self.chunk:
+            return self._pool_one_pass(x, lens, pos)
+        order = lens.argsort(descending=True)  # longest first: the rows still reading form a prefix
+        x, lens = x[order], lens[order]
+        states: list = [None] * len(self.rnns)
+        C = self.rnns[-1].hidden_size
+        last, total = x.new_zeros((B, C), dtype=torch.float32), x.new_zeros((B, C), dtype=torch.float32)
+        mx = torch.full((B, C), float("-inf"), device=x.device)
+        for i in range(0, T, self.chunk):
+            n = int((lens > i).sum())  # rows whose text reaches this chunk (fastai's real_bs, done right)
+            h = self.encoder(x[:n, i : i + self.chunk])
+            for layer, rnn in enumerate(self.rnns):
+                st = states[layer]
+                h, states[layer] = rnn(h, None if st is None else (st[0][:, :n], st[1][:, :n]))
+            keep = (pos[i : i + self.chunk] < lens[:n, None]).unsqueeze(-1)  # (n, t, 1)
+            j = lens[:n] - 1 - i  # the last real token's place in this chunk
+            at = h.gather(1, j.clamp(0, h.shape[1] - 1).view(n, 1, 1).expand(n, 1, C)).squeeze(1)
+            last[:n] = torch.where(((j >= 0) & (j < h.shape[1])).unsqueeze(1), at.float(), last[:n])
+            mx[:n] = torch.maximum(mx[:n], h.masked_fill(~keep, float("-inf")).max(1).values.float())
+            total[:n] += h.masked_fill(~keep, 0.0).sum(1).float()
+        out = torch.cat([last, mx, total / lens.unsqueeze(1)], 1)
+        return out[order.argsort()]
+
+    def _pool_one_pass(self, x, lens, pos):
+        """The whole (left-aligned) batch in one pass of each LSTM: short batches, and the ONNX graph."""
+        B = x.shape[0]
+        h = self.encoder(x)
+        for rnn in self.rnns:
+            h = rnn(h)[0]
+        keep = (pos < lens.unsqueeze(1)).unsqueeze(-1)  # (B, T, 1)
+        last = h.gather(1, (lens - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, h.shape[2])).squeeze(1)
+        mx = h.masked_fill(~keep, float("-inf")).max(1).values
+        mean = h.masked_fill(~keep, 0.0).sum(1) / lens.unsqueeze(1).to(h.dtype)
+        return torch.cat([last, mx, mean], 1)
+
+    def forward(self, x: torch.Tensor):
+        return (self.head(self.features(x)),)
+
+
+def build_classifier(cfg: RunConfig, vocab_sz: int, n_class: int) -> AWDLSTMClassifier:
+    """The inference twin of awd_lstm.build_classifier (same sizes, same head; dropouts only decide whether
+    fastai put a Dropout module in the head, which shifts its keys)."""
+    output_p = CLF_DROPS["output_p"] * cfg.drop_mult
+    return AWDLSTMClassifier(vocab_sz, cfg.emb_sz, cfg.n_hid, cfg.n_layers, n_class, cfg.lin_ftrs, output_p, cfg.bptt)

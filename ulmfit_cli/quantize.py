@@ -1,0 +1,33 @@
+"""`--quantize int8`: torch's dynamic quantization of a loaded classifier's Linear and LSTM layers.
+
+Weights are stored as int8 with one scale per tensor; activations are quantized on the fly per batch, so nothing
+needs calibrating. It runs on the CPU only (torch's quantized kernels). What it costs in accuracy and gains in
+documents per second is in bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+from .errors import ConfigError
+
+KINDS = ("int8",)
+
+
+def check(kind: str | None) -> None:
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"`--quantize` must be one of {', '.join(KINDS)}, got {kind!r}")
+
+
+def quantize(model, kind: str):
+    """`model` (on the CPU, in eval mode) with its nn.Linear and nn.LSTM layers quantized dynamically."""
+    import warnings
+
+    import torch
+    import torch.nn as nn
+
+    check(kind)
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; the API still works
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {nn.Linear, nn.LSTM}, dtype=torch.qint8)

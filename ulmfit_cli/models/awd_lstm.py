@@ -34,6 +34,13 @@ def build_classifier(cfg: RunConfig, vocab_sz: int, n_class: int):
 
     The head is the paper's: concat pooling (3 * emb_sz features), then two blocks of batch-norm + dropout +
     linear with `lin_ftrs` hidden units and ReLU between them.
+
+    Documents are cut to `max_len` tokens before batching (inference.docs_of) and batches are padded to whole
+    `bptt` chunks (data.pad_chunks), so a batch can be up to `max_len` rounded up to a chunk wide. fastai's
+    SentenceEncoder leaves out of pooling every chunk that starts before `width - max_len`; given `max_len`
+    itself, a batch 1470 wide (small preset: 1440 / 70) would lose its first chunk, and what a document pools would
+    depend on its batch. Rounded up to whole chunks, every kept token is pooled, as the inference model
+    (awd_lstm_infer) pools it.
     """
     from fastai.text.models.awdlstm import AWD_LSTM
     from fastai.text.models.core import get_text_classifier
@@ -48,7 +55,7 @@ def build_classifier(cfg: RunConfig, vocab_sz: int, n_class: int):
             drop_mult=cfg.drop_mult,
             lin_ftrs=[cfg.lin_ftrs],
             pad_idx=PAD_ID,
-            max_len=cfg.max_len,
+            max_len=-(-cfg.max_len // cfg.bptt) * cfg.bptt,
         )
     )
 

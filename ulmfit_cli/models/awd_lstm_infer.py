@@ -16,13 +16,14 @@ SentenceEncoder (BPT3C) computes at inference: it feeds a row chunk by chunk fro
 the hidden state, and the LSTM is causal, so padding after the text never changes a real position. Documents
 are cut to `max_len` by the caller (inference.docs_of), so no chunk is ever dropped by fastai's `max_len` either.
 
-Where fastai's batched forward is not that, on purpose, we differ: each document's logits here are fastai's for
-that document alone, never dependent on the batch. fastai's differs in two cases of mixed-length batches wider
-than bptt: (a) SentenceEncoder feeds chunk i to the first `real_bs` rows, counting rows not padded at column i,
-which assumes those rows come first; a row whose trailing padding covers column i breaks the count and a shorter
-row below it gets zeros for that chunk; (b) `masked_concat_pool` finds the "last" token by counting pads in the
-last bptt columns, which for a row at most width % bptt tokens long lands on a leading pad (a zero vector).
-tests/test_awd_lstm_infer.py checks equality everywhere else and shows (b).
+Each document's logits here are fastai's for that document alone, never dependent on the batch. With our
+batches (data.pad_chunks pads to whole `bptt` chunks) and the encoder's `max_len` rounded up to whole chunks
+(awd_lstm.build_classifier), fastai's batched forward is exactly that too, row for row (tested). With fastai's own
+ragged padding it is not, in two cases of mixed-length batches wider than bptt: (a) SentenceEncoder feeds chunk i
+to the first `real_bs` rows, counting rows not padded at column i, which assumes those rows come first; a row
+whose trailing padding covers column i breaks the count and a shorter row below it gets zeros for that chunk;
+(b) `masked_concat_pool` finds the "last" token by counting pads in the last bptt columns, which for a row at
+most width % bptt tokens long lands on a leading pad (a zero vector). tests/test_awd_lstm_infer.py shows (b).
 """
 
 from __future__ import annotations

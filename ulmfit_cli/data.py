@@ -16,6 +16,11 @@ import numpy as np
 from .errors import InputError
 
 TEXT_SUFFIXES = {".txt", ".text", ".tok"}
+# Streaming bounds, so that memory depends on settings, never on how a corpus is broken into lines: a longer line
+# is cut into pieces of at most PIECE_CHARS characters (each piece then reads as a document of its own), and a
+# batch of texts holds at most BATCH_CHARS characters. Ordinary lines are far below both and read unchanged.
+PIECE_CHARS = 200_000
+BATCH_CHARS = 4_000_000
 TABLE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 REPLACEMENT = "\ufffd"
 
@@ -168,19 +173,29 @@ class Corpus:
     replaced_chars: int = 0  # undecodable bytes replaced by U+FFFD, counted by the last full pass
 
     def batches(self, size: int = 10_000) -> Iterator[list[str]]:
+        """Lists of at most `size` non-blank texts and about BATCH_CHARS characters; longer texts come in pieces."""
         self.replaced_chars = 0
-        for batch in self._raw_batches(size):
-            texts = [t for t in batch if t.strip()]
-            self.replaced_chars += sum(t.count(REPLACEMENT) for t in texts)
-            if texts:
-                yield texts
+        batch, chars = [], 0
+        for raw in self._raw_batches(size):
+            for text in raw:
+                for piece in cut_long(text):
+                    if not piece.strip():
+                        continue
+                    self.replaced_chars += piece.count(REPLACEMENT)
+                    batch.append(piece)
+                    chars += len(piece)
+                    if len(batch) == size or chars >= BATCH_CHARS:
+                        yield batch
+                        batch, chars = [], 0
+        if batch:
+            yield batch
 
     def _raw_batches(self, size: int) -> Iterator[list[str]]:
         if self._ds is None:
             with open(self.source.path, encoding="utf-8", errors="replace") as f:
                 batch = []
-                for line in f:
-                    batch.append(line.rstrip("\r\n"))
+                for line in _bounded_lines(f):  # a huge line comes in pieces, never whole
+                    batch.append(line)
                     if len(batch) == size:
                         yield batch
                         batch = []
@@ -217,6 +232,47 @@ class Corpus:
             raise InputError(
                 f"{self.source}: most of it is not UTF-8 text ({replaced} undecodable bytes); convert it to UTF-8"
             )
+
+
+def cut_long(text: str, limit: int = PIECE_CHARS) -> list[str]:
+    """`text` in pieces of at most `limit` characters, each cut before a space (a piece then starts with the
+    space, so a Metaspace tokenizer gives it the ids it had inside the whole text) in the last quarter of the
+    bound, or hard at the bound when there is none. Texts up to `limit` come back whole."""
+    if len(text) <= limit:
+        return [text]
+    pieces, start = [], 0
+    while len(text) - start > limit:
+        end = text.rfind(" ", start + limit * 3 // 4, start + limit)
+        if end <= start:
+            end = start + limit
+        pieces.append(text[start:end])
+        start = end
+    pieces.append(text[start:])
+    return pieces
+
+
+def _bounded_lines(f) -> Iterator[str]:
+    """The lines of text file `f` without their line ends, a line longer than PIECE_CHARS as pieces of one:
+    each read holds at most PIECE_CHARS characters plus the carried end of the previous read."""
+    carry = ""
+    while True:
+        part = f.readline(PIECE_CHARS)
+        if not part:
+            break
+        whole = part.endswith("\n")
+        text = carry + (part.rstrip("\r\n") if whole else part)
+        if whole:
+            yield from cut_long(text)
+            carry = ""
+            continue
+        pieces = cut_long(text)  # an unfinished line: keep its last piece to join the next read
+        yield from pieces[:-1]
+        carry = pieces[-1]
+        if len(carry) >= PIECE_CHARS:  # no space to cut at in the whole bound: a hard cut
+            yield carry
+            carry = ""
+    if carry:
+        yield carry
 
 
 def open_corpus(source: Source, text_col: str = "text") -> Corpus:
@@ -279,6 +335,19 @@ class LMStream:
             yield torch.from_numpy(window[:, :-1].astype(np.int64)), torch.from_numpy(window[:, 1:].astype(np.int64))
 
 
+def classifier_steps(n: int, bs: int, ranks: int = 1) -> int:
+    """Training steps per epoch of `classifier_batches` on `n` documents for each of `ranks` processes."""
+    batches = -(-n // bs)
+    if batches > 1 and n % bs == 1:  # the lone last document joins the batch before it
+        batches -= 1
+    return batches // ranks if (n >= 2 and bs >= 2) else 0
+
+
+def min_classifier_docs(bs: int, ranks: int = 1) -> int:
+    """The fewest training documents that give every process a step of at least two documents."""
+    return 2 if ranks == 1 else (ranks - 1) * bs + 2
+
+
 def pad_chunks(docs: list[np.ndarray], pad_id: int, bptt: int) -> np.ndarray:
     """Pad a batch for fastai's SentenceEncoder (as fastai's `pad_chunk`, pad_first): whole `bptt`-sized
     chunks of padding go before the text and the remainder after, so every row's real text starts on a chunk
@@ -306,7 +375,11 @@ def classifier_batches(
     """Batches of similar-length documents (fastai SortedDL). With `rng`: shuffled, then sorted within
     chunks of 50 batches, then the batches shuffled; without: sorted by length for inference. With `ranks` > 1
     (data-parallel training) process `rank` gets every ranks-th batch, all processes the same number.
-    Yields (original indices, x (B, T) int64, y (B,) or None)."""
+    Yields (original indices, x (B, T) int64, y (B,) or None).
+
+    Training (with `rng`) never yields a batch of one document: the classifier head's batch-norm cannot train on
+    it. A last batch of one joins the batch before it (bs + 1 documents), so no document is left out of an epoch
+    (fastai drops that last batch instead, losing a different document each epoch)."""
     import torch
 
     n = len(docs)
@@ -321,6 +394,8 @@ def classifier_batches(
             chunk = perm[c : c + bs * 50]
             chunk = chunk[np.argsort(-lens[chunk], kind="stable")]
             groups += [chunk[i : i + bs] for i in range(0, len(chunk), bs)]
+        if len(groups) > 1 and len(groups[-1]) == 1:  # only the last chunk's last batch can be short
+            groups[-2:] = [np.concatenate(groups[-2:])]
         groups = [groups[i] for i in rng.permutation(len(groups))]
     if ranks > 1:
         groups = groups[rank::ranks][: len(groups) // ranks]

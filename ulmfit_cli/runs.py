@@ -12,6 +12,7 @@ import numpy as np
 
 from . import artifacts as A
 from .config import RunConfig
+from .errors import WriteError
 from .models import backbone
 from .schedule import unfreeze_plan
 from .tokenizer import file_sha256
@@ -99,14 +100,24 @@ def place(model, cfg: RunConfig):
 
 @contextmanager
 def writing(out: Path, overwrite: bool, resume: bool, reporter):
-    """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming."""
+    """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming. A
+    failed write (a full disk, a read-only place, a quota) becomes one line naming the path, the reason and what
+    to do; the checkpoint already on disk is kept (checkpoint.save never touches it until the new one is whole)."""
     from . import dist
 
     writer = A.RunWriter(out, overwrite, resume) if dist.world().main else A.Follower(out, resume)
     try:
         yield writer
-    except BaseException:
-        if writer.abort():
+    except BaseException as e:
+        failed_write = isinstance(e, WriteError) or (isinstance(e, OSError) and e.errno in A.WRITE_ERRNOS)
+        kept = writer.abort()
+        if failed_write:
+            err = e if isinstance(e, WriteError) else WriteError(e.filename or writer.tmp, e)
+            then = f"rerun the same command with --resume (checkpoint kept in {writer.tmp})" if kept else "rerun it"
+            raise WriteError(
+                err.path, err.reason, f"free space there (or choose a writable place), then {then}"
+            ) from None
+        if kept:
             reporter.notice(f"checkpoint kept in {writer.tmp}; rerun the same command with --resume to continue")
         raise
 

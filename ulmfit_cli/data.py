@@ -21,6 +21,7 @@ TEXT_SUFFIXES = {".txt", ".text", ".tok"}
 # batch of texts holds at most BATCH_CHARS characters. Ordinary lines are far below both and read unchanged.
 PIECE_CHARS = 200_000
 BATCH_CHARS = 4_000_000
+SAMPLE_SPLIT_CHARS, SAMPLE_UNIT_CHARS = 20_000, 300  # see Corpus.sample
 TABLE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 REPLACEMENT = "\ufffd"
 
@@ -96,7 +97,7 @@ def _load(source: Source):
         if suffix in TABLE_BUILDERS:
             kwargs = {"sep": "\t"} if suffix == ".tsv" else {}
             if TABLE_BUILDERS[suffix] == "csv":
-                kwargs["encoding_errors"] = "replace"
+                kwargs.update(encoding_errors="replace", **_csv_as_strings(path, kwargs.get("sep", ",")))
             ds = datasets.load_dataset(TABLE_BUILDERS[suffix], data_files=str(path), split="train", **kwargs)
         else:  # anything else is read as plain text, one document a line
             ds = datasets.load_dataset("text", data_files=str(path), split="train", encoding_errors="replace")
@@ -110,6 +111,20 @@ def _load(source: Source):
             ) from None
         raise
     return ds, fingerprint
+
+
+def _csv_as_strings(path: Path, sep: str) -> dict:
+    """Read every CSV cell as the text it is: "NA", "null" or "nan" are texts (and labels) like any other, not
+    missing values, and a label "01" stays "01" (pandas would make it 1). An empty cell is still empty."""
+    import csv
+
+    import datasets
+
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        header = next(csv.reader(f, delimiter=sep), None)
+    if not header or len(set(header)) < len(header):  # no header, or duplicate names: let pandas say what it does
+        return {"keep_default_na": False}
+    return {"keep_default_na": False, "features": datasets.Features({c: datasets.Value("string") for c in header})}
 
 
 def file_fingerprint(path: Path) -> str:
@@ -210,13 +225,23 @@ class Corpus:
         return sum(len(b) for b in self.batches())
 
     def sample(self, n: int) -> list[str]:
-        """About `n` texts spread evenly over the corpus (every k-th), not just its first books."""
-        step = max(1, self.count() // n)
+        """About `n` texts spread evenly over the corpus (every k-th), not just its first books. A text longer than
+        SAMPLE_SPLIT_CHARS (a book on one line) counts as the lines of prose it holds, pieces of SAMPLE_UNIT_CHARS,
+        so the sample's size follows `n`, not how the corpus is broken into lines."""
+        step = max(1, sum(len(b) for b in self._sample_units()) // n)
         out, i = [], 0
-        for batch in self.batches():
+        for batch in self._sample_units():
             out += batch[(-i) % step :: step]
             i += len(batch)
         return out
+
+    def _sample_units(self) -> Iterator[list[str]]:
+        for batch in self.batches():
+            if any(len(t) > SAMPLE_SPLIT_CHARS for t in batch):
+                batch = [
+                    u for t in batch for u in (cut_long(t, SAMPLE_UNIT_CHARS) if len(t) > SAMPLE_SPLIT_CHARS else [t])
+                ]
+            yield batch
 
     def check(self) -> None:
         """Fail early, before any training, on a corpus without text or of mostly undecodable bytes."""
@@ -252,27 +277,27 @@ def cut_long(text: str, limit: int = PIECE_CHARS) -> list[str]:
 
 
 def _bounded_lines(f) -> Iterator[str]:
-    """The lines of text file `f` without their line ends, a line longer than PIECE_CHARS as pieces of one:
-    each read holds at most PIECE_CHARS characters plus the carried end of the previous read."""
+    """The lines of text file `f` without their line ends, a line longer than PIECE_CHARS as pieces of one (see
+    `cut_long`): a read holds at most PIECE_CHARS characters, plus what is left of the previous one after its
+    last space, so memory never holds more than twice PIECE_CHARS of a line."""
     carry = ""
-    while True:
-        part = f.readline(PIECE_CHARS)
-        if not part:
-            break
-        whole = part.endswith("\n")
-        text = carry + (part.rstrip("\r\n") if whole else part)
-        if whole:
-            yield from cut_long(text)
+    while part := f.readline(PIECE_CHARS):
+        if part.endswith("\n"):
+            yield from cut_long(carry + part.rstrip("\r\n"))
             carry = ""
             continue
-        pieces = cut_long(text)  # an unfinished line: keep its last piece to join the next read
-        yield from pieces[:-1]
-        carry = pieces[-1]
-        if len(carry) >= PIECE_CHARS:  # no space to cut at in the whole bound: a hard cut
-            yield carry
+        text = carry + part  # an unfinished line: cut before its last space, keep the rest for the next read
+        cut = text.rfind(" ")
+        if cut > 0:
+            yield from cut_long(text[:cut])
+            carry = text[cut:]
+        elif len(text) >= PIECE_CHARS:  # no space to cut at: hard cuts
+            yield from cut_long(text)
             carry = ""
+        else:
+            carry = text
     if carry:
-        yield carry
+        yield from cut_long(carry)
 
 
 def open_corpus(source: Source, text_col: str = "text") -> Corpus:
@@ -394,8 +419,8 @@ def classifier_batches(
             chunk = perm[c : c + bs * 50]
             chunk = chunk[np.argsort(-lens[chunk], kind="stable")]
             groups += [chunk[i : i + bs] for i in range(0, len(chunk), bs)]
-        if len(groups) > 1 and len(groups[-1]) == 1:  # only the last chunk's last batch can be short
-            groups[-2:] = [np.concatenate(groups[-2:])]
+        if groups and len(groups[-1]) == 1:  # only the last chunk's last batch can be short
+            groups[-2:] = [np.concatenate(groups[-2:])] if len(groups) > 1 else []  # one document: nothing to train
         groups = [groups[i] for i in rng.permutation(len(groups))]
     if ranks > 1:
         groups = groups[rank::ranks][: len(groups) // ranks]

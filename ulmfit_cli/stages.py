@@ -174,6 +174,8 @@ def train_lm_stage(
 def _clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col: str, label_col: str):
     """Training and validation texts and labels, the task and the classes; every label problem found up front."""
     table = read_table(train_src, text_col, label_col)
+    n = len(table.texts)
+    _check_enough(n if valid is not None else n - max(1, int(round(n * cfg.valid_pct))), cfg, train_src, valid is None)
     task = tasks.detect(table.labels, cfg)
     labels = tasks.parse(table, train_src, label_col, task, cfg.label_delim)
     classes = tasks.classes_of(task, labels, train_src, label_col)
@@ -200,11 +202,11 @@ def _check_enough(n: int, cfg: RunConfig, train_src: Source, split: bool) -> Non
 
     ranks = dist.world().size
     need = min_classifier_docs(cfg.bs, ranks)
-    if classifier_steps(n, cfg.bs, ranks) == 0:
+    if classifier_steps(max(n, 0), cfg.bs, ranks) == 0:
         held = f" after holding out --valid-pct {cfg.valid_pct} for validation" if split else ""
         procs = f" on {ranks} processes" if ranks > 1 else ""
         raise InputError(
-            f"{train_src}: {n} training document(s){held}, too few to train with --bs {cfg.bs}{procs}: "
+            f"{train_src}: {max(n, 0)} training document(s){held}, too few to train with --bs {cfg.bs}{procs}: "
             f"at least {need} are needed; give more data{' or lower --bs' if ranks > 1 else ''}"
         )
 
@@ -232,7 +234,6 @@ def finetune_clf(
     with R.writing(out, overwrite, resume, reporter) as writer:
         tables = _clf_tables(cfg, train_src, valid, text_col, label_col)
         table, task, classes, (texts, labels), (vtexts, vlabels) = tables
-        _check_enough(len(texts), cfg, train_src, valid is None)
         R.setup(cfg.seed)
         writer.start(cfg.to_dict(), [table.fingerprint, init, *([str(valid)] if valid else [])])
         tok_path = writer.path(A.TOKENIZER)

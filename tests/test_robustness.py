@@ -147,6 +147,22 @@ def test_too_small_for_the_processes_names_the_smallest_size(pipeline, tmp_path,
         )
 
 
+@FIXTURES
+@given(bs=st.integers(1, 20), bptt=st.integers(1, 40), extra=st.integers(-3, 3))
+def test_a_language_model_corpus_too_small_names_the_smallest_size(bs, bptt, extra):
+    from ulmfit_cli.stages import _lm_streams
+
+    cfg = resolve("pretrain", "tiny", {"bs": bs, "bptt": bptt})
+    need = bs + bptt + 1
+    ids = np.arange(max(need + extra, 0)) % 50
+    if need + extra < need:
+        with pytest.raises(InputError, match=f"at least {need} are needed"):
+            _lm_streams(cfg, ids, ids[:0])
+        return
+    train, _ = _lm_streams(cfg, ids, ids[:0])
+    assert len(train) >= 1 and all(x.shape[0] == bs for x, _ in train.batches(0))
+
+
 # ---- readers ----------------------------------------------------------------------------------------------
 
 SPECIAL = list(",;\t\"'\n\r\\ {}[]:#") + ["\ufeff", "\u00e9", "\u4e2d", "\U0001f600", "NA", "null", "\u2581"]
@@ -173,10 +189,11 @@ def test_any_table_reads_correctly_or_fails_with_one_line(tmp_path_factory, rows
     if fmt == "jsonl":
         body = "".join(json.dumps({"text": t, "label": y}) + ("\r\n" if crlf else "\n") for t, y in rows)
     else:
-        buf = io.StringIO()
-        w = csv.writer(buf, delimiter="," if fmt == "csv" else "\t", lineterminator="\r\n" if crlf else "\n")
-        w.writerow(["text", "label"])
-        w.writerows([["" if t is None else t, "" if y is None else y] for t, y in rows])
+        buf, sep, end = io.StringIO(), "," if fmt == "csv" else "\t", "\r\n" if crlf else "\n"
+        for row in [["text", "label"], *(["" if t is None else t, "" if y is None else y] for t, y in rows)]:
+            # a bare CR or LF is a line end in CSV unless quoted; the csv module quotes only its own line end's
+            quoting = csv.QUOTE_ALL if any(c in cell for cell in row for c in "\r\n") else csv.QUOTE_MINIMAL
+            csv.writer(buf, delimiter=sep, lineterminator=end, quoting=quoting).writerow(row)
         body = buf.getvalue()
     path.write_bytes(("\ufeff" if bom else "").encode() + body.encode("utf-8"))
     kept = [(t, y) for t, y in rows if t is not None and t.strip()]

@@ -47,7 +47,8 @@ def _lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
     if len(train) == 0:
         raise InputError(
             f"the corpus has {len(ids)} training tokens, too few for --bs {cfg.bs} x --bptt "
-            f"{cfg.bptt}{f' x {w.size} processes' if w.size > 1 else ''}; give more text or lower --bs/--bptt"
+            f"{cfg.bptt}{f' x {w.size} processes' if w.size > 1 else ''} (at least "
+            f"{cfg.bs * w.size + cfg.bptt + 1} are needed); give more text or lower --bs/--bptt"
         )
     vbs = max(1, min(cfg.bs, (len(valid_ids) - 1 - cfg.bptt) // cfg.bptt))
     return train, LMStream(valid_ids, vbs, cfg.bptt, cfg.backwards)

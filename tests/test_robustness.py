@@ -233,6 +233,13 @@ def test_a_huge_line_streams_in_pieces_with_the_ids_of_the_whole(tmp_path):
     pieces = StreamEncoder(tok)(texts[:-1])
     whole = StreamEncoder(tok)([line])
     assert (pieces[pieces != BOS_ID] == whole[whole != BOS_ID]).all()  # the same ids, a <bos> between pieces
+    # a classifier keeps a document's first max_len tokens: it encodes only the head of a huge one, same ids
+    from ulmfit_cli.inference import docs_of
+    from ulmfit_cli.tokenizer import encode_docs
+
+    cfg = resolve("finetune-clf", "tiny", {"max_len": 3000})
+    assert len(line) > 100 * cfg.max_len
+    assert (docs_of(tok, [line], cfg)[0] == encode_docs(tok, [line])[0][: cfg.max_len]).all()
 
 
 # ---- writes that fail -------------------------------------------------------------------------------------

@@ -276,6 +276,12 @@ def cut_long(text: str, limit: int = PIECE_CHARS) -> list[str]:
     return pieces
 
 
+def text_head(text: str, limit: int = PIECE_CHARS) -> str:
+    """The start of `text` up to `limit` characters, cut before a space as `cut_long` cuts (the whole text when
+    shorter): what a reader that keeps only a document's first tokens needs to encode."""
+    return text if len(text) <= limit else cut_long(text[: limit + 1], limit)[0]
+
+
 def _bounded_lines(f) -> Iterator[str]:
     """The lines of text file `f` without their line ends, a line longer than PIECE_CHARS as pieces of one (see
     `cut_long`): a read holds at most PIECE_CHARS characters, plus what is left of the previous one after its

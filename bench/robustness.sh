@@ -36,8 +36,14 @@ mkdir -p "$T/c"
 row "finetune-clf, a 2-row JSONL (1 training document)" "$T/c" $U finetune-clf "$T/ft" "$T/two.jsonl" --out "$T/c/clf" --preset tiny
 row "finetune-clf --bs 1" "$T/c" $U finetune-clf "$T/ft" "$T/three.jsonl" --out "$T/c/clf" --preset tiny --bs 1
 mkdir -p "$T/d"
-row "SIGTERM mid-run (timeout -s TERM 12)" "$T/d" timeout --preserve-status -s TERM 12 $U finetune-clf "$T/ft" $S/trec_train.csv --out "$T/d/clf" --preset tiny --bs 4 --checkpoint-every 25 -q
-row "... then the same command with --resume" "$T/d" $U finetune-clf "$T/ft" $S/trec_train.csv --out "$T/d/clf" --preset tiny --bs 4 --checkpoint-every 25 -q --resume
+clf_d=($U finetune-clf "$T/ft" "$T/t321.csv" --out "$T/d/clf" --preset tiny --epochs 12 --bs 4 --checkpoint-every 25 -q)
+sigterm_mid_run() {  # SIGTERM once the run has written its first checkpoint
+  "${clf_d[@]}" & local pid=$!
+  while [ ! -f "$T/d/.clf.partial/ckpt/position.json" ] && kill -0 $pid 2>/dev/null; do sleep 0.1; done
+  kill -TERM $pid; wait $pid
+}
+row "SIGTERM mid-run (after its first checkpoint)" "$T/d" sigterm_mid_run
+row "... then the same command with --resume" "$T/d" $U finetune-clf "$T/ft" "$T/t321.csv" --out "$T/d/clf" --preset tiny --epochs 12 --bs 4 --checkpoint-every 25 -q --resume
 for size in 256k 1200k; do
   export D="$T/disk-$size"
   mkdir -p "$D" "$D.copy"

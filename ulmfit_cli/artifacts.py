@@ -146,7 +146,12 @@ class RunWriter:
             if self.out.exists():  # --overwrite: swap, then delete the old one only once the new one is in place
                 old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
                 os.replace(self.out, old)
-            os.replace(self.tmp, self.out)
+            try:
+                os.replace(self.tmp, self.out)
+            except OSError:
+                if old is not None:  # put the old run back where it was
+                    os.replace(old, self.out)
+                raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         self._lock.close()

@@ -138,9 +138,7 @@ class RunWriter:
         self.write_json(".inputs.json", fingerprints)
 
     def commit(self) -> Path:
-        for name in ("ckpt", "ckpt.new", "ckpt.old", ".lock", ".inputs.json"):
-            p = self.tmp / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        """Publish the folder by one rename; the checkpoints go after it, so a failed rename keeps them."""
         old = None
         with written(self.out):
             if self.out.exists():  # --overwrite: swap, then delete the old one only once the new one is in place
@@ -154,6 +152,9 @@ class RunWriter:
                 raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        for name in ("ckpt", "ckpt.new", "ckpt.old", ".lock", ".inputs.json"):
+            p = self.out / name
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         self._lock.close()
         return self.out
 

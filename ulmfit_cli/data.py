@@ -379,6 +379,18 @@ def min_classifier_docs(bs: int, ranks: int = 1) -> int:
     return 2 if ranks == 1 else (ranks - 1) * bs + 2
 
 
+def check_trainable(n: int, bs: int, ranks: int, source, valid_pct: float | None) -> None:
+    """Refuse, before any work, `n` training documents too few to give each of `ranks` processes a step of two
+    (`valid_pct`: the share held out of `source` for validation, None when validation came from elsewhere)."""
+    if classifier_steps(max(n, 0), bs, ranks) == 0:
+        held = f" after holding out --valid-pct {valid_pct} for validation" if valid_pct is not None else ""
+        procs, lower = (f" on {ranks} processes", " or lower --bs") if ranks > 1 else ("", "")
+        raise InputError(
+            f"{source}: {max(n, 0)} training document(s){held}, too few to train with --bs {bs}{procs}: "
+            f"at least {min_classifier_docs(bs, ranks)} are needed; give more data{lower}"
+        )
+
+
 def pad_chunks(docs: list[np.ndarray], pad_id: int, bptt: int) -> np.ndarray:
     """Pad a batch for fastai's SentenceEncoder (as fastai's `pad_chunk`, pad_first): whole `bptt`-sized
     chunks of padding go before the text and the remainder after, so every row's real text starts on a chunk

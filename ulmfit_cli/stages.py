@@ -19,9 +19,9 @@ from .config import RunConfig
 from .data import (
     LMStream,
     Source,
+    check_trainable,
     classifier_batches,
     classifier_steps,
-    min_classifier_docs,
     open_corpus,
     read_table,
     split_valid,
@@ -174,9 +174,12 @@ def train_lm_stage(
 
 def _clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col: str, label_col: str):
     """Training and validation texts and labels, the task and the classes; every label problem found up front."""
+    from . import dist
+
     table = read_table(train_src, text_col, label_col)
     n = len(table.texts)
-    _check_enough(n if valid is not None else n - max(1, int(round(n * cfg.valid_pct))), cfg, train_src, valid is None)
+    held = None if valid is not None else cfg.valid_pct
+    check_trainable(n if held is None else n - max(1, int(round(n * held))), cfg.bs, dist.world().size, train_src, held)
     task = tasks.detect(table.labels, cfg)
     labels = tasks.parse(table, train_src, label_col, task, cfg.label_delim)
     classes = tasks.classes_of(task, labels, train_src, label_col)
@@ -195,21 +198,6 @@ def _clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_co
         vtexts, vlabels = [table.texts[i] for i in va], [labels[i] for i in va]
         texts, labels = [table.texts[i] for i in tr], [labels[i] for i in tr]
     return table, task, classes, (texts, labels), (vtexts, vlabels)
-
-
-def _check_enough(n: int, cfg: RunConfig, train_src: Source, split: bool) -> None:
-    """Refuse, before any work, a training set too small to give every process a step of two documents."""
-    from . import dist
-
-    ranks = dist.world().size
-    need = min_classifier_docs(cfg.bs, ranks)
-    if classifier_steps(max(n, 0), cfg.bs, ranks) == 0:
-        held = f" after holding out --valid-pct {cfg.valid_pct} for validation" if split else ""
-        procs = f" on {ranks} processes" if ranks > 1 else ""
-        raise InputError(
-            f"{train_src}: {max(n, 0)} training document(s){held}, too few to train with --bs {cfg.bs}{procs}: "
-            f"at least {need} are needed; give more data{' or lower --bs' if ranks > 1 else ''}"
-        )
 
 
 def finetune_clf(

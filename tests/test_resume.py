@@ -1,4 +1,5 @@
-"""Nothing lost: SIGKILL, Ctrl-C and NaN mid-run, then --resume ends exactly where an uninterrupted run ends."""
+"""Nothing lost: SIGKILL, Ctrl-C, SIGTERM and NaN mid-run, then --resume ends exactly where an uninterrupted
+run ends."""
 
 import json
 import signal
@@ -94,15 +95,24 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(kind, epoch, refere
     assert not (tmp_path / ".run.partial").exists() and not (tmp_path / "run" / "ckpt").exists()
 
 
-def test_ctrl_c_checkpoints_exits_130_and_resumes_exactly(reference, pipeline, cli, cli_env, tmp_path):
-    args = _args(CLF, pipeline["ft"], tmp_path / "run")
+@pytest.mark.parametrize(
+    "kind,sig,code,said",
+    [("clf", signal.SIGINT, 130, "interrupted"), ("lm", signal.SIGTERM, 143, "terminated")],
+    ids=["ctrl-c-classifier", "sigterm-language-model"],
+)
+def test_ctrl_c_or_sigterm_checkpoints_exits_130_or_143_and_resumes_exactly(
+    kind, sig, code, said, reference, pipeline, cli, cli_env, tmp_path
+):
+    """SIGTERM (schedulers, `timeout`, container stops) is handled as Ctrl-C: the step in progress finishes, a
+    checkpoint is written, the exit code is 143."""
+    args = _args(CLF if kind == "clf" else LM, pipeline["ft"], tmp_path / "run")
     proc = _start(args, cli_env)
-    assert _stop_when(proc, tmp_path / ".run.partial", 2, signal.SIGINT) == 130
+    assert _stop_when(proc, tmp_path / ".run.partial", 2 if kind == "clf" else 1, sig) == code
     err = proc.stderr.read()
-    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    assert said in err and "--resume" in err and "Traceback" not in err
     r = cli(*args, "--resume")
     assert r.returncode == 0, r.stderr
-    assert _history(tmp_path / "run") == reference["clf"]
+    assert _history(tmp_path / "run") == reference[kind]
 
 
 def test_nan_loss_stops_with_exit_1_naming_the_step_and_keeps_the_checkpoint(cli, tmp_path):

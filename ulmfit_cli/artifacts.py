@@ -7,20 +7,56 @@ everything else is JSON, and file names in the manifest cannot point outside the
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RunFolderError
+from .errors import RunFolderError, WriteError
 
 FORMAT = "ulmfit-run/1"
 MANIFEST, CONFIG, TOKENIZER, WEIGHTS = "manifest.json", "config.json", "tokenizer.json", "model.safetensors"
 LM_STAGES = ("pretrain", "finetune-lm")
 RESUME_MAY_CHANGE = {"lr", "clip", "wd", "device"}  # what a resumed run may change, e.g. after a NaN loss
+
+
+# errors that mean "the disk would not take it", whatever the write: caught even where no write site wraps them
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}
+
+
+@contextmanager
+def written(path: Path):
+    """Around a write of `path`: any failure to write it (an OSError, or the safetensors library's error for
+    one) becomes a WriteError naming `path` and the reason, exit 1."""
+    try:
+        yield
+    except OSError as e:
+        raise WriteError(e.filename or path, e) from None
+    except Exception as e:
+        if type(e).__name__ != "SafetensorError":
+            raise
+        io = re.search(r"I/O error: (.*?)(?: \(os error \d+\))?$", str(e))  # "... I/O error: No space left ..."
+        raise WriteError(path, OSError(0, io.group(1)) if io else e) from None
+
+
+def save_tokenizer(tok, path: Path) -> None:
+    """A Hugging Face tokenizer (as its own `save` writes it) or a fastai word vocabulary, as `path`."""
+    with written(path):
+        if hasattr(tok, "to_str"):
+            path.write_text(tok.to_str(pretty=True), encoding="utf-8")
+        else:
+            tok.save(str(path))
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    with written(dst):
+        shutil.copyfile(src, dst)
 
 
 def check_out(out: Path, overwrite: bool) -> None:
@@ -31,6 +67,18 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise RunFolderError(f"{out}: exists and is not a run folder; refusing to replace it even with --overwrite")
     if not out.parent.exists():
         raise RunFolderError(f"{out.parent}: the folder for --out does not exist; create it first")
+
+
+def check_apart(out: Path, parent: Path) -> None:
+    """Refuse, before any work and whatever --overwrite says, an --out that would replace or nest with the
+    parent run the stage reads from (symbolic links resolved)."""
+    o, p = out.resolve(), parent.resolve()
+    how = "is" if o == p else "lies inside" if o.is_relative_to(p) else "contains" if p.is_relative_to(o) else None
+    if how is not None:
+        raise RunFolderError(
+            f"--out {out} {how} the parent run {parent}; writing there would replace the model this stage "
+            "starts from: choose another --out"
+        )
 
 
 class RunWriter:
@@ -56,8 +104,9 @@ class RunWriter:
             shutil.rmtree(self.tmp)
         if resume and not (self.tmp / CONFIG).exists():
             raise RunFolderError(f"{out}: nothing to resume (no {self.tmp.name} with a checkpoint); drop --resume")
-        self.tmp.mkdir(exist_ok=True)
-        self._lock = open(self.tmp / ".lock", "w")  # noqa: SIM115 - held for the life of the writer
+        with written(self.tmp):
+            self.tmp.mkdir(exist_ok=True)
+            self._lock = open(self.tmp / ".lock", "w")  # noqa: SIM115 - held for the life of the writer
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -67,7 +116,7 @@ class RunWriter:
         return self.tmp / name
 
     def write_json(self, name: str, obj) -> None:
-        with open(self.tmp / name, "w", encoding="utf-8") as f:
+        with written(self.tmp / name), open(self.tmp / name, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, sort_keys=False)
             f.write("\n")
 
@@ -89,16 +138,23 @@ class RunWriter:
         self.write_json(".inputs.json", fingerprints)
 
     def commit(self) -> Path:
-        for name in ("ckpt", "ckpt.new", "ckpt.old", ".lock", ".inputs.json"):
-            p = self.tmp / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        """Publish the folder by one rename; the checkpoints go after it, so a failed rename keeps them."""
         old = None
-        if self.out.exists():  # --overwrite: swap, then delete the old one only once the new one is in place
-            old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
-            os.replace(self.out, old)
-        os.replace(self.tmp, self.out)
+        with written(self.out):
+            if self.out.exists():  # --overwrite: swap, then delete the old one only once the new one is in place
+                old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
+                os.replace(self.out, old)
+            try:
+                os.replace(self.tmp, self.out)
+            except OSError:
+                if old is not None:  # put the old run back where it was
+                    os.replace(old, self.out)
+                raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        for name in ("ckpt", "ckpt.new", "ckpt.old", ".lock", ".inputs.json"):
+            p = self.out / name
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         self._lock.close()
         return self.out
 
@@ -149,7 +205,8 @@ class Follower:
 def save_weights(model, path: Path) -> None:
     from safetensors.torch import save_model
 
-    save_model(model, str(path))  # handles the tied embedding/decoder weights
+    with written(path):
+        save_model(model, str(path))  # handles the tied embedding/decoder weights
 
 
 def load_weights(model, path: Path) -> None:

@@ -16,7 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .artifacts import find_checkpoint, load_weights
+from .artifacts import find_checkpoint, load_weights, written
 
 
 def _encoder(model):
@@ -45,11 +45,16 @@ def save(folder: Path, model, opt, position: dict) -> None:
 
     new, cur, old = folder / "ckpt.new", folder / "ckpt", folder / "ckpt.old"
     shutil.rmtree(new, ignore_errors=True)
-    new.mkdir()
-    save_model(model, str(new / "model.safetensors"))
-    save_file(_tensor_state(model, opt), str(new / "state.safetensors"))
-    groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.state_dict()["param_groups"]]
-    (new / "position.json").write_text(json.dumps({**position, "param_groups": groups}))
+    try:
+        with written(new):
+            new.mkdir()
+            save_model(model, str(new / "model.safetensors"))
+            save_file(_tensor_state(model, opt), str(new / "state.safetensors"))
+            groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.state_dict()["param_groups"]]
+            (new / "position.json").write_text(json.dumps({**position, "param_groups": groups}))
+    except BaseException:  # `ckpt` is untouched until the new one is whole; give back the space the rest took
+        shutil.rmtree(new, ignore_errors=True)
+        raise
     if cur.exists():
         shutil.rmtree(old, ignore_errors=True)
         cur.rename(old)

@@ -118,6 +118,8 @@ class RunConfig:
         need(c.tokenizer_sample_lines >= 1, "tokenizer_sample_lines", ">= 1", c.tokenizer_sample_lines)
         for name in ("emb_sz", "n_hid", "n_layers", "bs", "bptt", "lin_ftrs"):
             need(getattr(c, name) >= 1, name, ">= 1", getattr(c, name))
+        if c.stage == "finetune-clf":  # the head's batch-norm cannot train on a batch of one document
+            need(c.bs >= 2, "bs", ">= 2 for finetune-clf (its batch-norm needs two documents a batch)", c.bs)
         need(c.epochs >= 0, "epochs", ">= 0", c.epochs)
         need(c.lr > 0, "lr", "> 0", c.lr)
         need(c.drop_mult >= 0, "drop_mult", ">= 0", c.drop_mult)

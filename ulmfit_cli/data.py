@@ -17,6 +17,12 @@ import numpy as np
 from .errors import InputError
 
 TEXT_SUFFIXES = {".txt", ".text", ".tok"}
+# Streaming bounds, so that memory depends on settings, never on how a corpus is broken into lines: a longer line
+# is cut into pieces of at most PIECE_CHARS characters (each piece then reads as a document of its own), and a
+# batch of texts holds at most BATCH_CHARS characters. Ordinary lines are far below both and read unchanged.
+PIECE_CHARS = 200_000
+BATCH_CHARS = 4_000_000
+SAMPLE_SPLIT_CHARS, SAMPLE_UNIT_CHARS = 20_000, 300  # see Corpus.sample
 TABLE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 REPLACEMENT = "\ufffd"
 
@@ -99,12 +105,13 @@ def _load(source: Source):
 
 
 def table_kwargs(path: Path) -> dict:
-    """How `datasets` reads a table file: tabs for .tsv, undecodable bytes replaced in CSV and TSV."""
+    """How `datasets` reads a table file: tabs for .tsv; in CSV and TSV undecodable bytes replaced and every cell
+    read as text (_csv_as_strings)."""
     suffix = path.suffix.lower()
-    return {
-        **({"sep": "\t"} if suffix == ".tsv" else {}),
-        **({"encoding_errors": "replace"} if suffix in (".csv", ".tsv") else {}),
-    }
+    kwargs = {"sep": "\t"} if suffix == ".tsv" else {}
+    if suffix in (".csv", ".tsv"):
+        kwargs.update(encoding_errors="replace", **_csv_as_strings(path, kwargs.get("sep", ",")))
+    return kwargs
 
 
 @contextmanager
@@ -122,6 +129,20 @@ def parse_errors(path: Path):
                 f"{path}: could not parse it as {kind} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
             ) from None
         raise
+
+
+def _csv_as_strings(path: Path, sep: str) -> dict:
+    """Read every CSV cell as the text it is: "NA", "null" or "nan" are texts (and labels) like any other, not
+    missing values, and a label "01" stays "01" (pandas would make it 1). An empty cell is still empty."""
+    import csv
+
+    import datasets
+
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        header = next(csv.reader(f, delimiter=sep), None)
+    if not header or len(set(header)) < len(header):  # no header, or duplicate names: let pandas say what it does
+        return {"keep_default_na": False}
+    return {"keep_default_na": False, "features": datasets.Features({c: datasets.Value("string") for c in header})}
 
 
 def file_fingerprint(path: Path) -> str:
@@ -194,19 +215,29 @@ class Corpus:
     replaced_chars: int = 0  # undecodable bytes replaced by U+FFFD, counted by the last full pass
 
     def batches(self, size: int = 10_000) -> Iterator[list[str]]:
+        """Lists of at most `size` non-blank texts and about BATCH_CHARS characters; longer texts come in pieces."""
         self.replaced_chars = 0
-        for batch in self._raw_batches(size):
-            texts = [t for t in batch if t.strip()]
-            self.replaced_chars += sum(t.count(REPLACEMENT) for t in texts)
-            if texts:
-                yield texts
+        batch, chars = [], 0
+        for raw in self._raw_batches(size):
+            for text in raw:
+                for piece in cut_long(text):
+                    if not piece.strip():
+                        continue
+                    self.replaced_chars += piece.count(REPLACEMENT)
+                    batch.append(piece)
+                    chars += len(piece)
+                    if len(batch) == size or chars >= BATCH_CHARS:
+                        yield batch
+                        batch, chars = [], 0
+        if batch:
+            yield batch
 
     def _raw_batches(self, size: int) -> Iterator[list[str]]:
         if self._ds is None:
             with open(self.source.path, encoding="utf-8", errors="replace") as f:
                 batch = []
-                for line in f:
-                    batch.append(line.rstrip("\r\n"))
+                for line in _bounded_lines(f):  # a huge line comes in pieces, never whole
+                    batch.append(line)
                     if len(batch) == size:
                         yield batch
                         batch = []
@@ -221,13 +252,23 @@ class Corpus:
         return sum(len(b) for b in self.batches())
 
     def sample(self, n: int) -> list[str]:
-        """About `n` texts spread evenly over the corpus (every k-th), not just its first books."""
-        step = max(1, self.count() // n)
+        """About `n` texts spread evenly over the corpus (every k-th), not just its first books. A text longer than
+        SAMPLE_SPLIT_CHARS (a book on one line) counts as the lines of prose it holds, pieces of SAMPLE_UNIT_CHARS,
+        so the sample's size follows `n`, not how the corpus is broken into lines."""
+        step = max(1, sum(len(b) for b in self._sample_units()) // n)
         out, i = [], 0
-        for batch in self.batches():
+        for batch in self._sample_units():
             out += batch[(-i) % step :: step]
             i += len(batch)
         return out
+
+    def _sample_units(self) -> Iterator[list[str]]:
+        for batch in self.batches():
+            if any(len(t) > SAMPLE_SPLIT_CHARS for t in batch):
+                batch = [
+                    u for t in batch for u in (cut_long(t, SAMPLE_UNIT_CHARS) if len(t) > SAMPLE_SPLIT_CHARS else [t])
+                ]
+            yield batch
 
     def check(self) -> None:
         """Fail early, before any training, on a corpus without text or of mostly undecodable bytes."""
@@ -243,6 +284,53 @@ class Corpus:
             raise InputError(
                 f"{self.source}: most of it is not UTF-8 text ({replaced} undecodable bytes); convert it to UTF-8"
             )
+
+
+def cut_long(text: str, limit: int = PIECE_CHARS) -> list[str]:
+    """`text` in pieces of at most `limit` characters, each cut before a space (a piece then starts with the
+    space, so a Metaspace tokenizer gives it the ids it had inside the whole text) in the last quarter of the
+    bound, or hard at the bound when there is none. Texts up to `limit` come back whole."""
+    if len(text) <= limit:
+        return [text]
+    pieces, start = [], 0
+    while len(text) - start > limit:
+        end = text.rfind(" ", start + limit * 3 // 4, start + limit)
+        if end <= start:
+            end = start + limit
+        pieces.append(text[start:end])
+        start = end
+    pieces.append(text[start:])
+    return pieces
+
+
+def text_head(text: str, limit: int = PIECE_CHARS) -> str:
+    """The start of `text` up to `limit` characters, cut before a space as `cut_long` cuts (the whole text when
+    shorter): what a reader that keeps only a document's first tokens needs to encode."""
+    return text if len(text) <= limit else cut_long(text[: limit + 1], limit)[0]
+
+
+def _bounded_lines(f) -> Iterator[str]:
+    """The lines of text file `f` without their line ends, a line longer than PIECE_CHARS as pieces of one (see
+    `cut_long`): a read holds at most PIECE_CHARS characters, plus what is left of the previous one after its
+    last space, so memory never holds more than twice PIECE_CHARS of a line."""
+    carry = ""
+    while part := f.readline(PIECE_CHARS):
+        if part.endswith("\n"):
+            yield from cut_long(carry + part.rstrip("\r\n"))
+            carry = ""
+            continue
+        text = carry + part  # an unfinished line: cut before its last space, keep the rest for the next read
+        cut = text.rfind(" ")
+        if cut > 0:
+            yield from cut_long(text[:cut])
+            carry = text[cut:]
+        elif len(text) >= PIECE_CHARS:  # no space to cut at: hard cuts
+            yield from cut_long(text)
+            carry = ""
+        else:
+            carry = text
+    if carry:
+        yield from cut_long(carry)
 
 
 def open_corpus(source: Source, text_col: str = "text") -> Corpus:
@@ -305,6 +393,31 @@ class LMStream:
             yield torch.from_numpy(window[:, :-1].astype(np.int64)), torch.from_numpy(window[:, 1:].astype(np.int64))
 
 
+def classifier_steps(n: int, bs: int, ranks: int = 1) -> int:
+    """Training steps per epoch of `classifier_batches` on `n` documents for each of `ranks` processes."""
+    batches = -(-n // bs)
+    if batches > 1 and n % bs == 1:  # the lone last document joins the batch before it
+        batches -= 1
+    return batches // ranks if (n >= 2 and bs >= 2) else 0
+
+
+def min_classifier_docs(bs: int, ranks: int = 1) -> int:
+    """The fewest training documents that give every process a step of at least two documents."""
+    return 2 if ranks == 1 else (ranks - 1) * bs + 2
+
+
+def check_trainable(n: int, bs: int, ranks: int, source, valid_pct: float | None) -> None:
+    """Refuse, before any work, `n` training documents too few to give each of `ranks` processes a step of two
+    (`valid_pct`: the share held out of `source` for validation, None when validation came from elsewhere)."""
+    if classifier_steps(max(n, 0), bs, ranks) == 0:
+        held = f" after holding out --valid-pct {valid_pct} for validation" if valid_pct is not None else ""
+        procs, lower = (f" on {ranks} processes", " or lower --bs") if ranks > 1 else ("", "")
+        raise InputError(
+            f"{source}: {max(n, 0)} training document(s){held}, too few to train with --bs {bs}{procs}: "
+            f"at least {min_classifier_docs(bs, ranks)} are needed; give more data{lower}"
+        )
+
+
 def pad_chunks(docs: list[np.ndarray], pad_id: int, bptt: int) -> np.ndarray:
     """Pad a batch for fastai's SentenceEncoder (as fastai's `pad_chunk`, pad_first): whole `bptt`-sized
     chunks of padding go before the text and the remainder after, so every row's real text starts on a chunk
@@ -336,7 +449,11 @@ def classifier_batches(
     """Batches of similar-length documents (fastai SortedDL). With `rng`: shuffled, then sorted within
     chunks of 50 batches, then the batches shuffled; without: sorted by length for inference. With `ranks` > 1
     (data-parallel training) process `rank` gets every ranks-th batch, all processes the same number.
-    Yields (original indices, x (B, T) int64, y (B,) or None)."""
+    Yields (original indices, x (B, T) int64, y (B,) or None).
+
+    Training (with `rng`) never yields a batch of one document: the classifier head's batch-norm cannot train on
+    it. A last batch of one joins the batch before it (bs + 1 documents), so no document is left out of an epoch
+    (fastai drops that last batch instead, losing a different document each epoch)."""
     import torch
 
     n = len(docs)
@@ -351,6 +468,8 @@ def classifier_batches(
             chunk = perm[c : c + bs * 50]
             chunk = chunk[np.argsort(-lens[chunk], kind="stable")]
             groups += [chunk[i : i + bs] for i in range(0, len(chunk), bs)]
+        if groups and len(groups[-1]) == 1:  # only the last chunk's last batch can be short
+            groups[-2:] = [np.concatenate(groups[-2:])] if len(groups) > 1 else []  # one document: nothing to train
         groups = [groups[i] for i in rng.permutation(len(groups))]
     if ranks > 1:
         groups = groups[rank::ranks][: len(groups) // ranks]

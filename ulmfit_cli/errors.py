@@ -1,7 +1,7 @@
 """Every user-facing failure is a UlmfitError: one line, and an exit code that means something.
 
 Exit codes (design.md): 0 success; 2 bad invocation or bad input found before training starts;
-1 a run that started and failed; 130 interrupted.
+1 a run that started and failed; 130 interrupted (Ctrl-C); 143 stopped by SIGTERM.
 """
 
 
@@ -33,3 +33,23 @@ class OutputError(UlmfitError):
     """The work was done and its results shown, but an output the user asked for could not be written."""
 
     exit_code = 1
+
+
+class WriteError(TrainingError):
+    """An output could not be written (no space, read-only, quota, a vanished folder): exit 1, with the path,
+    the reason and what to do."""
+
+    def __init__(self, path, err: BaseException | str, advice: str = "free space there (or choose a writable place)"):
+        self.path, self.reason = path, err if isinstance(err, str) else reason_of(err)
+        super().__init__(f"{path}: could not write it ({self.reason}); {advice}")
+
+
+def reason_of(err: BaseException) -> str:
+    """An OSError's reason in words ("No space left on device"), or the first line of another error's message."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `timeout`, a container stop): handled as Ctrl-C is, but exits 143, not 130."""

@@ -13,7 +13,7 @@ from . import metrics as M
 from . import runs as R
 from . import tasks
 from .config import RunConfig, from_dict
-from .data import REPLACEMENT, Source, Table, classifier_batches
+from .data import PIECE_CHARS, REPLACEMENT, Source, Table, classifier_batches, text_head
 from .errors import InputError
 from .models import backbone, inference_classifier
 from .rows import table_batches
@@ -25,7 +25,8 @@ def docs_of(tok, texts: list[str], cfg: RunConfig) -> list[np.ndarray]:
     the last max_len outputs; cutting up front bounds the work on huge documents, and all kept tokens get
     gradients (BPT3C in SentenceEncoder still handles everything longer than bptt). A backwards model reads
     each document reversed, as its LM read the reversed stream."""
-    docs = [d[: cfg.max_len] for d in encode_docs(tok, texts)]
+    head = max(PIECE_CHARS, 100 * cfg.max_len)  # far more characters than max_len tokens span: same ids, bounded work
+    docs = [d[: cfg.max_len] for d in encode_docs(tok, [text_head(t, head) for t in texts])]
     return [d[::-1].copy() for d in docs] if cfg.backwards else docs
 
 

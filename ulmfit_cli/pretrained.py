@@ -66,7 +66,7 @@ def import_fastai(
     with writing(out, overwrite, False, reporter) as writer:
         writer.start(cfg.to_dict(), [i["fingerprint"] for i in inputs])
         tok_path = writer.path(A.TOKENIZER)
-        WordVocab(itos).save(str(tok_path))
+        A.save_tokenizer(WordVocab(itos), tok_path)
         A.save_weights(model, writer.path(A.WEIGHTS))
         extra = {
             "vocab_size": len(itos),

@@ -13,8 +13,8 @@ import numpy as np
 from . import artifacts as A
 from . import tasks
 from .config import RunConfig
-from .data import LMStream, Source, read_table, split_valid
-from .errors import InputError
+from .data import LMStream, Source, check_trainable, read_table, split_valid
+from .errors import InputError, WriteError
 from .models import backbone
 from .schedule import unfreeze_plan
 from .tokenizer import file_sha256
@@ -102,14 +102,24 @@ def place(model, cfg: RunConfig):
 
 @contextmanager
 def writing(out: Path, overwrite: bool, resume: bool, reporter):
-    """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming."""
+    """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming. A
+    failed write (a full disk, a read-only place, a quota) becomes one line naming the path, the reason and what
+    to do; the checkpoint already on disk is kept (checkpoint.save never touches it until the new one is whole)."""
     from . import dist
 
     writer = A.RunWriter(out, overwrite, resume) if dist.world().main else A.Follower(out, resume)
     try:
         yield writer
-    except BaseException:
-        if writer.abort():
+    except BaseException as e:
+        failed_write = isinstance(e, WriteError) or (isinstance(e, OSError) and e.errno in A.WRITE_ERRNOS)
+        kept = writer.abort()
+        if failed_write:
+            err = e if isinstance(e, WriteError) else WriteError(e.filename or writer.tmp, e)
+            then = f"rerun the same command with --resume (checkpoint kept in {writer.tmp})" if kept else "rerun it"
+            raise WriteError(
+                err.path, err.reason, f"free space there (or choose a writable place), then {then}"
+            ) from None
+        if kept:
             reporter.notice(f"checkpoint kept in {writer.tmp}; rerun the same command with --resume to continue")
         raise
 
@@ -182,7 +192,8 @@ def lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
     if len(train) == 0:
         raise InputError(
             f"the corpus has {len(ids)} training tokens, too few for --bs {cfg.bs} x --bptt "
-            f"{cfg.bptt}{f' x {w.size} processes' if w.size > 1 else ''}; give more text or lower --bs/--bptt"
+            f"{cfg.bptt}{f' x {w.size} processes' if w.size > 1 else ''} (at least "
+            f"{cfg.bs * w.size + cfg.bptt + 1} are needed); give more text or lower --bs/--bptt"
         )
     vbs = max(1, min(cfg.bs, (len(valid_ids) - 1 - cfg.bptt) // cfg.bptt))
     return train, LMStream(valid_ids, vbs, cfg.bptt, cfg.backwards)
@@ -190,7 +201,12 @@ def lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
 
 def clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col: str, label_col: str):
     """Training and validation texts and labels, the task and the classes; every label problem found up front."""
+    from . import dist
+
     table = read_table(train_src, text_col, label_col)
+    n = len(table.texts)
+    held = None if valid is not None else cfg.valid_pct
+    check_trainable(n if held is None else n - max(1, int(round(n * held))), cfg.bs, dist.world().size, train_src, held)
     task = tasks.detect(table.labels, cfg)
     labels = tasks.parse(table, train_src, label_col, task, cfg.label_delim)
     classes = tasks.classes_of(task, labels, train_src, label_col)

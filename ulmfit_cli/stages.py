@@ -7,7 +7,6 @@ Inference (predict, evaluate) lives in `inference`.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from . import artifacts as A
 from . import runs as R
 from . import tasks
 from .config import RunConfig
-from .data import LMStream, Source, classifier_batches, open_corpus
+from .data import LMStream, Source, classifier_batches, classifier_steps, open_corpus
 from .inference import docs_of, predict_logits
 from .metrics import micro_f1, tune_thresholds
 from .models import backbone
@@ -78,6 +77,8 @@ def train_lm_stage(
     from .tokencache import cache_root, token_ids
 
     started = time.time()
+    if parent is not None:
+        A.check_apart(out, parent.path)
     words = word_vocab(parent)  # an `import-fastai` parent's fastai word vocabulary, else None
     corpora = [open_corpus(s, text_col) for s in sources]
     valid_corpus = open_corpus(valid, text_col) if valid is not None else None
@@ -90,13 +91,13 @@ def train_lm_stage(
         def prepare():  # rank 0: the run folder, the tokenizer, the token cache; the other ranks wait for it
             writer.start(cfg.to_dict(), fingerprints)
             if words is not None:  # fastai's words: the target corpus's own vocabulary, as fastai's LMLearner
-                target_vocab(words, corpora, reporter).save(str(tok_path))
+                A.save_tokenizer(target_vocab(words, corpora, reporter), tok_path)
             elif parent is not None:
-                shutil.copyfile(parent.file("tokenizer"), tok_path)
+                A.copy_file(parent.file("tokenizer"), tok_path)
             elif not (resume and tok_path.exists()):  # a resumed pretraining run keeps the tokenizer it trained
                 sample = [t for c in corpora for t in c.sample(max(1, cfg.tokenizer_sample_lines // len(corpora)))]
                 reporter.info(f"training a {cfg.tokenizer} tokenizer ({cfg.vocab_size} pieces) on {len(sample)} lines")
-                train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size).save(str(tok_path))
+                A.save_tokenizer(train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size), tok_path)
             return stream_ids()
 
         def stream_ids():  # the tokenizer and the token ids, from the cache when rank 0 has built it
@@ -162,6 +163,7 @@ def finetune_clf(
     from .train import fit
 
     started = time.time()
+    A.check_apart(out, parent.path)
     with R.writing(out, overwrite, resume, reporter) as writer:
         tables = R.clf_tables(cfg, train_src, valid, text_col, label_col)
         table, task, classes, (texts, labels), (vtexts, vlabels) = tables
@@ -169,7 +171,7 @@ def finetune_clf(
         writer.start(cfg.to_dict(), [table.fingerprint, init, *([str(valid)] if valid else [])])
         tok_path = writer.path(A.TOKENIZER)
         if writer.main:  # data-parallel: rank 0 writes, every rank reads the parent's
-            shutil.copyfile(parent.file("tokenizer"), tok_path)
+            A.copy_file(parent.file("tokenizer"), tok_path)
         tok = load_tokenizer(parent.file("tokenizer"))
         docs, vdocs = docs_of(tok, texts, cfg), docs_of(tok, vtexts, cfg)
         target = tasks.target_stats(labels) if task == tasks.REGRESSION else None
@@ -181,7 +183,7 @@ def finetune_clf(
         plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing)
         rngs = [np.random.default_rng([cfg.seed, e]) for e in range(cfg.epochs)]
         w = dist.world()
-        steps = -(-len(docs) // cfg.bs) // w.size  # data-parallel: each process takes every size-th batch
+        steps = classifier_steps(len(docs), cfg.bs, w.size)  # data-parallel: each process every size-th batch
         reporter.info(
             f"finetune-clf: {len(docs)} training and {len(vdocs)} validation documents, "
             f"{task}{f', {len(classes)} classes' if classes else ''}, {steps} steps per epoch"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifacts import written
 from .data import Corpus
 from .errors import InputError
 from .tokenizer import BOS_ID, ENCODE_CHUNK, StreamEncoder, file_sha256
@@ -94,12 +95,12 @@ def _build(corpora, tok, tokenizer_sha256, max_tokens, folder: Path, key: str, r
     except OSError as e:
         raise InputError(f"{folder}: cannot create the token cache ({e.strerror}); set --cache-dir") from None
     dtype = np.dtype(np.uint16 if tok.get_vocab_size() <= np.iinfo(np.uint16).max + 1 else np.uint32)
-    tmp = folder / f".{key}.ids.{os.getpid()}.tmp"
+    tmp, meta_tmp = folder / f".{key}.ids.{os.getpid()}.tmp", folder / f".{key}.json.{os.getpid()}.tmp"
     h, n, docs, t0 = hashlib.sha256(), 0, 0, time.time()
     encode = StreamEncoder(tok)
     reporter.info(f"{what}: tokenizing into {folder / key}.ids")
     try:
-        with open(tmp, "wb") as f:
+        with written(tmp), open(tmp, "wb") as f:
             for corpus in corpora:
                 for batch in corpus.batches(ENCODE_CHUNK):
                     arr = encode(batch)
@@ -134,12 +135,13 @@ def _build(corpora, tok, tokenizer_sha256, max_tokens, folder: Path, key: str, r
             "max_tokens": max_tokens,
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        os.replace(tmp, folder / f"{key}.ids")
-        meta_tmp = folder / f".{key}.json.{os.getpid()}.tmp"
-        meta_tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        os.replace(meta_tmp, folder / f"{key}.json")  # last: the entry exists only once both files are whole
+        with written(meta_tmp):
+            os.replace(tmp, folder / f"{key}.ids")
+            meta_tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            os.replace(meta_tmp, folder / f"{key}.json")  # last: the entry exists only once both files are whole
     except BaseException:
         tmp.unlink(missing_ok=True)
+        meta_tmp.unlink(missing_ok=True)
         raise
     secs = time.time() - t0
     reporter.info(f"{what}: {n:,} tokens from {docs:,} documents in {secs:.1f} s ({n / max(secs, 1e-9):,.0f} tokens/s)")

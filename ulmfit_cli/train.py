@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .errors import TrainingError
+from .errors import Terminated, TrainingError
 from .schedule import EpochPlan, phase_steps, stlr
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def make_optimizer(groups: list[list], cfg):
@@ -44,8 +46,9 @@ def fit(
     """Train `model` along `plan`. `batches(epoch)` yields training batches, `loss_fn(batch)` returns
     (loss to minimise, loss to report), `evaluate()` returns validation metrics. Returns per-epoch rows.
 
-    With `ckpt_dir`, a checkpoint is saved at every epoch end, every `checkpoint_every` steps, and on Ctrl-C
-    (after the step in progress, then KeyboardInterrupt); with `resume`, training continues from it.
+    With `ckpt_dir`, a checkpoint is saved at every epoch end, every `checkpoint_every` steps, and on Ctrl-C or
+    SIGTERM (after the step in progress, then KeyboardInterrupt, or its subclass Terminated for SIGTERM); with
+    `resume`, training continues from it.
     """
     import torch
 
@@ -69,8 +72,12 @@ def fit(
             checkpoint.save(ckpt_dir, model, opt, pos)
 
     reporter.fit_start(len(plan[start_epoch:]) * steps_per_epoch - start_step)  # steps left; the estimate follows
-    interrupted: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
+    interrupted: list[int] = []  # the signals received: acted on once the step in progress is done
+
+    def stop():
+        raise Terminated if signal.SIGTERM in interrupted else KeyboardInterrupt
+
+    previous = {s: signal.signal(s, lambda signum, _: interrupted.append(signum)) for s in STOP_SIGNALS}
     try:
         for ep in plan[start_epoch:]:
             mid_epoch = ep.epoch == start_epoch and start_step > 0  # resumed: hidden state and sums restored
@@ -118,7 +125,7 @@ def fit(
                 reporter.step(shown)
                 if interrupted:
                     save(ep.epoch, step + 1)
-                    raise KeyboardInterrupt
+                    stop()
                 if checkpoint_every and (step + 1) % checkpoint_every == 0:
                     save(ep.epoch, step + 1)
             model.eval()
@@ -130,9 +137,10 @@ def fit(
             history.append(row)
             save(ep.epoch + 1, 0)
             if interrupted:
-                raise KeyboardInterrupt
+                stop()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     for p in model.parameters():
         p.requires_grad_(True)
     return history

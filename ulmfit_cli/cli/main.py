@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 
 import typer
 
-from ..errors import UlmfitError
+from ..errors import Terminated, UlmfitError
 
 app = typer.Typer(
     name="ulmfit",
@@ -21,10 +22,12 @@ _state = {"debug": False}
 
 def guarded(fn):
     """The one error boundary: a UlmfitError becomes one line on stderr and its exit code (a traceback only
-    with --debug); Ctrl-C exits 130. Anything else is a bug and keeps its traceback."""
+    with --debug); Ctrl-C exits 130, SIGTERM 143 (both after the cleanup of a KeyboardInterrupt: training
+    checkpoints first, a partial run folder is kept or removed). Anything else is a bug and keeps its traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             return fn(*args, **kwargs)
         except UlmfitError as e:
@@ -32,11 +35,16 @@ def guarded(fn):
                 raise
             sys.stderr.write(f"ulmfit: error: {e}\n")
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            sys.stderr.write("ulmfit: interrupted\n")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            stopped = isinstance(e, Terminated)
+            sys.stderr.write(f"ulmfit: {'terminated (SIGTERM)' if stopped else 'interrupted'}\n")
+            raise typer.Exit(143 if stopped else 130) from None
 
     return wrapper
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def _version(value: bool):

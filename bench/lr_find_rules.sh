@@ -39,8 +39,9 @@ for T in trec sst; do
     $U lr-find "$FT" "$TR" --stage finetune-clf --preset tiny --seed "$S" --json > "$OUT/$T-lrf-$S.json" 2> "$OUT/$T-lrf-$S.log"
     "$0" "$OUT" "$LM" train "$T" "$S" preset
     for rule in $(python3 -c "
-import json; f = json.load(open('$OUT/$T-lrf-$S.json'))
-print(' '.join(f'{k}={v:.3g}' for k, v in f['suggestions'].items() if k != 'steep'))"); do
+import json; f = json.load(open('$OUT/$T-lrf-$S.json'))  # each distinct rate once; steep (1e-6..1e-5) left out
+rates = {f'{v:.3g}': k for k, v in reversed(f['suggestions'].items()) if k != 'steep'}
+print(' '.join(f'{k}={v}' for v, k in rates.items()))"); do
       "$0" "$OUT" "$LM" train "$T" "$S" "${rule%%=*}" "${rule#*=}"
     done
   done

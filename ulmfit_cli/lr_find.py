@@ -11,7 +11,7 @@ RULE's (see bench/RESULTS.md section 6 for the measurements behind it):
             there); a long run is needed, so a noise dip on a flat stretch is not taken
   lowest    the rate at the lowest smoothed loss (on a flat, noisy curve that can be any rate)
   minimum   fastai's `minimum`: that rate / 10 (fastai v1's advice)
-  valley    fastai's `valley` (its default): a third of the way into the longest stretch of falling loss
+  valley    fastai's `valley` (its default): halfway into the longest stretch of falling loss
   slide     fastai's `slide`: where the slope starts to change quickly, from the divergence end
   steep     fastai's `steep`: where the loss falls fastest against log(rate)
 

@@ -3,7 +3,7 @@
 The classifier (encoder from a finetune-lm run) and 100 training batches are built once by lr_find.clf_setup;
 each range test starts from the same weights and seed and reads the same batches in the same order
 (repeated for --seeds dropout seeds, since one curve's valley moves with its noise):
-  ours       lr_find.range_test + lr_find.suggest (what `ulmfit lr-find` runs)
+  ours       lr_find.range_test + lr_find.suggest, valley rule (`ulmfit lr-find --rule valley`)
   fastai     Learner(DataLoaders(torch DataLoader of those batches), model, Adam(mom=beta1, sqr_mom=beta2, wd),
              GradientClip, RNN output [0]) .lr_find(start_lr, end_lr, num_it) -> its valley suggestion
 both with every group at one rate (--lr-factor 1: fastai's lr_find default) and with the discriminative factor
@@ -71,7 +71,7 @@ def main() -> None:
         cfg = dataclasses.replace(base, lr_factor=factor)
         for seed in range(base.seed, base.seed + args.seeds):
             lrs, losses = L.range_test(fresh(seed), groups, iter(data), loss_fn, cfg, 1e-7, 10.0, args.num_it)
-            ours = L.suggest(lrs, losses, args.num_it)
+            ours = L.suggest(lrs, losses, args.num_it, "valley")
             row = {"lr_factor": factor, "seed": seed}
             print(json.dumps({"library": "ulmfit", **row, "steps": len(lrs), **ours}), flush=True)
             fa = fastai_lr_find(fresh(seed), groups, data, cfg, args.num_it, discriminative_lrs, F, partial)

@@ -1,5 +1,6 @@
 """`ulmfit lr-find` through the real CLI (tiny models), and its suggestion rule against fastai's own."""
 
+import bisect
 import hashlib
 import json
 
@@ -7,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import SAMPLE, one_line_error
-from ulmfit_cli.lr_find import steep, valley
+from ulmfit_cli.lr_find import RULES, slide, steep, suggest, valley
 
 
 def _digest(folder):
@@ -28,6 +29,9 @@ def test_finetune_clf_range_test_suggests_a_rate_and_writes_only_the_png(cli, pi
     assert lrs[0] == 1e-7 and all(b / a > 1 for a, b in zip(lrs, lrs[1:]))  # exponentially increasing
     assert lrs[30 // 10] <= out["suggested_lr"] <= lrs[-5]
     assert out["suggested_lr"] in lrs and out["steep_lr"] in lrs
+    assert out["rule"] == "bottom" and list(out["suggestions"]) == list(RULES)
+    assert out["suggested_lr"] == out["suggestions"]["bottom"]
+    assert out["suggestions"]["lowest"] == min(zip(losses[3:-5], lrs[3:-5]))[1]
     # discriminative rates: the top group gets the suggestion, each lower one / --lr-factor
     g = out["group_lrs"]
     assert g[-1] == out["suggested_lr"] and all(abs(b / a - out["lr_factor"]) < 1e-9 for a, b in zip(g, g[1:]))
@@ -39,7 +43,7 @@ def test_finetune_clf_range_test_suggests_a_rate_and_writes_only_the_png(cli, pi
 def test_pretrain_range_test_on_a_corpus_prints_the_suggestion(cli, tmp_path):
     r = cli("lr-find", SAMPLE / "books.txt", "--stage", "pretrain", "--preset", "tiny", "--num-it", "20", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("suggested --lr ") and "valley" in r.stdout
+    assert r.stdout.startswith("suggested --lr ") and all(rule in r.stdout.splitlines()[0] for rule in RULES)
     assert "tokenizer" in r.stderr and list(tmp_path.iterdir()) == []
 
 
@@ -56,15 +60,38 @@ _curves = st.lists(st.floats(0.1, 10, allow_nan=False), min_size=4, max_size=60)
 
 @settings(max_examples=40, deadline=None)
 @given(_curves)
-def test_valley_and_steep_pick_the_points_fastai_picks(losses):
+def test_valley_steep_slide_and_minimum_pick_the_rates_fastai_picks(losses):
     import torch
+    from fastai.callback.schedule import minimum as fa_minimum
+    from fastai.callback.schedule import slide as fa_slide
     from fastai.callback.schedule import steep as fa_steep
     from fastai.callback.schedule import valley as fa_valley
 
     lrs = [1e-7 * 1.2**i for i in range(len(losses))]
     assert lrs[valley(lrs, losses)] == fa_valley(lrs, losses, 100)[0]
     t = torch.float64
-    assert lrs[steep(lrs, losses)] == fa_steep(torch.tensor(lrs, dtype=t), torch.tensor(losses, dtype=t), 100)[0]
+    tl, ty = torch.tensor(lrs, dtype=t), torch.tensor(losses, dtype=t)
+    assert lrs[steep(lrs, losses)] == fa_steep(tl, ty, 100)[0]
+    if len(losses) > 15:  # fastai's slide needs more points than its interval (15); ours shrinks it
+        assert slide(lrs, losses) == fa_slide(tl, ty, 100)[0]
+    # suggest() reads fastai's slice of the curve: 10 leading steps (num_it 100) and 5 trailing ones more
+    full_lrs, full = [1e-8 * 1.2**i for i in range(10)] + lrs + [9.0] * 5, [5.0] * 10 + losses + [50.0] * 5
+    found = suggest(full_lrs, full, 100)["suggestions"]
+    assert found["minimum"] == fa_minimum(tl, ty, 100)[0] == found["lowest"] / 10
+    assert found["valley"] == fa_valley(lrs, losses, 100)[0] and found["slide"] == slide(lrs, losses)
+    # the bottom: the first point where a strictly falling subsequence as long as any ends (lengths by patience
+    # sorting, not fastai's O(n^2) table)
+    tails, ending = [], []
+    for x in losses:
+        k = bisect.bisect_left(tails, -x)
+        tails[k : k + 1] = [-x]
+        ending.append(k + 1)
+    assert lrs.index(found["bottom"]) == ending.index(max(ending))
+
+
+def test_an_unknown_rule_is_a_one_line_error(cli, pipeline):
+    r = cli("lr-find", pipeline["ft"], SAMPLE / "trec_train.csv", "--stage", "finetune-clf", "--rule", "max")
+    one_line_error(r, 2, "`--rule` must be one of")
 
 
 def test_a_stage_prints_its_steps_and_a_time_estimate_and_reports_both_times(cli, pipeline, tmp_path):

@@ -2,9 +2,18 @@
 
 The rate grows exponentially from `start_lr` to `end_lr` over `num_it` optimizer steps of the stage's model and
 data; the loss is smoothed as fastai's Recorder does (exponential moving average, beta 0.98, debiased) and the
-test stops once the smoothed loss exceeds 4x its minimum (fastai's stop_div). The suggestion is fastai's
-"valley" rule (the middle of the longest stretch of falling loss, taken from the 10th percentile of the steps up
-to the last 5, as fastai's lr_find slices them); the steepest-descent point is reported beside it.
+test stops once the smoothed loss exceeds 4x its minimum (fastai's stop_div). Every rule reads the curve as
+fastai's lr_find slices it (from step num_it // 10 to the last 5) and all are reported; the suggestion is
+RULE's (see bench/RESULTS.md section 6 for the measurements behind it):
+  bottom    the bottom of fastai's valley: the last, lowest point of the longest run of falling loss. --lr is the
+            peak of the stage's slanted triangular schedule, and Smith's range test puts a one-cycle peak where
+            the loss stops falling, not halfway down (fastai's valley, made for a constant rate, is 4-10x lower
+            there); a long run is needed, so a noise dip on a flat stretch is not taken
+  lowest    the rate at the lowest smoothed loss (on a flat, noisy curve that can be any rate)
+  minimum   fastai's `minimum`: that rate / 10 (fastai v1's advice)
+  valley    fastai's `valley` (its default): halfway into the longest stretch of falling loss
+  slide     fastai's `slide`: where the slope starts to change quickly, from the divergence end
+  steep     fastai's `steep`: where the loss falls fastest against log(rate)
 
 Unlike fastai's lr_find, which gives every parameter group the same rate, the rate tested is the top layer
 group's and each lower group gets it divided by --lr-factor per group, as the stage trains: what is found is
@@ -35,9 +44,9 @@ BETA = 0.98  # fastai Recorder's smoothing
 DIVERGE = 4.0  # fastai LRFinder: stop once the smoothed loss is above 4x its minimum
 
 
-def valley(lrs: list[float], losses: list[float]) -> int:
-    """fastai's `valley`: the index a bit past the start of the longest run of decreasing loss (O(n^2), n <= a
-    few hundred)."""
+def longest_valley(losses: list[float]) -> tuple[int, int]:
+    """fastai's valley analysis: (start, end) of the longest strictly decreasing subsequence of the loss, end its
+    last (lowest) point (O(n^2), n <= a few hundred)."""
     n = len(losses)
     lds, max_start, max_end = [1] * n, 0, 0
     for i in range(1, n):
@@ -46,8 +55,14 @@ def valley(lrs: list[float], losses: list[float]) -> int:
                 lds[i] = lds[j] + 1
             if lds[max_end] < lds[i]:
                 max_end, max_start = i, i - lds[i]
-    sections = (max_end - max_start) / 3
-    return max_start + int(sections) + int(sections / 2)
+    return max_start, max_end
+
+
+def valley(lrs: list[float], losses: list[float]) -> int:
+    """fastai's `valley`: the index halfway into the longest valley (a third, then a sixth of its length)."""
+    start, end = longest_valley(losses)
+    sections = (end - start) / 3
+    return start + int(sections) + int(sections / 2)
 
 
 def steep(lrs: list[float], losses: list[float]) -> int:
@@ -56,8 +71,26 @@ def steep(lrs: list[float], losses: list[float]) -> int:
     return int(np.argmin(grads))
 
 
-def suggest(lrs: list[float], losses: list[float], num_it: int) -> dict:
-    """The suggestions from the recorded (rate, smoothed loss) pairs, on fastai's slice [num_it // 10 : -5]."""
+def slide(lrs: list[float], losses: list[float], lr_diff: int = 15, thresh: float = 0.005) -> float:
+    """fastai's `slide` (interval slide rule): walking back from the end, the rate `lr_diff` steps before the
+    first pair of points whose loss slopes differ by at most `thresh`. A rate, not an index. (fastai fails on a
+    curve of `lr_diff` points or fewer; here the interval shrinks to fit.)"""
+    grad = np.gradient(np.asarray(losses, dtype=float))
+    r, left = -1, -1 - min(lr_diff, len(losses) - 2)
+    found = lrs[left]
+    while left >= -len(losses) and abs(grad[r] - grad[left]) > thresh:
+        found = lrs[left]
+        r, left = r - 1, left - 1
+    return float(found)
+
+
+RULES = ("bottom", "lowest", "minimum", "valley", "slide", "steep")
+RULE = "bottom"
+
+
+def suggest(lrs: list[float], losses: list[float], num_it: int, rule: str = RULE) -> dict:
+    """Every rule's rate from the recorded (rate, smoothed loss) pairs, on fastai's slice [num_it // 10 : -5];
+    `suggested_lr` is `rule`'s."""
     lo, hi = num_it // 10, len(lrs) - 5
     if hi - lo < 3:
         raise InputError(
@@ -65,8 +98,23 @@ def suggest(lrs: list[float], losses: list[float], num_it: int) -> dict:
             "lower --start-lr or give more steps with --num-it"
         )
     xs, ys = lrs[lo:hi], losses[lo:hi]
-    v, s = valley(xs, ys), steep(xs, ys)
-    return {"suggested_lr": xs[v], "suggested_loss": ys[v], "steep_lr": xs[s]}
+    low = int(np.argmin(ys))
+    rates = {
+        "bottom": xs[longest_valley(ys)[1]],
+        "lowest": xs[low],
+        "minimum": xs[low] / 10,
+        "valley": xs[valley(xs, ys)],
+        "slide": slide(xs, ys),
+        "steep": xs[steep(xs, ys)],
+    }
+    lr = rates[rule]
+    return {
+        "rule": rule,
+        "suggested_lr": lr,
+        "suggested_loss": float(np.interp(np.log(lr), np.log(xs), ys)),
+        "suggestions": rates,
+        "steep_lr": rates["steep"],
+    }
 
 
 def range_test(model, groups, batches, loss_fn, cfg: RunConfig, start_lr: float, end_lr: float, num_it: int):
@@ -184,12 +232,15 @@ def lr_find(
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
     num_it: int = 100,
+    rule: str = RULE,
     png: Path | None = None,
     reporter,
 ) -> dict:
     """Run the range test for `stage`; returns the suggestion, the curve and (when `png`) the picture's path."""
     if not 0 < start_lr < end_lr:
         raise InputError(f"`--start-lr` ({start_lr}) must be > 0 and below `--end-lr` ({end_lr})")
+    if rule not in RULES:
+        raise InputError(f"`--rule` must be one of {', '.join(RULES)}, got {rule!r}")
     if num_it < 10:
         raise InputError(f"`--num-it` must be >= 10, got {num_it}")
     R.setup(cfg.seed)
@@ -198,10 +249,9 @@ def lr_find(
     else:
         model, groups, batches, loss_fn = lm_setup(cfg, parent, sources, text_col, num_it, reporter)
     lrs, losses = range_test(model, groups, batches, loss_fn, cfg, start_lr, end_lr, num_it)
-    found = suggest(lrs, losses, num_it)
+    found = suggest(lrs, losses, num_it, rule)
     out = {
         "stage": stage,
-        "rule": "valley",
         **found,
         "group_lrs": discriminative_lrs(found["suggested_lr"], len(groups), cfg.lr_factor),
         "lr_factor": cfg.lr_factor,

@@ -48,6 +48,13 @@ def lr_find(
     num_it: Annotated[
         int, typer.Option(help="Steps of the test (fewer if the loss diverges).", rich_help_panel=TRAIN)
     ] = 100,
+    rule: Annotated[
+        str,
+        typer.Option(
+            help="How the rate is read off the curve: bottom (of the longest run of falling loss: the STLR peak), "
+            "lowest (loss), minimum (lowest / 10), valley, slide, steep (fastai's). All are in --json."
+        ),
+    ] = "bottom",
     png: Annotated[Path | None, typer.Option(help="Draw the loss against the rate here (lr_find.png).")] = None,
     text_col: TextCol = "text",
     label_col: Annotated[str, typer.Option(help="Column holding the label.", rich_help_panel=DATA)] = "label",
@@ -75,7 +82,7 @@ def lr_find(
     quiet: Quiet = False,
 ):
     """Learning-rate range test: the stage's model trained a few steps at growing rates; prints the suggested
-    peak --lr (fastai's valley rule). Writes nothing but --png; the parent run is only read."""
+    peak --lr (the bottom of the loss's longest valley; --rule). Writes nothing but --png; the parent is only read."""
     from ..config import flags, resolve
     from ..errors import ConfigError
 
@@ -107,13 +114,15 @@ def lr_find(
         start_lr=start_lr,
         end_lr=end_lr,
         num_it=num_it,
+        rule=rule,
         png=png,
         reporter=reporter,
     )
     if json:
         return emit_json(out)
     groups = ", ".join(f"{lr:.2e}" for lr in out["group_lrs"])
-    print(f"suggested --lr {out['suggested_lr']:.2e} (valley; steepest descent at {out['steep_lr']:.2e})")
+    others = ", ".join(f"{k} {v:.2e}" for k, v in out["suggestions"].items() if k != out["rule"])
+    print(f"suggested --lr {out['suggested_lr']:.2e} ({out['rule']}; {others})")
     print(
         f"  {out['steps']} of {out['num_it']} steps; layer groups bottom to top: {groups} "
         f"(--lr-factor {out['lr_factor']:g})"

@@ -113,7 +113,7 @@ def _clf(parent, train, out, task, valid=None, **flags):
     seed=st.integers(0, 1000),
 )
 def test_every_training_set_size_trains_and_predicts(pipeline, questions, tmp_path_factory, n, bs, task, seed):
-    from ulmfit_cli.inference import predict_probs
+    from ulmfit_cli.inference import Predictor
 
     rng = random.Random(seed)
     root = tmp_path_factory.mktemp("sizes")
@@ -131,7 +131,7 @@ def test_every_training_set_size_trains_and_predicts(pipeline, questions, tmp_pa
     summary = _clf(parent, train, root / "clf", task, valid, bs=bs, seed=seed)
     assert summary["epochs"] == 1
     run = A.open_run(root / "clf", ("finetune-clf",), "predict")
-    classes, out = predict_probs(run, ["what is it ?", "who was he ?", "x"])
+    out = Predictor([run])(["what is it ?", "who was he ?", "x"])
     assert len(out) == 3 and np.isfinite(out).all()
 
 
@@ -150,16 +150,16 @@ def test_too_small_for_the_processes_names_the_smallest_size(pipeline, tmp_path,
 @FIXTURES
 @given(bs=st.integers(1, 20), bptt=st.integers(1, 40), extra=st.integers(-3, 3))
 def test_a_language_model_corpus_too_small_names_the_smallest_size(bs, bptt, extra):
-    from ulmfit_cli.stages import _lm_streams
+    from ulmfit_cli.runs import lm_streams
 
     cfg = resolve("pretrain", "tiny", {"bs": bs, "bptt": bptt})
     need = bs + bptt + 1
     ids = np.arange(max(need + extra, 0)) % 50
     if need + extra < need:
         with pytest.raises(InputError, match=f"at least {need} are needed"):
-            _lm_streams(cfg, ids, ids[:0])
+            lm_streams(cfg, ids, ids[:0])
         return
-    train, _ = _lm_streams(cfg, ids, ids[:0])
+    train, _ = lm_streams(cfg, ids, ids[:0])
     assert len(train) >= 1 and all(x.shape[0] == bs for x, _ in train.batches(0))
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import artifacts as A
 from . import tasks
-from .errors import ConfigError, OutputError
+from .errors import OutputError
 from .tokenizer import BOS_ID, PAD_ID
 
 OPSET = 17
@@ -38,16 +38,6 @@ OPSET = 17
 def paths(out: Path) -> dict[str, Path]:
     stem = out.with_suffix("")
     return {"onnx": out, "tokenizer": Path(f"{stem}.tokenizer.json"), "meta": Path(f"{stem}.json")}
-
-
-def check_out(out: Path) -> None:
-    """Before any work: a .onnx file name in a folder that exists."""
-    if out.suffix.lower() != ".onnx":
-        raise ConfigError(f"`--onnx` writes an ONNX file; give a name ending in .onnx, got {str(out)!r}")
-    if out.is_dir():
-        raise ConfigError(f"`--onnx` {out} is a folder; give a file name ending in .onnx")
-    if not out.parent.is_dir():
-        raise ConfigError(f"`--onnx`: the folder {out.parent} does not exist; create it first")
 
 
 def graph(run: A.Run):

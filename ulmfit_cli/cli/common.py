@@ -18,6 +18,18 @@ def sources(paths: list[Path] | None, dataset: str | None, split: str, what: str
     return [Source(path=str(p)) for p in paths]
 
 
+def check_file_out(path: Path, flag: str, kind: str, suffix: str) -> None:
+    """Before any work: `path` names a `suffix` file (a `kind`) in a folder that exists."""
+    from ..errors import ConfigError
+
+    if path.suffix.lower() != suffix:
+        raise ConfigError(f"`{flag}` writes {kind}; give a file name ending in {suffix}, got {str(path)!r}")
+    if path.is_dir():
+        raise ConfigError(f"`{flag}` {path} is a folder; give a file name ending in {suffix}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"`{flag}`: the folder {path.parent} does not exist; create it first")
+
+
 def check_backbone(run, backbone: str | None) -> None:
     """`--backbone` on predict/evaluate is a check: the run folder decides, a different request is an error."""
     from ..errors import ConfigError

@@ -35,12 +35,12 @@ def evaluate(
     from ..quantize import check as check_quantize
     from ..report import emit_json
     from ..tasks import MULTI, REGRESSION, task_of
-    from .common import open_models, sources
+    from .common import check_file_out, open_models, sources
 
     check_quantize(quantize)
     runs = open_models(run, ensemble, backbone, "evaluate")
     if confusion_png is not None:
-        _check_png(confusion_png, "--confusion-png")
+        check_file_out(confusion_png, "--confusion-png", "a PNG", ".png")
         if task_of(runs[0].manifest) in (MULTI, REGRESSION):
             from ..errors import ConfigError
 
@@ -56,18 +56,6 @@ def evaluate(
         from ..errors import OutputError
 
         raise OutputError(f"{confusion_png}: could not draw the confusion matrix ({failed}); the results are complete")
-
-
-def _check_png(path: Path, flag: str) -> None:
-    """Before any work: a path we can write a PNG to."""
-    from ..errors import ConfigError
-
-    if path.suffix.lower() != ".png":
-        raise ConfigError(f"`{flag}` writes a PNG; give a file name ending in .png, got {str(path)!r}")
-    if path.is_dir():
-        raise ConfigError(f"`{flag}` {path} is a folder; give a file name ending in .png")
-    if not path.parent.is_dir():
-        raise ConfigError(f"`{flag}`: the folder {path.parent} does not exist; create it first")
 
 
 def _draw(result: dict, model, src, path: Path) -> str | None:

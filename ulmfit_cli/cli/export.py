@@ -23,10 +23,11 @@ def export(
 
     from ..artifacts import open_run
     from ..errors import ConfigError
-    from ..export import check_out, export_onnx
+    from ..export import export_onnx
+    from .common import check_file_out
 
     model = open_run(run, ("finetune-clf",), "export")
-    check_out(onnx)
+    check_file_out(onnx, "--onnx", "an ONNX file", ".onnx")
     if importlib.util.find_spec("onnx") is None:
         raise ConfigError("`ulmfit export` needs the onnx package: pip install 'ulmfit-cli[export]'")
     files = export_onnx(model, onnx)

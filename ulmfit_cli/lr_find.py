@@ -38,7 +38,7 @@ from .data import LMStream, Source, classifier_batches, open_corpus
 from .errors import InputError
 from .models import backbone
 from .schedule import discriminative_lrs
-from .tokenizer import PAD_ID, encode_stream, load_tokenizer, train_tokenizer
+from .tokenizer import PAD_ID, encode_stream, load_tokenizer
 
 BETA = 0.98  # fastai Recorder's smoothing
 DIVERGE = 4.0  # fastai LRFinder: stop once the smoothed loss is above 4x its minimum
@@ -165,7 +165,7 @@ def _cycle(make):
 def lm_setup(cfg: RunConfig, parent: A.Run | None, sources: list[Source], text_col: str, num_it: int, reporter):
     """The LM, its groups, batches and loss for pretrain (no parent: a tokenizer is trained, in memory only) or
     finetune-lm. Only the first tokens the test needs are encoded: (num_it + 1) windows of every row."""
-    from .pretrained import matched_state, target_vocab, word_vocab
+    from .pretrained import parent_lm, target_vocab, word_vocab
     from .train import lm_loss
 
     corpora = [open_corpus(s, text_col) for s in sources]
@@ -175,20 +175,13 @@ def lm_setup(cfg: RunConfig, parent: A.Run | None, sources: list[Source], text_c
     elif parent is not None:
         tok = load_tokenizer(parent.file("tokenizer"))
     else:
-        sample = [t for c in corpora for t in c.sample(max(1, cfg.tokenizer_sample_lines // len(corpora)))]
-        reporter.info(f"training a {cfg.tokenizer} tokenizer ({cfg.vocab_size} pieces) on {len(sample)} lines")
-        tok = train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size)
+        tok = R.sample_tokenizer(cfg, corpora, reporter)
     need = ((num_it + 1) * cfg.bptt + 2) * cfg.bs
     ids = encode_stream(tok, (t for c in corpora for b in c.batches() for t in b), need)
     stream = LMStream(ids, cfg.bs, cfg.bptt, cfg.backwards)
     if len(stream) == 0:
         raise InputError(f"the corpus has {len(ids)} tokens, too few for --bs {cfg.bs} x --bptt {cfg.bptt}")
-    model = backbone(cfg.backbone).build_lm(cfg, tok.get_vocab_size())
-    if words is not None:
-        model.load_state_dict(matched_state(cfg, parent, words, tok))
-    elif parent is not None:
-        A.load_weights(model, parent.file("weights"))
-    R.place(model, cfg)
+    model = R.place(parent_lm(cfg, parent, words, tok), cfg)
     _, groups = backbone(cfg.backbone).lm_groups(model)
     reporter.info(f"lr-find: {len(ids):,} tokens, {len(stream)} batches of {cfg.bs} x {cfg.bptt}")
     return model, groups, _cycle(lambda e: stream.batches(e % cfg.bptt)), lm_loss(model, cfg)

@@ -212,6 +212,19 @@ def matched_state(cfg: RunConfig, parent: A.Run, parent_tok: WordVocab, tok: Wor
     return match_embeds(lm.state_dict(), parent_tok.itos, tok.itos)
 
 
+def parent_lm(cfg: RunConfig, parent: A.Run | None, words: WordVocab | None, tok):
+    """The LM a stage starts from: random weights (no parent), the parent's, or with a fastai word parent its
+    rows moved to `tok`'s vocabulary (fastai's match_embeds)."""
+    from .models import backbone
+
+    model = backbone(cfg.backbone).build_lm(cfg, tok.get_vocab_size())
+    if words is not None:
+        model.load_state_dict(matched_state(cfg, parent, words, tok))
+    elif parent is not None:
+        A.load_weights(model, parent.file("weights"))
+    return model
+
+
 # ---- fastai's archive ------------------------------------------------------------------------------------
 
 

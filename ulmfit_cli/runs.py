@@ -180,6 +180,15 @@ def build_classifier(cfg: RunConfig, parent, vocab_size: int, n_out: int, init: 
     return model
 
 
+def sample_tokenizer(cfg: RunConfig, corpora: list, reporter):
+    """A new `cfg.tokenizer` tokenizer trained on up to --tokenizer-sample-lines lines spread over the corpora."""
+    from .tokenizer import train_tokenizer
+
+    sample = [t for c in corpora for t in c.sample(max(1, cfg.tokenizer_sample_lines // len(corpora)))]
+    reporter.info(f"training a {cfg.tokenizer} tokenizer ({cfg.vocab_size} pieces) on {len(sample)} lines")
+    return train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size)
+
+
 def lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
     """Training and validation LM streams; without validation ids, the last --valid-pct of the stream."""
     from . import dist

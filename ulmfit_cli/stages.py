@@ -21,7 +21,7 @@ from .inference import docs_of, predict_logits
 from .metrics import micro_f1, tune_thresholds
 from .models import backbone
 from .schedule import unfreeze_plan
-from .tokenizer import PAD_ID, file_sha256, load_tokenizer, train_tokenizer
+from .tokenizer import PAD_ID, file_sha256, load_tokenizer
 
 # ---- language-model stages -------------------------------------------------------------------------------
 
@@ -73,7 +73,7 @@ def train_lm_stage(
     """pretrain (parent None: trains a tokenizer, random weights) or finetune-lm (tokenizer and weights from
     the parent run). The corpus is streamed: tokenized once into a memory-mapped cache, trained on from there."""
     from . import dist
-    from .pretrained import matched_state, target_vocab, word_vocab
+    from .pretrained import parent_lm, target_vocab, word_vocab
     from .tokencache import cache_root, token_ids
 
     started = time.time()
@@ -95,9 +95,7 @@ def train_lm_stage(
             elif parent is not None:
                 A.copy_file(parent.file("tokenizer"), tok_path)
             elif not (resume and tok_path.exists()):  # a resumed pretraining run keeps the tokenizer it trained
-                sample = [t for c in corpora for t in c.sample(max(1, cfg.tokenizer_sample_lines // len(corpora)))]
-                reporter.info(f"training a {cfg.tokenizer} tokenizer ({cfg.vocab_size} pieces) on {len(sample)} lines")
-                A.save_tokenizer(train_tokenizer(sample, cfg.tokenizer, cfg.vocab_size), tok_path)
+                A.save_tokenizer(R.sample_tokenizer(cfg, corpora, reporter), tok_path)
             return stream_ids()
 
         def stream_ids():  # the tokenizer and the token ids, from the cache when rank 0 has built it
@@ -114,12 +112,7 @@ def train_lm_stage(
             f"{stage}: {n_train:,} training tokens, {n_valid:,} validation tokens, {len(train)} steps per epoch"
             + (f" on each of {dist.world().size} processes" if dist.world().size > 1 else "")
         )
-        model = backbone(cfg.backbone).build_lm(cfg, tok.get_vocab_size())
-        if words is not None:  # the parent's rows moved to the new vocabulary (fastai's match_embeds)
-            model.load_state_dict(matched_state(cfg, parent, words, tok))
-        elif parent is not None:
-            A.load_weights(model, parent.file("weights"))
-        R.place(model, cfg)
+        model = R.place(parent_lm(cfg, parent, words, tok), cfg)
         history = _train_lm(model, cfg, train, valid_stream, reporter, **R.ckpt_args(writer, resume, checkpoint_every))
         if not writer.main:
             return {}

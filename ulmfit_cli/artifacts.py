@@ -314,6 +314,7 @@ def describe(run: Run) -> dict:
     out.update(
         epochs=len(m.get("history", [])),
         final=m.get("final", {}),
+        **{k: m[k] for k in ("best_epoch", "best", "kept_epoch", "stopped_early", "selection") if k in m},
         wall_s=m.get("wall_s"),
         seed=m.get("seed"),
         versions=m.get("versions", {}),

@@ -165,6 +165,17 @@ def all_finite(ok: bool) -> bool:
     return int(flag.item()) == 0
 
 
+def from_main(obj):
+    """Rank 0's `obj` (anything picklable) on every process, so that all take rank 0's decisions."""
+    if world().size <= 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, 0)
+    return box[0]
+
+
 def on_main(fn: Callable):
     """Run `fn` on rank 0 only; the others wait for it and raise the same error if it failed."""
     w = world()

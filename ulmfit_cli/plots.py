@@ -35,10 +35,13 @@ def _save(fig, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def history(rows: list[dict], path: Path, title: str) -> None:
-    """Training and validation loss per epoch, and beside them accuracy (classifier) or perplexity (LM)."""
+def history(
+    rows: list[dict], path: Path, title: str, metric: str | None = None, best: tuple[int, bool] | None = None
+) -> None:
+    """Training and validation loss per epoch, and beside them `metric` (default: perplexity for an LM, else
+    accuracy). `best`: (epoch, whether its weights are the ones kept), marked on both panels."""
     epochs = [r["epoch"] for r in rows]
-    metric = "perplexity" if any("perplexity" in r for r in rows) else "accuracy"
+    metric = metric or ("perplexity" if any("perplexity" in r for r in rows) else "accuracy")
     fig, (loss_ax, metric_ax) = _figure(10, 4, ncols=2)
     for key, style in (("train_loss", "o-"), ("valid_loss", "s-")):
         if any(key in r for r in rows):
@@ -47,6 +50,15 @@ def history(rows: list[dict], path: Path, title: str) -> None:
     loss_ax.legend()
     metric_ax.plot(epochs, [r.get(metric, float("nan")) for r in rows], "o-", color="C2", markersize=4)
     metric_ax.set(xlabel="epoch", ylabel=metric, title=f"validation {metric}")
+    if best is not None:
+        epoch, is_kept = best
+        label = f"best epoch {epoch}" + (" (kept)" if is_kept else " (last kept: --keep last)")
+        for ax in (loss_ax, metric_ax):
+            ax.axvline(epoch, color="C3", linestyle="--", linewidth=1, label=label)
+        value = next((r.get(metric, float("nan")) for r in rows if r["epoch"] == epoch), float("nan"))
+        metric_ax.plot([epoch], [value], "*", color="C3", markersize=12)
+        metric_ax.legend()
+        loss_ax.legend()
     for ax in (loss_ax, metric_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)

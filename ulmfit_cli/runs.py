@@ -32,8 +32,60 @@ def setup(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def selection(stage: str, cfg: RunConfig, task: str | None = None):
+    """How a stage chooses the epoch it publishes (train.Selection): an LM stage by validation loss, a classifier
+    by its task's metric; patience counts only from the first epoch that trains every layer group, since an
+    epoch with frozen groups is not yet the model being tuned."""
+    from .train import Selection
+
+    metric, higher = ("valid_loss", False) if task is None else tasks.SELECTION_METRIC[task]
+    _, plan = plan_of(stage, cfg)
+    last = next((p.epoch for p in plan if p.phase == plan[-1].phase), 0)
+    return Selection(metric, higher, cfg.keep, cfg.patience, last)
+
+
+def kept(select, history: list, planned: int) -> dict:
+    """The manifest's record of the choice: the best epoch (1-based) and its row, the epoch whose weights were
+    published, and whether training stopped before the planned epochs."""
+    b = select.best(history)
+    k = b if select.keep == "best" and b is not None else len(history) - 1
+    return {
+        "best_epoch": None if b is None else b + 1,
+        "best": None if b is None else history[b],
+        "kept_epoch": k + 1 if history else None,
+        "stopped_early": len(history) < planned,
+        "selection": {"metric": select.metric, "keep": select.keep, "patience": select.patience},
+    }
+
+
+def report_kept(select, history: list, reporter) -> None:
+    """One line on stderr: which epoch's weights are published, and why."""
+    if not history:
+        return
+    b, last = select.best(history), len(history)
+    if b is None:
+        reporter.info(f"no validation {select.metric}: keeping the last epoch ({last})")
+        return
+    value = f"{select.metric} {history[b][select.metric]:.4g}"
+    if select.keep == "last":
+        reporter.info(f"keeping the last epoch ({last}, --keep last); the best was epoch {b + 1} ({value})")
+    elif b + 1 == last:
+        reporter.info(f"keeping the last epoch ({last}), the best on validation ({value})")
+    else:
+        was = f"{select.metric} {history[-1].get(select.metric, float('nan')):.4g}"
+        reporter.info(f"keeping epoch {b + 1} of {last}, the best on validation ({value}; the last had {was})")
+
+
 def manifest(
-    stage: str, cfg: RunConfig, tok_path: Path, inputs: list[dict], parent, history: list, extra: dict, started: float
+    stage: str,
+    cfg: RunConfig,
+    tok_path: Path,
+    inputs: list[dict],
+    parent,
+    history: list,
+    extra: dict,
+    started: float,
+    select=None,
 ) -> dict:
     return {
         "format": A.FORMAT,
@@ -55,6 +107,7 @@ def manifest(
         "config": cfg.to_dict(),
         "history": history,
         "final": history[-1] if history else {},
+        **(kept(select, history, cfg.epochs) if select is not None else {}),
         "wall_s": round(time.time() - started, 1),
         "versions": A.versions(),
         **extra,
@@ -135,16 +188,20 @@ def summary(out: Path, manifest: dict) -> dict:
         "final": manifest["final"],
         "wall_s": manifest["wall_s"],
         "epochs": len(manifest["history"]),
+        **{k: manifest[k] for k in ("best_epoch", "kept_epoch", "stopped_early") if k in manifest},
         "plots": {k: str(out / name) for k, name in manifest["plots"].items()},
     }
 
 
-def draw_plots(writer: A.RunWriter, stage: str, cfg: RunConfig, history: list, steps_per_epoch: int, reporter) -> dict:
+def draw_plots(
+    writer: A.RunWriter, stage: str, cfg: RunConfig, history: list, steps_per_epoch: int, reporter, select=None
+) -> dict:
     """Draw the run's pictures into its temporary folder, so they publish with it; returns {kind: file name}.
 
     A picture is worth less than the model it describes: a failure (matplotlib missing, a full disk, a bug in
     the drawing) is a warning shown even with --quiet, the model is still published, and the manifest lists
     only the pictures that were written. Ctrl-C still interrupts (KeyboardInterrupt is not an Exception).
+    With `select`, the curve shows its metric and marks the best epoch.
     """
     from . import plots
 
@@ -152,7 +209,10 @@ def draw_plots(writer: A.RunWriter, stage: str, cfg: RunConfig, history: list, s
     title = f"{stage} ({cfg.backbone}): {writer.out.name}"
     jobs = {}
     if history:
-        jobs["history"] = (plots.HISTORY_PNG, lambda p: plots.history(history, p, title))
+        metric = None if select is None or stage != "finetune-clf" else select.metric  # LMs: perplexity
+        b = None if select is None else select.best(history)
+        mark = None if b is None else (b + 1, select.keep == "best")
+        jobs["history"] = (plots.HISTORY_PNG, lambda p: plots.history(history, p, title, metric, mark))
     if plan and steps_per_epoch:
         jobs["lr_schedule"] = (
             plots.LR_PNG,

@@ -33,7 +33,7 @@ def _lm_steps(cfg: RunConfig, steps_per_epoch: int) -> int:
     return steps_per_epoch
 
 
-def _train_lm(model, cfg: RunConfig, train: LMStream, valid: LMStream, reporter, **ckpt) -> list:
+def _train_lm(model, cfg: RunConfig, train: LMStream, valid: LMStream, reporter, select, **ckpt) -> list:
     from .train import fit, lm_evaluate, lm_loss
 
     names, groups = backbone(cfg.backbone).lm_groups(model)
@@ -51,6 +51,7 @@ def _train_lm(model, cfg: RunConfig, train: LMStream, valid: LMStream, reporter,
         lambda: lm_evaluate(model, valid),
         cfg,
         reporter,
+        select=select,
         **ckpt,
     )
 
@@ -113,11 +114,14 @@ def train_lm_stage(
             + (f" on each of {dist.world().size} processes" if dist.world().size > 1 else "")
         )
         model = R.place(parent_lm(cfg, parent, words, tok), cfg)
-        history = _train_lm(model, cfg, train, valid_stream, reporter, **R.ckpt_args(writer, resume, checkpoint_every))
+        select = R.selection(stage, cfg)
+        ckpt = R.ckpt_args(writer, resume, checkpoint_every)
+        history = _train_lm(model, cfg, train, valid_stream, reporter, select, **ckpt)
         if not writer.main:
             return {}
+        R.report_kept(select, history, reporter)
         A.save_weights(model, writer.path(A.WEIGHTS))
-        pictures = R.draw_plots(writer, stage, cfg, history, _lm_steps(cfg, len(train)), reporter)
+        pictures = R.draw_plots(writer, stage, cfg, history, _lm_steps(cfg, len(train)), reporter, select)
         inputs = [{"source": str(c.source), "fingerprint": c.fingerprint, "text_col": c.text_col} for c in corpora]
         manifest = R.manifest(
             stage,
@@ -128,6 +132,7 @@ def train_lm_stage(
             history,
             {"vocab_size": tok.get_vocab_size(), "tokens": {"train": n_train, "valid": n_valid}, "plots": pictures},
             started,
+            select,
         )
         writer.write_json(A.MANIFEST, manifest)
         writer.commit()
@@ -194,11 +199,15 @@ def finetune_clf(
             return classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e], bb.pad_batch, w.rank, w.size)
 
         ckpt = R.ckpt_args(writer, resume, checkpoint_every)
-        history = fit(model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt)
+        select = R.selection("finetune-clf", cfg, task)
+        history = fit(
+            model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt, select=select
+        )
         if not writer.main:
             return {}
+        R.report_kept(select, history, reporter)
         A.save_weights(model, writer.path(A.WEIGHTS))
-        pictures = R.draw_plots(writer, "finetune-clf", cfg, history, steps, reporter)
+        pictures = R.draw_plots(writer, "finetune-clf", cfg, history, steps, reporter, select)
         inputs = [{"source": str(train_src), "fingerprint": table.fingerprint, "documents": len(table.texts)}]
         extra = {
             "vocab_size": tok.get_vocab_size(),
@@ -209,7 +218,7 @@ def finetune_clf(
             "columns": {"text": text_col, "label": label_col},
             "plots": pictures,
         }
-        manifest = R.manifest("finetune-clf", cfg, tok_path, inputs, parent, history, extra, started)
+        manifest = R.manifest("finetune-clf", cfg, tok_path, inputs, parent, history, extra, started, select)
         writer.write_json(A.MANIFEST, manifest)
         writer.commit()
     return R.summary(out, manifest)

@@ -21,6 +21,10 @@ from .metrics import micro_f1, regression_report
 SINGLE, MULTI, REGRESSION = "single-label", "multi-label", "regression"
 
 
+# The validation metric that chooses the epoch a run keeps (train.Selection): (key, larger is better).
+SELECTION_METRIC = {SINGLE: ("accuracy", True), MULTI: ("micro_f1", True), REGRESSION: ("mae", False)}
+
+
 def task_of(manifest: dict) -> str:
     return manifest.get("task", SINGLE)  # runs written before multi-label and regression existed
 

@@ -12,12 +12,52 @@ import math
 import signal
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import Terminated, TrainingError
 from .schedule import EpochPlan, phase_steps, stlr
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which epoch's weights a run publishes, as the paper chose epochs on validation: the best by `metric`
+    (ties go to the lower validation loss, then to the earlier epoch), or the last (`keep`); and the early stop
+    once `patience` epochs from `from_epoch` on (0-based; with gradual unfreezing, the first epoch that trains
+    every group) have brought no new best. Everything follows from the per-epoch history alone, so a resumed
+    run decides exactly as an uninterrupted one would."""
+
+    metric: str  # the key of the validation row judged: accuracy, micro_f1, mae, valid_loss
+    higher: bool  # whether a larger value is better
+    keep: str = "best"  # best | last
+    patience: int = 0  # 0: never stop early
+    from_epoch: int = 0
+
+    def _score(self, row: dict) -> tuple | None:
+        v = row.get(self.metric)
+        if v is None or not math.isfinite(v):
+            return None
+        loss = row.get("valid_loss", math.inf)
+        return (v if self.higher else -v, -loss if math.isfinite(loss) else -math.inf)
+
+    def best(self, history: list[dict]) -> int | None:
+        """Index of the best epoch in `history`, or None when no epoch has a (finite) validation metric."""
+        best, top = None, None
+        for i, row in enumerate(history):
+            s = self._score(row)
+            if s is not None and (top is None or s > top):
+                best, top = i, s
+        return best
+
+    def should_stop(self, history: list[dict]) -> bool:
+        """Whether the last `patience` epochs counted (those from `from_epoch` on) all came after the best."""
+        if not self.patience:
+            return False
+        b = self.best(history)
+        counted = len(history) - max(self.from_epoch, (b + 1) if b is not None else 0)
+        return b is not None and counted >= self.patience
 
 
 def make_optimizer(groups: list[list], cfg):
@@ -42,9 +82,14 @@ def fit(
     ckpt_dir: Path | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
+    select: Selection | None = None,
 ) -> list:
     """Train `model` along `plan`. `batches(epoch)` yields training batches, `loss_fn(batch)` returns
     (loss to minimise, loss to report), `evaluate()` returns validation metrics. Returns per-epoch rows.
+
+    With `select`, the weights of the best validation epoch are kept aside (and in every checkpoint), training
+    stops early after `select.patience` epochs without a new best, and the model ends with the weights
+    `select.keep` names; rank 0's validation row decides for every data-parallel process.
 
     With `ckpt_dir`, a checkpoint is saved at every epoch end, every `checkpoint_every` steps, and on Ctrl-C or
     SIGTERM (after the step in progress, then KeyboardInterrupt, or its subclass Terminated for SIGTERM); with
@@ -60,16 +105,18 @@ def fit(
     opt = make_optimizer(groups, cfg)
     totals = phase_steps(plan, steps_per_epoch)
     history, start_epoch, start_step, phase, phase_t, tot, n = [], 0, 0, None, 0, 0.0, 0
+    best: tuple[int, dict] | None = None  # (0-based epoch, a copy of its weights) under `select`
     if resume and ckpt_dir is not None and checkpoint.find(ckpt_dir) is not None:
         pos = checkpoint.restore(ckpt_dir, model, opt)
         history, start_epoch, start_step = pos["history"], pos["epoch"], pos["step"]
         phase, phase_t, tot, n = pos["phase"], pos["phase_t"], pos["tot"], pos["n"]
+        best = pos.get("best")
         reporter.info(f"resuming at epoch {start_epoch + 1}, step {start_step}")
 
     def save(epoch: int, step: int) -> None:
         if ckpt_dir is not None and main:  # data-parallel: rank 0 writes, the others resume from its checkpoints
             pos = dict(epoch=epoch, step=step, phase=phase, phase_t=phase_t, tot=tot, n=n, history=history)
-            checkpoint.save(ckpt_dir, model, opt, pos)
+            checkpoint.save(ckpt_dir, model, opt, pos, best)
 
     reporter.fit_start(len(plan[start_epoch:]) * steps_per_epoch - start_step)  # steps left; the estimate follows
     interrupted: list[int] = []  # the signals received: acted on once the step in progress is done
@@ -80,6 +127,8 @@ def fit(
     previous = {s: signal.signal(s, lambda signum, _: interrupted.append(signum)) for s in STOP_SIGNALS}
     try:
         for ep in plan[start_epoch:]:
+            if select is not None and select.should_stop(history):  # also a run killed just after deciding so
+                break
             mid_epoch = ep.epoch == start_epoch and start_step > 0  # resumed: hidden state and sums restored
             if ep.phase != phase:
                 phase, phase_t = ep.phase, 0
@@ -132,17 +181,26 @@ def fit(
             model.reset()
             with torch.no_grad(), dist.autocast(device, cfg.precision):
                 metrics = evaluate()
-            row = {"epoch": ep.epoch + 1, "train_loss": tot / max(n, 1), **metrics}
+            row = dist.from_main({"epoch": ep.epoch + 1, "train_loss": tot / max(n, 1), **metrics})
             reporter.epoch_end({**row, "time_s": round(time.time() - t0, 1)})
             history.append(row)
+            if select is not None and select.keep == "best" and select.best(history) == ep.epoch:
+                best = (ep.epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
             save(ep.epoch + 1, 0)
             if interrupted:
                 stop()
+            if select is not None and select.should_stop(history):
+                reporter.info(
+                    f"stopping early after epoch {ep.epoch + 1}: no better validation {select.metric} "
+                    f"for {select.patience} epoch(s) (--patience)"
+                )
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     for p in model.parameters():
         p.requires_grad_(True)
+    if select is not None and select.keep == "best" and best is not None and best[0] != len(history) - 1:
+        model.load_state_dict(best[1])
     return history
 
 

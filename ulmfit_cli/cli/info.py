@@ -23,6 +23,21 @@ def info(
     _table(d)
 
 
+def _kept(d: dict) -> dict:
+    """The rows on the epoch chosen on validation (runs written before train.Selection have none)."""
+    from ..report import _fmt
+
+    if "kept_epoch" not in d:
+        return {}
+    sel = d["selection"]
+    if d["best_epoch"] is None:
+        best = f"none (no validation {sel['metric']})"
+    else:
+        best = f"{d['best_epoch']} ({sel['metric']} {_fmt(d['best'].get(sel['metric']))})"
+    stop = f", stopped early (--patience {sel['patience']})" if d["stopped_early"] else ""
+    return {"best epoch": best, "weights": f"epoch {d['kept_epoch']} (--keep {sel['keep']}){stop}"}
+
+
 def _table(d: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -52,6 +67,7 @@ def _table(d: dict) -> None:
         {
             "epochs": str(d["epochs"]),
             "final": pairs({k: v for k, v in d["final"].items() if k != "epoch"}),
+            **_kept(d),
             "wall time": f"{d['wall_s']} s",
             "seed": str(d["seed"]),
             "versions": pairs({k: v for k, v in d["versions"].items() if v}),

@@ -68,6 +68,24 @@ Alpha = Annotated[float | None, typer.Option(help="AR regularisation.", rich_hel
 Beta = Annotated[float | None, typer.Option(help="TAR regularisation.", rich_help_panel=TRAIN)]
 Beta1 = Annotated[float | None, typer.Option(help="Adam beta1.", rich_help_panel=TRAIN)]
 Beta2 = Annotated[float | None, typer.Option(help="Adam beta2.", rich_help_panel=TRAIN)]
+Keep = Annotated[
+    str | None,
+    typer.Option(
+        help="Publish the weights of the best validation epoch (best: accuracy, micro-F1, MAE, or an LM's "
+        "validation loss) or of the last one (last). Without validation data: last. [default: best]",
+        rich_help_panel=TRAIN,
+        show_default=False,
+    ),
+]
+Patience = Annotated[
+    int | None,
+    typer.Option(
+        help="Stop after this many epochs without a better validation metric, counted once every layer group "
+        "trains (0: run every epoch). [default: 0]",
+        rich_help_panel=TRAIN,
+        show_default=False,
+    ),
+]
 Seed = Annotated[int | None, typer.Option(help="Random seed (CPU runs repeat exactly).", rich_help_panel=TRAIN)]
 
 Backbone = Annotated[str | None, typer.Option(help="awd-lstm (default) | transformer.", rich_help_panel=MODEL)]

@@ -1,7 +1,7 @@
 """`ulmfit learning-curve`: the paper's Figure 3 (section 5, "Low-shot learning") as a command.
 
 For each training-set size and seed, a subsample of the labelled data (stratified by label for single-label
-tasks, nested: a seed's smaller subsample lies inside its larger ones) trains three classifiers, each scored on
+tasks, nested: a seed's smaller subsamples lie inside its larger ones) trains three classifiers, each scored on
 the test data:
 - `random`: no pretraining. The classifier of the parent's architecture and subword tokenizer, every weight
   (embeddings, LSTM or transformer, head) drawn at random (`finetune-clf --init random`), trained with the same
@@ -62,35 +62,21 @@ def parse_variants(text: str) -> list[str]:
     return [v for v in VARIANTS if v in out]
 
 
-def stratified_order(labels: list, task: str, seed: int) -> list[np.ndarray]:
-    """Per class (one group for multi-label and regression), the rows in a seeded random order."""
+def sampling_order(labels: list, task: str, seed: int) -> np.ndarray:
+    """Every row once, in the order the subsamples take them: a subsample of size n is the first n, so a seed's
+    smaller subsamples lie inside its larger ones. Single-label rows are interleaved by class (the r-th row of a
+    class of c rows comes at r / c, ties in random order): the first rows hold one example of every class, and any
+    first n hold each class within one row of its share n * c / N, up to (classes - 1) * c / N."""
     rng = np.random.default_rng([seed, 13])
-    keys = labels if task == tasks.SINGLE else [0] * len(labels)
+    if task != tasks.SINGLE:
+        return rng.permutation(len(labels))
+    keys = np.zeros(len(labels))
     groups: dict = {}
-    for i, k in enumerate(keys):
-        groups.setdefault(k, []).append(i)
-    return [rng.permutation(np.array(groups[k])) for k in sorted(groups, key=str)]
-
-
-def subsample(order: list[np.ndarray], size: int) -> np.ndarray:
-    """`size` rows spread over the classes in proportion to their counts (largest remainders, every class at
-    least one row while size allows), each class's first rows in `order`: sorted row indices."""
-    counts = np.array([len(g) for g in order])
-    size = min(size, int(counts.sum()))
-    share = counts * size / counts.sum()
-    take = np.minimum(np.floor(share).astype(int), counts)
-    if size >= len(counts):
-        take = np.maximum(take, 1)
-    rest = size - int(take.sum())
-    while rest > 0:  # the largest remainders first; a class that ran out passes its turn
-        for g in np.argsort(-(share - np.floor(share)), kind="stable"):
-            if rest > 0 and take[g] < counts[g]:
-                take[g], rest = take[g] + 1, rest - 1
-    while rest < 0:  # one row for every class overshot: the largest classes give it back
-        for g in np.argsort(-take, kind="stable"):
-            if rest < 0 and take[g] > 1:
-                take[g], rest = take[g] - 1, rest + 1
-    return np.sort(np.concatenate([g[:k] for g, k in zip(order, take)]))
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    for rows in groups.values():
+        keys[rng.permutation(np.array(rows))] = np.arange(len(rows)) / len(rows)
+    return np.lexsort((rng.random(len(labels)), keys))
 
 
 @dataclass
@@ -152,7 +138,14 @@ def run(c: Curve, reporter, on_point=None) -> dict:
             done += 1
             continue
         reporter.info(f"learning-curve: point {i + 1}/{len(todo)}: {variant}, {size} labelled, seed {seed}")
-        point = _point(c, wd, table, labels, task, variant, size, seed, reporter)
+        try:
+            point = _point(c, wd, table, labels, task, variant, size, seed, reporter)
+        except KeyboardInterrupt:  # the stage has kept its checkpoint; the rerun picks it up without --resume
+            reporter.notice(
+                f"learning-curve: {i - done} new point(s) and every earlier one kept in {c.out / 'points'}; "
+                "rerun the same command (no --resume needed) to continue"
+            )
+            raise
         write_json(path, point)
         _clean(c, variant, size, seed)
         _write_csv(c)
@@ -187,7 +180,7 @@ def _subsample_file(c: Curve, table, labels: list, task: str, size, seed: int) -
     """The subsample as a JSONL file (rows as read, so the stages parse labels as they would TRAIN's)."""
     if size == ALL:
         return c.train, len(labels)
-    rows = subsample(stratified_order(labels, task, seed), size)
+    rows = np.sort(sampling_order(labels, task, seed)[:size])
     path = c.out / "data" / f"train-n{size}-s{seed}.jsonl"
     lines = (json.dumps({c.text_col: table.texts[i], c.label_col: table.labels[i]}) for i in rows)
     if not path.exists():  # the same rows every time (seeded): written once, so a resumed stage sees the same file

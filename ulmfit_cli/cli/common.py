@@ -39,12 +39,13 @@ def check_backbone(run, backbone: str | None) -> None:
 
 
 def open_models(run: Path, ensemble: list[Path] | None, backbone: str | None, what: str) -> list:
-    """RUN and every --ensemble run, opened and checked (kind, backbone, same task and classes) before any input
-    is read."""
-    from ..artifacts import open_run
+    """RUN and every --ensemble run (an ensemble folder written by `pipeline` counts as its runs), opened and
+    checked (kind, backbone, same task and classes) before any input is read."""
+    from ..artifacts import ensemble_members, open_run
     from ..tasks import check_ensemble
 
-    runs = [open_run(p, ("finetune-clf",), what) for p in [run, *(ensemble or [])]]
+    paths = [m for p in [run, *(ensemble or [])] for m in (ensemble_members(p) or [p])]  # an ensemble folder: its runs
+    runs = [open_run(p, ("finetune-clf",), what) for p in paths]
     for r in runs:
         check_backbone(r, backbone)
     check_ensemble(runs)

@@ -74,6 +74,7 @@ def _register():
         inspect,
         learning_curve,
         lr_find,
+        pipeline,
         predict,
         pretrain,
     )
@@ -89,6 +90,7 @@ def _register():
     app.command("lr-find")(guarded(lr_find.lr_find))
     app.command("export")(guarded(export.export))
     app.command("learning-curve")(guarded(learning_curve.learning_curve))
+    app.command("pipeline")(guarded(pipeline.pipeline))
 
 
 _register()

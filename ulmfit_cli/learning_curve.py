@@ -156,7 +156,7 @@ def run(c: Curve, reporter, on_point=None) -> dict:
     points = [json.loads(_point_path(c, v, s, seed).read_text(encoding="utf-8")) for seed, s, v in todo]
     _write_csv(c)
     summary = {"out": str(c.out), "task": task, "csv": str(c.out / CSV), "points": points, "curve": _curve(points)}
-    summary["plots"] = _draw(c, summary["curve"], reporter)
+    summary["plots"] = _draw(c, summary["curve"], task != tasks.REGRESSION, reporter)
     return summary
 
 
@@ -195,9 +195,9 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
     src, n = _subsample_file(c, table, labels, task, size, seed)
     clf_cfg = dataclasses.replace(c.clf_cfg, seed=seed)
     parent, lm_wall = c.parent, None
-    if variant == "supervised":
-        parent = _lm(c, wd, [src], f"lm-sup-n{size}-s{seed}", seed, reporter, cap=(table, labels, size, task))
-    elif variant == "semi-supervised":
+    if variant == "supervised" and not (size == ALL and not c.unlabelled):
+        parent = _lm(c, wd, [src], f"lm-sup-n{size}-s{seed}", seed, reporter, cap=True)
+    elif variant != "random":  # all of TRAIN without --unlabelled: the supervised LM is the semi-supervised one
         parent = _lm(c, wd, [*c.unlabelled, c.train], f"lm-semi-s{seed}", seed, reporter)
     if parent is not c.parent:
         lm_wall = parent.manifest.get("wall_s")
@@ -234,12 +234,12 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
     return point
 
 
-def _lm(c: Curve, wd: Workdir, sources: list[Source], name: str, seed: int, reporter, cap=None) -> A.Run:
+def _lm(c: Curve, wd: Workdir, sources: list[Source], name: str, seed: int, reporter, cap: bool = False) -> A.Run:
     """The parent LM fine-tuned on `sources` into runs/NAME (reused when finished before)."""
     from .stages import train_lm_stage
 
     cfg = dataclasses.replace(c.lm_cfg, seed=seed)
-    if cap is not None:
+    if cap:
         cfg = _fit_bs(c, cfg, sources[0], reporter)
     out = c.out / "runs" / name
 
@@ -314,13 +314,13 @@ def _curve(points: list[dict]) -> list[dict]:
     return rows
 
 
-def _draw(c: Curve, curve: list[dict], reporter) -> dict:
+def _draw(c: Curve, curve: list[dict], percent: bool, reporter) -> dict:
     """learning_curve.png; a picture that cannot be drawn is a warning: the table holds the results."""
     from .plots import learning_curve
 
     title = f"{Path(str(c.train)).name} -> {Path(str(c.test)).name} ({c.clf_cfg.preset} preset)"
     try:
-        learning_curve(curve, c.out / PNG, title)
+        learning_curve(curve, c.out / PNG, title, percent)
     except Exception as e:  # never lose the table to a picture (as runs.draw_plots)
         reporter.notice(f"warning: could not draw {PNG} ({type(e).__name__}: {e}); {CSV} holds the results")
         return {}

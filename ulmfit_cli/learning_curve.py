@@ -318,7 +318,10 @@ def _draw(c: Curve, curve: list[dict], percent: bool, reporter) -> dict:
     """learning_curve.png; a picture that cannot be drawn is a warning: the table holds the results."""
     from .plots import learning_curve
 
-    title = f"{Path(str(c.train)).name} -> {Path(str(c.test)).name} ({c.clf_cfg.preset} preset)"
+    def short(src: Source) -> str:  # trec/train.csv: the file and its folder, enough to tell tasks apart
+        return "/".join(Path(str(src)).parts[-2:])
+
+    title = f"{short(c.train)} -> {short(c.test)} ({c.clf_cfg.preset} preset, parent {c.parent.path.name})"
     try:
         learning_curve(curve, c.out / PNG, title, percent)
     except Exception as e:  # never lose the table to a picture (as runs.draw_plots)

@@ -109,12 +109,20 @@ def _key(c: Curve, train_fp: str) -> dict:
     return {
         "parent": {"path": str(c.parent.path.resolve()), "weights_sha256": file_sha256(c.parent.file("weights"))},
         "train": {"source": str(c.train), "fingerprint": train_fp},
-        "test": str(c.test),
+        "test": {"source": str(c.test), "fingerprint": _fingerprint(c.test)},
         "unlabelled": [{"source": str(s), "fingerprint": open_corpus(s, c.text_col).fingerprint} for s in c.unlabelled],
         "columns": {"text": c.text_col, "label": c.label_col},
         "finetune_lm": settings(c.lm_cfg),
         "finetune_clf": settings(c.clf_cfg),
     }
+
+
+def _fingerprint(src: Source) -> str | None:
+    """The test file's content hash: points scored on other data must not join these (a Hub split: None)."""
+    from .data import file_fingerprint
+
+    path = Path(str(src.path)) if src.path is not None else None
+    return file_fingerprint(path) if path is not None and path.is_file() else None
 
 
 def run(c: Curve, reporter, on_point=None) -> dict:

@@ -1,5 +1,5 @@
 """`ulmfit learning-curve`: the subsamples (property tests), and one tiny curve run in-process, interrupted after
-its first point and finished by a rerun through the real CLI, which must skip that point."""
+its first point and finished by a rerun that must skip that point; the real CLI then finds it finished."""
 
 from __future__ import annotations
 
@@ -122,12 +122,13 @@ class Stop(KeyboardInterrupt):
 
 
 def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeline, tmp_path, cli, monkeypatch):
+    """Stopped (as Ctrl-C stops it) once its first point is recorded, the rerun skips that point and finishes."""
     from ulmfit_cli.learning_curve import run
     from ulmfit_cli.report import Reporter
 
     monkeypatch.setenv("ULMFIT_CACHE", str(tmp_path / "cache"))
-    train = _slice(SAMPLE / "trec_train.csv", tmp_path / "train.csv", 200)
-    test = _slice(SAMPLE / "trec_test.csv", tmp_path / "test.csv", 30)
+    train = _slice(SAMPLE / "trec_train.csv", tmp_path / "train.csv", 100)
+    test = _slice(SAMPLE / "trec_test.csv", tmp_path / "test.csv", 20)
     out = tmp_path / "curve"
     curve = _curve(pipeline["lm"], train, test, out)
 
@@ -147,10 +148,17 @@ def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeli
         run(_curve(pipeline["lm"], train, test, out, lr=0.05), Reporter(quiet=True))
     assert (first.stat().st_mtime_ns, first.read_text()) == before
 
+    recorded = []
+    run(curve, Reporter(quiet=True), on_point=recorded.append)  # the rerun finishes the curve in-process
+    assert [(p["variant"], p["size"]) for p in recorded] == [
+        ("supervised", 20), ("semi-supervised", 20), ("random", 40), ("supervised", 40), ("semi-supervised", 40)
+    ]  # fmt: skip
+    assert (first.stat().st_mtime_ns, first.read_text()) == before  # skipped, not retrained
+
+    # the CLI with the same flags finds the same settings: nothing left to train, the results on stdout
     r = cli("learning-curve", pipeline["lm"], train, "--test", test, "--out", out, *FLAGS, "--json")
     assert r.returncode == 0, r.stderr
-    assert (first.stat().st_mtime_ns, first.read_text()) == before  # skipped, not retrained
-    assert "1 of 6 points were finished before and kept" in r.stderr
+    assert "6 of 6 points were finished before and kept" in r.stderr
     summary = json.loads(r.stdout)  # stdout is the JSON alone
     points = summary["points"]
     assert [(p["variant"], p["size"]) for p in points] == [
@@ -163,9 +171,6 @@ def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeli
     assert len(rows) == 6 and {r["metric"] for r in rows} == {"accuracy"}
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["lm-semi-s42"]  # per-point runs cleaned up
-
-    r = cli("learning-curve", pipeline["lm"], train, "--test", test, "--out", out, *FLAGS, "--lr", "0.05")
-    one_line_error(r, 2, "other settings", "--overwrite")
 
 
 def test_bad_sizes_is_one_line_error(cli, tmp_path):

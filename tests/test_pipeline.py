@@ -67,12 +67,16 @@ def test_both_directions_trains_each_and_scores_the_ensemble(both):
 
 
 def test_pipeline_folder_is_the_ensemble_for_evaluate_and_predict(both, cli):
-    out = both["out"]
-    folder = cli("evaluate", out, both["test"], "--json")
-    pair = cli("evaluate", out / "fwd" / "clf", both["test"], "--ensemble", out / "bwd" / "clf", "--json")
-    assert folder.returncode == 0 and pair.returncode == 0, folder.stderr + pair.stderr
-    a, b = json.loads(folder.stdout), json.loads(pair.stdout)
-    assert len(a["runs"]) == 2 and a["confusion"] == b["confusion"]
+    from ulmfit_cli.cli.common import open_models
+    from ulmfit_cli.data import Source
+    from ulmfit_cli.inference import evaluate
+
+    out, test = both["out"], Source(path=str(both["test"]))
+    folder = open_models(out, None, None, "evaluate")  # what `evaluate OUT` and `predict OUT` open
+    assert [r.path for r in folder] == [out / "fwd" / "clf", out / "bwd" / "clf"]
+    a = evaluate(folder, test, None, None)
+    b = evaluate(open_models(out / "fwd" / "clf", [out / "bwd" / "clf"], None, "evaluate"), test, None, None)
+    assert a["confusion"] == b["confusion"] and len(a["runs"]) == 2
     assert a["accuracy"] == pytest.approx(both["summary"]["test"]["ensemble"]["accuracy"])
     r = cli("predict", out, "-", stdin="What is the capital of France ?\n")
     assert r.returncode == 0, r.stderr

@@ -176,3 +176,24 @@ def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeli
 def test_bad_sizes_is_one_line_error(cli, tmp_path):
     r = cli("learning-curve", tmp_path, tmp_path / "t.csv", "--test", tmp_path / "t.csv", "--sizes", "10,x")
     one_line_error(r, 2, "--sizes")
+
+
+def test_workdir_refuses_other_settings_and_overwrite_starts_again(tmp_path):
+    from ulmfit_cli.errors import RunFolderError
+    from ulmfit_cli.workdir import Workdir
+
+    out = tmp_path / "curve"
+    Workdir(out, "learning-curve", {"lr": 1}, False, ("points",))
+    (out / "points").mkdir()
+    (out / "points" / "random-n20-s42.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    Workdir(out, "learning-curve", {"lr": 1}, False, ("points",))  # same settings: the points stay
+    assert (out / "points" / "random-n20-s42.json").exists()
+    with pytest.raises(ConfigError, match=r"changed: lr\); add --overwrite"):
+        Workdir(out, "learning-curve", {"lr": 2}, False, ("points",))
+    Workdir(out, "learning-curve", {"lr": 2}, True, ("points",))
+    assert not (out / "points").exists() and (out / "notes.txt").read_text() == "mine"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x").write_text("")
+    with pytest.raises(RunFolderError, match="not a learning-curve folder"):
+        Workdir(tmp_path / "other", "learning-curve", {}, True, ("points",))

@@ -46,19 +46,21 @@ class Workdir:
             raise RunFolderError(
                 f"{out}: exists and is not a {command} folder (no {self.key_file.name}); choose another --out"
             )
-        saved = json.loads(self.key_file.read_text(encoding="utf-8")) if self.key_file.exists() else None
-        if saved is not None and saved != key:
+        try:
+            saved = json.loads(self.key_file.read_text(encoding="utf-8")) if self.key_file.exists() else None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RunFolderError(f"{self.key_file}: not valid JSON ({e}); add --overwrite to start again") from None
+        if saved is not None and saved != key and not overwrite:
             changed = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
-            if not overwrite:
-                raise ConfigError(
-                    f"{out}: holds a {command} started with other settings or data (changed: {', '.join(changed)}); "
-                    "add --overwrite to discard its results and start again, or choose another --out"
-                )
+            raise ConfigError(
+                f"{out}: holds a {command} started with other settings or data (changed: {', '.join(changed)}); "
+                "add --overwrite to discard its results and start again, or choose another --out"
+            )
+        if saved is not None and overwrite:  # start again, as --overwrite does for a run folder
             for name in owned:  # only what this command writes: a stray file of the user's stays
                 p = out / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         out.mkdir(exist_ok=True)
-        self.resumed = saved == key
         write_json(self.key_file, key)
 
     def stage(self, out: Path, call, what: str, reporter) -> A.Run:

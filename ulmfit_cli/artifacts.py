@@ -23,6 +23,7 @@ from .errors import RunFolderError, WriteError
 FORMAT = "ulmfit-run/1"
 MANIFEST, CONFIG, TOKENIZER, WEIGHTS = "manifest.json", "config.json", "tokenizer.json", "model.safetensors"
 LM_STAGES = ("pretrain", "finetune-lm")
+ENSEMBLE, ENSEMBLE_FORMAT = "ensemble.json", "ulmfit-ensemble/1"  # a folder of runs used together (`pipeline`)
 RESUME_MAY_CHANGE = {"lr", "clip", "wd", "device"}  # what a resumed run may change, e.g. after a NaN loss
 
 
@@ -291,6 +292,26 @@ def open_run(path: Path, stages: tuple[str, ...], what: str) -> Run:
         )
     run.file("weights")
     return run
+
+
+def ensemble_members(path: Path) -> list[Path] | None:
+    """The classifier run folders an ensemble folder (`ulmfit pipeline --both-directions`) names, inside it; None
+    when `path` is not one."""
+    f = path / ENSEMBLE
+    if path.is_dir() and not (path / MANIFEST).exists() and f.is_file():
+        try:
+            spec = json.loads(f.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RunFolderError(f"{f}: not valid JSON ({e}); the ensemble folder is damaged") from None
+        names = spec.get("runs") if isinstance(spec, dict) and spec.get("format") == ENSEMBLE_FORMAT else None
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise RunFolderError(f"{f}: not a {ENSEMBLE_FORMAT} file (a list of run folders under 'runs')")
+        root = path.resolve()
+        members = [(root / n).resolve() for n in names]
+        if any(not m.is_relative_to(root) or m == root for m in members):
+            raise RunFolderError(f"{f}: names a run outside the folder; refusing")
+        return [path / n for n in names]
+    return None
 
 
 def describe(run: Run) -> dict:

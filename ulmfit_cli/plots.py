@@ -123,3 +123,22 @@ def lr_find(lrs: list[float], losses: list[float], lr: float, loss: float, path:
     ax.set(xlabel="learning rate (top layer group)", ylabel="smoothed training loss", title=title)
     ax.legend()
     _save(fig, path)
+
+
+def learning_curve(curve: list[dict], path: Path, title: str, percent: bool = True) -> None:
+    """Test error (%, or the MAE when not `percent`) against the number of labelled examples (log scale): per
+    variant the mean over the seeds as a line, the lowest to the highest seed as a band (the paper's Figure 3)."""
+    scale = 100 if percent else 1
+    fig, (ax,) = _figure(7, 4.5)
+    for i, v in enumerate(dict.fromkeys(r["variant"] for r in curve)):
+        rows = [r for r in curve if r["variant"] == v]
+        n = [r["n"] for r in rows]
+        ax.plot(n, [scale * r["error_mean"] for r in rows], "o-", color=f"C{i}", label=v, markersize=4)
+        if any(r["seeds"] > 1 for r in rows):
+            lo, hi = [scale * r["error_min"] for r in rows], [scale * r["error_max"] for r in rows]
+            ax.fill_between(n, lo, hi, color=f"C{i}", alpha=0.2, linewidth=0)
+    ax.set_xscale("log")
+    ax.set(xlabel="labelled training examples", ylabel="test error (%)" if percent else "test MAE", title=title)
+    ax.legend(title="seeds: band = lowest to highest")
+    ax.grid(alpha=0.3, which="both")
+    _save(fig, path)

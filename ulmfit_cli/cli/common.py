@@ -39,12 +39,13 @@ def check_backbone(run, backbone: str | None) -> None:
 
 
 def open_models(run: Path, ensemble: list[Path] | None, backbone: str | None, what: str) -> list:
-    """RUN and every --ensemble run, opened and checked (kind, backbone, same task and classes) before any input
-    is read."""
-    from ..artifacts import open_run
+    """RUN and every --ensemble run (an ensemble folder written by `pipeline` counts as its runs), opened and
+    checked (kind, backbone, same task and classes) before any input is read."""
+    from ..artifacts import ensemble_members, open_run
     from ..tasks import check_ensemble
 
-    runs = [open_run(p, ("finetune-clf",), what) for p in [run, *(ensemble or [])]]
+    paths = [m for p in [run, *(ensemble or [])] for m in (ensemble_members(p) or [p])]  # an ensemble folder: its runs
+    runs = [open_run(p, ("finetune-clf",), what) for p in paths]
     for r in runs:
         check_backbone(r, backbone)
     check_ensemble(runs)
@@ -102,3 +103,34 @@ def start(cfg, quiet: bool):
     w = dist.init(cfg.device)
     dist.check_precision(cfg.precision, dist.resolve_device(cfg.device))
     return Reporter(quiet or not w.main)
+
+
+def set_pairs(pairs: list[str] | None, flag: str) -> dict:
+    """`--clf-set KEY=VALUE` (repeatable) -> {field: value}, each value read as the type of that RunConfig field:
+    any stage setting, also one no command of this one names (e.g. a finetune-clf flag added later)."""
+    import dataclasses
+
+    from ..config import RunConfig
+    from ..errors import ConfigError
+
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    out = {}
+    for pair in pairs or []:
+        key, eq, text = pair.partition("=")
+        name = key.strip().lstrip("-").replace("-", "_")
+        if not eq or name not in fields or name in ("stage", "preset", "extra"):
+            raise ConfigError(f"`{flag}` takes SETTING=VALUE with a stage setting such as lr=0.01; got {pair!r}")
+        default = fields[name].default
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                value = text.lower() in ("true", "1", "yes")
+            elif isinstance(default, int | float):
+                value = type(default)(text)
+            else:
+                value = None if text.lower() == "none" else text
+        except ValueError:
+            raise ConfigError(f"`{flag} {pair}`: {text!r} is not a {type(default).__name__}") from None
+        out[name] = value
+    return out

@@ -9,7 +9,12 @@ from .options import Backbone, BatchSize, Dataset, Ensemble, Json, Quantize, Spl
 
 
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="Run folder of `ulmfit finetune-clf`.", show_default=False)],
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="Run folder of `ulmfit finetune-clf` (or a `pipeline` folder: its ensemble).", show_default=False
+        ),
+    ],
     test: Annotated[Path | None, typer.Argument(help="Labelled test data.", show_default=False)] = None,
     ensemble: Ensemble = None,
     text_col: Annotated[str | None, typer.Option(help="Text column (default: the one used in training).")] = None,

@@ -72,7 +72,9 @@ def _register():
         import_fastai,
         info,
         inspect,
+        learning_curve,
         lr_find,
+        pipeline,
         predict,
         pretrain,
     )
@@ -87,6 +89,8 @@ def _register():
     app.command("inspect")(guarded(inspect.inspect))
     app.command("lr-find")(guarded(lr_find.lr_find))
     app.command("export")(guarded(export.export))
+    app.command("learning-curve")(guarded(learning_curve.learning_curve))
+    app.command("pipeline")(guarded(pipeline.pipeline))
 
 
 _register()

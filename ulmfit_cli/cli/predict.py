@@ -9,7 +9,12 @@ from .options import Backbone, BatchSize, Dataset, Ensemble, Quantize, Split, Th
 
 
 def predict(
-    run: Annotated[Path, typer.Argument(help="Run folder of `ulmfit finetune-clf`.", show_default=False)],
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="Run folder of `ulmfit finetune-clf` (or a `pipeline` folder: its ensemble).", show_default=False
+        ),
+    ],
     input: Annotated[
         str | None, typer.Argument(help="File to classify, or - for one text per line on stdin.", show_default=False)
     ] = None,

@@ -1,0 +1,105 @@
+"""`ulmfit pipeline --both-directions`: a forward and a backward classifier from given LMs, in-process, and the
+folder it writes used as their ensemble by `predict` and `evaluate`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_learning_curve import _slice
+
+from conftest import SAMPLE, one_line_error
+from ulmfit_cli.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def both(pipeline, tmp_path_factory):
+    """A tiny backward LM (tokenizer only, random weights: `pretrain --epochs 0 --backwards`), then the pipeline
+    of both directions from it and the session's forward LM on 100 TREC questions."""
+    from ulmfit_cli.artifacts import open_run
+    from ulmfit_cli.config import resolve
+    from ulmfit_cli.data import Source
+    from ulmfit_cli.pipeline import Pipeline, run
+    from ulmfit_cli.report import Reporter
+    from ulmfit_cli.stages import train_lm_stage
+
+    tmp = tmp_path_factory.mktemp("pipeline")
+    bwd = tmp / "lm-bwd"
+    cfg = resolve("pretrain", "tiny", {"epochs": 0, "backwards": True})
+    train_lm_stage(
+        "pretrain", cfg, [Source(path=str(SAMPLE / "books.txt"))], bwd, cache_dir=tmp, reporter=Reporter(True)
+    )
+    data = {
+        "train": _slice(SAMPLE / "trec_train.csv", tmp / "train.csv", 100),
+        "test": _slice(SAMPLE / "trec_test.csv", tmp / "test.csv", 30),
+    }
+
+    def make(parents, out, **over):
+        return Pipeline(
+            train=Source(path=str(data["train"])),
+            out=out,
+            preset="tiny",
+            corpus=[],
+            parents=[open_run(p, ("pretrain",), "test") for p in parents],
+            texts=[],
+            test=Source(path=str(data["test"])),
+            both=True,
+            pretrain_flags={},
+            lm_flags={"epochs": 1},
+            clf_flags={"epochs": 1},
+            cache_dir=tmp,
+            **over,
+        )
+
+    out = tmp / "both"
+    summary = run(make([pipeline["lm"], bwd], out), Reporter(True))
+    return {"out": out, "summary": summary, "make": make, "parents": [pipeline["lm"], bwd], **data}
+
+
+def test_both_directions_trains_each_and_scores_the_ensemble(both):
+    s, out = both["summary"], both["out"]
+    assert set(s["test"]) == {"fwd", "bwd", "ensemble"}
+    for name in ("fwd", "bwd"):
+        manifest = json.loads((out / name / "clf" / "manifest.json").read_text())
+        assert manifest["config"]["backwards"] is (name == "bwd")
+        assert not (out / name / "lm").exists()  # started from the given LMs: nothing pretrained
+    assert json.loads((out / "ensemble.json").read_text())["runs"] == ["fwd/clf", "bwd/clf"]
+
+
+def test_pipeline_folder_is_the_ensemble_for_evaluate_and_predict(both, cli):
+    from ulmfit_cli.cli.common import open_models
+    from ulmfit_cli.data import Source
+    from ulmfit_cli.inference import evaluate
+
+    out, test = both["out"], Source(path=str(both["test"]))
+    folder = open_models(out, None, None, "evaluate")  # what `evaluate OUT` and `predict OUT` open
+    assert [r.path for r in folder] == [out / "fwd" / "clf", out / "bwd" / "clf"]
+    a = evaluate(folder, test, None, None)
+    b = evaluate(open_models(out / "fwd" / "clf", [out / "bwd" / "clf"], None, "evaluate"), test, None, None)
+    assert a["confusion"] == b["confusion"] and len(a["runs"]) == 2
+    assert a["accuracy"] == pytest.approx(both["summary"]["test"]["ensemble"]["accuracy"])
+    r = cli("predict", out, "-", stdin="What is the capital of France ?\n")
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout)["probs"]) == {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"}
+
+
+def test_rerun_reuses_every_stage_and_changed_settings_are_refused(both):
+    from ulmfit_cli.pipeline import run
+    from ulmfit_cli.report import Reporter
+
+    before = {p: p.stat().st_mtime_ns for p in both["out"].glob("*/*/model.safetensors")}
+    again = run(both["make"](both["parents"], both["out"]), Reporter(True))
+    assert again["test"] == both["summary"]["test"]
+    assert {p: p.stat().st_mtime_ns for p in both["out"].glob("*/*/model.safetensors")} == before
+    changed = both["make"](both["parents"], both["out"])
+    changed.clf_flags = {"epochs": 2}
+    with pytest.raises(ConfigError, match="other settings"):
+        run(changed, Reporter(True))
+
+
+def test_both_directions_needs_a_backward_parent(both, cli, tmp_path):
+    lm = both["parents"][0]
+    r = cli("pipeline", both["train"], "--parent", lm, "--parent", lm, "--both-directions", "--out", tmp_path / "p")
+    one_line_error(r, 2, "--parent", "backward")
+    r = cli("pipeline", both["train"], "--out", tmp_path / "p")
+    one_line_error(r, 2, "--corpus", "--parent")

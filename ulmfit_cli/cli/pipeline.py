@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import CacheDir, Device, Json, LabelCol, Overwrite, Precision, Preset, Quiet, Seed, TextCol
+
+STAGES = "Stage settings"
+
+
+def _set(stage: str, example: str):
+    return Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"A {stage} setting as SETTING=VALUE (e.g. {example}); repeatable.",
+            rich_help_panel=STAGES,
+            show_default=False,
+        ),
+    ]
+
+
+def pipeline(
+    train: Annotated[Path, typer.Argument(help="Labelled training data.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every run of the pipeline.")] = Path(
+        "runs/pipeline"
+    ),
+    corpus: Annotated[
+        list[Path] | None, typer.Option(help="Pretraining text (repeatable); or --parent.", show_default=False)
+    ] = None,
+    parent: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A pretrained LM to start from instead of --corpus; with --both-directions one forward and one "
+            "backward (pretrain --backwards, import-fastai --direction bwd).",
+            show_default=False,
+        ),
+    ] = None,
+    texts: Annotated[
+        list[Path] | None,
+        typer.Option(help="Text for finetune-lm (default: TRAIN's texts); repeatable.", show_default=False),
+    ] = None,
+    test: Annotated[
+        Path | None, typer.Option(help="Labelled test data: each classifier and the ensemble are scored on it.")
+    ] = None,
+    both_directions: Annotated[
+        bool,
+        typer.Option("--both-directions", help="Also train the backward model; predict/evaluate OUT use the ensemble."),
+    ] = False,
+    preset: Preset = "small",
+    text_col: TextCol = "text",
+    label_col: LabelCol = "label",
+    seed: Seed = None,
+    pretrain_set: _set("pretrain", "max_tokens=2000000") = None,
+    lm_set: _set("finetune-lm", "epochs=5") = None,
+    clf_set: _set("finetune-clf", "lr=0.02") = None,
+    cache_dir: CacheDir = None,
+    device: Device = None,
+    precision: Precision = None,
+    overwrite: Overwrite = False,
+    json: Json = False,
+    quiet: Quiet = False,
+):
+    """pretrain -> finetune-lm -> finetune-clf in one line, forward or (--both-directions) forward and backward,
+    with the test score of each classifier and of their ensemble (the paper's bidirectional model).
+
+    Writes OUT/fwd and OUT/bwd (each lm, lm-ft, clf) and OUT/ensemble.json: `ulmfit predict OUT` and `ulmfit
+    evaluate OUT` average both directions. Rerun the same command to finish an interrupted pipeline."""
+    from ..artifacts import LM_STAGES, open_run
+    from ..data import Source
+    from ..errors import ConfigError
+    from ..pipeline import Pipeline, configs
+    from ..pipeline import run as core
+    from .common import set_pairs, start
+
+    if bool(corpus) == bool(parent):
+        raise ConfigError("give the pretraining text (--corpus) or the pretrained LM(s) to start from (--parent)")
+    shared = {"seed": seed, "device": device, "precision": precision}
+    p = Pipeline(
+        train=Source(path=str(train)),
+        out=out,
+        preset=preset,
+        corpus=[Source(path=str(c)) for c in corpus or []],
+        parents=[open_run(r, LM_STAGES, "pipeline") for r in parent or []],
+        texts=[Source(path=str(t)) for t in texts or []],
+        test=Source(path=str(test)) if test else None,
+        both=both_directions,
+        pretrain_flags={**shared, **set_pairs(pretrain_set, "--pretrain-set")},
+        lm_flags={**shared, **set_pairs(lm_set, "--lm-set")},
+        clf_flags={**shared, **set_pairs(clf_set, "--clf-set")},
+        text_col=text_col,
+        label_col=label_col,
+        overwrite=overwrite,
+        cache_dir=cache_dir,
+    )
+    reporter = start(configs(p, "fwd")["finetune-clf"], quiet)  # every setting checked before any work
+    summary = core(p, reporter)
+    if json:
+        from ..report import emit_json
+
+        emit_json(summary)
+    elif "test" in summary:
+        _table(summary["test"])
+
+
+def _table(scores: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = [k for k in next(iter(scores.values())) if k != "n"]
+    t = Table(title=f"test scores (n {next(iter(scores.values())).get('n')})")
+    t.add_column("model")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for name, s in scores.items():
+        t.add_row(name, *(f"{s[c]:.4f}" for c in cols))
+    Console(width=100).print(t)

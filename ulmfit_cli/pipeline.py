@@ -1,0 +1,141 @@
+"""`ulmfit pipeline`: pretrain (or start from given LMs) -> finetune-lm -> finetune-clf in one command, for the
+forward direction or, with both directions, also the backward one, then the test score of each classifier and
+of their ensemble (the paper's bidirectional model, section 3.3: the average of a forward and a backward
+classifier's predictions).
+
+The output folder (workdir.Workdir: rerun the same command to finish an interrupted pipeline) holds one folder
+per direction, `fwd/` and `bwd/`, each with the run folders `lm`, `lm-ft` and `clf`, and `ensemble.json`
+naming the classifiers, so that `ulmfit predict DIR` and `ulmfit evaluate DIR` use the ensemble.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import artifacts as A
+from .config import RunConfig, resolve
+from .data import Source, open_corpus, read_table
+from .errors import ConfigError
+from .workdir import Workdir, write_json
+
+DIRECTIONS = ("fwd", "bwd")
+ENSEMBLE, ENSEMBLE_FORMAT = A.ENSEMBLE, A.ENSEMBLE_FORMAT
+
+
+@dataclass
+class Pipeline:
+    train: Source
+    out: Path
+    preset: str
+    corpus: list[Source]  # pretraining text, or...
+    parents: list[A.Run]  # ...the LMs to start from (one per direction)
+    texts: list[Source]  # finetune-lm text (default: TRAIN's texts)
+    test: Source | None
+    both: bool
+    pretrain_flags: dict
+    lm_flags: dict
+    clf_flags: dict
+    text_col: str = "text"
+    label_col: str = "label"
+    overwrite: bool = False
+    cache_dir: Path | None = None
+
+
+def directions(p: Pipeline) -> list[str]:
+    return list(DIRECTIONS) if p.both else ["fwd"]
+
+
+def parent_of(p: Pipeline, direction: str) -> A.Run | None:
+    """The given LM of `direction` (None: pretrain one); every direction needs one LM that reads that way."""
+    if not p.parents:
+        return None
+    found = [r for r in p.parents if bool(r.config.get("backwards")) == (direction == "bwd")]
+    if len(found) != 1 or len(p.parents) != len(directions(p)):
+        want = "one forward and one backward LM (pretrain --backwards)" if p.both else "one forward LM"
+        raise ConfigError(
+            f"`--parent` needs {want} for these directions; got {len(p.parents)}, {len(found)} {direction}"
+        )
+    return found[0]
+
+
+def configs(p: Pipeline, direction: str) -> dict[str, RunConfig]:
+    """The resolved settings of each stage of `direction`, before any work."""
+    parent = parent_of(p, direction)
+    out = {}
+    if parent is None:
+        out["pretrain"] = resolve("pretrain", p.preset, {**p.pretrain_flags, "backwards": direction == "bwd"})
+    lm_parent = parent.config if parent is not None else out["pretrain"].to_dict()
+    out["finetune-lm"] = resolve("finetune-lm", p.preset, p.lm_flags, lm_parent)
+    out["finetune-clf"] = resolve("finetune-clf", p.preset, p.clf_flags, out["finetune-lm"].to_dict())
+    return out
+
+
+def _key(p: Pipeline, cfgs: dict) -> dict:
+    from .tokenizer import file_sha256
+
+    hardware = ("device", "precision", "compile")
+    return {
+        "corpus": [{"source": str(s), "fingerprint": open_corpus(s, p.text_col).fingerprint} for s in p.corpus],
+        "parents": [{"path": str(r.path.resolve()), "weights": file_sha256(r.file("weights"))} for r in p.parents],
+        "train": {"source": str(p.train), "fingerprint": read_table(p.train, p.text_col, p.label_col).fingerprint},
+        "texts": [{"source": str(s), "fingerprint": open_corpus(s, p.text_col).fingerprint} for s in p.texts],
+        "columns": {"text": p.text_col, "label": p.label_col},
+        "stages": {
+            d: {stage: {k: v for k, v in c.to_dict().items() if k not in hardware} for stage, c in cs.items()}
+            for d, cs in cfgs.items()
+        },
+    }
+
+
+def run(p: Pipeline, reporter) -> dict:
+    """Every stage of every direction not finished before, then the test scores; the summary."""
+    from .stages import finetune_clf, train_lm_stage
+
+    cfgs = {d: configs(p, d) for d in directions(p)}
+    wd = Workdir(p.out, "pipeline", _key(p, cfgs), p.overwrite, (*DIRECTIONS, ENSEMBLE))
+    started, clfs, walls = time.time(), {}, {}
+    for d in directions(p):
+        (p.out / d).mkdir(exist_ok=True)
+        cs, folder = cfgs[d], p.out / d
+        lm = parent_of(p, d)
+        if lm is None:
+            lm = _stage(wd, folder / "lm", reporter, train_lm_stage, "pretrain", cs["pretrain"], p.corpus,
+                        text_col=p.text_col, cache_dir=p.cache_dir)  # fmt: skip
+        ft = _stage(wd, folder / "lm-ft", reporter, train_lm_stage, "finetune-lm", cs["finetune-lm"],
+                    p.texts or [p.train], text_col=p.text_col, parent=lm, cache_dir=p.cache_dir)  # fmt: skip
+        clfs[d] = _stage(wd, folder / "clf", reporter, finetune_clf, cs["finetune-clf"], ft, p.train,
+                         text_col=p.text_col, label_col=p.label_col)  # fmt: skip
+        walls[d] = {r.path.name: r.manifest.get("wall_s") for r in (lm, ft, clfs[d]) if r.path.parent == folder}
+    members = [str(clfs[d].path.relative_to(p.out)) for d in directions(p)]
+    write_json(p.out / ENSEMBLE, {"format": ENSEMBLE_FORMAT, "runs": members})
+    summary = {"out": str(p.out), "runs": {d: str(c.path) for d, c in clfs.items()}, "wall_s": walls}
+    if p.test is not None:
+        summary["test"] = _scores(p, clfs, reporter)
+    summary["pipeline_wall_s"] = round(time.time() - started, 1)
+    return summary
+
+
+def _stage(wd: Workdir, out: Path, reporter, fn, *args, **kwargs) -> A.Run:
+    def call(resume: bool, overwrite: bool):
+        fn(*args, out, resume=resume, overwrite=overwrite, reporter=reporter, **kwargs)
+
+    return wd.stage(out, call, "pipeline", reporter)
+
+
+def _scores(p: Pipeline, clfs: dict, reporter) -> dict:
+    """Each classifier's test metrics, and the ensemble's (the mean of their probabilities)."""
+    from .inference import evaluate
+
+    keep = ("accuracy", "macro_f1", "micro_f1", "mae", "rmse", "n")
+    sets = {d: [c] for d, c in clfs.items()}
+    if len(clfs) > 1:
+        sets["ensemble"] = list(clfs.values())
+    scores = {}
+    for name, runs in sets.items():
+        result = evaluate(runs, p.test, p.text_col, p.label_col)
+        scores[name] = {k: result[k] for k in keep if k in result}
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in scores[name].items() if k != "n")
+        reporter.info(f"pipeline: {name} on {p.test}: {shown}")
+    return scores

@@ -1,0 +1,82 @@
+"""A folder of many runs that a command builds step by step and finishes after an interruption: `learning-curve`
+(one point per size, seed and variant) and `pipeline` (the stages of each direction).
+
+The folder records what it was started with (`KEY_FILE`: inputs' fingerprints, parent, resolved settings); a
+rerun with the same key skips what is finished and resumes what was interrupted, a rerun with another key is a
+one-line error unless `--overwrite`. Every result is written whole (a temporary file, then a rename), and each
+stage's run folder is published atomically by the stage itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from . import artifacts as A
+from .errors import ConfigError, RunFolderError
+
+KEY_FILE = "settings.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """`path` holds the old content or the new one, never half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with A.written(path):
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+class Workdir:
+    """The output folder of a resumable multi-run command `command`, checked against `key` before any work."""
+
+    def __init__(self, out: Path, command: str, key: dict, overwrite: bool, owned: tuple[str, ...]):
+        self.out, self.command, self.key_file = out, command, out / KEY_FILE
+        key = {"command": command, **key}
+        if not out.parent.exists():
+            raise RunFolderError(f"{out.parent}: the folder for --out does not exist; create it first")
+        if out.exists() and not out.is_dir():
+            raise RunFolderError(f"{out}: is a file; give --out a folder")
+        if out.exists() and any(out.iterdir()) and not self.key_file.exists():
+            raise RunFolderError(
+                f"{out}: exists and is not a {command} folder (no {self.key_file.name}); choose another --out"
+            )
+        try:
+            saved = json.loads(self.key_file.read_text(encoding="utf-8")) if self.key_file.exists() else None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RunFolderError(f"{self.key_file}: not valid JSON ({e}); add --overwrite to start again") from None
+        if saved is not None and saved != key and not overwrite:
+            changed = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
+            raise ConfigError(
+                f"{out}: holds a {command} started with other settings or data (changed: {', '.join(changed)}); "
+                "add --overwrite to discard its results and start again, or choose another --out"
+            )
+        if saved is not None and overwrite:  # start again, as --overwrite does for a run folder
+            for name in owned:  # only what this command writes: a stray file of the user's stays
+                p = out / name
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        out.mkdir(exist_ok=True)
+        write_json(self.key_file, key)
+
+    def stage(self, out: Path, call, what: str, reporter) -> A.Run:
+        """The run folder `out` of one stage: reused when it is complete, resumed from its checkpoint when an
+        interrupted call left one, else trained afresh (`call(resume=..., overwrite=...)` runs the stage)."""
+        if (out / A.MANIFEST).exists():
+            try:
+                run = A.open_run(out, (*A.LM_STAGES, "finetune-clf"), what)
+            except RunFolderError:
+                run = None  # damaged: train it again below
+            if run is not None:
+                reporter.info(f"{self.command}: reusing {out}")
+                return run
+        partial = out.parent / f".{out.name}.partial"
+        resume = A.find_checkpoint(partial) is not None
+        if resume:
+            reporter.info(f"{self.command}: resuming {out} from its checkpoint")
+        call(resume=resume, overwrite=True)
+        return A.open_run(out, (*A.LM_STAGES, "finetune-clf"), what)

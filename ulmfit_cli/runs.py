@@ -193,6 +193,16 @@ def summary(out: Path, manifest: dict) -> dict:
     }
 
 
+def publish_model(
+    writer: A.RunWriter, model, stage: str, cfg: RunConfig, history: list, steps_per_epoch: int, reporter, select
+) -> dict:
+    """What every training stage does with its trained model: say which epoch's weights are kept, write them,
+    and draw the pictures into the run's temporary folder; returns draw_plots' {kind: file name}."""
+    report_kept(select, history, reporter)
+    A.save_weights(model, writer.path(A.WEIGHTS))
+    return draw_plots(writer, stage, cfg, history, steps_per_epoch, reporter, select)
+
+
 def draw_plots(
     writer: A.RunWriter, stage: str, cfg: RunConfig, history: list, steps_per_epoch: int, reporter, select=None
 ) -> dict:

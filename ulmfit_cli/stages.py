@@ -18,7 +18,6 @@ from . import tasks
 from .config import RunConfig
 from .data import LMStream, Source, classifier_batches, classifier_steps, open_corpus
 from .inference import docs_of, predict_logits
-from .metrics import micro_f1, tune_thresholds
 from .models import backbone
 from .schedule import unfreeze_plan
 from .tokenizer import PAD_ID, file_sha256, load_tokenizer
@@ -119,9 +118,7 @@ def train_lm_stage(
         history = _train_lm(model, cfg, train, valid_stream, reporter, select, **ckpt)
         if not writer.main:
             return {}
-        R.report_kept(select, history, reporter)
-        A.save_weights(model, writer.path(A.WEIGHTS))
-        pictures = R.draw_plots(writer, stage, cfg, history, _lm_steps(cfg, len(train)), reporter, select)
+        pictures = R.publish_model(writer, model, stage, cfg, history, _lm_steps(cfg, len(train)), reporter, select)
         inputs = [{"source": str(c.source), "fingerprint": c.fingerprint, "text_col": c.text_col} for c in corpora]
         manifest = R.manifest(
             stage,
@@ -205,15 +202,13 @@ def finetune_clf(
         )
         if not writer.main:
             return {}
-        R.report_kept(select, history, reporter)
-        A.save_weights(model, writer.path(A.WEIGHTS))
-        pictures = R.draw_plots(writer, "finetune-clf", cfg, history, steps, reporter, select)
+        pictures = R.publish_model(writer, model, "finetune-clf", cfg, history, steps, reporter, select)
         inputs = [{"source": str(train_src), "fingerprint": table.fingerprint, "documents": len(table.texts)}]
         extra = {
             "vocab_size": tok.get_vocab_size(),
             "task": task,
             "classes": classes,
-            **_task_extras(task, model, vdocs, vy, target, cfg, classes, reporter),
+            **tasks.run_extras(task, lambda: predict_logits(model.eval(), vdocs, cfg), vy, target, classes, reporter),
             "init": init,
             "columns": {"text": text_col, "label": label_col},
             "plots": pictures,
@@ -222,22 +217,3 @@ def finetune_clf(
         writer.write_json(A.MANIFEST, manifest)
         writer.commit()
     return R.summary(out, manifest)
-
-
-def _task_extras(task: str, model, vdocs, vy, target, cfg: RunConfig, classes, reporter) -> dict:
-    """What a run of `task` keeps beside its weights: the regression target's scale, or the multi-label
-    decision thresholds, tuned per label on the validation data once training is over."""
-    if task == tasks.REGRESSION:
-        return {"target": target}
-    if task != tasks.MULTI:
-        return {}
-    model.eval()
-    probs = tasks.outputs(task, predict_logits(model, vdocs, cfg))
-    true = vy > 0.5
-    cuts = tune_thresholds(probs, true)
-    tuned = {"micro_f1_at_0.5": micro_f1(true, probs >= 0.5), "micro_f1": micro_f1(true, probs >= cuts)}
-    reporter.info(
-        f"thresholds tuned per label on {len(vdocs)} validation documents: micro-F1 "
-        f"{tuned['micro_f1_at_0.5']:.4f} at 0.5 -> {tuned['micro_f1']:.4f}"
-    )
-    return {"thresholds": {c: float(t) for c, t in zip(classes, cuts)}, "thresholds_valid": tuned}

@@ -1,13 +1,16 @@
-"""Documents per second of a classifier run: ours (fp32 and `--quantize int8`) against fastai's `get_preds` on the
-same architecture and weights, interleaved round by round (the machine is shared), from token ids to
-probabilities. Also the accuracy of each on labelled data, and how far fastai's probabilities are from ours.
+"""Documents per second of a classifier run: ours (fp32 and `--quantize int8`, with `--engine torch` and
+`--engine onnx`) against fastai's `get_preds` on the same architecture and weights, interleaved round by round
+(the machine is shared), from token ids to probabilities. Also the accuracy of each on labelled data, and how far
+each one's probabilities are from ours in fp32 (torch).
 
   OMP_NUM_THREADS=2 python bench/predict_speed.py RUN --data NAME=CSV[:N] ... [--threads 2] [--rounds 5]
+      [--systems fastai,ours_fp32,ours_int8,onnx_fp32,onnx_int8] [--bs 64] [--fastai-bs 64]
 
 For each CSV (text,label; the first N rows): the texts are tokenized once (docs_of: <bos>, cut to max_len, as
 predict does), then each round runs fastai (a SortedDL padding chunks first, as TextDataLoaders does, and
-TextLearner.get_preds), ours fp32 (inference.predict_logits) and ours int8. Same batch size for all. Prints
-one JSON line per data set on stdout; progress on stderr.
+TextLearner.get_preds) and each of ours (inference.predict_logits). The same batch size for all unless
+--fastai-bs says otherwise. The onnx engine's graphs are exported (and cached, onnx_engine.cache_dir) before
+the first round. Prints one JSON line per data set on stdout; progress on stderr.
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ def read(spec: str) -> tuple[str, list[str], list[str]]:
     return name, [r["text"] for r in rows], [r["label"] for r in rows]
 
 
+SYSTEMS = ("fastai", "ours_fp32", "ours_int8", "onnx_fp32", "onnx_int8")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run", type=Path)
@@ -85,17 +91,23 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--bs", type=int, default=64)
+    p.add_argument("--fastai-bs", type=int, default=None, help="fastai's batch size (default: --bs)")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated, from " + ",".join(SYSTEMS))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     run = A.open_run(args.run, ("finetune-clf",), "bench")
     cfg, tok, model = load_classifier(run, "cpu")
     cfg = dataclasses.replace(cfg, bs=args.bs)
     classes = run.manifest["classes"]
-    systems = {
-        "fastai": fastai_predictor(from_dict(run.config), run, len(classes), args.bs),
-        "ours_fp32": ours(model, cfg),
-        "ours_int8": ours(quantize(model, "int8"), cfg),
+    make = {
+        "fastai": lambda: fastai_predictor(from_dict(run.config), run, len(classes), args.fastai_bs or args.bs),
+        "ours_fp32": lambda: ours(model, cfg),
+        "ours_int8": lambda: ours(quantize(model, "int8"), cfg),
+        "onnx_fp32": lambda: ours(load_classifier(run, "cpu", engine="onnx")[2], cfg),
+        "onnx_int8": lambda: ours(load_classifier(run, "cpu", "int8", engine="onnx")[2], cfg),
     }
+    names = ["fastai", "ours_fp32", *(k for k in args.systems.split(",") if k not in ("fastai", "ours_fp32"))]
+    systems = {k: make[k]() for k in names}  # fastai (the baseline) and ours_fp32 (the reference) always run
     for spec in args.data:
         name, texts, labels = read(spec)
         docs = docs_of(tok, texts, cfg)
@@ -117,6 +129,7 @@ def main(argv=None) -> None:
             "tokens_max": max(lens),
             "threads": args.threads,
             "bs": args.bs,
+            "fastai_bs": args.fastai_bs or args.bs,
         }
         base = len(docs) / statistics.median(times["fastai"])
         for k in systems:

@@ -79,7 +79,9 @@ class AWDLSTMClassifier(nn.Module):
 
         Batches wider than `chunk` run `chunk` steps at a time, as fastai's BPT3C does: the LSTMs carry their
         states, pooling accumulates per chunk, and each chunk runs only the rows whose text reaches it (a batch's
-        short documents stop early instead of running over padding). `chunk` 0 is one pass (the ONNX graph)."""
+        short documents stop early instead of running over padding). `chunk` 0 is one pass (the ONNX graph).
+        The result does not depend on `chunk` (the LSTMs are causal); shorter chunks waste fewer padded steps
+        (CHUNK)."""
         B, T = x.shape
         real = x != self.pad_id
         lens = real.sum(1)  # (B,)
@@ -96,6 +98,8 @@ class AWDLSTMClassifier(nn.Module):
         mx = torch.full((B, C), float("-inf"), device=x.device)
         for i in range(0, T, self.chunk):
             n = int((lens > i).sum())  # rows whose text reaches this chunk (fastai's real_bs, done right)
+            if n == 0:  # only padding left (a batch padded to whole bptt chunks, run with a shorter `chunk`)
+                break
             h, states = self.recur(
                 x[:n, i : i + self.chunk], [None if s is None else (s[0][:, :n], s[1][:, :n]) for s in states]
             )
@@ -133,8 +137,15 @@ class AWDLSTMClassifier(nn.Module):
         return (self.head(self.features(x)),)
 
 
+# Steps per chunk at inference, at most: rows stop within CHUNK steps of their text's end instead of bptt. 100 IMDb
+# reviews, `small`, batch 64, CPU seconds at chunk 10/18/35/70: torch 4.71/4.51/4.43/4.58, onnxruntime int8
+# 2.15/2.17/2.20/2.30 (bench/RESULTS.md 10).
+CHUNK = 32
+
+
 def build_classifier(cfg: RunConfig, vocab_sz: int, n_class: int) -> AWDLSTMClassifier:
     """The inference twin of awd_lstm.build_classifier (same sizes, same head; dropouts only decide whether
     fastai put a Dropout module in the head, which shifts its keys)."""
     output_p = CLF_DROPS["output_p"] * cfg.drop_mult
-    return AWDLSTMClassifier(vocab_sz, cfg.emb_sz, cfg.n_hid, cfg.n_layers, n_class, cfg.lin_ftrs, output_p, cfg.bptt)
+    chunk = min(cfg.bptt, CHUNK)
+    return AWDLSTMClassifier(vocab_sz, cfg.emb_sz, cfg.n_hid, cfg.n_layers, n_class, cfg.lin_ftrs, output_p, chunk)

@@ -8,7 +8,7 @@ quantized on the fly: its DynamicQuantizeLSTM), the head stays fp32. Why: onnxru
 faster than torch's on short documents, and its int8 LSTM faster than torch's on all (bench/RESULTS.md 10).
 
 The one-pass graph of `ulmfit export` is not used here: on long documents one pass materialises every step's
-gates for the whole batch at once (memory-bound); chunks of bptt steps keep them in cache, as the torch model does.
+gates for the whole batch at once (memory-bound); short chunks keep them in cache, as the torch model does.
 """
 
 from __future__ import annotations

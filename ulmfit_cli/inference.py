@@ -49,17 +49,18 @@ def predict_logits(model, docs: list[np.ndarray], cfg: RunConfig, bs: int | None
     return out
 
 
-def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = None):
+def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = None, engine: str = "torch"):
     """The classifier of a run folder the caller has opened (and so checked) with `artifacts.open_run`, on
     `device`; mixed precision only where the run trained with it and the device is a GPU. With `quantize`
-    (quantize.KINDS) the model is quantized and runs on the CPU."""
+    (quantize.KINDS) the model is quantized and runs on the CPU. `engine` "onnx" (checked by onnx_engine.check)
+    runs the AWD-LSTM's LSTMs in onnxruntime on the CPU, quantized there with `quantize`."""
     import dataclasses
 
     from . import dist
 
     cfg = from_dict(run.config)
     R.setup(cfg.seed)
-    where = dist.resolve_device("cpu" if quantize else device)
+    where = dist.resolve_device("cpu" if quantize or engine == "onnx" else device)
     cfg = dataclasses.replace(
         cfg, device=str(where), precision=cfg.precision if where.type == "cuda" else "fp32", compile=False
     )
@@ -69,7 +70,11 @@ def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = Non
     A.load_weights(model, run.file("weights"))
     model.to(where)
     model.eval()
-    if quantize:
+    if engine == "onnx":
+        from .onnx_engine import attach
+
+        attach(run, model, quantize)
+    elif quantize:
         from .quantize import quantize as quantized
 
         model = quantized(model, quantize)
@@ -97,6 +102,7 @@ class Predictor:
         threads: int | None = None,
         device: str = "auto",
         quantize: str | None = None,
+        engine: str = "torch",
     ):
         import torch
 
@@ -104,7 +110,7 @@ class Predictor:
             torch.set_num_threads(threads)
         self.task, self.classes, self.cuts = head(runs)
         self.runs, self.batch_size = runs, batch_size
-        self.models = [load_classifier(run, device, quantize) for run in runs]
+        self.models = [load_classifier(run, device, quantize, engine) for run in runs]
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """Probabilities (N, C) (softmax, or one sigmoid per label), or values (N,) in the labels' units."""
@@ -225,6 +231,7 @@ def evaluate(
     batch_size: int = 64,
     threads: int | None = None,
     quantize: str | None = None,
+    engine: str = "torch",
 ) -> dict:
     """The metrics of the run (or the ensemble of runs) on labelled data, read twice a batch at a time (the labels
     checked first, then predicted), so memory does not grow with the test set."""
@@ -234,7 +241,7 @@ def evaluate(
     task, classes, cuts = head(runs)
     delim = first.config.get("label_delim")
     _check(src, text_col, label_col, task, classes, delim)
-    predictor = Predictor(runs, batch_size, threads, quantize=quantize)
+    predictor = Predictor(runs, batch_size, threads, quantize=quantize, engine=engine)
     tally = Tally(task, classes, cuts)
     for table, _ in _labelled(src, text_col, label_col, task, delim):
         if table.texts:

@@ -52,6 +52,14 @@ def open_models(run: Path, ensemble: list[Path] | None, backbone: str | None, wh
     return runs
 
 
+def check_engine(engine: str, runs: list) -> None:
+    """--engine: known, installed, and able to run every run's backbone (exit 2 before any input is read)."""
+    from ..onnx_engine import check
+
+    for r in runs:
+        check(engine, r.manifest.get("backbone"))
+
+
 def show_schedule(stage: str, cfg) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import Backbone, BatchSize, Dataset, Ensemble, Json, Quantize, Split, Threads
+from .options import Backbone, BatchSize, Dataset, Engine, Ensemble, Json, Quantize, Split, Threads
 
 
 def evaluate(
@@ -24,6 +24,7 @@ def evaluate(
     json: Json = False,
     backbone: Backbone = None,
     quantize: Quantize = None,
+    engine: Engine = "torch",
     confusion_png: Annotated[
         Path | None,
         typer.Option(help="Also draw the confusion matrix into this PNG file (replaced if it exists)."),
@@ -40,10 +41,11 @@ def evaluate(
     from ..quantize import check as check_quantize
     from ..report import emit_json
     from ..tasks import MULTI, REGRESSION, task_of
-    from .common import check_file_out, open_models, sources
+    from .common import check_engine, check_file_out, open_models, sources
 
     check_quantize(quantize)
     runs = open_models(run, ensemble, backbone, "evaluate")
+    check_engine(engine, runs)
     if confusion_png is not None:
         check_file_out(confusion_png, "--confusion-png", "a PNG", ".png")
         if task_of(runs[0].manifest) in (MULTI, REGRESSION):
@@ -51,7 +53,7 @@ def evaluate(
 
             raise ConfigError("`--confusion-png` is for single-label classifiers; this run is not one")
     (src,) = sources([test] if test else None, dataset, split, "test data")
-    result = core(runs, src, text_col, label_col, batch_size, threads, quantize)
+    result = core(runs, src, text_col, label_col, batch_size, threads, quantize, engine)
     failed = _draw(result, runs[0], src, confusion_png) if confusion_png is not None else None
     if json:
         emit_json(result)

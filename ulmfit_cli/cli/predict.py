@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import Backbone, BatchSize, Dataset, Ensemble, Quantize, Split, Threads
+from .options import Backbone, BatchSize, Dataset, Engine, Ensemble, Quantize, Split, Threads
 
 
 def predict(
@@ -38,6 +38,7 @@ def predict(
     ] = 0.1,
     threads: Threads = None,
     quantize: Quantize = None,
+    engine: Engine = "torch",
 ):
     """Predict: one line per input line (or row), in input order, written as each batch is done.
 
@@ -54,10 +55,11 @@ def predict(
     from ..inference import predict as core
     from ..quantize import check as check_quantize
     from ..rows import is_plain_text, table_batches, text_batches
-    from .common import open_models, sources
+    from .common import check_engine, open_models, sources
 
     check_quantize(quantize)
-    runs = open_models(run, ensemble, backbone, "predict")  # checked before reading any input
+    runs = open_models(run, ensemble, backbone, "predict")
+    check_engine(engine, runs)  # checked before reading any input
     line = Formatter(format, *head(runs), top_k).line
     (src,) = [Source(path="-")] if input == "-" else sources([Path(input)] if input else None, dataset, split, "input")
     if is_plain_text(src):
@@ -68,4 +70,4 @@ def predict(
             ["" if t is None else str(t) for t in b[col]] for b in table_batches(src, [col], ["--text-col"], batch_size)
         )
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head`: end quietly when the reader has gone, as cat does
-    core(Predictor(runs, batch_size, threads, quantize=quantize), batches, line, sys.stdout)
+    core(Predictor(runs, batch_size, threads, quantize=quantize, engine=engine), batches, line, sys.stdout)

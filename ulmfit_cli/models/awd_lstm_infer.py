@@ -62,7 +62,7 @@ class AWDLSTMClassifier(nn.Module):
     def __init__(self, vocab_sz: int, emb_sz: int, n_hid: int, n_layers: int, n_class: int, lin_ftrs: int,
                  output_p: float, chunk: int = 0, pad_id: int = PAD_ID):  # fmt: skip
         super().__init__()
-        self.pad_id, self.chunk = pad_id, chunk
+        self.pad_id, self.chunk, self.engine = pad_id, chunk, None
         self.encoder = nn.Embedding(vocab_sz, emb_sz, padding_idx=pad_id)
         sizes = [emb_sz] + [n_hid] * (n_layers - 1) + [emb_sz]
         self.rnns = nn.ModuleList(nn.LSTM(sizes[i], sizes[i + 1], 1, batch_first=True) for i in range(n_layers))
@@ -79,7 +79,9 @@ class AWDLSTMClassifier(nn.Module):
 
         Batches wider than `chunk` run `chunk` steps at a time, as fastai's BPT3C does: the LSTMs carry their
         states, pooling accumulates per chunk, and each chunk runs only the rows whose text reaches it (a batch's
-        short documents stop early instead of running over padding). `chunk` 0 is one pass (the ONNX graph)."""
+        short documents stop early instead of running over padding). `chunk` 0 is one pass (the ONNX graph).
+        The result does not depend on `chunk` (the LSTMs are causal); shorter chunks waste fewer padded steps
+        (CHUNK)."""
         B, T = x.shape
         real = x != self.pad_id
         lens = real.sum(1)  # (B,)
@@ -96,10 +98,11 @@ class AWDLSTMClassifier(nn.Module):
         mx = torch.full((B, C), float("-inf"), device=x.device)
         for i in range(0, T, self.chunk):
             n = int((lens > i).sum())  # rows whose text reaches this chunk (fastai's real_bs, done right)
-            h = self.encoder(x[:n, i : i + self.chunk])
-            for layer, rnn in enumerate(self.rnns):
-                st = states[layer]
-                h, states[layer] = rnn(h, None if st is None else (st[0][:, :n], st[1][:, :n]))
+            if n == 0:  # only padding left (a batch padded to whole bptt chunks, run with a shorter `chunk`)
+                break
+            h, states = self.recur(
+                x[:n, i : i + self.chunk], [None if s is None else (s[0][:, :n], s[1][:, :n]) for s in states]
+            )
             keep = (pos[i : i + self.chunk] < lens[:n, None]).unsqueeze(-1)  # (n, t, 1)
             j = lens[:n] - 1 - i  # the last real token's place in this chunk
             at = h.gather(1, j.clamp(0, h.shape[1] - 1).view(n, 1, 1).expand(n, 1, C)).squeeze(1)
@@ -109,12 +112,21 @@ class AWDLSTMClassifier(nn.Module):
         out = torch.cat([last, mx, total / lens.unsqueeze(1)], 1)
         return out[order.argsort()]
 
+    def recur(self, x: torch.Tensor, states: list) -> tuple[torch.Tensor, list]:
+        """Token ids (n, t) and each LSTM's (h, c) (None: a zero state) -> the last LSTM's outputs (n, t, emb_sz)
+        and the LSTMs' states after the chunk. `engine` (onnx_engine.Recurrence) runs it in onnxruntime instead."""
+        if self.engine is not None:
+            return self.engine(x, states)
+        h, out = self.encoder(x), []
+        for rnn, st in zip(self.rnns, states):
+            h, st = rnn(h, st)
+            out.append(st)
+        return h, out
+
     def _pool_one_pass(self, x, lens, pos):
         """The whole (left-aligned) batch in one pass of each LSTM: short batches, and the ONNX graph."""
         B = x.shape[0]
-        h = self.encoder(x)
-        for rnn in self.rnns:
-            h = rnn(h)[0]
+        h = self.recur(x, [None] * len(self.rnns))[0]
         keep = (pos < lens.unsqueeze(1)).unsqueeze(-1)  # (B, T, 1)
         last = h.gather(1, (lens - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, h.shape[2])).squeeze(1)
         mx = h.masked_fill(~keep, float("-inf")).max(1).values
@@ -125,8 +137,15 @@ class AWDLSTMClassifier(nn.Module):
         return (self.head(self.features(x)),)
 
 
+# Steps per chunk at inference, at most: rows stop within CHUNK steps of their text's end instead of bptt. 100 IMDb
+# reviews, `small`, batch 64, CPU seconds at chunk 10/18/35/70: torch 4.71/4.51/4.43/4.58, onnxruntime int8
+# 2.15/2.17/2.20/2.30 (bench/RESULTS.md 10).
+CHUNK = 32
+
+
 def build_classifier(cfg: RunConfig, vocab_sz: int, n_class: int) -> AWDLSTMClassifier:
     """The inference twin of awd_lstm.build_classifier (same sizes, same head; dropouts only decide whether
     fastai put a Dropout module in the head, which shifts its keys)."""
     output_p = CLF_DROPS["output_p"] * cfg.drop_mult
-    return AWDLSTMClassifier(vocab_sz, cfg.emb_sz, cfg.n_hid, cfg.n_layers, n_class, cfg.lin_ftrs, output_p, cfg.bptt)
+    chunk = min(cfg.bptt, CHUNK)
+    return AWDLSTMClassifier(vocab_sz, cfg.emb_sz, cfg.n_hid, cfg.n_layers, n_class, cfg.lin_ftrs, output_p, chunk)

@@ -1,0 +1,166 @@
+"""`--engine onnx`: the AWD-LSTM's embedding and LSTMs run in onnxruntime, chunk by chunk, on the CPU.
+
+The classifier (models/awd_lstm_infer.py) keeps its chunk loop, pooling and head in torch; only `recur` (token
+ids and the LSTMs' states in, the last LSTM's outputs and the new states out) is a graph, exported once per run
+and kept in a cache (`cache_dir`), keyed by the run's weights and config, so later calls only load it. With
+`--quantize int8` the graph's LSTMs are quantized by onnxruntime's `quantize_dynamic` (int8 weights, activations
+quantized on the fly: its DynamicQuantizeLSTM), the head stays fp32. Why: onnxruntime's CPU LSTM kernels are
+faster than torch's on short documents, and its int8 LSTM faster than torch's on all (bench/RESULTS.md 10).
+
+The one-pass graph of `ulmfit export` is not used here: on long documents one pass materialises every step's
+gates for the whole batch at once (memory-bound); short chunks keep them in cache, as the torch model does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import warnings
+from pathlib import Path
+
+from . import artifacts as A
+from .errors import ConfigError, OutputError
+
+ENGINES = ("torch", "onnx")
+GRAPH_VERSION = 1  # bump when chunk_graph changes: cached graphs of other versions are never read
+
+
+def check(engine: str, backbone: str | None = None) -> None:
+    """Exit 2 before any work: an unknown engine, a backbone it cannot run, or onnxruntime missing."""
+    if engine not in ENGINES:
+        raise ConfigError(f"`--engine` must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine != "onnx":
+        return
+    if backbone == "transformer":
+        raise ConfigError("`--engine onnx` runs AWD-LSTM classifiers only; use --engine torch for a transformer run")
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        raise ConfigError("`--engine onnx` needs onnx and onnxruntime: pip install 'ulmfit-cli[export]'")
+
+
+def cache_dir() -> Path:
+    """Where the graphs are kept: onnx/ in the token cache's folder ($ULMFIT_CACHE, else ~/.cache/ulmfit)."""
+    from .tokencache import cache_root
+
+    return cache_root() / "onnx"
+
+
+def key(run: A.Run, quantize: str | None) -> str:
+    """What the graph depends on: the weights, the config, the graph's code and, for int8, onnxruntime's
+    quantizer."""
+    import onnxruntime
+
+    h = hashlib.sha256()
+    with open(run.file("weights"), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    h.update(json.dumps(run.config, sort_keys=True).encode())
+    h.update(f"v{GRAPH_VERSION} {quantize} {onnxruntime.__version__ if quantize else ''}".encode())
+    return h.hexdigest()[:32]
+
+
+def chunk_graph(model):
+    """`model.recur` as a module with explicit states: (ids (n, t), h_0, c_0, h_1, c_1, ...) -> (outputs (n, t, C),
+    h_0', c_0', ...), each state (1, n, size)."""
+    import torch.nn as nn
+
+    class Chunk(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.rnns = model.encoder, model.rnns
+
+        def forward(self, ids, *states):
+            h, out = self.encoder(ids), []
+            for i, rnn in enumerate(self.rnns):
+                h, (hn, cn) = rnn(h, (states[2 * i], states[2 * i + 1]))
+                out += [hn, cn]
+            return (h, *out)
+
+    return Chunk().eval()
+
+
+def state_names(n_layers: int) -> tuple[list[str], list[str]]:
+    ins = [f"{hc}{i}" for i in range(n_layers) for hc in ("h", "c")]
+    return ins, [f"{s}_out" for s in ins]
+
+
+def export_chunk(model, path: Path) -> None:
+    """Write the chunk graph of `model` (fp32) to `path`."""
+    import torch
+
+    g = chunk_graph(model)
+    ins, outs = state_names(len(model.rnns))
+    ids = torch.full((2, 5), 3, dtype=torch.int64)
+    states = [torch.zeros(1, 2, rnn.hidden_size) for rnn in model.rnns for _ in (0, 1)]
+    axes = {"ids": {0: "n", 1: "t"}, "hidden": {0: "n", 1: "t"}, **{s: {1: "n"} for s in ins + outs}}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shapes; the dynamic axes are tested
+        torch.onnx.export(
+            g, (ids, *states), str(path), input_names=["ids", *ins], output_names=["hidden", *outs],
+            dynamic_axes=axes, opset_version=17, dynamo=False,
+        )  # fmt: skip
+
+
+def graph_file(run: A.Run, model, quantize: str | None) -> Path:
+    """The cached graph for this run (and int8 or not), exported now if missing. Written under a temporary name
+    and renamed, so a reader never sees half a file; nothing is written to the run folder."""
+    out = cache_dir() / f"{key(run, quantize)}{'.int8' if quantize else ''}.onnx"
+    if out.exists():
+        return out
+    tmp = [out.with_name(f".{out.name}.{os.getpid()}.{s}") for s in ("fp32", "int8")]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        export_chunk(model, tmp[0])
+        if quantize:
+            import logging
+
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process, on the root logger
+            quantize_dynamic(tmp[0], tmp[1], weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"])
+        os.replace(tmp[1] if quantize else tmp[0], out)
+    except OSError as e:
+        raise OutputError(
+            f"{out.parent}: could not write the onnx graph cache ({e.strerror or e}); set ULMFIT_CACHE to a "
+            "writable folder"
+        ) from None
+    finally:
+        for p in tmp:
+            p.unlink(missing_ok=True)
+    return out
+
+
+class Recurrence:
+    """An onnxruntime session standing in for AWDLSTMClassifier.recur (same arguments, same results)."""
+
+    def __init__(self, path: Path, sizes: list[int], threads: int):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.sizes = sizes
+        self.names = state_names(len(sizes))
+
+    def __call__(self, x, states: list) -> tuple:
+        import numpy as np
+        import torch
+
+        n = x.shape[0]
+        feed = {"ids": np.ascontiguousarray(x.cpu().numpy())}
+        for i, (size, st) in enumerate(zip(self.sizes, states)):
+            for j, name in enumerate(self.names[0][2 * i : 2 * i + 2]):
+                feed[name] = np.zeros((1, n, size), np.float32) if st is None else np.ascontiguousarray(st[j].numpy())
+        h, *out = (torch.from_numpy(a) for a in self.session.run(None, feed))
+        return h, [(out[2 * i], out[2 * i + 1]) for i in range(len(self.sizes))]
+
+
+def attach(run: A.Run, model, quantize: str | None) -> None:
+    """Make `model` (an AWDLSTMClassifier on the CPU, loaded with the run's weights) run its LSTMs in
+    onnxruntime, on torch's thread count."""
+    import torch
+
+    path = graph_file(run, model, quantize)
+    model.engine = Recurrence(path, [rnn.hidden_size for rnn in model.rnns], torch.get_num_threads())

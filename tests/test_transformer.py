@@ -210,6 +210,12 @@ def test_other_norm_positions_through_the_cli(cli, tmp_path, position):
         assert r.returncode == 0, r.stderr
     m = json.loads((clf / "manifest.json").read_text())
     assert m["config"]["norm_position"] == position and len(m["history"]) == 2
+    pre = json.loads((lm / "manifest.json").read_text())["history"][0]  # diagnostics, one value per block
+    assert all(v > 0 for v in pre["grad_norm"]) and all(-1 <= v <= 1 for v in pre["layer_cos"])
+    assert len(pre["grad_norm"]) == len(pre["layer_cos"]) == 2
+    first, second = m["history"]  # gradual unfreezing: the head alone, then the top block too
+    assert first["grad_norm"] == [None, None] and second["grad_norm"][0] is None and second["grad_norm"][1] > 0
+    assert m["plots"]["diagnostics"] == "diagnostics.png" and (clf / "diagnostics.png").stat().st_size > 0
     r = cli("predict", clf, "-", stdin="Who wrote Hamlet ?\nHow far is the moon ?\n")
     assert r.returncode == 0 and len([json.loads(line)["label"] for line in r.stdout.splitlines()]) == 2
 

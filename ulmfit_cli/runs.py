@@ -153,6 +153,8 @@ def draw_plots(writer: A.RunWriter, stage: str, cfg: RunConfig, history: list, s
     jobs = {}
     if history:
         jobs["history"] = (plots.HISTORY_PNG, lambda p: plots.history(history, p, title))
+    if history and all("grad_norm" in r for r in history):  # transformer runs (diagnostics.py)
+        jobs["diagnostics"] = (plots.DIAGNOSTICS_PNG, lambda p: plots.diagnostics(history, p, title))
     if plan and steps_per_epoch:
         jobs["lr_schedule"] = (
             plots.LR_PNG,

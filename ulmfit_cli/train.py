@@ -46,6 +46,9 @@ def fit(
     """Train `model` along `plan`. `batches(epoch)` yields training batches, `loss_fn(batch)` returns
     (loss to minimise, loss to report), `evaluate()` returns validation metrics. Returns per-epoch rows.
 
+    Transformer runs also record, per epoch, each block's mean gradient norm and the cosine similarity of its
+    output to its input (`grad_norm`, `layer_cos`: lists, bottom block first; see diagnostics.py).
+
     With `ckpt_dir`, a checkpoint is saved at every epoch end, every `checkpoint_every` steps, and on Ctrl-C or
     SIGTERM (after the step in progress, then KeyboardInterrupt, or its subclass Terminated for SIGTERM); with
     `resume`, training continues from it.
@@ -53,7 +56,11 @@ def fit(
     import torch
 
     from . import checkpoint, dist
+    from .diagnostics import LayerDiagnostics
+    from .models import backbone
 
+    layers = backbone(cfg.backbone).diagnosed_layers(model)
+    diag = LayerDiagnostics(layers) if layers else None
     device = next(model.parameters()).device
     main = dist.world().main
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")  # fp16 only: a no-op otherwise
@@ -116,6 +123,8 @@ def fit(
                 scaler.scale(loss).backward()  # fp16: scaled so small gradients do not underflow
                 scaler.unscale_(opt)
                 dist.average_grads(trainable)
+                if diag is not None:
+                    diag.after_backward()
                 if cfg.clip:
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
                 scaler.step(opt)
@@ -134,13 +143,15 @@ def fit(
                 metrics = evaluate()
             row = {"epoch": ep.epoch + 1, "train_loss": tot / max(n, 1), **metrics}
             reporter.epoch_end({**row, "time_s": round(time.time() - t0, 1)})
-            history.append(row)
+            history.append({**row, **(diag.epoch() if diag is not None else {})})
             save(ep.epoch + 1, 0)
             if interrupted:
                 stop()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if diag is not None:
+            diag.close()
     for p in model.parameters():
         p.requires_grad_(True)
     return history

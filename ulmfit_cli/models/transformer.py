@@ -208,6 +208,11 @@ def classifier_groups(model: TransformerClassifier):
     return group_names("classifier", len(b.blocks)), [_embed(b), *_blocks(b), head]
 
 
+def diagnosed_layers(model) -> list:
+    """The blocks whose gradient norms and output similarity the training loop records (diagnostics.py)."""
+    return list(model.body.blocks)
+
+
 def encoder_of_lm(lm: TransformerLM) -> Body:
     return lm.body
 

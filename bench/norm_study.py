@@ -59,11 +59,15 @@ def prepare(work: Path, corpus_lines: int, sample: int) -> None:
 
 
 def configs(a) -> list[dict]:
+    """In the order they run: --depths seed by seed, each seed's AWD-LSTM, then --later-depths seed by seed (so
+    that a study cut short by its deadline has whole seeds of the first depths)."""
     out = []
-    for seed in a.seeds:
-        for depth, cut, norm in itertools.product(a.depths, a.cut_fracs, VARIANTS):
-            out.append({"seed": seed, "backbone": "transformer", "depth": depth, "cut_frac": cut, "norm": norm})
-        out.append({"seed": seed, "backbone": "awd-lstm", "depth": 3, "cut_frac": 0.1, "norm": "-"})
+    for depths in (a.depths, a.later_depths):
+        for seed in a.seeds:
+            for depth, cut, norm in itertools.product(depths, a.cut_fracs, VARIANTS):
+                out.append({"seed": seed, "backbone": "transformer", "depth": depth, "cut_frac": cut, "norm": norm})
+            if depths is a.depths:
+                out.append({"seed": seed, "backbone": "awd-lstm", "depth": 3, "cut_frac": 0.1, "norm": "-"})
     return out
 
 
@@ -102,7 +106,7 @@ def one(c: dict, work: Path, a) -> dict:
     else:  # the reference: fastai's AWD-LSTM, 3 layers, for as long as the transformers' pretraining took
         arch = ["--backbone", "awd-lstm", "--emb-sz", 2 * a.width, "--n-hid", 6 * a.width, "--n-layers", 3]
     lm_args = ["--vocab-size", a.vocab, "--tokenizer-sample-lines", 5000, "--bs", 32, "--epochs", 2]
-    lm_args += ["--max-tokens", a.max_tokens]  # the last --valid-pct (10%) of these is the validation text
+    lm_args += ["--max-tokens", a.max_tokens, "--lr", a.lr]  # the last 10% of the tokens is the validation text
     lm_args += ["--cache-dir", work / "cache"]
     if c["backbone"] != "transformer":  # two short runs give the step time s and the fixed cost f: t = f + n s
         probe = []
@@ -134,7 +138,8 @@ def one(c: dict, work: Path, a) -> dict:
         if not (parent / "manifest.json").exists():
             continue
         clf = out / f"clf_{task}"
-        rc, _ = cli("finetune-clf", parent, work / f"{task}_train.csv", "--epochs", a.clf_epochs, "--out", clf, *common)
+        clf_args = ["--epochs", a.clf_epochs, "--lr", a.clf_lr]
+        rc, _ = cli("finetune-clf", parent, work / f"{task}_train.csv", *clf_args, "--out", clf, *common)
         if rc != 0:
             row[f"{task}_failed"] = rc
             continue
@@ -182,7 +187,18 @@ def run(a) -> None:
                 print(f"{time.strftime('%H:%M:%S')} end {key(c)} rc {p.returncode}", file=sys.stderr, flush=True)
 
 
-ONE_FLAGS = ("width", "vocab", "steps", "max_tokens", "ft_steps", "clf_epochs", "corpus_lines", "sample")
+ONE_FLAGS = (
+    "width",
+    "vocab",
+    "steps",
+    "max_tokens",
+    "lr",
+    "ft_steps",
+    "clf_epochs",
+    "clf_lr",
+    "corpus_lines",
+    "sample",
+)
 
 
 def main_one(a) -> None:
@@ -267,7 +283,10 @@ def main() -> None:
     ap.add_argument("work")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--depths", type=int, nargs="+", default=[4, 8, 12])
+    ap.add_argument("--depths", type=int, nargs="+", default=[4, 12])
+    ap.add_argument("--later-depths", type=int, nargs="*", default=[8])
+    ap.add_argument("--lr", type=float, default=5e-3, help="pretraining peak rate (the small preset's is 1e-3)")
+    ap.add_argument("--clf-lr", type=float, default=5e-3)
     ap.add_argument("--cut-fracs", type=float, nargs="+", default=[0.02, 0.3])
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--vocab", type=int, default=2000)

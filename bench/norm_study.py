@@ -14,8 +14,9 @@ is no better than a uniform guess over the vocabulary (ln V), or worse than afte
     PYTHONPATH=. python bench/norm_study.py run WORK [--workers 2] [--depths 4 8 12] ...
     PYTHONPATH=. python bench/norm_study.py report WORK [--png bench/norm_study.png]   # markdown on stdout
 
-Results are appended to WORK/results.jsonl as each pipeline ends; `run` skips pipelines already there, so an
-interrupted study continues where it stopped, and `report` summarises whatever has run.
+Results are appended to WORK/results.jsonl as each pipeline ends; `run` skips pipelines already there or
+started (a run folder exists), counting the unfinished ones against --workers, so a study can be continued or
+given more workers while its pipelines run; `report` summarises whatever has run.
 """
 
 from __future__ import annotations
@@ -161,12 +162,15 @@ def done(work: Path) -> list[dict]:
 def run(a) -> None:
     work = Path(a.work)
     prepare(work, a.corpus_lines, a.sample)
-    todo = [c for c in configs(a) if key(c) not in {key(r) for r in done(work)}]
+    started = {p.name for p in (work / "runs").iterdir()} if (work / "runs").exists() else set()
+    todo = [c for c in configs(a) if key(c) not in {key(r) for r in done(work)} | started]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     running: list[tuple[subprocess.Popen, dict]] = []
     passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items() if k in ONE_FLAGS]
     while todo or running:
-        while todo and len(running) < a.workers:
+        # pipelines started by an earlier `run` of this WORK and still going count against --workers
+        elsewhere = len(started - {key(r) for r in done(work)})
+        while todo and len(running) + elsewhere < a.workers:
             c = todo[0]
             if c["backbone"] == "awd-lstm":  # the seed's transformer pretrainings must have ended first
                 walls = [r["pretrain_s"] for r in done(work) if r["seed"] == c["seed"] and r["backbone"] != "awd-lstm"]

@@ -279,6 +279,31 @@ def draw(rows: list[dict], path: Path) -> None:
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize="small")
     fig.savefig(path, dpi=90)
+    draw_blocks(tr, path.with_name(path.stem + "_blocks.png"))
+
+
+def draw_blocks(tr: list[dict], path: Path) -> None:
+    """The deepest model's diagnostics at the end of pretraining, per block: why the variants differ."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    depth = max(r["depth"] for r in tr)
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    grad_ax, cos_ax = fig.subplots(1, 2)
+    for r in sorted((r for r in tr if r["depth"] == depth and r.get("grad_norm")), key=lambda r: r["seed"]):
+        style = dict(color=f"C{VARIANTS.index(r['norm'])}", linestyle="-" if r["cut_frac"] > 0.1 else "--")
+        label = f"{r['norm']}, cut-frac {r['cut_frac']}" if r["seed"] == min(x["seed"] for x in tr) else None
+        blocks = range(1, depth + 1)
+        grad_ax.plot(blocks, [v or float("nan") for v in r["grad_norm"]], marker=".", label=label, **style)
+        cos_ax.plot(blocks, r["layer_cos"], marker=".", **style)
+    grad_ax.set_yscale("log")
+    grad_ax.set(xlabel="block", ylabel="gradient norm", title=f"{depth} blocks: gradient norm, last pretraining epoch")
+    cos_ax.set(xlabel="block", ylabel="cos(output, input)", title="similarity of consecutive layers' outputs")
+    grad_ax.legend(fontsize="small")
+    for ax in (grad_ax, cos_ax):
+        ax.grid(alpha=0.3, which="both")
+    fig.savefig(path, dpi=90)
 
 
 def main() -> None:

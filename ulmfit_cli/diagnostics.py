@@ -62,4 +62,6 @@ class LayerDiagnostics:
 
 
 def _finite(v: float) -> float | None:
-    return round(v, 6) if math.isfinite(v) else None  # JSON has no NaN; a diverged epoch reads as null
+    # 6 significant digits, not decimals: a vanishing gradient (Post-LN's bottom blocks: 1e-7) must not read as 0.
+    # JSON has no NaN; a diverged epoch reads as null.
+    return float(f"{v:.6g}") if math.isfinite(v) else None

@@ -171,16 +171,13 @@ def run(a) -> None:
         # pipelines started by an earlier `run` of this WORK and still going count against --workers
         elsewhere = len(started - {key(r) for r in done(work)})
         while todo and len(running) + elsewhere < a.workers:
-            c = todo[0]
-            if c["backbone"] == "awd-lstm":  # the seed's transformer pretrainings must have ended first
-                walls = [r["pretrain_s"] for r in done(work) if r["seed"] == c["seed"] and r["backbone"] != "awd-lstm"]
-                if any(t["seed"] == c["seed"] and t["backbone"] != "awd-lstm" for _, t in running) or not walls:
-                    if len(todo) > 1:  # start the next seed's transformers meanwhile
-                        todo.append(todo.pop(0))
-                        continue
-                    break
+            ready = [i for i, c in enumerate(todo) if c["backbone"] != "awd-lstm" or lstm_ready(c, work, a)]
+            if not ready:
+                break
+            c = todo.pop(ready[0])  # the first that can start; an AWD-LSTM waits for its seed's transformers
+            if c["backbone"] == "awd-lstm":
+                walls = [r["pretrain_s"] for r in done(work) if r["seed"] == c["seed"] and r["depth"] in a.depths]
                 c = dict(c, target_s=statistics.median(walls))
-            todo.pop(0)
             cmd = [sys.executable, __file__, "one", str(work), "--config", json.dumps(c), *passthrough]
             running.append((subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL), c))
             print(f"{time.strftime('%H:%M:%S')} start {key(c)}", file=sys.stderr, flush=True)
@@ -203,6 +200,14 @@ ONE_FLAGS = (
     "corpus_lines",
     "sample",
 )
+
+
+def lstm_ready(c: dict, work: Path, a) -> bool:
+    """The AWD-LSTM of a seed starts once that seed's transformers of --depths have all ended: the median of their
+    pretraining wall times is its budget."""
+    finished = {key(r) for r in done(work)}
+    mine = [t for t in configs(a) if t["seed"] == c["seed"] and t["backbone"] != "awd-lstm" and t["depth"] in a.depths]
+    return all(key(t) in finished for t in mine)
 
 
 def main_one(a) -> None:

@@ -57,6 +57,21 @@ def test_a_torch_save_file_is_refused(pipeline, tmp_path):
         load_weights(awd_lstm.build_lm(from_dict(run.config), run.manifest["vocab_size"]), run.file("weights"))
 
 
+def test_a_safetensors_header_of_length_0x80_mod_256_is_not_taken_for_a_pickle(tmp_path):
+    """Its first byte is 0x80, as a pickle's (an AWD-LSTM of 3 layers at width 128 hit it: 1408 bytes)."""
+    import torch
+    from safetensors.torch import save_file
+
+    model = torch.nn.Linear(3, 2)
+    for pad in range(300):  # the metadata's length moves the header's
+        save_file(model.state_dict(), tmp_path / "w.safetensors", metadata={"pad": "x" * pad})
+        if (tmp_path / "w.safetensors").read_bytes()[0] == 0x80:
+            break
+    again = torch.nn.Linear(3, 2)
+    load_weights(again, tmp_path / "w.safetensors")
+    assert torch.equal(again.weight, model.weight)
+
+
 def test_manifest_paths_cannot_escape_the_folder(pipeline, tmp_path):
     bad = tmp_path / "lm"
     shutil.copytree(pipeline["lm"], bad)

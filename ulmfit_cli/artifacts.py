@@ -216,8 +216,11 @@ def load_weights(model, path: Path) -> None:
     from safetensors.torch import load_model
 
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:1] == b"\x80" or head[:2] == b"PK":
+        head = f.read(9)
+    # safetensors: an 8-byte little-endian header length, then the JSON header. Its first byte can be 0x80 (a
+    # header of 1408 bytes), so only a file that is not laid out so counts as a pickle (0x80) or a zip (PK).
+    laid_out = len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
+    if not laid_out and (head[:1] == b"\x80" or head[:2] == b"PK"):
         raise RunFolderError(
             f"{path}: is a pickle or torch.save archive, not safetensors; refusing to load it (it could run code)"
         )

@@ -14,6 +14,7 @@ from .errors import ConfigError
 STAGES = ("pretrain", "finetune-lm", "finetune-clf")
 BACKBONES = ("awd-lstm", "transformer")
 TOKENIZERS = ("unigram", "bpe")
+NORM_POSITIONS = ("pre", "post", "residual")
 WORD_TOKENIZER = "fastai-words"  # fastai's words: only from `ulmfit import-fastai`, then inherited by later stages
 
 # Sizes fixed by the pretraining stage: later stages inherit them from the parent run, and giving them
@@ -49,7 +50,7 @@ class RunConfig:
     # transformer only (emb_sz is the model width, n_hid the feed-forward width, n_layers the blocks)
     n_heads: int = 4
     norm: str = "layernorm"  # layernorm | rmsnorm
-    norm_position: str = "pre"  # pre | post (Xiong et al. 2020)
+    norm_position: str = "pre"  # pre | post (Xiong et al. 2020) | residual (ResiDual, Xie et al. 2023)
     attention: str = "softmax"  # softmax | linear (Katharopoulos et al. 2020)
     backwards: bool = False  # read every text from its end (the paper's backward model, for ensembles)
     # regularisation (recipe section 1 and 3); every dropout ends in _p and is scaled by drop_mult
@@ -102,7 +103,7 @@ class RunConfig:
         c = self
         need(c.backbone in BACKBONES, "backbone", " or ".join(BACKBONES), c.backbone)
         need(c.norm in ("layernorm", "rmsnorm"), "norm", "layernorm or rmsnorm", c.norm)
-        need(c.norm_position in ("pre", "post"), "norm_position", "pre or post", c.norm_position)
+        need(c.norm_position in NORM_POSITIONS, "norm_position", "pre, post or residual", c.norm_position)
         need(c.attention in ("softmax", "linear"), "attention", "softmax or linear", c.attention)
         need(
             c.n_heads >= 1 and c.emb_sz % max(c.n_heads, 1) == 0,

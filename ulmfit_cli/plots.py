@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .schedule import EpochPlan, lr_trace
 
-HISTORY_PNG, LR_PNG = "history.png", "lr_schedule.png"
+HISTORY_PNG, LR_PNG, DIAGNOSTICS_PNG = "history.png", "lr_schedule.png", "diagnostics.png"
 MAX_POINTS = 4000  # per line of the rate plot: enough for a 1000-pixel-wide picture
 
 
@@ -62,6 +62,32 @@ def history(
     for ax in (loss_ax, metric_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def diagnostics(rows: list[dict], path: Path, title: str) -> None:
+    """Per block (x, bottom first), the epoch's mean gradient norm (log scale) and the cosine similarity of the
+    block's output to its input; one line per epoch, darker later. Vanishing gradients show as a line falling
+    towards block 1, collapse as similarities near 1 in the top blocks. Frozen blocks have no gradient point."""
+    from matplotlib import colormaps
+
+    fig, (grad_ax, cos_ax) = _figure(10, 4, ncols=2)
+    cmap = colormaps["viridis_r"]
+    for j, r in enumerate(rows):
+        colour = cmap(0.15 + 0.85 * j / max(len(rows) - 1, 1))
+        for ax, key in ((grad_ax, "grad_norm"), (cos_ax, "layer_cos")):
+            values = [float("nan") if v is None else v for v in r[key]]
+            ax.plot(range(1, len(values) + 1), values, "o-", color=colour, markersize=3, label=f"epoch {r['epoch']}")
+    grad_ax.set_yscale("log")
+    grad_ax.set(xlabel="block", ylabel="gradient norm (before clipping)", title="gradient norm per block")
+    cos_ax.set(xlabel="block", ylabel="cos(output, input)", title="similarity of consecutive layers' outputs")
+    for ax in (grad_ax, cos_ax):
+        ax.grid(alpha=0.3, which="both")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    handles, labels = cos_ax.get_legend_handles_labels()
+    keep = sorted({0, len(handles) - 1})  # first and last epoch: the colour tells the ones between
+    cos_ax.legend([handles[i] for i in keep], [labels[i] for i in keep], fontsize="small")
     fig.suptitle(title)
     _save(fig, path)
 

@@ -223,6 +223,8 @@ def draw_plots(
         b = None if select is None else select.best(history)
         mark = None if b is None else (b + 1, select.keep == "best")
         jobs["history"] = (plots.HISTORY_PNG, lambda p: plots.history(history, p, title, metric, mark))
+    if history and all("grad_norm" in r for r in history):  # transformer runs (diagnostics.py)
+        jobs["diagnostics"] = (plots.DIAGNOSTICS_PNG, lambda p: plots.diagnostics(history, p, title))
     if plan and steps_per_epoch:
         jobs["lr_schedule"] = (
             plots.LR_PNG,

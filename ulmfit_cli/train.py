@@ -91,6 +91,9 @@ def fit(
     stops early after `select.patience` epochs without a new best, and the model ends with the weights
     `select.keep` names; rank 0's validation row decides for every data-parallel process.
 
+    Transformer runs also record, per epoch, each block's mean gradient norm and the cosine similarity of its
+    output to its input (`grad_norm`, `layer_cos`: lists, bottom block first; see diagnostics.py).
+
     With `ckpt_dir`, a checkpoint is saved at every epoch end, every `checkpoint_every` steps, and on Ctrl-C or
     SIGTERM (after the step in progress, then KeyboardInterrupt, or its subclass Terminated for SIGTERM); with
     `resume`, training continues from it.
@@ -98,7 +101,11 @@ def fit(
     import torch
 
     from . import checkpoint, dist
+    from .diagnostics import LayerDiagnostics
+    from .models import backbone
 
+    layers = backbone(cfg.backbone).diagnosed_layers(model)
+    diag = LayerDiagnostics(layers) if layers else None
     device = next(model.parameters()).device
     main = dist.world().main
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")  # fp16 only: a no-op otherwise
@@ -165,6 +172,8 @@ def fit(
                 scaler.scale(loss).backward()  # fp16: scaled so small gradients do not underflow
                 scaler.unscale_(opt)
                 dist.average_grads(trainable)
+                if diag is not None:
+                    diag.after_backward()
                 if cfg.clip:
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
                 scaler.step(opt)
@@ -183,7 +192,7 @@ def fit(
                 metrics = evaluate()
             row = dist.from_main({"epoch": ep.epoch + 1, "train_loss": tot / max(n, 1), **metrics})
             reporter.epoch_end({**row, "time_s": round(time.time() - t0, 1)})
-            history.append(row)
+            history.append({**row, **(diag.epoch() if diag is not None else {})})
             if select is not None and select.keep == "best" and select.best(history) == ep.epoch:
                 best = (ep.epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
             save(ep.epoch + 1, 0)
@@ -197,6 +206,8 @@ def fit(
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if diag is not None:
+            diag.close()
     for p in model.parameters():
         p.requires_grad_(True)
     if select is not None and select.keep == "best" and best is not None and best[0] != len(history) - 1:

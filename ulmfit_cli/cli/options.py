@@ -106,7 +106,8 @@ TokSample = Annotated[int | None, typer.Option(help="Corpus lines the tokenizer 
 NHeads = Annotated[int | None, typer.Option(help="Transformer: attention heads.", rich_help_panel=MODEL)]
 Norm = Annotated[str | None, typer.Option(help="Transformer: layernorm | rmsnorm.", rich_help_panel=MODEL)]
 NormPosition = Annotated[
-    str | None, typer.Option(help="Transformer: pre (Pre-LN) | post (Post-LN).", rich_help_panel=MODEL)
+    str | None,
+    typer.Option(help="Transformer: pre (Pre-LN) | post (Post-LN) | residual (ResiDual).", rich_help_panel=MODEL),
 ]
 Attention = Annotated[str | None, typer.Option(help="Transformer: softmax | linear.", rich_help_panel=MODEL)]
 Backwards = Annotated[

@@ -1,7 +1,8 @@
 """Backbones. Each module owns its shapes, its default dropouts and its layer groups, behind one interface:
-build_lm, build_classifier, group_names, lm_groups, classifier_groups, encoder_of_lm, encoder_of_classifier and
-pad_batch (how a classifier batch is padded). Inference builds its classifier with `inference_classifier`,
-which for the AWD-LSTM is awd_lstm_infer's twin of fastai's model (no import of fastai's package)."""
+build_lm, build_classifier, group_names, lm_groups, classifier_groups, encoder_of_lm, encoder_of_classifier,
+diagnosed_layers (the blocks whose training diagnostics are recorded, or None) and pad_batch (how a classifier
+batch is padded). Inference builds its classifier with `inference_classifier`, which for the AWD-LSTM is
+awd_lstm_infer's twin of fastai's model (no import of fastai's package)."""
 
 
 def backbone(name: str):

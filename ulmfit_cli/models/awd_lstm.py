@@ -98,6 +98,11 @@ def classifier_groups(model) -> tuple[list[str], list[list]]:
     return group_names("classifier", len(model[0].module.rnns)), [list(g) for g in awd_lstm_clas_split(model)]
 
 
+def diagnosed_layers(model) -> None:
+    """No per-layer diagnostics for the LSTM (they answer the transformer's normalisation question)."""
+    return None
+
+
 def encoder_of_lm(lm):
     return lm[0]
 

@@ -1,7 +1,9 @@
 """A decoder-only (GPT-shaped) transformer with ULMFiT's layer groups, built from torch's own pieces.
 
 Choices that decide how deep models train are flags (Xiong et al. 2020, "On Layer Normalization in the
-Transformer Architecture"): `norm_position` pre (default) or post, `norm` layernorm or rmsnorm (Gopher).
+Transformer Architecture"): `norm_position` pre (default), post, or residual (ResiDual, Xie et al. 2023,
+arXiv 2304.14802: a Post-LN stream plus an un-normalised dual stream, see `Body`), `norm` layernorm or rmsnorm
+(Gopher), used for every norm of the model whatever its position.
 `attention` softmax uses `F.scaled_dot_product_attention` (fused/flash kernels where the hardware has them);
 linear is Katharopoulos et al. 2020 ("Transformers are RNNs"), phi(x) = elu(x) + 1, causal by prefix sums, so
 its cost grows linearly with the sequence length. Input and output embeddings are tied.
@@ -65,6 +67,9 @@ def _linear_attention(q, k, v, eps: float):
 
 
 class Block(nn.Module):
+    """One attention and one feed-forward sublayer f. Pre-LN: x + f(LN(x)). Post-LN and ResiDual: LN(x + f(x)),
+    and ResiDual also adds each f(x) to the dual stream d (the paper's x^d, left un-normalised)."""
+
     def __init__(self, cfg: RunConfig, dropout: float):
         super().__init__()
         self.pre = cfg.norm_position == "pre"
@@ -74,34 +79,43 @@ class Block(nn.Module):
             nn.Linear(cfg.emb_sz, cfg.n_hid), nn.GELU(), nn.Linear(cfg.n_hid, cfg.emb_sz), nn.Dropout(dropout)
         )
 
-    def forward(self, x):  # (B, T, C)
+    def forward(self, x, d=None):  # (B, T, C), and the dual stream (B, T, C) or None -> the same pair
         if self.pre:  # Pre-LN: the residual stream is never normalised; gradients well-behaved at any depth
             x = x + self.attn(self.norm1(x))
-            return x + self.mlp(self.norm2(x))
-        x = self.norm1(x + self.attn(x))  # Post-LN (Vaswani et al. 2017)
-        return self.norm2(x + self.mlp(x))
+            return x + self.mlp(self.norm2(x)), d
+        a = self.attn(x)
+        x = self.norm1(x + a)  # Post-LN (Vaswani et al. 2017)
+        m = self.mlp(x)
+        if d is not None:  # ResiDual, eq. (3) of the paper: x^d_{k+1} = x^d_k + f_k(x^a_k), per sublayer
+            d = d + a + m
+        return self.norm2(x + m), d
 
 
 class Body(nn.Module):
-    """Token and position embeddings, the blocks, and (Pre-LN only) a final norm: tokens (B, T) -> (B, T, C)."""
+    """Token and position embeddings, the blocks, and a final norm: tokens (B, T) -> (B, T, C).
+
+    Pre-LN ends with LN(x_N); Post-LN with x_N (already normalised). ResiDual ends with x^a_N + LN(x^d_N):
+    the Post-LN stream x^a plus the normalised dual stream, which starts from the embedded input
+    (x^a_1 = x^d_1 = x_1, as the paper and its reference code, microsoft/ResiDual, `res = x`)."""
 
     def __init__(self, cfg: RunConfig, vocab_sz: int, dropout: float):
         super().__init__()
-        self.ctx = cfg.bptt
+        self.ctx, self.dual = cfg.bptt, cfg.norm_position == "residual"
         self.tok_emb = nn.Embedding(vocab_sz, cfg.emb_sz, padding_idx=PAD_ID)
         self.pos_emb = nn.Embedding(cfg.bptt, cfg.emb_sz)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(cfg, dropout) for _ in range(cfg.n_layers))
-        self.norm_f = _norm(cfg) if cfg.norm_position == "pre" else nn.Identity()
+        self.norm_f = nn.Identity() if cfg.norm_position == "post" else _norm(cfg)
         nn.init.normal_(self.tok_emb.weight, std=0.02)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
 
     def forward(self, x):
         T = x.shape[1]
         h = self.drop(self.tok_emb(x) + self.pos_emb(torch.arange(T, device=x.device)))
+        d = h if self.dual else None
         for block in self.blocks:
-            h = block(h)
-        return self.norm_f(h)
+            h, d = block(h, d)
+        return h + self.norm_f(d) if self.dual else self.norm_f(h)
 
     def reset(self):  # no state between batches; the training loop calls this for every backbone
         pass
@@ -182,7 +196,8 @@ def _embed(body: Body) -> list:
 
 
 def lm_groups(model: TransformerLM):
-    """Blocks bottom-up, then embeddings + final norm on top (the tied head is the embedding), as awd_lstm."""
+    """Blocks bottom-up, then embeddings + final norm on top (the tied head is the embedding), as awd_lstm.
+    ResiDual's final norm of the dual stream sits where Pre-LN's final norm does, so the groups are the same."""
     b = model.body
     return group_names("lm", len(b.blocks)), [*_blocks(b), _embed(b) + list(b.norm_f.parameters())]
 
@@ -191,6 +206,11 @@ def classifier_groups(model: TransformerClassifier):
     b = model.body
     head = list(b.norm_f.parameters()) + list(model.head.parameters())
     return group_names("classifier", len(b.blocks)), [_embed(b), *_blocks(b), head]
+
+
+def diagnosed_layers(model) -> list:
+    """The blocks whose gradient norms and output similarity the training loop records (diagnostics.py)."""
+    return list(model.body.blocks)
 
 
 def encoder_of_lm(lm: TransformerLM) -> Body:

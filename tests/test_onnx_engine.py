@@ -59,6 +59,25 @@ def test_same_logits_as_torch_short_and_long(onnx_run):
             ref.chunk = onnx32.chunk = chunk
 
 
+def test_threads_split_rows_same_logits(onnx_run):
+    """At --threads 2 the onnx engine splits each chunk's rows between two threads of one onnxruntime thread
+    each: the same logits, in the same order, as one thread running the whole batch."""
+    cfg, run, ref = onnx_run["cfg"], onnx_run["run"], onnx_run["ref"]
+    docs = docs_of(onnx_run["tok"], _texts(), cfg)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _, _, split = load_classifier(run, "cpu", engine="onnx")
+        assert split.engine.pool is not None
+    finally:
+        torch.set_num_threads(before)
+    with torch.inference_mode():
+        for bs in (1, 17, 64):  # too few rows to split, 9 + 8 rows, and chunks where rows drop out
+            a, b = predict_logits(ref, docs, cfg, bs), predict_logits(split, docs, cfg, bs)
+            np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+    split.engine.pool.shutdown()
+
+
 def test_int8_close_to_fp32(onnx_run):
     cfg = onnx_run["cfg"]
     docs = docs_of(onnx_run["tok"], _texts(), cfg)

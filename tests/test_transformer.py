@@ -239,7 +239,7 @@ def test_linear_attention_stays_fp32_under_bf16_autocast():
 
 def test_int8_keeps_attention_fp32():
     """--quantize int8 on a transformer: the feed-forward layers and the head become int8, attention's
-    projections stay fp32 (quantizing them cost the tiny TREC run 0.4-0.6 points, bench/RESULTS.md 10), and the
+    projections stay fp32 (quantizing them cost the tiny TREC run 0.4-0.6 points, bench/RESULTS.md 12), and the
     logits stay close."""
     from ulmfit_cli.quantize import quantize
 

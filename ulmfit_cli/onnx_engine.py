@@ -5,7 +5,7 @@ ids and the LSTMs' states in, the last LSTM's outputs and the new states out) is
 and kept in a cache (`cache_dir`), keyed by the run's weights and config, so later calls only load it. With
 `--quantize int8` the graph's LSTMs are quantized by onnxruntime's `quantize_dynamic` (int8 weights, activations
 quantized on the fly: its DynamicQuantizeLSTM), the head stays fp32. Why: onnxruntime's CPU LSTM kernels are
-faster than torch's on short documents, and its int8 LSTM faster than torch's on all (bench/RESULTS.md 10).
+faster than torch's on short documents, and its int8 LSTM faster than torch's on all (bench/RESULTS.md 12).
 
 The one-pass graph of `ulmfit export` is not used here: on long documents one pass materialises every step's
 gates for the whole batch at once (memory-bound); short chunks keep them in cache, as the torch model does.
@@ -132,17 +132,28 @@ def graph_file(run: A.Run, model, quantize: str | None) -> Path:
 
 
 class Recurrence:
-    """An onnxruntime session standing in for AWDLSTMClassifier.recur (same arguments, same results)."""
+    """An onnxruntime session standing in for AWDLSTMClassifier.recur (same arguments, same results).
+
+    With `threads` N > 1 the session runs one thread per call and each call's rows are split into N contiguous
+    parts run side by side in N Python threads (onnxruntime releases the GIL); torch's pooling between chunks
+    keeps torch's threads. Measured at 2 threads (bench/RESULTS.md 12): onnxruntime's own 2 threads inside each
+    operator gave int8 1.13x (TREC-6) and 1.53x (IMDb) its 1-thread speed, where fastai gains 1.70x and 1.90x:
+    a chunk's operators are too small to split well, its rows are not."""
 
     def __init__(self, path: Path, sizes: list[int], threads: int):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.intra_op_num_threads, opts.inter_op_num_threads = 1 if threads > 1 else threads, 1
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.sizes = sizes
         self.names = state_names(len(sizes))
+        self.threads, self.pool = threads, None
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(threads, thread_name_prefix="ulmfit-onnx")
 
     def __call__(self, x, states: list) -> tuple:
         import numpy as np
@@ -153,8 +164,21 @@ class Recurrence:
         for i, (size, st) in enumerate(zip(self.sizes, states)):
             for j, name in enumerate(self.names[0][2 * i : 2 * i + 2]):
                 feed[name] = np.zeros((1, n, size), np.float32) if st is None else np.ascontiguousarray(st[j].numpy())
-        h, *out = (torch.from_numpy(a) for a in self.session.run(None, feed))
+        k = min(self.threads, n // MIN_ROWS)
+        if k < 2:
+            res = self.session.run(None, feed)
+        else:  # states are (1, n, size): rows on axis 1; ids rows on axis 0
+            cuts = [n * p // k for p in range(k + 1)]
+            rows = list(zip(cuts, cuts[1:]))
+            parts = [{m: (a[lo:hi] if m == "ids" else a[:, lo:hi]) for m, a in feed.items()} for lo, hi in rows]
+            outs = list(self.pool.map(lambda f: self.session.run(None, f), parts))
+            res = [np.concatenate([o[0] for o in outs], 0)]
+            res += [np.concatenate([o[i] for o in outs], 1) for i in range(1, len(outs[0]))]
+        h, *out = (torch.from_numpy(a) for a in res)
         return h, [(out[2 * i], out[2 * i + 1]) for i in range(len(self.sizes))]
+
+
+MIN_ROWS = 8  # rows per thread at least when a call's rows are split between threads
 
 
 def attach(run: A.Run, model, quantize: str | None) -> None:

@@ -139,7 +139,7 @@ class AWDLSTMClassifier(nn.Module):
 
 # Steps per chunk at inference, at most: rows stop within CHUNK steps of their text's end instead of bptt. 100 IMDb
 # reviews, `small`, batch 64, CPU seconds at chunk 10/18/35/70: torch 4.71/4.51/4.43/4.58, onnxruntime int8
-# 2.15/2.17/2.20/2.30 (bench/RESULTS.md 10).
+# 2.15/2.17/2.20/2.30 (bench/RESULTS.md 12).
 CHUNK = 32
 
 

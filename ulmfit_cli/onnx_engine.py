@@ -135,8 +135,9 @@ class Recurrence:
     """An onnxruntime session standing in for AWDLSTMClassifier.recur (same arguments, same results).
 
     With `threads` N > 1 the session runs one thread per call and each call's rows are split into N contiguous
-    parts run side by side in N Python threads (onnxruntime releases the GIL); torch's pooling between chunks
-    keeps torch's threads. Measured at 2 threads (bench/RESULTS.md 12): onnxruntime's own 2 threads inside each
+    parts run side by side in N Python threads (onnxruntime releases the GIL), and torch's pooling between chunks
+    runs on one thread (attach): torch's idle OpenMP threads spin for a while after each operator, on the cores
+    the onnxruntime calls need. Measured at 2 threads (bench/RESULTS.md 12): onnxruntime's own 2 threads inside each
     operator gave int8 1.13x (TREC-6) and 1.53x (IMDb) its 1-thread speed, where fastai gains 1.70x and 1.90x:
     a chunk's operators are too small to split well, its rows are not."""
 
@@ -187,4 +188,7 @@ def attach(run: A.Run, model, quantize: str | None) -> None:
     import torch
 
     path = graph_file(run, model, quantize)
-    model.engine = Recurrence(path, [rnn.hidden_size for rnn in model.rnns], torch.get_num_threads())
+    threads = torch.get_num_threads()
+    model.engine = Recurrence(path, [rnn.hidden_size for rnn in model.rnns], threads)
+    if threads > 1:
+        model.torch_threads = 1

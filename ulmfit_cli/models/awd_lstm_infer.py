@@ -63,6 +63,7 @@ class AWDLSTMClassifier(nn.Module):
                  output_p: float, chunk: int = 0, pad_id: int = PAD_ID):  # fmt: skip
         super().__init__()
         self.pad_id, self.chunk, self.engine = pad_id, chunk, None
+        self.torch_threads: int | None = None  # torch's threads during forward, when an engine does the heavy part
         self.encoder = nn.Embedding(vocab_sz, emb_sz, padding_idx=pad_id)
         sizes = [emb_sz] + [n_hid] * (n_layers - 1) + [emb_sz]
         self.rnns = nn.ModuleList(nn.LSTM(sizes[i], sizes[i + 1], 1, batch_first=True) for i in range(n_layers))
@@ -134,7 +135,14 @@ class AWDLSTMClassifier(nn.Module):
         return torch.cat([last, mx, mean], 1)
 
     def forward(self, x: torch.Tensor):
-        return (self.head(self.features(x)),)
+        if self.torch_threads is None:
+            return (self.head(self.features(x)),)
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.torch_threads)
+        try:
+            return (self.head(self.features(x)),)
+        finally:
+            torch.set_num_threads(before)
 
 
 # Steps per chunk at inference, at most: rows stop within CHUNK steps of their text's end instead of bptt. 100 IMDb

@@ -252,8 +252,29 @@ def _ms(values: list[float], fmt: str) -> str:
     return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
 
 
+def unpause(rows: list[dict], work: Path, pauses: str) -> None:
+    """Take out of each pipeline's pretraining wall time the parts of the pauses listed in `pauses` (lines
+    "HH:MM:SS HH:MM:SS", UTC, the day the pretraining ended: every process of the study stopped with SIGSTOP
+    while the machine was needed quiet) that fell inside it. A pretraining ends when its manifest is written
+    (`created`), so it ran over [created - pretrain_s, created]."""
+    from datetime import datetime, timezone
+
+    spans = [line.split() for line in Path(pauses).read_text().splitlines() if line.strip()]
+    for r in rows:
+        end = datetime.fromisoformat(manifest(work / "runs" / key(r) / "lm")["created"].replace("Z", "+00:00"))
+        start = end.timestamp() - r["pretrain_s"]
+        day = end.astimezone(timezone.utc).strftime("%Y-%m-%d")
+        cut = 0.0
+        for a, b in spans:
+            t = [datetime.fromisoformat(f"{day}T{x}+00:00").timestamp() for x in (a, b)]
+            cut += max(0.0, min(t[1], end.timestamp()) - max(t[0], start))
+        r["pretrain_s"] = round(r["pretrain_s"] - cut, 1)
+
+
 def report(a) -> None:
     rows = done(Path(a.work))
+    if a.pauses:
+        unpause(rows, Path(a.work), a.pauses)
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["backbone"], r["depth"], r["cut_frac"], r["norm"]), []).append(r)
@@ -353,6 +374,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=2000, help="training examples of each task (seeded sample)")
     ap.add_argument("--config")
     ap.add_argument("--png")
+    ap.add_argument("--pauses", help="report: pauses to take out of the pretraining wall times (see unpause)")
     a = ap.parse_args()
     random.seed(0)
     {"run": run, "one": main_one, "report": report, "redo": redo}[a.cmd](a)

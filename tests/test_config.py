@@ -36,6 +36,18 @@ def test_later_stages_inherit_sizes_and_refuse_contradicting_flags():
         resolve("finetune-lm", "tiny", {"backbone": "transformer"}, parent)
 
 
+def test_transformer_presets_follow_the_normalisation_study():
+    """small and paper transformers are shallow ResiDual (bench/RESULTS.md 13); a flag still wins, later stages
+    take the parent's, and the AWD-LSTM presets are untouched by the transformer's overrides."""
+    for preset in ("small", "paper"):
+        cfg = resolve("pretrain", preset, {"backbone": "transformer"})
+        assert (cfg.norm_position, cfg.n_layers) == ("residual", 3)
+        assert resolve("pretrain", preset, {"backbone": "transformer", "norm_position": "pre"}).norm_position == "pre"
+    parent = resolve("pretrain", "small", {"backbone": "transformer", "norm_position": "pre"}).to_dict()
+    assert resolve("finetune-clf", "small", {}, parent).norm_position == "pre"
+    assert resolve("pretrain", "tiny", {"backbone": "transformer"}).norm_position == "pre"
+
+
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="--preset"):
         resolve("pretrain", "huge", {})

@@ -25,7 +25,8 @@ training set lacks. Every subsample is written once into WORK/data and recorded 
 
 WORK/results.jsonl gets one line per (task, variant) as it finishes (variants pretrain-fwd, pretrain-bwd,
 random, fwd, bwd, ensemble); a rerun skips what is there (and each CLI command resumes its own interrupted
-stage). With --jobs N, N commands run side by side, each on one thread (OMP_NUM_THREADS=1).
+stage); WORK/settings.json holds the settings, and a rerun with others is refused. With --jobs N, N commands run
+side by side, each on one thread (OMP_NUM_THREADS=1).
 """
 
 from __future__ import annotations
@@ -225,9 +226,25 @@ def no_pretraining(a, work: Path, task: str, info: dict) -> None:
     record(work, [{**row, **info, **common(a)}])
 
 
+def check_settings(a, work: Path) -> None:
+    """What the results depend on, in WORK/settings.json: a rerun with others would mix rows that do not belong
+    together (more --tasks, another --jobs are fine)."""
+    keys = ("preset", "corpus", "max_tokens", "seed", "max_train", "max_test", "data")
+    now = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items() if k in keys}
+    path = work / "settings.json"
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != now:
+            diff = {k: (before.get(k), now.get(k)) for k in keys if before.get(k) != now.get(k)}
+            sys.exit(f"{work} holds results with other settings {diff}; use another WORK folder")
+    else:
+        path.write_text(json.dumps(now, indent=1) + "\n")
+
+
 def run(a) -> None:
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
+    check_settings(a, work)
     have = done(work)
     pool = ThreadPoolExecutor(a.jobs)
     jobs = [pool.submit(pretrain, a, work, d) for d in ("fwd", "bwd") if ("pretrain", f"pretrain-{d}") not in have]

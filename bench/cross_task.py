@@ -3,7 +3,8 @@ forward + backward ensemble, beside the TF-IDF + logistic regression baseline (b
 
 `run` does, with the real CLI (one subprocess per command, each timed with time.time()):
 1. pretrains the forward and the backward parent once, on --corpus capped at --max-tokens
-   (`ulmfit pretrain CORPUS --max-tokens N [--backwards]`), into WORK/lm-fwd and WORK/lm-bwd;
+   (`ulmfit pretrain CORPUS --max-tokens N [--backwards]`), into WORK/lm-fwd and WORK/lm-bwd (or takes those of
+   --parents-from WORK0, e.g. to run other subsamples from the same parents);
 2. per task, `ulmfit pipeline TRAIN --parent WORK/lm-fwd --parent WORK/lm-bwd --both-directions --test TEST`:
    LM fine-tuning on the task's training texts, then the classifier, each direction; test score of the forward
    classifier, the backward one and their ensemble;
@@ -180,6 +181,11 @@ def common(a) -> dict:
     return {"preset": a.preset, "seed": a.seed, "jobs": a.jobs, "threads": 1 if a.jobs > 1 else "default"}
 
 
+def lm(a, work: Path, direction: str) -> Path:
+    """The parent of `direction`: WORK/lm-fwd (or -bwd), or the one of --parents-from's WORK."""
+    return (Path(a.parents_from) if a.parents_from else work) / f"lm-{direction}"
+
+
 def pretrain(a, work: Path, direction: str) -> None:
     out = work / f"lm-{direction}"
     args = ["pretrain", a.corpus, "--out", out, "--preset", a.preset, "--seed", a.seed, "--json", "--quiet"]
@@ -195,7 +201,7 @@ def pretrain(a, work: Path, direction: str) -> None:
 def pipeline(a, work: Path, task: str, info: dict) -> None:
     out = work / task / "pipeline"
     out.parent.mkdir(parents=True, exist_ok=True)
-    args = ["pipeline", info["train_file"], "--parent", work / "lm-fwd", "--parent", work / "lm-bwd"]
+    args = ["pipeline", info["train_file"], "--parent", lm(a, work, "fwd"), "--parent", lm(a, work, "bwd")]
     args += ["--both-directions", "--test", info["test_file"], "--preset", a.preset, "--seed", a.seed]
     args += ["--out", out, "--json", "--quiet"] + (["--clf-set", "label_delim= "] if info["multi"] else [])
     s, wall = cli(a, args, work / task / "pipeline.log")
@@ -216,7 +222,7 @@ def pipeline(a, work: Path, task: str, info: dict) -> None:
 def no_pretraining(a, work: Path, task: str, info: dict) -> None:
     out = work / task / "random"
     out.parent.mkdir(parents=True, exist_ok=True)
-    args = ["learning-curve", work / "lm-fwd", info["train_file"], "--test", info["test_file"], "--sizes", "all"]
+    args = ["learning-curve", lm(a, work, "fwd"), info["train_file"], "--test", info["test_file"], "--sizes", "all"]
     args += ["--seeds", 1, "--variants", "random", "--preset", a.preset, "--seed", a.seed, "--out", out]
     args += ["--json", "--quiet"] + (["--label-delim", " "] if info["multi"] else [])
     s, wall = cli(a, args, work / task / "random.log")
@@ -229,7 +235,7 @@ def no_pretraining(a, work: Path, task: str, info: dict) -> None:
 def check_settings(a, work: Path) -> None:
     """What the results depend on, in WORK/settings.json: a rerun with others would mix rows that do not belong
     together (more --tasks, another --jobs are fine)."""
-    keys = ("preset", "corpus", "max_tokens", "seed", "max_train", "max_test", "data")
+    keys = ("preset", "corpus", "max_tokens", "seed", "max_train", "max_test", "data", "parents_from")
     now = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items() if k in keys}
     path = work / "settings.json"
     if path.exists():
@@ -247,7 +253,12 @@ def run(a) -> None:
     check_settings(a, work)
     have = done(work)
     pool = ThreadPoolExecutor(a.jobs)
-    jobs = [pool.submit(pretrain, a, work, d) for d in ("fwd", "bwd") if ("pretrain", f"pretrain-{d}") not in have]
+    if a.parents_from:  # that WORK's pretraining rows, so that the report shows what the parents are
+        theirs = done(Path(a.parents_from))
+        record(work, [{**theirs[k], "from": a.parents_from} for k in theirs if k[0] == "pretrain" and k not in have])
+        have = done(work)
+    todo = [] if a.parents_from else [d for d in ("fwd", "bwd") if ("pretrain", f"pretrain-{d}") not in have]
+    jobs = [pool.submit(pretrain, a, work, d) for d in todo]
     for j in jobs:
         j.result()
     jobs = []
@@ -327,6 +338,7 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--jobs", type=int, default=1, help="commands side by side, each on one thread if > 1")
     r.add_argument("--data", type=Path, default=DATA)
+    r.add_argument("--parents-from", help="another WORK whose lm-fwd and lm-bwd to use instead of pretraining")
     r.add_argument("--ulmfit", default=f"{shlex.quote(sys.executable)} -m ulmfit_cli", help="the CLI to call")
     p = sub.add_parser("report", help="the markdown table")
     p.add_argument("work")

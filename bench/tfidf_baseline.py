@@ -1,8 +1,8 @@
 """The baseline a practitioner tries first: TF-IDF over word 1-2 grams + logistic regression, C tuned (issue 13).
 
 For each labelled task in the shared data: the vectoriser (word unigrams and bigrams, sublinear tf, min_df 2) is
-fitted on the training texts; C is chosen from --cs (0.1 to 1000) on a seeded 10% of the training set held out (the model is
-fitted on the other 90%), then refitted on the whole training set with the chosen C and scored once on the test
+fitted on the training texts; C is chosen from --cs (0.1 to 1000) on a seeded 10% of the training set held out (the
+model is fitted on the other 90%), then refitted on the whole training set with the chosen C and scored once on the test
 set. Single-label tasks: accuracy. Multi-label (Reuters-21578, labels separated by spaces): one logistic
 regression per label, a label predicted when its probability is at least 0.5 (as `ulmfit`'s default
 threshold), micro-F1 over labels. Wall time covers tuning, the final fit and prediction.
@@ -22,21 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from cross_task import TASKS  # bench/ is on the path: the same task names and files
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import MultiLabelBinarizer
-
-# name -> (train, test, multi-label?)
-TASKS = {
-    "trec6": ("trec/train.csv", "trec/test.csv", False),
-    "trec50": ("trec/train_fine.csv", "trec/test_fine.csv", False),
-    "sst2": ("sst2/train.csv", "sst2/test.csv", False),
-    "imdb": ("imdb/train.csv", "imdb/test.csv", False),
-    "reuters": ("reuters21578/train.csv", "reuters21578/test.csv", True),
-    "reuters1": ("reuters21578/train_single_label.csv", "reuters21578/test_single_label.csv", False),
-}
 
 
 def read(path: Path) -> tuple[list[str], list[str]]:

@@ -221,7 +221,7 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
     t0 = time.time()
     clf = wd.stage(out, call, "learning-curve", reporter)
     result = evaluate([clf], c.test, c.text_col, c.label_col)
-    metric = {tasks.SINGLE: "accuracy", tasks.MULTI: "micro_f1", tasks.REGRESSION: "mae"}[task]
+    metric, higher = tasks.SELECTION_METRIC[task]  # the metric the runs chose their epoch by
     score = float(result[metric])
     point = {
         "variant": variant,
@@ -230,7 +230,7 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
         "seed": seed,
         "metric": metric,
         "score": round(score, 6),
-        "error": round(score if task == tasks.REGRESSION else 1.0 - score, 6),
+        "error": round(1.0 - score if higher else score, 6),
         "macro_f1": round(float(result["macro_f1"]), 6) if "macro_f1" in result else None,
         "clf_wall_s": clf.manifest.get("wall_s"),
         "lm_wall_s": lm_wall,

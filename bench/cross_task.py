@@ -27,7 +27,9 @@ training set lacks. Every subsample is written once into WORK/data and recorded 
 WORK/results.jsonl gets one line per (task, variant) as it finishes (variants pretrain-fwd, pretrain-bwd,
 random, fwd, bwd, ensemble); a rerun skips what is there (and each CLI command resumes its own interrupted
 stage); WORK/settings.json holds the settings, and a rerun with others is refused. With --jobs N, N commands run
-side by side, each on one thread (OMP_NUM_THREADS=1).
+side by side, each on one thread (OMP_NUM_THREADS=1; a pretraining with nothing beside it takes every thread).
+--forward-only pretrains and trains the forward direction alone (`pipeline` into WORK/TASK/pipeline-fwd), for a
+first pass over the tasks at half the cost: the bwd and ensemble columns stay empty.
 """
 
 from __future__ import annotations
@@ -159,11 +161,12 @@ def record(work: Path, rows: list[dict]) -> None:
             f.write(json.dumps(r) + "\n")
 
 
-def cli(a, args: list, log: Path) -> tuple[dict, float]:
-    """One `ulmfit` command (stdout: its --json summary; stderr into `log`): (summary, wall seconds)."""
+def cli(a, args: list, log: Path, alone: bool = False) -> tuple[dict, float]:
+    """One `ulmfit` command (stdout: its --json summary; stderr into `log`): (summary, wall seconds). With
+    --jobs > 1 it runs on one thread, unless it is `alone` (nothing runs beside it)."""
     cmd = [*a.ulmfit, *map(str, args)]
     env = dict(os.environ)
-    if a.jobs > 1:
+    if a.jobs > 1 and not alone:
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     print(f"$ {shlex.join(cmd)}", file=sys.stderr, flush=True)
     t0 = time.time()
@@ -186,12 +189,21 @@ def lm(a, work: Path, direction: str) -> Path:
     return (Path(a.parents_from) if a.parents_from else work) / f"lm-{direction}"
 
 
-def pretrain(a, work: Path, direction: str) -> None:
+def directions(a) -> tuple[str, ...]:
+    return ("fwd",) if a.forward_only else ("fwd", "bwd")
+
+
+def variants(a) -> tuple[str, ...]:
+    """The pipeline's rows: each direction's classifier, and their ensemble when there are two."""
+    return ("fwd",) if a.forward_only else ("fwd", "bwd", "ensemble")
+
+
+def pretrain(a, work: Path, direction: str, alone: bool = False) -> None:
     out = work / f"lm-{direction}"
     args = ["pretrain", a.corpus, "--out", out, "--preset", a.preset, "--seed", a.seed, "--json", "--quiet"]
     args += ["--max-tokens", a.max_tokens] if a.max_tokens else []
     args += ["--backwards"] if direction == "bwd" else []
-    s, wall = cli(a, args, work / f"lm-{direction}.log")
+    s, wall = cli(a, args, work / f"lm-{direction}.log", alone)
     final = s.get("final", {})
     row = {"task": "pretrain", "variant": f"pretrain-{direction}", "metric": "valid_loss"}
     row.update(score=final.get("valid_loss"), wall_s=wall, stage_wall_s=s.get("wall_s"), corpus=str(a.corpus))
@@ -199,16 +211,17 @@ def pretrain(a, work: Path, direction: str) -> None:
 
 
 def pipeline(a, work: Path, task: str, info: dict) -> None:
-    out = work / task / "pipeline"
+    out = work / task / ("pipeline-fwd" if a.forward_only else "pipeline")
     out.parent.mkdir(parents=True, exist_ok=True)
-    args = ["pipeline", info["train_file"], "--parent", lm(a, work, "fwd"), "--parent", lm(a, work, "bwd")]
-    args += ["--both-directions", "--test", info["test_file"], "--preset", a.preset, "--seed", a.seed]
+    args = ["pipeline", info["train_file"]] + [x for d in directions(a) for x in ("--parent", lm(a, work, d))]
+    args += [] if a.forward_only else ["--both-directions"]
+    args += ["--test", info["test_file"], "--preset", a.preset, "--seed", a.seed]
     args += ["--out", out, "--json", "--quiet"] + (["--clf-set", "label_delim= "] if info["multi"] else [])
     s, wall = cli(a, args, work / task / "pipeline.log")
     metric = "micro_f1" if info["multi"] else "accuracy"
     walls = s.get("wall_s", {})
     rows = []
-    for variant in ("fwd", "bwd", "ensemble"):
+    for variant in variants(a):
         stages = walls if variant == "ensemble" else {variant: walls.get(variant, {})}
         train_s = round(sum(v or 0 for d in stages.values() for v in d.values()), 1)
         row = {"task": task, "variant": variant, "metric": metric, "score": s["test"][variant][metric]}
@@ -257,15 +270,15 @@ def run(a) -> None:
         theirs = done(Path(a.parents_from))
         record(work, [{**theirs[k], "from": a.parents_from} for k in theirs if k[0] == "pretrain" and k not in have])
         have = done(work)
-    todo = [] if a.parents_from else [d for d in ("fwd", "bwd") if ("pretrain", f"pretrain-{d}") not in have]
-    jobs = [pool.submit(pretrain, a, work, d) for d in todo]
+    todo = [] if a.parents_from else [d for d in directions(a) if ("pretrain", f"pretrain-{d}") not in have]
+    jobs = [pool.submit(pretrain, a, work, d, len(todo) == 1) for d in todo]
     for j in jobs:
         j.result()
     jobs = []
     for task in a.tasks:
         info = prepare(task, a, work)
         print(f"{task}: {json.dumps(info)}", file=sys.stderr, flush=True)
-        if any((task, v) not in have for v in ("fwd", "bwd", "ensemble")):
+        if any((task, v) not in have for v in variants(a)):
             jobs.append(pool.submit(pipeline, a, work, task, info))
         if (task, "random") not in have:
             jobs.append(pool.submit(no_pretraining, a, work, task, info))
@@ -338,6 +351,7 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--jobs", type=int, default=1, help="commands side by side, each on one thread if > 1")
     r.add_argument("--data", type=Path, default=DATA)
+    r.add_argument("--forward-only", action="store_true", help="pretrain and train the forward direction only")
     r.add_argument("--parents-from", help="another WORK whose lm-fwd and lm-bwd to use instead of pretraining")
     r.add_argument("--ulmfit", default=f"{shlex.quote(sys.executable)} -m ulmfit_cli", help="the CLI to call")
     p = sub.add_parser("report", help="the markdown table")

@@ -55,6 +55,14 @@ def test_bad_stage_and_wrong_parent_are_one_line_errors(cli, pipeline):
     one_line_error(cli("lr-find", pipeline["ft"], "--stage", "finetune-lm"), 2, "needs PARENT and DATA")
 
 
+def test_a_png_that_cannot_be_written_is_refused_before_the_range_test(cli, tmp_path):
+    base = ("lr-find", SAMPLE / "books.txt", "--stage", "pretrain", "--preset", "tiny", "--num-it", "20")
+    for png, says in ((tmp_path / "no" / "lr.png", "does not exist"), (tmp_path / "lr.jpg", "ending in .png")):
+        r = cli(*base, "--png", png, cwd=tmp_path)
+        one_line_error(r, 2, says)
+        assert "tokenizer" not in r.stderr and list(tmp_path.iterdir()) == []  # refused before any work
+
+
 _curves = st.lists(st.floats(0.1, 10, allow_nan=False), min_size=4, max_size=60)
 
 

@@ -91,8 +91,10 @@ def lr_find(
     from ..data import Source
     from ..lr_find import lr_find as core
     from ..report import emit_json
-    from .common import start
+    from .common import check_file_out, start
 
+    if png is not None:  # before minutes of training, not after
+        check_file_out(png, "--png", "a PNG", ".png")
     if stage not in STAGES:
         raise ConfigError(f"`--stage` must be one of {', '.join(STAGES)}, got {stage!r}")
     if stage == "pretrain":

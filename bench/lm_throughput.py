@@ -53,7 +53,7 @@ def cfg_for(args):
 
 
 def ours(args, ids: np.ndarray) -> float:
-    from ulmfit_cli.data import LMStream
+    from ulmfit_cli.batches import LMStream
     from ulmfit_cli.models.awd_lstm import build_lm, lm_groups
     from ulmfit_cli.report import Reporter
     from ulmfit_cli.schedule import unfreeze_plan

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ulmfit_cli import artifacts as A
+from ulmfit_cli.batches import classifier_batches
 from ulmfit_cli.config import RunConfig
-from ulmfit_cli.data import classifier_batches
 from ulmfit_cli.models import awd_lstm, awd_lstm_infer
 from ulmfit_cli.tokenizer import PAD_ID
 

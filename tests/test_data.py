@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from ulmfit_cli.data import LMStream, Source, classifier_batches, pad_chunks, read_table, read_texts, split_valid
+from ulmfit_cli.batches import LMStream, classifier_batches, pad_chunks, split_valid
+from ulmfit_cli.data import Source, read_table, read_texts
 from ulmfit_cli.errors import InputError
 
 ROWS = [("What is the capital of France ?", "LOC"), ("Who wrote Hamlet ?", "HUM"), ("How far is the moon ?", "NUM")]

@@ -18,8 +18,9 @@ import torch
 
 from conftest import SAMPLE, _env
 from ulmfit_cli.artifacts import load_weights, open_run
+from ulmfit_cli.batches import LMStream
 from ulmfit_cli.config import from_dict
-from ulmfit_cli.data import LMStream, Source, open_corpus, read_texts
+from ulmfit_cli.data import Source, open_corpus, read_texts
 from ulmfit_cli.models import backbone
 from ulmfit_cli.report import Reporter
 from ulmfit_cli.tokencache import token_ids

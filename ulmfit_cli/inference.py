@@ -12,8 +12,9 @@ from . import artifacts as A
 from . import metrics as M
 from . import runs as R
 from . import tasks
+from .batches import classifier_batches
 from .config import RunConfig, from_dict
-from .data import PIECE_CHARS, REPLACEMENT, Source, Table, classifier_batches, text_head
+from .data import PIECE_CHARS, REPLACEMENT, Source, Table, text_head
 from .errors import InputError
 from .models import backbone, inference_classifier
 from .rows import table_batches

@@ -33,8 +33,9 @@ import numpy as np
 from . import artifacts as A
 from . import runs as R
 from . import tasks
+from .batches import LMStream, classifier_batches
 from .config import RunConfig
-from .data import LMStream, Source, classifier_batches, open_corpus
+from .data import Source, open_corpus
 from .errors import InputError
 from .models import backbone
 from .schedule import discriminative_lrs

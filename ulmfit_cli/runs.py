@@ -12,8 +12,9 @@ import numpy as np
 
 from . import artifacts as A
 from . import tasks
+from .batches import LMStream, check_trainable, split_valid
 from .config import RunConfig
-from .data import LMStream, Source, check_trainable, read_table, split_valid
+from .data import Source, read_table
 from .errors import InputError, WriteError
 from .models import backbone
 from .schedule import unfreeze_plan

@@ -15,8 +15,9 @@ import numpy as np
 from . import artifacts as A
 from . import runs as R
 from . import tasks
+from .batches import LMStream, classifier_batches, classifier_steps
 from .config import RunConfig
-from .data import LMStream, Source, classifier_batches, classifier_steps, open_corpus
+from .data import Source, open_corpus
 from .inference import docs_of, predict_logits
 from .models import backbone
 from .schedule import unfreeze_plan

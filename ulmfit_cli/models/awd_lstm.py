@@ -36,7 +36,7 @@ def build_classifier(cfg: RunConfig, vocab_sz: int, n_class: int):
     linear with `lin_ftrs` hidden units and ReLU between them.
 
     Documents are cut to `max_len` tokens before batching (inference.docs_of) and batches are padded to whole
-    `bptt` chunks (data.pad_chunks), so a batch can be up to `max_len` rounded up to a chunk wide. fastai's
+    `bptt` chunks (batches.pad_chunks), so a batch can be up to `max_len` rounded up to a chunk wide. fastai's
     SentenceEncoder leaves out of pooling every chunk that starts before `width - max_len`; given `max_len`
     itself, a batch 1470 wide (small preset: 1440 / 70) would lose its first chunk, and what a document pools would
     depend on its batch. Rounded up to whole chunks, every kept token is pooled, as the inference model
@@ -112,7 +112,7 @@ def encoder_of_classifier(clf):
 
 
 def pad_batch(docs, pad_id: int, bptt: int):
-    """fastai's chunked padding, padding first (see data.pad_chunks); rows sorted longest first."""
-    from ..data import pad_chunks
+    """fastai's chunked padding, padding first (see batches.pad_chunks); rows sorted longest first."""
+    from ..batches import pad_chunks
 
     return pad_chunks(docs, pad_id, bptt)

@@ -10,14 +10,14 @@ same tensor), `0.module.rnns.L.weight_hh_l0_raw` -> `rnns.L.weight_hh_l0`, `0.mo
 `rnns.L.X`, `1.layers.*` -> `head.*`.
 
 Input: token ids (B, T) with padding anywhere outside each row's text: fastai's chunked padding (whole `bptt`
-chunks before the text, the rest after; data.pad_chunks), padding first, or padding last. Each row is moved to
+chunks before the text, the rest after; batches.pad_chunks), padding first, or padding last. Each row is moved to
 the left and the LSTMs run from a zero state, bptt steps at a time (see `features`). That is what fastai's
 SentenceEncoder (BPT3C) computes at inference: it feeds a row chunk by chunk from its first real token, carrying
 the hidden state, and the LSTM is causal, so padding after the text never changes a real position. Documents
 are cut to `max_len` by the caller (inference.docs_of), so no chunk is ever dropped by fastai's `max_len` either.
 
 Each document's logits here are fastai's for that document alone, never dependent on the batch. With our
-batches (data.pad_chunks pads to whole `bptt` chunks) and the encoder's `max_len` rounded up to whole chunks
+batches (batches.pad_chunks pads to whole `bptt` chunks) and the encoder's `max_len` rounded up to whole chunks
 (awd_lstm.build_classifier), fastai's batched forward is exactly that too, row for row (tested). With fastai's own
 ragged padding it is not, in two cases of mixed-length batches wider than bptt: (a) SentenceEncoder feeds chunk i
 to the first `real_bs` rows, counting rows not padded at column i, which assumes those rows come first; a row

@@ -29,7 +29,8 @@ random, fwd, bwd, ensemble); a rerun skips what is there (and each CLI command r
 stage); WORK/settings.json holds the settings, and a rerun with others is refused. With --jobs N, N commands run
 side by side, each on one thread (OMP_NUM_THREADS=1; a pretraining with nothing beside it takes every thread).
 --forward-only pretrains and trains the forward direction alone (`pipeline` into WORK/TASK/pipeline-fwd), for a
-first pass over the tasks at half the cost: the bwd and ensemble columns stay empty.
+first pass over the tasks at half the cost: the bwd and ensemble columns stay empty; --no-random leaves out the
+no-pretraining column (a later run without it fills it in).
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ def run(a) -> None:
         print(f"{task}: {json.dumps(info)}", file=sys.stderr, flush=True)
         if any((task, v) not in have for v in variants(a)):
             jobs.append(pool.submit(pipeline, a, work, task, info))
-        if (task, "random") not in have:
+        if (task, "random") not in have and not a.no_random:
             jobs.append(pool.submit(no_pretraining, a, work, task, info))
     failed = [e for e in (j.exception() for j in jobs) if e is not None]
     for e in failed:
@@ -352,6 +353,7 @@ def main() -> None:
     r.add_argument("--jobs", type=int, default=1, help="commands side by side, each on one thread if > 1")
     r.add_argument("--data", type=Path, default=DATA)
     r.add_argument("--forward-only", action="store_true", help="pretrain and train the forward direction only")
+    r.add_argument("--no-random", action="store_true", help="skip the no-pretraining classifier (for now)")
     r.add_argument("--parents-from", help="another WORK whose lm-fwd and lm-bwd to use instead of pretraining")
     r.add_argument("--ulmfit", default=f"{shlex.quote(sys.executable)} -m ulmfit_cli", help="the CLI to call")
     p = sub.add_parser("report", help="the markdown table")

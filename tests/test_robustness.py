@@ -17,17 +17,9 @@ from hypothesis import strategies as st
 
 from conftest import SAMPLE, one_line_error
 from ulmfit_cli import artifacts as A
+from ulmfit_cli.batches import classifier_batches, classifier_steps, min_classifier_docs
 from ulmfit_cli.config import resolve
-from ulmfit_cli.data import (
-    PIECE_CHARS,
-    Source,
-    classifier_batches,
-    classifier_steps,
-    cut_long,
-    min_classifier_docs,
-    open_corpus,
-    read_table,
-)
+from ulmfit_cli.data import PIECE_CHARS, Source, cut_long, open_corpus, read_table
 from ulmfit_cli.errors import ConfigError, InputError, RunFolderError, WriteError
 from ulmfit_cli.report import Reporter
 

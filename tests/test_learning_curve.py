@@ -165,6 +165,7 @@ def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeli
         (v, n) for n in (20, 40) for v in ("random", "supervised", "semi-supervised")
     ]
     assert all(0 <= p["error"] <= 1 and abs(p["error"] + p["score"] - 1) < 1e-6 for p in points)
+    assert all(p["epochs"] == p["kept_epoch"] == 1 for p in points)  # which epoch's weights were scored
     assert {r["variant"] for r in summary["curve"]} == {"random", "supervised", "semi-supervised"}
     with open(out / "learning_curve.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))

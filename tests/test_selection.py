@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ulmfit_cli.config import RunConfig
@@ -111,6 +111,36 @@ def _same(a, b) -> bool:
 ACC = [0.3, 0.5, 0.7, 0.6, 0.65, 0.7, 0.4, 0.5]  # best: epoch 3 (epoch 6 ties it on accuracy and loss: earlier)
 
 
+@settings(max_examples=60, deadline=None)
+@given(n_valid=st.one_of(st.none(), st.integers(0, 5000)), keep=st.sampled_from(["auto", "best", "last"]))
+@example(n_valid=199, keep="auto")
+@example(n_valid=200, keep="auto")
+@example(n_valid=10, keep="best")
+def test_keep_auto_chooses_the_best_epoch_only_with_enough_validation_documents(n_valid, keep):
+    from ulmfit_cli.runs import MIN_VALID_TO_CHOOSE, kept, report_kept, selection
+
+    cfg = RunConfig(stage="finetune-clf", preset="tiny", epochs=4, keep=keep)
+    sel = selection("finetune-clf", cfg, "single-label", n_valid)
+    few = keep == "auto" and n_valid is not None and n_valid < MIN_VALID_TO_CHOOSE
+    assert sel.keep == ("last" if few else "best" if keep == "auto" else keep)
+    assert sel.few_valid == (n_valid if few else None)
+    history = [{"epoch": e, "accuracy": a, "valid_loss": 1.0} for e, a in enumerate([0.5, 0.9, 0.6, 0.7], 1)]
+    assert kept(sel, history, 4)["kept_epoch"] == (4 if sel.keep == "last" else 2)
+    lines = []
+    report_kept(sel, history, _Lines(lines))
+    assert (f"{n_valid} validation documents are too few" in lines[0]) == few
+    lm = selection("finetune-lm", RunConfig(stage="finetune-lm", preset="tiny", keep=keep))  # tokens: always enough
+    assert lm.keep == ("best" if keep == "auto" else keep)
+
+
+class _Lines:
+    def __init__(self, lines):
+        self.lines = lines
+
+    def info(self, msg):
+        self.lines.append(msg)
+
+
 def test_the_best_epochs_weights_are_kept_and_last_keeps_the_last():
     history, final, seen = _train(ACC, Selection("accuracy", True))
     assert len(history) == len(ACC) and _same(final, seen[2]) and not _same(final, seen[-1])
@@ -168,4 +198,5 @@ def test_a_classifier_run_records_and_shows_the_kept_epoch(pipeline, cli):
 
 def test_keep_and_patience_are_checked_with_their_flag_names(cli, pipeline, tmp_path):
     r = cli("finetune-clf", pipeline["ft"], "x.csv", "--keep", "first", "--patience", "-1", "--out", tmp_path / "c")
-    assert r.returncode == 2 and "`--keep` must be best or last" in r.stderr and "`--patience` must be >= 0" in r.stderr
+    assert r.returncode == 2 and "`--keep` must be auto, best or last" in r.stderr
+    assert "`--patience` must be >= 0" in r.stderr

@@ -70,7 +70,7 @@ class RunConfig:
     cut_frac: float = 0.1
     ratio: float = 32.0
     gradual_unfreezing: bool = True  # finetune-clf only
-    keep: str = "best"  # publish the best validation epoch's weights, or the last epoch's (train.Selection)
+    keep: str = "auto"  # best | last | auto: best with enough validation documents to rank epochs (runs.selection)
     patience: int = 0  # stop after this many epochs without a better validation metric (0: never early)
     # data
     valid_pct: float = 0.1
@@ -124,7 +124,7 @@ class RunConfig:
         if c.stage == "finetune-clf":  # the head's batch-norm cannot train on a batch of one document
             need(c.bs >= 2, "bs", ">= 2 for finetune-clf (its batch-norm needs two documents a batch)", c.bs)
         need(c.epochs >= 0, "epochs", ">= 0", c.epochs)
-        need(c.keep in ("best", "last"), "keep", "best or last", c.keep)
+        need(c.keep in ("auto", "best", "last"), "keep", "auto, best or last", c.keep)
         need(c.patience >= 0, "patience", ">= 0", c.patience)
         need(c.lr > 0, "lr", "> 0", c.lr)
         need(c.drop_mult >= 0, "drop_mult", ">= 0", c.drop_mult)

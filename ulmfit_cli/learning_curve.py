@@ -234,8 +234,10 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
         "macro_f1": round(float(result["macro_f1"]), 6) if "macro_f1" in result else None,
         "clf_wall_s": clf.manifest.get("wall_s"),
         "lm_wall_s": lm_wall,
-        "valid": clf.manifest.get("final", {}),
+        "valid": clf.manifest.get("final", {}),  # the last epoch's validation row
         "epochs": len(clf.manifest.get("history", [])),
+        "best_epoch": clf.manifest.get("best_epoch"),  # 1-based, by `metric` on validation
+        "kept_epoch": clf.manifest.get("kept_epoch"),  # the epoch whose weights were scored (--keep)
         "point_wall_s": round(time.time() - t0, 1),
     }
     reporter.info(f"learning-curve: {variant}, n {n}, seed {seed}: test {metric} {score:.4f}")

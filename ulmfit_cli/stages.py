@@ -197,7 +197,7 @@ def finetune_clf(
             return classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e], bb.pad_batch, w.rank, w.size)
 
         ckpt = R.ckpt_args(writer, resume, checkpoint_every)
-        select = R.selection("finetune-clf", cfg, task)
+        select = R.selection("finetune-clf", cfg, task, len(vdocs))
         history = fit(
             model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt, select=select
         )

@@ -79,7 +79,8 @@ Keep = Annotated[
     str | None,
     typer.Option(
         help="Publish the weights of the best validation epoch (best: accuracy, micro-F1, MAE, or an LM's "
-        "validation loss) or of the last one (last). Without validation data: last. [default: best]",
+        "validation loss) or of the last one (last); auto: best when the classifier has at least 200 validation "
+        "documents to choose by, else last. Without validation data: last. [default: auto]",
         rich_help_panel=TRAIN,
         show_default=False,
     ),

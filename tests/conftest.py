@@ -84,3 +84,21 @@ def one_line_error(r, code, *fragments):
     assert len(lines) == 1, r.stderr
     for f in fragments:
         assert f in lines[0], lines[0]
+
+
+def log_reporter():
+    """A quiet Reporter that keeps its info lines (warnings as "warning: ...") in `.lines`, for asserting on them."""
+    from ulmfit_cli.report import Reporter
+
+    class Log(Reporter):
+        def __init__(self):
+            super().__init__(quiet=True)
+            self.lines: list[str] = []
+
+        def info(self, msg):
+            self.lines.append(msg)
+
+        def warn(self, msg):
+            self.lines.append("warning: " + msg)
+
+    return Log()

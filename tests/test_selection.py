@@ -14,6 +14,7 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from conftest import log_reporter
 from ulmfit_cli.config import RunConfig
 from ulmfit_cli.report import Reporter
 from ulmfit_cli.schedule import unfreeze_plan
@@ -126,19 +127,11 @@ def test_keep_auto_chooses_the_best_epoch_only_with_enough_validation_documents(
     assert sel.few_valid == (n_valid if few else None)
     history = [{"epoch": e, "accuracy": a, "valid_loss": 1.0} for e, a in enumerate([0.5, 0.9, 0.6, 0.7], 1)]
     assert kept(sel, history, 4)["kept_epoch"] == (4 if sel.keep == "last" else 2)
-    lines = []
-    report_kept(sel, history, _Lines(lines))
-    assert (f"{n_valid} validation documents are too few" in lines[0]) == few
+    log = log_reporter()
+    report_kept(sel, history, log)
+    assert (f"{n_valid} validation documents are too few" in log.lines[0]) == few
     lm = selection("finetune-lm", RunConfig(stage="finetune-lm", preset="tiny", keep=keep))  # tokens: always enough
     assert lm.keep == ("best" if keep == "auto" else keep)
-
-
-class _Lines:
-    def __init__(self, lines):
-        self.lines = lines
-
-    def info(self, msg):
-        self.lines.append(msg)
 
 
 def test_the_best_epochs_weights_are_kept_and_last_keeps_the_last():

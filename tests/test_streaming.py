@@ -16,13 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SAMPLE, _env
+from conftest import SAMPLE, _env, log_reporter
 from ulmfit_cli.artifacts import load_weights, open_run
 from ulmfit_cli.batches import LMStream
 from ulmfit_cli.config import from_dict
 from ulmfit_cli.data import Source, open_corpus, read_texts
 from ulmfit_cli.models import backbone
-from ulmfit_cli.report import Reporter
 from ulmfit_cli.tokencache import token_ids
 from ulmfit_cli.tokenizer import encode_stream, load_tokenizer, train_tokenizer
 from ulmfit_cli.train import lm_evaluate
@@ -33,36 +32,24 @@ def tok():
     return train_tokenizer(read_texts(Source(path=str(SAMPLE / "books.txt"))).texts[:400], "bpe", 300)
 
 
-class _Log(Reporter):
-    def __init__(self):
-        super().__init__(quiet=True)
-        self.lines: list[str] = []
-
-    def info(self, msg):
-        self.lines.append(msg)
-
-    def warn(self, msg):
-        self.lines.append("warning: " + msg)
-
-
 def test_ids_on_disk_equal_in_memory_tokenization(tmp_path, tok):
     src = Source(path=str(SAMPLE / "books.txt"))
-    ids = token_ids([open_corpus(src)], tok, "t", 0, tmp_path, _Log())
+    ids = token_ids([open_corpus(src)], tok, "t", 0, tmp_path, log_reporter())
     assert isinstance(ids, np.memmap) and ids.dtype == np.uint16
     assert np.array_equal(ids, encode_stream(tok, read_texts(src).texts))
-    capped = token_ids([open_corpus(src)], tok, "t", 777, tmp_path, _Log())
+    capped = token_ids([open_corpus(src)], tok, "t", 777, tmp_path, log_reporter())
     assert np.array_equal(capped, encode_stream(tok, read_texts(src).texts, max_tokens=777))
 
 
 def test_tables_stream_like_text_files(tmp_path, tok):
     src = Source(path=str(SAMPLE / "trec_train.csv"))
-    ids = token_ids([open_corpus(src)], tok, "t", 0, tmp_path, _Log())
+    ids = token_ids([open_corpus(src)], tok, "t", 0, tmp_path, log_reporter())
     assert np.array_equal(ids, encode_stream(tok, read_texts(src).texts))
 
 
 def test_cache_is_reused_and_a_damaged_entry_rebuilt(tmp_path, tok):
     src = Source(path=str(SAMPLE / "books.txt"))
-    first_log, again_log = _Log(), _Log()
+    first_log, again_log = log_reporter(), log_reporter()
     first = np.array(token_ids([open_corpus(src)], tok, "t", 0, tmp_path, first_log))
     (entry,) = (tmp_path / "tokens").glob("*.ids")
     mtime = entry.stat().st_mtime_ns
@@ -70,7 +57,7 @@ def test_cache_is_reused_and_a_damaged_entry_rebuilt(tmp_path, tok):
     assert any("reusing" in line for line in again_log.lines) and not any("reusing" in x for x in first_log.lines)
     assert entry.stat().st_mtime_ns == mtime and np.array_equal(again, first)
     # another tokenizer is another entry, never a hit
-    token_ids([open_corpus(src)], tok, "other", 0, tmp_path, _Log())
+    token_ids([open_corpus(src)], tok, "other", 0, tmp_path, log_reporter())
     assert len(list((tmp_path / "tokens").glob("*.ids"))) == 2
 
     for damage in ("flip", "truncate"):
@@ -80,7 +67,7 @@ def test_cache_is_reused_and_a_damaged_entry_rebuilt(tmp_path, tok):
         else:
             data = data[:-2]
         entry.write_bytes(bytes(data))
-        log = _Log()
+        log = log_reporter()
         rebuilt = token_ids([open_corpus(src)], tok, "t", 0, tmp_path, log)
         assert any("damaged" in line for line in log.lines), log.lines
         assert np.array_equal(rebuilt, first)

@@ -82,7 +82,7 @@ def report_kept(select, history: list, reporter) -> None:
         reporter.info(f"no validation {select.metric}: keeping the last epoch ({last})")
         return
     value = f"{select.metric} {history[b][select.metric]:.4g}"
-    if select.keep == "last" and select.few_valid is not None:
+    if select.few_valid is not None:  # --keep auto chose the last epoch
         reporter.info(
             f"keeping the last epoch ({last}): {select.few_valid} validation documents are too few to choose an "
             f"epoch by (--keep auto chooses from {MIN_VALID_TO_CHOOSE}; --keep best to choose anyway); the best "

@@ -14,18 +14,12 @@ mkdir -p "$OUT"
 TEST="$DATA/imdb/test.csv"
 if [ "$TEST_N" != 0 ]; then
   TEST="$OUT/test-n$TEST_N.csv"
-  [ -e "$TEST" ] || python3 - "$DATA/imdb/test.csv" "$TEST" "$TEST_N" <<'PY'
-import csv, os, random, sys
-src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-csv.field_size_limit(sys.maxsize)
-with open(src, newline="", encoding="utf-8") as f:
-    rows = list(csv.DictReader(f))
-keep = sorted(random.Random(0).sample(range(len(rows)), n))
-with open(dst + ".tmp", "w", newline="", encoding="utf-8") as f:
-    w = csv.DictWriter(f, ("text", "label"))
-    w.writeheader()
-    w.writerows({"text": rows[i]["text"], "label": rows[i]["label"]} for i in keep)
-os.replace(dst + ".tmp", dst)
+  [ -e "$TEST" ] || PYTHONPATH="$(dirname "$0")" python3 - "$DATA/imdb/test.csv" "$TEST" "$TEST_N" <<'PY'
+import random, sys
+from pathlib import Path
+from cross_task import read, write  # its reader and its atomic writer (text, label)
+rows = read(Path(sys.argv[1]))
+write(Path(sys.argv[2]), [rows[i] for i in sorted(random.Random(0).sample(range(len(rows)), int(sys.argv[3])))])
 PY
 fi
 /usr/bin/time -f "learning-curve wall %e s" $U learning-curve "$PARENT" "$DATA/imdb/train.csv" --test "$TEST" \

@@ -60,8 +60,9 @@ def test_same_logits_as_torch_short_and_long(onnx_run):
 
 
 def test_threads_split_rows_same_logits(onnx_run):
-    """At --threads 2 the onnx engine splits each chunk's rows between two threads of one onnxruntime thread
-    each: the same logits, in the same order, as one thread running the whole batch."""
+    """At --threads 2 the onnx engine deals each batch's rows out to two threads of one onnxruntime thread each,
+    every part running its own chunks and pooling: the same logits, in the same order, as one thread running the
+    whole batch."""
     cfg, run, ref = onnx_run["cfg"], onnx_run["run"], onnx_run["ref"]
     docs = docs_of(onnx_run["tok"], _texts(), cfg)
     before = torch.get_num_threads()
@@ -71,10 +72,23 @@ def test_threads_split_rows_same_logits(onnx_run):
         assert split.engine.pool is not None
     finally:
         torch.set_num_threads(before)
-    with torch.inference_mode():
-        for bs in (1, 17, 64):  # too few rows to split, 9 + 8 rows, and chunks where rows drop out
-            a, b = predict_logits(ref, docs, cfg, bs), predict_logits(split, docs, cfg, bs)
-            np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+    dealt, run_parts = [], split.engine.map
+
+    def counted(fn, parts):
+        dealt.append(len(parts))
+        return run_parts(fn, parts)
+
+    split.engine.map = counted
+    chunk = split.chunk
+    try:
+        with torch.inference_mode():
+            for bs in (1, 17, 64):  # too few rows to split, 9 + 8 rows, and chunks where rows drop out
+                for split.chunk in (chunk, cfg.bptt // 3):  # one pass for the short documents, and chunked
+                    a, b = predict_logits(ref, docs, cfg, bs), predict_logits(split, docs, cfg, bs)
+                    np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+    finally:
+        split.chunk = chunk
+    assert dealt and set(dealt) == {2}  # batches of 17 and 64 rows were split in two; batches of 1 were not
     split.engine.pool.shutdown()
 
 

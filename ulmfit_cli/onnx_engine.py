@@ -134,12 +134,13 @@ def graph_file(run: A.Run, model, quantize: str | None) -> Path:
 class Recurrence:
     """An onnxruntime session standing in for AWDLSTMClassifier.recur (same arguments, same results).
 
-    With `threads` N > 1 the session runs one thread per call and each call's rows are split into N contiguous
-    parts run side by side in N Python threads (onnxruntime releases the GIL), and torch's pooling between chunks
-    runs on one thread (attach): torch's idle OpenMP threads spin for a while after each operator, on the cores
-    the onnxruntime calls need. Measured at 2 threads (bench/RESULTS.md 12): onnxruntime's own 2 threads inside each
-    operator gave int8 1.13x (TREC-6) and 1.53x (IMDb) its 1-thread speed, where fastai gains 1.70x and 1.90x:
-    a chunk's operators are too small to split well, its rows are not."""
+    With `threads` N > 1 the session runs one thread per call, and the classifier splits each batch's rows into
+    N parts (`parts`, dealt out by length) whose chunk loops and pooling run side by side in N Python threads
+    (`map`; onnxruntime and torch release the GIL), torch on one thread (attach): torch's idle OpenMP threads
+    spin for a while after each operator, on the cores the onnxruntime calls need. Why rows and not operators:
+    onnxruntime's own 2 threads inside each operator gave int8 1.13x (TREC-6) and 1.53x (IMDb) its 1-thread
+    speed, where fastai gains 1.70x and 1.90x (bench/RESULTS.md 12); and why whole parts rather than each call's
+    rows: the threads then meet once a batch, not once a chunk, and pool in parallel (RESULTS 16)."""
 
     def __init__(self, path: Path, sizes: list[int], threads: int):
         import onnxruntime as ort
@@ -156,6 +157,22 @@ class Recurrence:
 
             self.pool = ThreadPoolExecutor(threads, thread_name_prefix="ulmfit-onnx")
 
+    def parts(self, rows: int) -> int:
+        """How many threads a batch of `rows` rows is split between: 1 (no split) up to `threads`, with at least
+        MIN_ROWS rows each."""
+        return max(1, min(self.threads, rows // MIN_ROWS))
+
+    def map(self, fn, items: list) -> list:
+        """fn over items, one per pool thread, torch on one thread in each; results in order."""
+
+        def one(item):
+            import torch
+
+            torch.set_num_threads(1)  # a fresh thread's OpenMP default is every core
+            return fn(item)
+
+        return list(self.pool.map(one, items))
+
     def __call__(self, x, states: list) -> tuple:
         import numpy as np
         import torch
@@ -165,17 +182,7 @@ class Recurrence:
         for i, (size, st) in enumerate(zip(self.sizes, states)):
             for j, name in enumerate(self.names[0][2 * i : 2 * i + 2]):
                 feed[name] = np.zeros((1, n, size), np.float32) if st is None else np.ascontiguousarray(st[j].numpy())
-        k = min(self.threads, n // MIN_ROWS)
-        if k < 2:
-            res = self.session.run(None, feed)
-        else:  # states are (1, n, size): rows on axis 1; ids rows on axis 0
-            cuts = [n * p // k for p in range(k + 1)]
-            rows = list(zip(cuts, cuts[1:]))
-            parts = [{m: (a[lo:hi] if m == "ids" else a[:, lo:hi]) for m, a in feed.items()} for lo, hi in rows]
-            outs = list(self.pool.map(lambda f: self.session.run(None, f), parts))
-            res = [np.concatenate([o[0] for o in outs], 0)]
-            res += [np.concatenate([o[i] for o in outs], 1) for i in range(1, len(outs[0]))]
-        h, *out = (torch.from_numpy(a) for a in res)
+        h, *out = (torch.from_numpy(a) for a in self.session.run(None, feed))
         return h, [(out[2 * i], out[2 * i + 1]) for i in range(len(self.sizes))]
 
 

@@ -82,13 +82,28 @@ class AWDLSTMClassifier(nn.Module):
         states, pooling accumulates per chunk, and each chunk runs only the rows whose text reaches it (a batch's
         short documents stop early instead of running over padding). `chunk` 0 is one pass (the ONNX graph).
         The result does not depend on `chunk` (the LSTMs are causal); shorter chunks waste fewer padded steps
-        (CHUNK)."""
+        (CHUNK). An engine that runs several threads (onnx_engine.Recurrence.parts) gets the rows dealt out by
+        length, longest first, one part per thread, and each part runs all its chunks and pooling on its own."""
         B, T = x.shape
         real = x != self.pad_id
         lens = real.sum(1)  # (B,)
         lead = (real.long().cumsum(1) == 0).sum(1)  # pads before each row's text
         pos = torch.arange(T, device=x.device)
         x = x.gather(1, (lead.unsqueeze(1) + pos).clamp(max=T - 1))  # each row's text first
+        k = self.engine.parts(B) if self.engine is not None else 1
+        if k < 2:
+            return self._features(x, lens, pos)
+        rows = lens.argsort(descending=True)
+        parts = [rows[p::k] for p in range(k)]  # dealt like cards: each part gets long and short rows alike
+        outs = self.engine.map(lambda r: self._features(x[r], lens[r], pos), parts)
+        out = torch.empty((B, outs[0].shape[1]), dtype=outs[0].dtype, device=x.device)
+        for r, o in zip(parts, outs):
+            out[r] = o
+        return out
+
+    def _features(self, x: torch.Tensor, lens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """`features` of left-aligned rows `x` with text lengths `lens`."""
+        B, T = x.shape
         if self.chunk <= 0 or T <= self.chunk:
             return self._pool_one_pass(x, lens, pos)
         order = lens.argsort(descending=True)  # longest first: the rows still reading form a prefix

@@ -181,7 +181,7 @@ def test_a_backward_pipeline_reads_reversed_text_and_ensembles_with_the_forward_
     steps = [
         ("pretrain", SAMPLE / "books.txt", "--backwards"),
         ("finetune-lm", runs["lm"], SAMPLE / "trec_train.csv"),
-        ("finetune-clf", runs["ft"], SAMPLE / "trec_train.csv"),
+        ("finetune-clf", runs["ft"], SAMPLE / "trec_train.csv", "--epochs", "2"),  # a classifier to ensemble
     ]
     for (cmd, *args), out in zip(steps, runs.values()):
         r = cli(cmd, *args, "--out", out, "--preset", "tiny", "--quiet")

@@ -173,11 +173,12 @@ def test_the_whole_pipeline_through_the_cli(cli, tmp_path):
     import json
 
     lm, ft, clf = tmp_path / "lm", tmp_path / "ft", tmp_path / "clf"
+    arch = ("--backbone", "transformer", "--norm", "rmsnorm")
     steps = [
-        ("pretrain", SAMPLE / "books.txt", "--backbone", "transformer", "--norm", "rmsnorm", "--out", lm),
-        ("finetune-lm", lm, SAMPLE / "trec_train.csv", "--out", ft),
-        ("finetune-clf", ft, SAMPLE / "trec_train.csv", "--out", clf),
-    ]
+        ("pretrain", SAMPLE / "books.txt", *arch, "--max-steps", "60", "--out", lm),
+        ("finetune-lm", lm, SAMPLE / "trec_train.csv", "--max-steps", "20", "--out", ft),
+        ("finetune-clf", ft, SAMPLE / "trec_train.csv", "--epochs", "3", "--out", clf),
+    ]  # shortened where only the plumbing is checked; section 5 of bench/RESULTS.md has the full-length runs
     for step in steps:
         r = cli(*step, "--preset", "tiny", "--quiet")
         assert r.returncode == 0, r.stderr

@@ -186,7 +186,7 @@ class Recurrence:
         return h, [(out[2 * i], out[2 * i + 1]) for i in range(len(self.sizes))]
 
 
-MIN_ROWS = 8  # rows per thread at least when a call's rows are split between threads
+MIN_ROWS = 8  # rows per thread at least when a batch's rows are dealt out to threads
 
 
 def attach(run: A.Run, model, quantize: str | None) -> None:

@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ulmfit_cli.batches import LMStream, classifier_batches, pad_chunks, split_valid
 from ulmfit_cli.data import Source, read_table, read_texts
@@ -43,6 +45,27 @@ def test_tables_in_every_format(tmp_path, fmt):
     assert t.texts == [r[0] for r in ROWS]
     assert t.labels == [r[1] for r in ROWS]
     assert t.fingerprint.startswith("sha256:")
+
+
+_WORD = st.text("abxyz '.", min_size=1, max_size=6).filter(str.strip)  # never JSON itself (see data._column)
+_LABEL = st.one_of(st.integers(-5, 99), _WORD, st.lists(_WORD, min_size=1, max_size=3))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rows=st.lists(st.tuples(st.one_of(_WORD, st.integers(0, 9)), _LABEL), min_size=2, max_size=8))
+def test_jsonl_with_mixed_types_reads_the_values_as_written(tmp_path, rows):
+    """A JSON-lines column mixing types (1 and "x", a list and a string) comes back as its values, never as JSON
+    text ("x" in quotes): the same from read_table (training) as from the streamed rows of predict/evaluate. (A
+    string that is itself JSON, "0" beside 0, reads as that JSON: `datasets` keeps no difference.)"""
+    from ulmfit_cli.rows import table_batches
+
+    path = tmp_path / f"mixed-{abs(hash(repr(rows)))}.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows), encoding="utf-8")
+    table = read_table(Source(path=str(path)))
+    assert table.texts == [str(t) for t, _ in rows]
+    assert table.labels == [y for _, y in rows]
+    streamed = [v for b in table_batches(Source(path=str(path)), ["label"], ["--label-col"], 3) for v in b["label"]]
+    assert streamed == table.labels
 
 
 def test_save_to_disk_folder(tmp_path):

@@ -163,10 +163,23 @@ def read_raw(source: Source, text_col: str = "text", label_col: str | None = "la
     for col, flag in ((text_col, "--text-col"), (label_col, "--label-col")):
         if col is not None and col not in cols:
             raise InputError(f"{source}: no column {col!r} (columns: {', '.join(cols)}); choose one with {flag}")
-    table = ds.data  # pyarrow table: converting columns at once is far faster than row by row
-    texts = ["" if t is None else str(t) for t in table.column(text_col).to_pylist()]
-    labels = table.column(label_col).to_pylist() if label_col is not None else None
+    texts = ["" if t is None else str(t) for t in _column(ds, text_col)]
+    labels = _column(ds, label_col) if label_col is not None else None
     return texts, labels, fingerprint, cols
+
+
+def _column(ds, col: str) -> list:
+    """A column's values as Python objects, read off the pyarrow table (converting a column at once is far faster
+    than row by row). A JSON column whose values mix types (1 and "x", a list and a string) is one `datasets` keeps
+    as JSON text ('"x"'): decoded here as `datasets` decodes it for the streamed rows of predict and evaluate, so
+    training sees the labels they see (x, not "x" in quotes). Its encoding keeps a string that is itself valid JSON
+    ("0", "[1]") as that JSON, so such a string comes back as the value it spells."""
+    values = ds.data.column(col).to_pylist()
+    json_type = getattr(_quiet_datasets(), "Json", None)  # where datasets has no Json type, mixed types fail to parse
+    feature = ds.features.get(col)
+    if json_type is not None and isinstance(feature, json_type):
+        values = [feature.decode_example(v) for v in values]
+    return values
 
 
 def read_table(source: Source, text_col: str = "text", label_col: str | None = "label") -> Table:

@@ -89,6 +89,27 @@ def test_non_utf8_bytes_are_replaced_and_counted(tmp_path):
     assert t.replaced_chars == 2 and t.texts[0] == "caf\ufffd au lait"
 
 
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(bad=st.integers(0, 5), extra=st.integers(1, 3))
+def test_a_csv_row_with_extra_fields_is_named_by_its_line(tmp_path, capfd, bad, extra):
+    """Not datasets' "An error occurred while generating the dataset": the parser's own words, which name the line
+    (counting the header) and the fields found; the same when predict/evaluate stream the file. In the first row,
+    where pandas would take the extra cells for an index and shift every column, we say it ourselves."""
+    from ulmfit_cli.rows import table_batches
+
+    rows = [[f"question {i} ?", "A"] + (["x"] * extra if i == bad else []) for i in range(6)]
+    path = tmp_path / f"extra-{bad}-{extra}.csv"
+    path.write_text("text,label\n" + "".join(",".join(r) + "\n" for r in rows), encoding="utf-8")
+    words = rf"could not (parse|read) it as csv .*Expected 2 fields in line {bad + 2}, saw {2 + extra}"
+    if bad == 0:  # the first row, where pandas would not complain but shift the columns: found before it reads
+        words = rf"line 2 has {2 + extra} fields but the header has 2 \(text, label\); quote the texts"
+    with pytest.raises(InputError, match=words):
+        read_table(Source(path=str(path)))
+    with pytest.raises(InputError, match=words):
+        list(table_batches(Source(path=str(path)), ["text"], ["--text-col"], 2))
+    assert "Failed to read" not in capfd.readouterr().err  # datasets' own log line: the one error says it all
+
+
 @pytest.mark.parametrize(
     "make,message",
     [

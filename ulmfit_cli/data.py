@@ -50,7 +50,7 @@ def _quiet_datasets():
     import datasets
 
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its "Failed to read file" lines: we raise one error
     return datasets
 
 
@@ -120,9 +120,14 @@ def parse_errors(path: Path):
     try:
         yield
     except (ValueError, OSError) as e:
-        raise InputError(f"{path}: could not read it as {kind} ({e})") from None
+        words = str(e).strip().splitlines()
+        raise InputError(f"{path}: could not read it as {kind} ({words[0] if words else type(e).__name__})") from None
     except Exception as e:  # noqa: BLE001 - pyarrow/pandas parse errors have no common base class
         if type(e).__module__.split(".")[0] in ("pyarrow", "pandas", "datasets"):
+            for _ in range(10):  # datasets' "An error occurred while generating the dataset" wraps the parser's own
+                if (e.__cause__ or e.__context__) is None:  # words ("Expected 2 fields in line 3, saw 3")
+                    break
+                e = e.__cause__ or e.__context__
             raise InputError(
                 f"{path}: could not parse it as {kind} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
             ) from None
@@ -137,7 +142,13 @@ def _csv_as_strings(path: Path, sep: str) -> dict:
     import datasets
 
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
-        header = next(csv.reader(f, delimiter=sep), None)
+        rows = csv.reader(f, delimiter=sep)
+        header, first = next(rows, None), next(rows, None)
+        if header and first and len(first) > len(header):  # pandas would make the extra leading cells an index and
+            raise InputError(  # shift every column (texts read from the labels); later rows it refuses itself
+                f"{path}: line {rows.line_num} has {len(first)} fields but the header has {len(header)} "
+                f"({', '.join(header)}); quote the texts that hold {'a tab' if sep == chr(9) else 'a comma'}"
+            )
     if not header or len(set(header)) < len(header):  # no header, or duplicate names: let pandas say what it does
         return {"keep_default_na": False}
     return {"keep_default_na": False, "features": datasets.Features({c: datasets.Value("string") for c in header})}

@@ -46,7 +46,7 @@ class Table:
     rows: list[int] | None = None  # 0-based row of each kept text in the input (blank texts are dropped)
 
 
-def _quiet_datasets():
+def quiet_datasets():
     import datasets
 
     datasets.disable_progress_bars()
@@ -54,7 +54,7 @@ def _quiet_datasets():
     return datasets
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
     if path.is_dir():
@@ -70,9 +70,9 @@ def _check_file(path: Path) -> None:
         )
 
 
-def _load(source: Source):
+def load(source: Source):
     """A `datasets.Dataset` for `source`, and a fingerprint of its content."""
-    datasets = _quiet_datasets()
+    datasets = quiet_datasets()
     if source.dataset is not None:  # needs the network (or a warm HF cache); not reachable in tests
         try:
             ds = datasets.load_dataset(source.dataset, split=source.split)
@@ -80,7 +80,7 @@ def _load(source: Source):
             raise InputError(f"--dataset {source.dataset} --split {source.split}: could not load it ({e})") from None
         return ds, ds._fingerprint
     path = Path(source.path)
-    _check_file(path)
+    check_file(path)
     if path.is_dir():
         if not (path / "dataset_info.json").exists() and not (path / "state.json").exists():
             raise InputError(f"{path}: a folder, but not one written by `save_to_disk`; give a file instead")
@@ -167,7 +167,7 @@ def read_texts(source: Source, text_col: str = "text") -> Table:
 def read_raw(source: Source, text_col: str = "text", label_col: str | None = "label", need_label: bool = True):
     """Every row of `source` as read, blank texts and missing labels kept: (texts, labels or None, fingerprint,
     column names). Without `need_label`, a missing label column gives labels None instead of an error."""
-    ds, fingerprint = _load(source)
+    ds, fingerprint = load(source)
     cols = ds.column_names
     if label_col is not None and label_col not in cols and not need_label:
         label_col = None
@@ -186,7 +186,7 @@ def _column(ds, col: str) -> list:
     training sees the labels they see (x, not "x" in quotes). Its encoding keeps a string that is itself valid JSON
     ("0", "[1]") as that JSON, so such a string comes back as the value it spells."""
     values = ds.data.column(col).to_pylist()
-    json_type = getattr(_quiet_datasets(), "Json", None)  # where datasets has no Json type, mixed types fail to parse
+    json_type = getattr(quiet_datasets(), "Json", None)  # where datasets has no Json type, mixed types fail to parse
     feature = ds.features.get(col)
     if json_type is not None and isinstance(feature, json_type):
         values = [feature.decode_example(v) for v in values]
@@ -359,12 +359,12 @@ def open_corpus(source: Source, text_col: str = "text") -> Corpus:
     """A streamed corpus for `source`; the file, its format and the column are checked, the text not yet read."""
     if source.path is not None and Path(source.path).suffix.lower() not in TABLE_BUILDERS:
         path = Path(source.path)
-        _check_file(path)
+        check_file(path)
         if not path.is_dir():
             corpus = Corpus(source, text_col, file_fingerprint(path))
             corpus.check()
             return corpus
-    ds, fingerprint = _load(source)
+    ds, fingerprint = load(source)
     if text_col not in ds.column_names:
         raise InputError(
             f"{source}: no column {text_col!r} (columns: {', '.join(ds.column_names)}); choose one with --text-col"

@@ -5,7 +5,7 @@ Every row is kept, blank texts too (the caller decides what a blank text gets), 
 Plain text (stdin, a file, a pipe) is one document a line, read with `os.read` and `select`, without `datasets`,
 so that `echo text | ulmfit predict RUN -` starts fast and `tail -f log | ulmfit predict RUN -` answers each
 line soon after it arrives. Tables go through `datasets` streaming (the same parsers, and so the same values, as
-training's reads, without an Arrow copy on disk); saved datasets and Hub datasets through data._load.
+training's reads, without an Arrow copy on disk); saved datasets and Hub datasets through data.load.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from .data import TABLE_BUILDERS, Source, _check_file, _load, _quiet_datasets, parse_errors, table_kwargs
+from .data import TABLE_BUILDERS, Source, check_file, load, parse_errors, quiet_datasets, table_kwargs
 from .errors import InputError
 
 READ_SIZE = 1 << 16  # bytes per os.read
@@ -86,7 +86,7 @@ def text_batches(source: Source, size: int, max_wait: float | None = None) -> It
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
     if stat.S_ISREG(path.stat().st_mode):  # a pipe's first bytes cannot be peeked at without losing them
-        _check_file(path)
+        check_file(path)
     return _file_lines(path, size, max_wait)
 
 
@@ -126,8 +126,8 @@ def _raw_batches(source: Source, size: int) -> Iterator[dict[str, list]]:
         return
     path = None if source.path is None else Path(source.path)
     if path is not None and path.suffix.lower() in TABLE_BUILDERS and not path.is_dir():
-        _check_file(path)
-        datasets = _quiet_datasets()
+        check_file(path)
+        datasets = quiet_datasets()
         with parse_errors(path):
             ds = datasets.load_dataset(
                 TABLE_BUILDERS[path.suffix.lower()],
@@ -138,6 +138,6 @@ def _raw_batches(source: Source, size: int) -> Iterator[dict[str, list]]:
             )
             yield from ds.iter(batch_size=size)
         return
-    ds, _ = _load(source)  # a saved dataset (memory-mapped Arrow) or a Hub dataset (cached by datasets)
+    ds, _ = load(source)  # a saved dataset (memory-mapped Arrow) or a Hub dataset (cached by datasets)
     for record in ds.data.to_batches(max_chunksize=size):
         yield record.to_pydict()

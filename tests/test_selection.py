@@ -193,3 +193,43 @@ def test_keep_and_patience_are_checked_with_their_flag_names(cli, pipeline, tmp_
     r = cli("finetune-clf", pipeline["ft"], "x.csv", "--keep", "first", "--patience", "-1", "--out", tmp_path / "c")
     assert r.returncode == 2 and "`--keep` must be auto, best or last" in r.stderr
     assert "`--patience` must be >= 0" in r.stderr
+
+
+def test_under_torchrun_both_processes_keep_and_stop_on_the_same_epoch(pipeline, cli, cli_env, tmp_path):
+    """Two CPU processes choose the epoch from the same (main process's) validation row, so they stop together
+    (one stopping alone would hang the other in its next gradient average), and the published weights are the
+    best epoch's: evaluated again on the same validation file they score that epoch's accuracy. The validation
+    labels are wrong on purpose (each question's class moved to the next one), so learning lowers the metric and
+    the best epoch comes before the last: otherwise "best" and "last" could not be told apart here."""
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import SAMPLE
+
+    with open(SAMPLE / "trec_test.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:150]
+    classes = sorted({r["label"] for r in rows})
+    valid = tmp_path / "valid.csv"
+    with open(valid, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows((r["text"], classes[(classes.index(r["label"]) + 1) % len(classes)]) for r in rows)
+    out, torchrun = tmp_path / "ddp", Path(sys.executable).parent / "torchrun"
+    flags = ["--preset", "tiny", "--device", "cpu", "--keep", "best", "--patience", "1", "--epochs", "8"]
+    r = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "ulmfit_cli", "finetune-clf",
+         str(pipeline["ft"]), str(SAMPLE / "trec_train.csv"), "--valid", str(valid), *flags, "--out", str(out),
+         "--quiet"],
+        capture_output=True, text=True, env=cli_env, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())
+    accs = [row["accuracy"] for row in m["history"]]
+    assert m["complete"] and m["best_epoch"] == m["kept_epoch"] == int(np.argmax(accs)) + 1
+    assert m["best_epoch"] < len(accs) and m["stopped_early"] == (len(accs) < 8)
+    again = cli("evaluate", out, valid, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["accuracy"] == pytest.approx(accs[m["best_epoch"] - 1], abs=1 / 150 + 1e-9)
+    assert abs(json.loads(again.stdout)["accuracy"] - accs[-1]) > 1 / 150  # not the last epoch's weights

@@ -140,7 +140,7 @@ class Recurrence:
     spin for a while after each operator, on the cores the onnxruntime calls need. Why rows and not operators:
     onnxruntime's own 2 threads inside each operator gave int8 1.13x (TREC-6) and 1.53x (IMDb) its 1-thread
     speed, where fastai gains 1.70x and 1.90x (bench/RESULTS.md 12); and why whole parts rather than each call's
-    rows: the threads then meet once a batch, not once a chunk, and pool in parallel (RESULTS 16)."""
+    rows: the threads then meet once a batch, not once a chunk, and pool in parallel (RESULTS 12, stop 19)."""
 
     def __init__(self, path: Path, sizes: list[int], threads: int):
         import onnxruntime as ort

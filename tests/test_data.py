@@ -55,8 +55,11 @@ _LABEL = st.one_of(st.integers(-5, 99), _WORD, st.lists(_WORD, min_size=1, max_s
 @given(rows=st.lists(st.tuples(st.one_of(_WORD, st.integers(0, 9)), _LABEL), min_size=2, max_size=8))
 def test_jsonl_with_mixed_types_reads_the_values_as_written(tmp_path, rows):
     """A JSON-lines column mixing types (1 and "x", a list and a string) comes back as its values, never as JSON
-    text ("x" in quotes): the same from read_table (training) as from the streamed rows of predict/evaluate. (A
-    string that is itself JSON, "0" beside 0, reads as that JSON: `datasets` keeps no difference.)"""
+    text ("x" in quotes): the same from read_table (training) as from the streamed rows of predict/evaluate, from
+    the file and from a `save_to_disk` copy of it. (A string that is itself JSON, "0" beside 0, reads as that JSON:
+    `datasets` keeps no difference.)"""
+    import datasets
+
     from ulmfit_cli.rows import table_batches
 
     path = tmp_path / f"mixed-{abs(hash(repr(rows)))}.jsonl"
@@ -66,6 +69,11 @@ def test_jsonl_with_mixed_types_reads_the_values_as_written(tmp_path, rows):
     assert table.labels == [y for _, y in rows]
     streamed = [v for b in table_batches(Source(path=str(path)), ["label"], ["--label-col"], 3) for v in b["label"]]
     assert streamed == table.labels
+    saved = tmp_path / path.stem  # the same rows saved with `save_to_disk`: read whole, and streamed from Arrow
+    datasets.load_dataset("json", data_files=str(path), split="train").save_to_disk(str(saved))
+    assert read_table(Source(path=str(saved))).labels == table.labels
+    from_disk = [v for b in table_batches(Source(path=str(saved)), ["label"], ["--label-col"], 3) for v in b["label"]]
+    assert from_disk == table.labels
 
 
 def test_save_to_disk_folder(tmp_path):

@@ -181,15 +181,22 @@ def read_raw(source: Source, text_col: str = "text", label_col: str | None = "la
 
 def _column(ds, col: str) -> list:
     """A column's values as Python objects, read off the pyarrow table (converting a column at once is far faster
-    than row by row). A JSON column whose values mix types (1 and "x", a list and a string) is one `datasets` keeps
-    as JSON text ('"x"'): decoded here as `datasets` decodes it for the streamed rows of predict and evaluate, so
-    training sees the labels they see (x, not "x" in quotes). Its encoding keeps a string that is itself valid JSON
-    ("0", "[1]") as that JSON, so such a string comes back as the value it spells."""
-    values = ds.data.column(col).to_pylist()
-    json_type = getattr(quiet_datasets(), "Json", None)  # where datasets has no Json type, mixed types fail to parse
-    feature = ds.features.get(col)
+    than row by row), JSON columns decoded (decode_json)."""
+    return decode_json(ds.features, col, ds.data.column(col).to_pylist())
+
+
+def decode_json(features, col: str, values: list) -> list:
+    """`values` of column `col` read straight off the Arrow data, decoded where `features` says the column is
+    JSON: one whose values mix types (1 and "x", a list and a string), which `datasets` keeps as JSON text ('"x"').
+    Decoded as `datasets` decodes it for its streamed rows, so training, predict and evaluate all see x, not "x"
+    in quotes. Its encoding keeps a string that is itself valid JSON ("0", "[1]") as that JSON, so such a string
+    comes back as the value it spells."""
+    import datasets
+
+    json_type = getattr(datasets, "Json", None)  # where datasets has no Json type, mixed types fail to parse
+    feature = features.get(col)
     if json_type is not None and isinstance(feature, json_type):
-        values = [feature.decode_example(v) for v in values]
+        return [feature.decode_example(v) for v in values]
     return values
 
 

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from .data import TABLE_BUILDERS, Source, check_file, load, parse_errors, quiet_datasets, table_kwargs
+from .data import TABLE_BUILDERS, Source, check_file, decode_json, load, parse_errors, quiet_datasets, table_kwargs
 from .errors import InputError
 
 READ_SIZE = 1 << 16  # bytes per os.read
@@ -140,4 +140,4 @@ def _raw_batches(source: Source, size: int) -> Iterator[dict[str, list]]:
         return
     ds, _ = load(source)  # a saved dataset (memory-mapped Arrow) or a Hub dataset (cached by datasets)
     for record in ds.data.to_batches(max_chunksize=size):
-        yield record.to_pydict()
+        yield {col: decode_json(ds.features, col, values) for col, values in record.to_pydict().items()}

@@ -11,11 +11,13 @@ import pytest
 
 from conftest import SAMPLE
 
-# bs 4 makes the tiny runs long enough (hundreds of steps an epoch) to be stopped mid-epoch reliably.
+# bs 4 makes the tiny runs long enough (over a hundred steps an epoch, a checkpoint every 25) to be stopped
+# mid-epoch reliably; the inputs are the first 600 questions and the first 400 lines of the samples (`inputs`),
+# which keeps these runs about a third as long as on the whole samples.
 CLF = (
     "finetune-clf",
     "{parent}",
-    SAMPLE / "trec_train.csv",
+    "{train}",
     "--preset",
     "tiny",
     "--epochs",
@@ -28,7 +30,7 @@ CLF = (
 )
 LM = (
     "pretrain",
-    SAMPLE / "books.txt",
+    "{books}",
     "--preset",
     "tiny",
     "--epochs",
@@ -41,8 +43,19 @@ LM = (
 )
 
 
-def _args(template, parent, out):
-    return [str(a).replace("{parent}", str(parent)) for a in template] + ["--out", str(out)]
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("inputs")
+    heads = {"train": ("trec_train.csv", 601), "books": ("books.txt", 400)}
+    for name, n in heads.values():
+        lines = (SAMPLE / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        (root / name).write_text("".join(lines[:n]), encoding="utf-8")
+    return {key: root / name for key, (name, _) in heads.items()}
+
+
+def _args(template, parent, out, inputs):
+    subs = {"{parent}": parent, **{f"{{{k}}}": v for k, v in inputs.items()}}
+    return [str(subs.get(a, a)) for a in template] + ["--out", str(out)]
 
 
 def _history(out):
@@ -73,19 +86,21 @@ def _stop_when(proc, partial, epoch, sig):
 
 
 @pytest.fixture(scope="module")
-def reference(pipeline, cli, tmp_path_factory):
+def reference(pipeline, cli, inputs, tmp_path_factory):
     root = tmp_path_factory.mktemp("ref")
     out = {}
     for name, template in (("clf", CLF), ("lm", LM)):
-        r = cli(*_args(template, pipeline["ft"], root / name))
+        r = cli(*_args(template, pipeline["ft"], root / name, inputs))
         assert r.returncode == 0, r.stderr
         out[name] = _history(root / name)
     return out
 
 
 @pytest.mark.parametrize("kind,epoch", [("clf", 1), ("lm", 1)], ids=["classifier-mid-unfreezing", "language-model"])
-def test_sigkill_then_resume_gives_the_uninterrupted_metrics(kind, epoch, reference, pipeline, cli, cli_env, tmp_path):
-    args = _args(CLF if kind == "clf" else LM, pipeline["ft"], tmp_path / "run")
+def test_sigkill_then_resume_gives_the_uninterrupted_metrics(
+    kind, epoch, reference, pipeline, inputs, cli, cli_env, tmp_path
+):
+    args = _args(CLF if kind == "clf" else LM, pipeline["ft"], tmp_path / "run", inputs)
     proc = _start(args, cli_env)
     assert _stop_when(proc, tmp_path / ".run.partial", epoch, signal.SIGKILL) == -signal.SIGKILL
     assert not (tmp_path / "run").exists()  # never half-written
@@ -101,11 +116,11 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(kind, epoch, refere
     ids=["ctrl-c-classifier", "sigterm-language-model"],
 )
 def test_ctrl_c_or_sigterm_checkpoints_exits_130_or_143_and_resumes_exactly(
-    kind, sig, code, said, reference, pipeline, cli, cli_env, tmp_path
+    kind, sig, code, said, reference, pipeline, inputs, cli, cli_env, tmp_path
 ):
     """SIGTERM (schedulers, `timeout`, container stops) is handled as Ctrl-C: the step in progress finishes, a
     checkpoint is written, the exit code is 143."""
-    args = _args(CLF if kind == "clf" else LM, pipeline["ft"], tmp_path / "run")
+    args = _args(CLF if kind == "clf" else LM, pipeline["ft"], tmp_path / "run", inputs)
     proc = _start(args, cli_env)
     assert _stop_when(proc, tmp_path / ".run.partial", 2 if kind == "clf" else 1, sig) == code
     err = proc.stderr.read()

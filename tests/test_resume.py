@@ -130,10 +130,10 @@ def test_ctrl_c_or_sigterm_checkpoints_exits_130_or_143_and_resumes_exactly(
     assert _history(tmp_path / "run") == reference[kind]
 
 
-def test_nan_loss_stops_with_exit_1_naming_the_step_and_keeps_the_checkpoint(cli, tmp_path):
+def test_nan_loss_stops_with_exit_1_naming_the_step_and_keeps_the_checkpoint(cli, inputs, tmp_path):
     args = [
         "pretrain",
-        SAMPLE / "books.txt",
+        inputs["books"],
         "--preset",
         "tiny",
         "--lr",
@@ -166,8 +166,8 @@ def test_an_interrupted_run_is_not_silently_discarded(cli, tmp_path):
     assert (tmp_path / ".lm.partial" / "ckpt").exists()
 
 
-def test_resume_refuses_changed_settings(cli, tmp_path):
-    args = ["pretrain", SAMPLE / "books.txt", "--preset", "tiny", "--lr", "1e4", "--checkpoint-every", "5"]
+def test_resume_refuses_changed_settings(cli, inputs, tmp_path):
+    args = ["pretrain", inputs["books"], "--preset", "tiny", "--lr", "1e4", "--checkpoint-every", "5"]
     args += ["--out", tmp_path / "lm"]
     assert cli(*args).returncode == 1
     r = cli(*args, "--resume", "--bptt", "16")

@@ -78,11 +78,11 @@ class AWDLSTMClassifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) -> concat pooling [last real token, masked max, masked mean] (B, 3 * emb_sz).
 
-        Batches wider than `chunk` run `chunk` steps at a time, as fastai's BPT3C does: the LSTMs carry their
-        states, pooling accumulates per chunk, and each chunk runs only the rows whose text reaches it (a batch's
-        short documents stop early instead of running over padding). `chunk` 0 is one pass (the ONNX graph).
-        The result does not depend on `chunk` (the LSTMs are causal); shorter chunks waste fewer padded steps
-        (CHUNK). An engine that runs several threads (onnx_engine.Recurrence.parts) gets the rows dealt out by
+        Batches wider than `chunk` run at most `chunk` steps at a time, as fastai's BPT3C does: the LSTMs carry
+        their states, pooling accumulates per chunk, and each chunk runs only the rows whose text reaches it and
+        ends where the shortest of them ends (a batch's short documents stop at their last token instead of
+        running over padding). `chunk` 0 is one pass (the ONNX graph). The result does not depend on `chunk`
+        (the LSTMs are causal). An engine that runs several threads (onnx_engine.Recurrence.parts) gets the rows dealt out by
         length, longest first, one part per thread, and each part runs all its chunks and pooling on its own."""
         B, T = x.shape
         real = x != self.pad_id
@@ -102,29 +102,35 @@ class AWDLSTMClassifier(nn.Module):
         return out
 
     def _features(self, x: torch.Tensor, lens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """`features` of left-aligned rows `x` with text lengths `lens`."""
+        """`features` of left-aligned rows `x` with text lengths `lens`.
+
+        A chunk runs at most `chunk` steps and stops where the text of its shortest row ends, so no row ever runs
+        a padded step and pooling needs no mask: each chunk's rows all read text to its last step. Chunks of
+        fixed length left each row up to `chunk` - 1 padded steps in its last chunk (half a chunk on average: 16 of
+        the 352 tokens of a mean IMDb review at CHUNK 32)."""
         B, T = x.shape
         if self.chunk <= 0 or T <= self.chunk:
             return self._pool_one_pass(x, lens, pos)
         order = lens.argsort(descending=True)  # longest first: the rows still reading form a prefix
         x, lens = x[order], lens[order]
+        ends = lens.tolist()
         states: list = [None] * len(self.rnns)
         C = self.rnns[-1].hidden_size
         last, total = x.new_zeros((B, C), dtype=torch.float32), x.new_zeros((B, C), dtype=torch.float32)
         mx = torch.full((B, C), float("-inf"), device=x.device)
-        for i in range(0, T, self.chunk):
-            n = int((lens > i).sum())  # rows whose text reaches this chunk (fastai's real_bs, done right)
-            if n == 0:  # only padding left (a batch padded to whole bptt chunks, run with a shorter `chunk`)
-                break
-            h, states = self.recur(
-                x[:n, i : i + self.chunk], [None if s is None else (s[0][:, :n], s[1][:, :n]) for s in states]
-            )
-            keep = (pos[i : i + self.chunk] < lens[:n, None]).unsqueeze(-1)  # (n, t, 1)
-            j = lens[:n] - 1 - i  # the last real token's place in this chunk
-            at = h.gather(1, j.clamp(0, h.shape[1] - 1).view(n, 1, 1).expand(n, 1, C)).squeeze(1)
-            last[:n] = torch.where(((j >= 0) & (j < h.shape[1])).unsqueeze(1), at.float(), last[:n])
-            mx[:n] = torch.maximum(mx[:n], h.masked_fill(~keep, float("-inf")).max(1).values.float())
-            total[:n] += h.masked_fill(~keep, 0.0).sum(1).float()
+        i, n = 0, B
+        while n and ends[n - 1] <= i:  # rows without text (blank inputs) read nothing
+            n -= 1
+        while n:
+            e = min(i + self.chunk, ends[n - 1])  # rows 0..n-1 all read text from i to e
+            h, states = self.recur(x[:n, i:e], [None if s is None else (s[0][:, :n], s[1][:, :n]) for s in states])
+            mx[:n] = torch.maximum(mx[:n], h.max(1).values.float())
+            total[:n] += h.sum(1).float()
+            i = e
+            m = n
+            while n and ends[n - 1] <= i:  # rows whose text ends here: their last token is this chunk's last
+                n -= 1
+            last[n:m] = h[n:m, -1].float()
         out = torch.cat([last, mx, total / lens.unsqueeze(1)], 1)
         return out[order.argsort()]
 
@@ -160,9 +166,9 @@ class AWDLSTMClassifier(nn.Module):
             torch.set_num_threads(before)
 
 
-# Steps per chunk at inference, at most: rows stop within CHUNK steps of their text's end instead of bptt. 100 IMDb
-# reviews, `small`, batch 64, CPU seconds at chunk 10/18/35/70: torch 4.71/4.51/4.43/4.58, onnxruntime int8
-# 2.15/2.17/2.20/2.30 (bench/RESULTS.md 12).
+# Steps per chunk at inference, at most (chunks also end where a row's text ends, so this no longer sets how many
+# padded steps run: none do). Chosen when it did: 100 IMDb reviews, `small`, batch 64, CPU seconds at chunk
+# 10/18/35/70: torch 4.71/4.51/4.43/4.58, onnxruntime int8 2.15/2.17/2.20/2.30 (bench/RESULTS.md 12).
 CHUNK = 32
 
 

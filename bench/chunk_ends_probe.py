@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
-import time
 import types
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from onnx_split_probe import interleave, report  # noqa: E402
 from predict_speed import fastai_predictor, ours, read  # noqa: E402
 
 from ulmfit_cli import artifacts as A  # noqa: E402
@@ -107,25 +105,10 @@ def main() -> None:
             model = load_classifier(run, "cpu", q, engine=args.engine)[2]
             model.chunk = int(c)
             systems[f"ends_{q or 'fp32'}_chunk{c}"] = ours(model, cfg)
-    times: dict[str, list[float]] = {k: [] for k in systems}
-    probs = {}
-    for r in range(args.rounds):
-        for k, fn in systems.items():
-            t = time.perf_counter()
-            probs[k] = fn(docs)
-            times[k].append(time.perf_counter() - t)
-        print(r + 1, {k: round(v[-1], 2) for k, v in times.items()}, file=sys.stderr)
+    times, probs = interleave(systems, docs, args.rounds)
     print(f"{name}: {len(docs)} docs, {real / len(docs):.1f} tokens each; LSTM steps per real token: "
           + ", ".join(f"{k} {v:.3f}" for k, v in steps.items()))  # fmt: skip
-    base = times["fastai"]
-    for k, ts in times.items():
-        med = statistics.median(ts)
-        paired = statistics.median(b / t for b, t in zip(base, ts))
-        print(
-            f"{name} {k}: {len(docs) / med:.1f} docs/s, {statistics.median(base) / med:.2f}x fastai (median round); "
-            f"paired {paired:.2f}x; max |p - ends fp32| {float(np.abs(probs[k] - probs['ends_fp32']).max()):.1e}; "
-            f"rounds {[round(t, 2) for t in ts]}"
-        )
+    report(name, len(docs), times, probs, "fastai", "ends_fp32")
 
 
 if __name__ == "__main__":

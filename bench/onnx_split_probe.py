@@ -87,22 +87,33 @@ def main() -> None:
                 systems[f"{kind}_{q or 'fp32'}_bs{b}"] = ours(model, dataclasses.replace(cfg, bs=b))
     name, texts, _ = read(args.data)
     docs = docs_of(tok, texts, cfg)
+    times, probs = interleave(systems, docs, args.rounds)
+    report(name, len(docs), times, probs, f"fastai_bs{sizes[0]}", f"new_fp32_bs{sizes[0]}")
+
+
+def interleave(systems: dict, docs: list, rounds: int) -> tuple[dict[str, list[float]], dict]:
+    """Each system on `docs`, round after round: wall seconds per round, and each one's last probabilities."""
     times: dict[str, list[float]] = {k: [] for k in systems}
     probs = {}
-    for r in range(args.rounds):
+    for r in range(rounds):
         for k, fn in systems.items():
             t = time.perf_counter()
             probs[k] = fn(docs)
             times[k].append(time.perf_counter() - t)
         print(r + 1, {k: round(v[-1], 2) for k, v in times.items()}, file=sys.stderr)
-    base = times[f"fastai_bs{sizes[0]}"]
-    ref = probs.get(f"new_fp32_bs{sizes[0]}", probs[next(iter(probs))])
+    return times, probs
+
+
+def report(name: str, n: int, times: dict, probs: dict, base_key: str, ref_key: str) -> None:
+    """One line per system: docs/s, its ratio to `base_key` by the median round, the fastest and paired, and its
+    largest probability difference from `ref_key`'s."""
+    base, ref = times[base_key], probs.get(ref_key, probs[next(iter(probs))])
     for k, ts in times.items():
         med, best = statistics.median(ts), min(ts)
         paired = statistics.median(b / t for b, t in zip(base, ts))
         print(
-            f"{name} {k}: {len(docs) / med:.1f} docs/s, {statistics.median(base) / med:.2f}x fastai (median round); "
-            f"fastest {min(base) / best:.2f}x; paired {paired:.2f}x; max |p - new fp32| "
+            f"{name} {k}: {n / med:.1f} docs/s, {statistics.median(base) / med:.2f}x {base_key} (median round); "
+            f"fastest {min(base) / best:.2f}x; paired {paired:.2f}x; max |p - {ref_key}| "
             f"{float(np.abs(probs[k] - ref).max()):.1e}; rounds {[round(t, 2) for t in ts]}"
         )
 

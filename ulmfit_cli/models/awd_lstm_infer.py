@@ -82,8 +82,9 @@ class AWDLSTMClassifier(nn.Module):
         their states, pooling accumulates per chunk, and each chunk runs only the rows whose text reaches it and
         ends where the shortest of them ends (a batch's short documents stop at their last token instead of
         running over padding). `chunk` 0 is one pass (the ONNX graph). The result does not depend on `chunk`
-        (the LSTMs are causal). An engine that runs several threads (onnx_engine.Recurrence.parts) gets the rows dealt out by
-        length, longest first, one part per thread, and each part runs all its chunks and pooling on its own."""
+        (the LSTMs are causal). An engine that runs several threads (onnx_engine.Recurrence.parts) gets the rows
+        dealt out by length, longest first, one part per thread, and each part runs all its chunks and pooling on
+        its own."""
         B, T = x.shape
         real = x != self.pad_id
         lens = real.sum(1)  # (B,)

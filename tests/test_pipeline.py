@@ -103,3 +103,34 @@ def test_both_directions_needs_a_backward_parent(both, cli, tmp_path):
     one_line_error(r, 2, "--parent", "backward")
     r = cli("pipeline", both["train"], "--out", tmp_path / "p")
     one_line_error(r, 2, "--corpus", "--parent")
+
+
+@pytest.mark.parametrize("in_workdir", [False, True], ids=["stage-alone", "stage-of-pipeline"])
+def test_an_interrupted_stage_says_how_to_continue(in_workdir, tmp_path, capsys):
+    """A stage run as its own command says to rerun it with --resume; a stage of `pipeline` (or `learning-curve`),
+    which have no --resume and resume their stages when rerun, says to rerun the command, and the message
+    outside the work folder is --resume's again afterwards."""
+    from ulmfit_cli.report import Reporter
+    from ulmfit_cli.runs import writing
+    from ulmfit_cli.workdir import Workdir
+
+    out = tmp_path / "work" / "run"
+
+    def stage(resume, overwrite):
+        with writing(out, overwrite, resume, Reporter(quiet=True)) as w:
+            (w.tmp / "ckpt").mkdir()
+            (w.tmp / "ckpt" / "position.json").write_text("{}")  # a checkpoint worth keeping
+            raise KeyboardInterrupt
+
+    (tmp_path / "work").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        if in_workdir:
+            Workdir(tmp_path / "work", "pipeline", {}, False, ()).stage(out, stage, "pipeline", Reporter(quiet=True))
+        else:
+            stage(False, False)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"checkpoint kept in {tmp_path / 'work' / '.run.partial'}" in line
+    assert ("--resume" in line) != in_workdir and "rerun the same command" in line
+    from ulmfit_cli.artifacts import RERUN
+
+    assert "--resume" in RERUN.get()

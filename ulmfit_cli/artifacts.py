@@ -7,6 +7,7 @@ everything else is JSON, and file names in the manifest cannot point outside the
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import fcntl
 import json
@@ -166,6 +167,12 @@ class RunWriter:
             return True
         shutil.rmtree(self.tmp, ignore_errors=True)
         return False
+
+
+# What an interrupted stage tells the user to do (runs.writing): a stage run as its own command continues with
+# --resume; a command that runs its stages in a work folder (workdir.Workdir.stage: pipeline, learning-curve)
+# resumes them when simply rerun, has no --resume, and sets this while one of its stages runs.
+RERUN = contextvars.ContextVar("rerun", default="rerun the same command with --resume")
 
 
 def find_checkpoint(folder: Path) -> Path | None:

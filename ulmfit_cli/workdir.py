@@ -78,5 +78,9 @@ class Workdir:
         resume = A.find_checkpoint(partial) is not None
         if resume:
             reporter.info(f"{self.command}: resuming {out} from its checkpoint")
-        call(resume=resume, overwrite=True)
+        token = A.RERUN.set("rerun the same command (it resumes by itself)")
+        try:
+            call(resume=resume, overwrite=True)
+        finally:
+            A.RERUN.reset(token)
         return A.open_run(out, (*A.LM_STAGES, "finetune-clf"), what)

@@ -8,6 +8,10 @@ regression per label, a label predicted when its probability is at least 0.5 (as
 threshold), micro-F1 over labels. Wall time covers tuning, the final fit and prediction.
 
     python bench/tfidf_baseline.py [--data /work/shared/data] [--tasks trec6 trec50 sst2 imdb reuters reuters1]
+        [--train-file TASK=CSV] [--test-file TASK=CSV]
+
+--train-file/--test-file (repeatable) score a task on other files than its shared ones, e.g. the subsample that
+bench/cross_task.py trained on (WORK/data/TASK-train-nN-sS.csv), so both are compared on the same rows.
 
 Prints one JSON line per task on stdout and a markdown table on stderr. Needs scikit-learn (fastai brings it).
 """
@@ -50,11 +54,11 @@ def predict(m, x, multi: bool):
     return (m.predict_proba(x) >= 0.5).astype(int) if multi else m.predict(x)
 
 
-def one(name: str, data: Path, cs: list[float], seed: int) -> dict:
-    train, test, multi = TASKS[name]
+def one(name: str, train: Path, test: Path, cs: list[float], seed: int) -> dict:
+    multi = TASKS[name][2]
     t0 = time.time()
-    xtr, ytr = read(data / train)
-    xte, yte = read(data / test)
+    xtr, ytr = read(train)
+    xte, yte = read(test)
     if multi:
         mlb = MultiLabelBinarizer().fit([y.split() for y in ytr])
         ytr_, yte_ = mlb.transform([y.split() for y in ytr]), mlb.transform([y.split() for y in yte])
@@ -91,11 +95,16 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     ap.add_argument("--cs", type=float, nargs="+", default=[0.1, 1, 10, 100, 1000])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-file", action="append", default=[], help="TASK=CSV: train on this file instead")
+    ap.add_argument("--test-file", action="append", default=[], help="TASK=CSV: score on this file instead")
     a = ap.parse_args()
+    trains, tests = dict(x.split("=", 1) for x in a.train_file), dict(x.split("=", 1) for x in a.test_file)
     rows = []
     for name in a.tasks:
         print(f"{name} ...", file=sys.stderr, flush=True)
-        r = one(name, Path(a.data), a.cs, a.seed)
+        train = Path(trains.get(name) or Path(a.data) / TASKS[name][0])
+        test = Path(tests.get(name) or Path(a.data) / TASKS[name][1])
+        r = one(name, train, test, a.cs, a.seed) | {"train_file": str(train), "test_file": str(test)}
         rows.append(r)
         print(json.dumps(r), flush=True)
     print("\n| task | metric | TF-IDF + LR | C | wall |\n|---|---|---|---|---|", file=sys.stderr)

@@ -125,7 +125,9 @@ def test_an_interrupted_stage_says_how_to_continue(in_workdir, tmp_path, capsys)
     (tmp_path / "work").mkdir()
     with pytest.raises(KeyboardInterrupt):
         if in_workdir:
-            Workdir(tmp_path / "work", "pipeline", {}, False, ()).stage(out, stage, "pipeline", Reporter(quiet=True))
+            Workdir(tmp_path / "work", "pipeline", {}, False, ()).stage(
+                out, stage, "pipeline", Reporter(quiet=True), "--clf-set"
+            )
         else:
             stage(False, False)
     line = capsys.readouterr().err.strip().splitlines()[-1]
@@ -134,3 +136,25 @@ def test_an_interrupted_stage_says_how_to_continue(in_workdir, tmp_path, capsys)
     from ulmfit_cli.artifacts import RERUN
 
     assert "--resume" in RERUN.get()
+
+
+@pytest.mark.parametrize("stage,flag", [("lm_flags", "--lm-set"), ("clf_flags", "--clf-set")])
+def test_a_nan_loss_in_a_stage_names_the_pipeline_flag_for_a_lower_rate(both, tmp_path, stage, flag):
+    """A stage alone says to rerun it with --resume and a lower --lr; inside `pipeline` neither flag exists:
+    the advice names the command's setting flag for that stage, with a rate ten times lower."""
+    import dataclasses
+
+    from ulmfit_cli.errors import TrainingError
+    from ulmfit_cli.pipeline import run
+    from ulmfit_cli.report import Reporter
+
+    p = both["make"](both["parents"][:1], tmp_path / "p")
+    p = dataclasses.replace(p, both=False, **{stage: {**getattr(p, stage), "lr": 1e30}})
+    with pytest.raises(TrainingError) as e:
+        run(p, Reporter(True))
+    msg = str(e.value)
+    assert "loss became" in msg and f"{flag} lr=1e+29 and --overwrite" in msg, msg
+    assert "--resume" not in msg and "--lr" not in msg
+    from ulmfit_cli.artifacts import LOWER_LR
+
+    assert LOWER_LR.get() is None  # outside the work folder, a stage's own advice again

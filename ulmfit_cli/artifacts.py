@@ -173,6 +173,10 @@ class RunWriter:
 # --resume; a command that runs its stages in a work folder (workdir.Workdir.stage: pipeline, learning-curve)
 # resumes them when simply rerun, has no --resume, and sets this while one of its stages runs.
 RERUN = contextvars.ContextVar("rerun", default="rerun the same command with --resume")
+# How to give a stage a lower learning rate after its loss became NaN (train.fit): a stage alone takes --lr (and
+# continues from its last good checkpoint with --resume); a stage of a work folder takes it through that command's
+# setting flag (--lm-set/--clf-set lr=...), a changed setting the folder refuses without --overwrite. None: alone.
+LOWER_LR = contextvars.ContextVar("lower_lr", default=None)
 
 
 def find_checkpoint(folder: Path) -> Path | None:

@@ -101,11 +101,11 @@ def run(p: Pipeline, reporter) -> dict:
         cs, folder = cfgs[d], p.out / d
         lm = parent_of(p, d)
         if lm is None:
-            lm = _stage(wd, folder / "lm", reporter, train_lm_stage, "pretrain", cs["pretrain"], p.corpus,
-                        text_col=p.text_col, cache_dir=p.cache_dir)  # fmt: skip
-        ft = _stage(wd, folder / "lm-ft", reporter, train_lm_stage, "finetune-lm", cs["finetune-lm"],
+            lm = _stage(wd, folder / "lm", reporter, "--pretrain-set", train_lm_stage, "pretrain", cs["pretrain"],
+                        p.corpus, text_col=p.text_col, cache_dir=p.cache_dir)  # fmt: skip
+        ft = _stage(wd, folder / "lm-ft", reporter, "--lm-set", train_lm_stage, "finetune-lm", cs["finetune-lm"],
                     p.texts or [p.train], text_col=p.text_col, parent=lm, cache_dir=p.cache_dir)  # fmt: skip
-        clfs[d] = _stage(wd, folder / "clf", reporter, finetune_clf, cs["finetune-clf"], ft, p.train,
+        clfs[d] = _stage(wd, folder / "clf", reporter, "--clf-set", finetune_clf, cs["finetune-clf"], ft, p.train,
                          text_col=p.text_col, label_col=p.label_col)  # fmt: skip
         walls[d] = {r.path.name: r.manifest.get("wall_s") for r in (lm, ft, clfs[d]) if r.path.parent == folder}
     members = [str(clfs[d].path.relative_to(p.out)) for d in directions(p)]
@@ -117,11 +117,11 @@ def run(p: Pipeline, reporter) -> dict:
     return summary
 
 
-def _stage(wd: Workdir, out: Path, reporter, fn, *args, **kwargs) -> A.Run:
+def _stage(wd: Workdir, out: Path, reporter, sets: str, fn, *args, **kwargs) -> A.Run:
     def call(resume: bool, overwrite: bool):
         fn(*args, out, resume=resume, overwrite=overwrite, reporter=reporter, **kwargs)
 
-    return wd.stage(out, call, "pipeline", reporter)
+    return wd.stage(out, call, "pipeline", reporter, sets)
 
 
 def _scores(p: Pipeline, clfs: dict, reporter) -> dict:

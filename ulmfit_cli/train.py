@@ -21,6 +21,20 @@ from .schedule import EpochPlan, phase_steps, stlr
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def _lower_lr_advice(lr: float, kept: bool) -> str:
+    """What to do after a NaN loss: a lower rate, given the way the running command takes it (A.LOWER_LR)."""
+    from . import artifacts as A
+
+    flag = A.LOWER_LR.get()
+    if flag is not None:  # a stage of pipeline/learning-curve: its settings come from the command's --*-set
+        return (
+            f"try a lower rate (now {lr:g}): rerun with {flag} lr={lr / 10:g} and --overwrite (a changed setting "
+            "starts the folder again) or another --out"
+        )
+    then = "; the last good checkpoint is kept: rerun the same command with --resume and a lower --lr" if kept else ""
+    return f"try a lower --lr (now {lr:g}, e.g. {lr / 10:g}){then}"
+
+
 @dataclass(frozen=True)
 class Selection:
     """Which epoch's weights a run publishes, as the paper chose epochs on validation: the best by `metric`
@@ -158,16 +172,9 @@ def fit(
                 with dist.autocast(device, cfg.precision):
                     loss, shown = loss_fn(dist.to_device(batch, device))
                 if not dist.all_finite(bool(torch.isfinite(loss))):
-                    kept = (
-                        ""
-                        if checkpoint.find(ckpt_dir or Path("/nonexistent")) is None
-                        else (
-                            "; the last good checkpoint is kept: rerun the same command with --resume and a lower --lr"
-                        )
-                    )
                     raise TrainingError(
                         f"loss became {loss.item()} at epoch {ep.epoch + 1}, step {step + 1}; "
-                        f"try a lower --lr (now {cfg.lr}){kept}"
+                        + _lower_lr_advice(cfg.lr, checkpoint.find(ckpt_dir or Path("/nonexistent")) is not None)
                     )
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()  # fp16: scaled so small gradients do not underflow

@@ -63,9 +63,10 @@ class Workdir:
         out.mkdir(exist_ok=True)
         write_json(self.key_file, key)
 
-    def stage(self, out: Path, call, what: str, reporter) -> A.Run:
+    def stage(self, out: Path, call, what: str, reporter, sets: str) -> A.Run:
         """The run folder `out` of one stage: reused when it is complete, resumed from its checkpoint when an
-        interrupted call left one, else trained afresh (`call(resume=..., overwrite=...)` runs the stage)."""
+        interrupted call left one, else trained afresh (`call(resume=..., overwrite=...)` runs the stage). `sets`
+        is the command's flag for this stage's settings (`--clf-set`), which its advice after a NaN loss names."""
         if (out / A.MANIFEST).exists():
             try:
                 run = A.open_run(out, (*A.LM_STAGES, "finetune-clf"), what)
@@ -79,8 +80,10 @@ class Workdir:
         if resume:
             reporter.info(f"{self.command}: resuming {out} from its checkpoint")
         token = A.RERUN.set("rerun the same command (it resumes by itself)")
+        lower = A.LOWER_LR.set(sets)
         try:
             call(resume=resume, overwrite=True)
         finally:
             A.RERUN.reset(token)
+            A.LOWER_LR.reset(lower)
         return A.open_run(out, (*A.LM_STAGES, "finetune-clf"), what)

@@ -198,3 +198,19 @@ def test_workdir_refuses_other_settings_and_overwrite_starts_again(tmp_path):
     (tmp_path / "other" / "x").write_text("")
     with pytest.raises(RunFolderError, match="not a learning-curve folder"):
         Workdir(tmp_path / "other", "learning-curve", {}, True, ("points",))
+
+
+def test_workdir_with_a_damaged_settings_file_is_refused_and_overwrite_starts_again(tmp_path):
+    """Its error says to add --overwrite, and --overwrite then does start again (it used to fail the same way)."""
+    from ulmfit_cli.errors import RunFolderError
+    from ulmfit_cli.workdir import Workdir
+
+    out = tmp_path / "curve"
+    Workdir(out, "learning-curve", {"lr": 1}, False, ("points",))
+    (out / "points").mkdir()
+    (out / "settings.json").write_text('{"lr": ')  # cut short
+    with pytest.raises(RunFolderError, match="not valid JSON.*add --overwrite"):
+        Workdir(out, "learning-curve", {"lr": 1}, False, ("points",))
+    Workdir(out, "learning-curve", {"lr": 1}, True, ("points",))
+    assert not (out / "points").exists()
+    assert json.loads((out / "settings.json").read_text()) == {"command": "learning-curve", "lr": 1}

@@ -93,8 +93,41 @@ def test_rerun_reuses_every_stage_and_changed_settings_are_refused(both):
     assert {p: p.stat().st_mtime_ns for p in both["out"].glob("*/*/model.safetensors")} == before
     changed = both["make"](both["parents"], both["out"])
     changed.clf_flags = {"epochs": 2}
-    with pytest.raises(ConfigError, match="other settings"):
+    with pytest.raises(ConfigError, match="other settings.*--overwrite to train again what they change"):
         run(changed, Reporter(True))
+
+
+def test_overwrite_trains_again_from_the_first_changed_stage_and_keeps_those_before(both, tmp_path):
+    """A changed classifier setting under --overwrite keeps both directions' fine-tuned LMs (they would come out
+    the same) and trains the classifiers again; a changed LM setting trains the LMs and the classifiers again;
+    a stale checkpoint of a changed stage is discarded rather than resumed."""
+    import shutil
+
+    from ulmfit_cli.pipeline import run
+    from ulmfit_cli.report import Reporter
+
+    out = tmp_path / "p"
+    shutil.copytree(both["out"], out)
+
+    def stamps():
+        return {p.parent.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.glob("*/*/model.safetensors")}
+
+    before = stamps()
+    assert set(before) == {"fwd/lm-ft", "fwd/clf", "bwd/lm-ft", "bwd/clf"}
+    (out / "fwd" / ".clf.partial").mkdir()  # an old interrupted classifier: not to be resumed with new settings
+    p = both["make"](both["parents"], out, overwrite=True)
+    p.clf_flags = {"epochs": 2}
+    summary = run(p, Reporter(True))
+    after = stamps()
+    assert {k for k in before if after[k] == before[k]} == {"fwd/lm-ft", "bwd/lm-ft"}
+    assert not (out / "fwd" / ".clf.partial").exists()
+    history = json.loads((out / "fwd" / "clf" / "manifest.json").read_text())["history"]
+    assert len(history) == 2 and set(summary["test"]) == {"fwd", "bwd", "ensemble"}
+    p = both["make"](both["parents"], out, overwrite=True)
+    p.clf_flags, p.lm_flags = {"epochs": 2}, {"epochs": 1, "lr": 1e-3}
+    run(p, Reporter(True))
+    again = stamps()
+    assert all(again[k] != after[k] for k in after)  # every LM and classifier trained again
 
 
 def test_both_directions_needs_a_backward_parent(both, cli, tmp_path):

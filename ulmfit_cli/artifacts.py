@@ -175,7 +175,8 @@ class RunWriter:
 RERUN = contextvars.ContextVar("rerun", default="rerun the same command with --resume")
 # How to give a stage a lower learning rate after its loss became NaN (train.fit): a stage alone takes --lr (and
 # continues from its last good checkpoint with --resume); a stage of a work folder takes it through that command's
-# setting flag (--lm-set/--clf-set lr=...), a changed setting the folder refuses without --overwrite. None: alone.
+# setting flag (--lm-set/--clf-set lr=...), a changed setting the folder refuses without --overwrite. None: alone;
+# else the advice, "{lr}" standing for the rate to try.
 LOWER_LR = contextvars.ContextVar("lower_lr", default=None)
 
 

@@ -89,12 +89,40 @@ def _key(p: Pipeline, cfgs: dict) -> dict:
     }
 
 
+def _stale(saved: dict, key: dict) -> list[str]:
+    """What `--overwrite` discards when the key changed from `saved`: in each direction, the first stage whose
+    inputs or settings changed and every stage after it (with their checkpoints); the stages before it are kept,
+    as training them again would give the same runs. pretrain reads the corpus; finetune-lm the LM before it and
+    its texts (TRAIN's when no --texts); finetune-clf the LM fine-tuned before it and TRAIN's texts and labels."""
+
+    def same(*names) -> bool:
+        return all(saved.get(n) == key.get(n) for n in names)
+
+    names = [ENSEMBLE]
+    for d in DIRECTIONS:
+        old, new = saved.get("stages", {}).get(d), key["stages"].get(d)
+        if old is None or new is None:  # a direction added or dropped: none of its folder is reused
+            names.append(d)
+            continue
+        texts = same("texts", "train") if not key["texts"] else same("texts")
+        unchanged = {
+            "lm": same("corpus", "columns") and old.get("pretrain") == new.get("pretrain"),
+            "lm-ft": same("parents", "columns") and texts and old["finetune-lm"] == new["finetune-lm"],
+            "clf": same("train", "columns") and old["finetune-clf"] == new["finetune-clf"],
+        }
+        for i, stage in enumerate(unchanged):
+            if not all(list(unchanged.values())[: i + 1]):
+                names += [f"{d}/{stage}", f"{d}/.{stage}.partial"]
+    return names
+
+
 def run(p: Pipeline, reporter) -> dict:
     """Every stage of every direction not finished before, then the test scores; the summary."""
     from .stages import finetune_clf, train_lm_stage
 
     cfgs = {d: configs(p, d) for d in directions(p)}
-    wd = Workdir(p.out, "pipeline", _key(p, cfgs), p.overwrite, (*DIRECTIONS, ENSEMBLE))
+    key = _key(p, cfgs)
+    wd = Workdir(p.out, "pipeline", key, p.overwrite, (*DIRECTIONS, ENSEMBLE), lambda saved: _stale(saved, key))
     started, clfs, walls = time.time(), {}, {}
     for d in directions(p):
         (p.out / d).mkdir(exist_ok=True)

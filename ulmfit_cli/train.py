@@ -25,12 +25,9 @@ def _lower_lr_advice(lr: float, kept: bool) -> str:
     """What to do after a NaN loss: a lower rate, given the way the running command takes it (A.LOWER_LR)."""
     from . import artifacts as A
 
-    flag = A.LOWER_LR.get()
-    if flag is not None:  # a stage of pipeline/learning-curve: its settings come from the command's --*-set
-        return (
-            f"try a lower rate (now {lr:g}): rerun with {flag} lr={lr / 10:g} and --overwrite (a changed setting "
-            "starts the folder again) or another --out"
-        )
+    how = A.LOWER_LR.get()
+    if how is not None:  # a stage of pipeline/learning-curve: its settings come from the command's --*-set
+        return f"try a lower rate (now {lr:g}): " + how.format(lr=f"{lr / 10:g}")
     then = "; the last good checkpoint is kept: rerun the same command with --resume and a lower --lr" if kept else ""
     return f"try a lower --lr (now {lr:g}, e.g. {lr / 10:g}){then}"
 

@@ -35,8 +35,11 @@ def write_json(path: Path, obj) -> None:
 class Workdir:
     """The output folder of a resumable multi-run command `command`, checked against `key` before any work."""
 
-    def __init__(self, out: Path, command: str, key: dict, overwrite: bool, owned: tuple[str, ...]):
+    def __init__(self, out: Path, command: str, key: dict, overwrite: bool, owned: tuple[str, ...], stale=None) -> None:
+        """`owned`: what the command writes in `out`, all of it discarded by --overwrite, unless `stale`
+        (saved key -> the paths to discard) says which of it the changed key touches: the rest is kept."""
         self.out, self.command, self.key_file = out, command, out / KEY_FILE
+        self.keeps_on_overwrite = stale is not None
         key = {"command": command, **key}
         if not out.parent.exists():
             raise RunFolderError(f"{out.parent}: the folder for --out does not exist; create it first")
@@ -46,18 +49,23 @@ class Workdir:
             raise RunFolderError(
                 f"{out}: exists and is not a {command} folder (no {self.key_file.name}); choose another --out"
             )
+        saved, unreadable = None, False
         try:
             saved = json.loads(self.key_file.read_text(encoding="utf-8")) if self.key_file.exists() else None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RunFolderError(f"{self.key_file}: not valid JSON ({e}); add --overwrite to start again") from None
+            if not overwrite:
+                raise RunFolderError(f"{self.key_file}: not valid JSON ({e}); add --overwrite to start again") from None
+            unreadable = True
         if saved is not None and saved != key and not overwrite:
             changed = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
+            again = "train again what they change" if stale else "discard its results and start again"
             raise ConfigError(
                 f"{out}: holds a {command} started with other settings or data (changed: {', '.join(changed)}); "
-                "add --overwrite to discard its results and start again, or choose another --out"
+                f"add --overwrite to {again}, or choose another --out"
             )
-        if saved is not None and overwrite:  # start again, as --overwrite does for a run folder
-            for name in owned:  # only what this command writes: a stray file of the user's stays
+        if (saved is not None or unreadable) and overwrite:  # start again, as --overwrite does for a run folder
+            whole = unreadable or stale is None or not isinstance(saved, dict) or saved.get("command") != command
+            for name in owned if whole else stale(saved):  # only what this command writes: a user's file stays
                 p = out / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         out.mkdir(exist_ok=True)
@@ -80,7 +88,8 @@ class Workdir:
         if resume:
             reporter.info(f"{self.command}: resuming {out} from its checkpoint")
         token = A.RERUN.set("rerun the same command (it resumes by itself)")
-        lower = A.LOWER_LR.set(sets)
+        kept = "the finished stages before it are kept" if self.keeps_on_overwrite else "which starts the folder again"
+        lower = A.LOWER_LR.set(f"rerun with {sets} lr={{lr}} and --overwrite ({kept}) or another --out")
         try:
             call(resume=resume, overwrite=True)
         finally:

@@ -66,7 +66,8 @@ def pipeline(
     with the test score of each classifier and of their ensemble (the paper's bidirectional model).
 
     Writes OUT/fwd and OUT/bwd (each lm, lm-ft, clf) and OUT/ensemble.json: `ulmfit predict OUT` and `ulmfit
-    evaluate OUT` average both directions. Rerun the same command to finish an interrupted pipeline."""
+    evaluate OUT` average both directions. Rerun the same command to finish an interrupted pipeline; with other
+    settings, --overwrite trains again from each direction's first changed stage and keeps the stages before it."""
     from ..artifacts import LM_STAGES, open_run
     from ..data import Source
     from ..errors import ConfigError

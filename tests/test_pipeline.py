@@ -99,11 +99,12 @@ def test_rerun_reuses_every_stage_and_changed_settings_are_refused(both):
 
 def test_overwrite_trains_again_from_the_first_changed_stage_and_keeps_those_before(both, tmp_path):
     """A changed classifier setting under --overwrite keeps both directions' fine-tuned LMs (they would come out
-    the same) and trains the classifiers again; a changed LM setting trains the LMs and the classifiers again;
-    a stale checkpoint of a changed stage is discarded rather than resumed."""
+    the same) and trains the classifiers again, and a stale checkpoint of a changed stage is discarded rather
+    than resumed; a changed LM setting or other training data would discard the LMs and the classifiers."""
     import shutil
 
-    from ulmfit_cli.pipeline import run
+    from ulmfit_cli.data import Source
+    from ulmfit_cli.pipeline import _key, _stale, configs, run
     from ulmfit_cli.report import Reporter
 
     out = tmp_path / "p"
@@ -123,11 +124,16 @@ def test_overwrite_trains_again_from_the_first_changed_stage_and_keeps_those_bef
     assert not (out / "fwd" / ".clf.partial").exists()
     history = json.loads((out / "fwd" / "clf" / "manifest.json").read_text())["history"]
     assert len(history) == 2 and set(summary["test"]) == {"fwd", "bwd", "ensemble"}
-    p = both["make"](both["parents"], out, overwrite=True)
-    p.clf_flags, p.lm_flags = {"epochs": 2}, {"epochs": 1, "lr": 1e-3}
-    run(p, Reporter(True))
-    again = stamps()
-    assert all(again[k] != after[k] for k in after)  # every LM and classifier trained again
+    # what a changed LM setting, or other data, would discard (the keys alone; training them again is above)
+    saved = {"command": "pipeline", **_key(p, {d: configs(p, d) for d in ("fwd", "bwd")})}
+    p.lm_flags = {"epochs": 1, "lr": 1e-3}
+    lm_changed = _stale(saved, _key(p, {d: configs(p, d) for d in ("fwd", "bwd")}))
+    assert {n for n in lm_changed if not n.startswith(".")} >= {"fwd/lm-ft", "fwd/clf", "bwd/lm-ft", "bwd/clf"}
+    assert "fwd/lm" not in lm_changed and "fwd/.lm-ft.partial" in lm_changed
+    p.lm_flags = both["make"](both["parents"], out).lm_flags
+    p.train = Source(path=str(both["test"]))  # other labelled data: its texts feed finetune-lm too
+    assert {"fwd/lm-ft", "bwd/clf"} <= set(_stale(saved, _key(p, {d: configs(p, d) for d in ("fwd", "bwd")})))
+    assert _stale(saved, saved) == ["ensemble.json"]
 
 
 def test_both_directions_needs_a_backward_parent(both, cli, tmp_path):

@@ -148,10 +148,10 @@ def run(c: Curve, reporter, on_point=None) -> dict:
         reporter.info(f"learning-curve: point {i + 1}/{len(todo)}: {variant}, {size} labelled, seed {seed}")
         try:
             point = _point(c, wd, table, labels, task, variant, size, seed, reporter)
-        except KeyboardInterrupt:  # the stage has kept its checkpoint; the rerun picks it up without --resume
+        except KeyboardInterrupt:  # the stage has kept its checkpoint (and said so); the rerun resumes it
             reporter.notice(
                 f"learning-curve: {i - done} new point(s) and every earlier one kept in {c.out / 'points'}; "
-                "rerun the same command (no --resume needed) to continue"
+                "rerun the same command to continue"
             )
             raise
         write_json(path, point)

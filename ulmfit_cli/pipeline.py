@@ -107,8 +107,8 @@ def _stale(saved: dict, key: dict) -> list[str]:
         texts = same("texts", "train") if not key["texts"] else same("texts")
         unchanged = {
             "lm": same("corpus", "columns") and old.get("pretrain") == new.get("pretrain"),
-            "lm-ft": same("parents", "columns") and texts and old["finetune-lm"] == new["finetune-lm"],
-            "clf": same("train", "columns") and old["finetune-clf"] == new["finetune-clf"],
+            "lm-ft": same("parents", "columns") and texts and old.get("finetune-lm") == new["finetune-lm"],
+            "clf": same("train", "columns") and old.get("finetune-clf") == new["finetune-clf"],
         }
         for i, stage in enumerate(unchanged):
             if not all(list(unchanged.values())[: i + 1]):

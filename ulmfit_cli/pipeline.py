@@ -99,19 +99,21 @@ def _stale(saved: dict, key: dict) -> list[str]:
         return all(saved.get(n) == key.get(n) for n in names)
 
     names = [ENSEMBLE]
+    texts = same("texts", "train") if not key["texts"] else same("texts")
     for d in DIRECTIONS:
         old, new = saved.get("stages", {}).get(d), key["stages"].get(d)
         if old is None or new is None:  # a direction added or dropped: none of its folder is reused
             names.append(d)
             continue
-        texts = same("texts", "train") if not key["texts"] else same("texts")
         unchanged = {
             "lm": same("corpus", "columns") and old.get("pretrain") == new.get("pretrain"),
             "lm-ft": same("parents", "columns") and texts and old.get("finetune-lm") == new["finetune-lm"],
             "clf": same("train", "columns") and old.get("finetune-clf") == new["finetune-clf"],
         }
-        for i, stage in enumerate(unchanged):
-            if not all(list(unchanged.values())[: i + 1]):
+        kept = True  # every stage before this one unchanged
+        for stage, same_here in unchanged.items():
+            kept = kept and same_here
+            if not kept:
                 names += [f"{d}/{stage}", f"{d}/.{stage}.partial"]
     return names
 

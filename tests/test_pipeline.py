@@ -172,9 +172,9 @@ def test_an_interrupted_stage_says_how_to_continue(in_workdir, tmp_path, capsys)
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"checkpoint kept in {tmp_path / 'work' / '.run.partial'}" in line
     assert ("--resume" in line) != in_workdir and "rerun the same command" in line
-    from ulmfit_cli.artifacts import RERUN
+    from ulmfit_cli.artifacts import ADVICE
 
-    assert "--resume" in RERUN.get()
+    assert "--resume" in ADVICE.get().rerun  # outside the work folder, a stage's own advice again
 
 
 @pytest.mark.parametrize("stage,flag", [("lm_flags", "--lm-set"), ("clf_flags", "--clf-set")])
@@ -194,6 +194,6 @@ def test_a_nan_loss_in_a_stage_names_the_pipeline_flag_for_a_lower_rate(both, tm
     msg = str(e.value)
     assert "loss became" in msg and f"{flag} lr=1e+29 and --overwrite" in msg, msg
     assert "--resume" not in msg and "--lr" not in msg
-    from ulmfit_cli.artifacts import LOWER_LR
+    from ulmfit_cli.artifacts import ADVICE
 
-    assert LOWER_LR.get() is None  # outside the work folder, a stage's own advice again
+    assert ADVICE.get().lower_lr is None  # outside the work folder, a stage's own advice again

@@ -169,15 +169,20 @@ class RunWriter:
         return False
 
 
-# What an interrupted stage tells the user to do (runs.writing): a stage run as its own command continues with
-# --resume; a command that runs its stages in a work folder (workdir.Workdir.stage: pipeline, learning-curve)
-# resumes them when simply rerun, has no --resume, and sets this while one of its stages runs.
-RERUN = contextvars.ContextVar("rerun", default="rerun the same command with --resume")
-# How to give a stage a lower learning rate after its loss became NaN (train.fit): a stage alone takes --lr (and
-# continues from its last good checkpoint with --resume); a stage of a work folder takes it through that command's
-# setting flag (--lm-set/--clf-set lr=...), a changed setting the folder refuses without --overwrite. None: alone;
-# else the advice, "{lr}" standing for the rate to try.
-LOWER_LR = contextvars.ContextVar("lower_lr", default=None)
+@dataclass(frozen=True)
+class Advice:
+    """What a failing stage tells the user to do, which depends on the command running it. A stage run as its
+    own command continues with --resume (`rerun`, runs.writing after an interruption) and takes a lower --lr
+    after a NaN loss (`lower_lr` None: train.fit says so itself). A command that runs its stages in a work
+    folder (workdir.Workdir.stage: pipeline, learning-curve) resumes them when simply rerun and has neither
+    flag: its stage's settings come through the command's --lm-set/--clf-set, a change the folder refuses
+    without --overwrite; there `lower_lr` is that advice, "{lr}" standing for the rate to try."""
+
+    rerun: str = "rerun the same command with --resume"
+    lower_lr: str | None = None
+
+
+ADVICE = contextvars.ContextVar("advice", default=Advice())  # noqa: B039 (frozen: immutable)
 
 
 def find_checkpoint(folder: Path) -> Path | None:

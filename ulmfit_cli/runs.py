@@ -189,12 +189,12 @@ def writing(out: Path, overwrite: bool, resume: bool, reporter):
         kept = writer.abort()
         if failed_write:
             err = e if isinstance(e, WriteError) else WriteError(e.filename or writer.tmp, e)
-            then = f"{A.RERUN.get()} (checkpoint kept in {writer.tmp})" if kept else "rerun it"
+            then = f"{A.ADVICE.get().rerun} (checkpoint kept in {writer.tmp})" if kept else "rerun it"
             raise WriteError(
                 err.path, err.reason, f"free space there (or choose a writable place), then {then}"
             ) from None
         if kept:
-            reporter.notice(f"checkpoint kept in {writer.tmp}; {A.RERUN.get()} to continue")
+            reporter.notice(f"checkpoint kept in {writer.tmp}; {A.ADVICE.get().rerun} to continue")
         raise
 
 

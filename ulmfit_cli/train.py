@@ -22,10 +22,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _lower_lr_advice(lr: float, kept: bool) -> str:
-    """What to do after a NaN loss: a lower rate, given the way the running command takes it (A.LOWER_LR)."""
+    """What to do after a NaN loss: a lower rate, given the way the running command takes it (A.ADVICE)."""
     from . import artifacts as A
 
-    how = A.LOWER_LR.get()
+    how = A.ADVICE.get().lower_lr
     if how is not None:  # a stage of pipeline/learning-curve: its settings come from the command's --*-set
         return f"try a lower rate (now {lr:g}): " + how.format(lr=f"{lr / 10:g}")
     then = "; the last good checkpoint is kept: rerun the same command with --resume and a lower --lr" if kept else ""

@@ -87,12 +87,15 @@ class Workdir:
         resume = A.find_checkpoint(partial) is not None
         if resume:
             reporter.info(f"{self.command}: resuming {out} from its checkpoint")
-        token = A.RERUN.set("rerun the same command (it resumes by itself)")
         kept = "the finished stages before it are kept" if self.keeps_on_overwrite else "which starts the folder again"
-        lower = A.LOWER_LR.set(f"rerun with {sets} lr={{lr}} and --overwrite ({kept}) or another --out")
+        token = A.ADVICE.set(
+            A.Advice(
+                rerun="rerun the same command (it resumes by itself)",
+                lower_lr=f"rerun with {sets} lr={{lr}} and --overwrite ({kept}) or another --out",
+            )
+        )
         try:
             call(resume=resume, overwrite=True)
         finally:
-            A.RERUN.reset(token)
-            A.LOWER_LR.reset(lower)
+            A.ADVICE.reset(token)
         return A.open_run(out, (*A.LM_STAGES, "finetune-clf"), what)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real CLI as a subprocess, offline, one thread; one tiny three-stage pipeline per session.
+"""Shared fixtures: the real CLI as a subprocess (`cli`) or in this process (`ulmfit`, where a process is not
+the point), offline, one thread; one tiny three-stage pipeline per session.
 
 Pinning torch to one thread matters on 2-core machines: a tiny epoch takes a fraction of a second with one
 thread and many seconds with two fighting each other (design.md).
@@ -62,7 +63,39 @@ def cli(cache_dir):
 
 
 @pytest.fixture(scope="session")
-def pipeline(tmp_path_factory, cli, worker_id) -> dict[str, Path]:
+def ulmfit(cache_dir):
+    """ulmfit(*args) -> CompletedProcess: the same command line as `cli`, run in this process (typer's CliRunner)
+    with the same environment, for tests where a process is not the point: a fresh interpreter's imports (torch
+    and fastai, several seconds) are paid once per worker instead of once per call. Exit code, stdout and stderr
+    are the CLI's; an exception other than the CLI's own exit is a bug and is raised here, traceback and all.
+    Not for stdin (the CLI reads fd 0 with os.read/select), signals or anything about the process itself."""
+    import signal
+
+    import torch
+    from typer.testing import CliRunner
+
+    from ulmfit_cli.cli.main import app
+
+    def run(*args) -> subprocess.CompletedProcess:
+        environ, term, threads = dict(os.environ), signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+        os.environ.update(_env(cache_dir))
+        torch.set_num_threads(1)  # what OMP_NUM_THREADS=1 gives the subprocess; pytest's own default is every core
+        try:
+            r = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True)
+        finally:
+            os.environ.clear()
+            os.environ.update(environ)
+            signal.signal(signal.SIGTERM, term)
+            torch.set_num_threads(threads)
+        if r.exception is not None and not isinstance(r.exception, SystemExit):
+            raise r.exception
+        return subprocess.CompletedProcess(["ulmfit", *map(str, args)], r.exit_code, r.stdout, r.stderr)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory, ulmfit, worker_id) -> dict[str, Path]:
     """The three stages on sample_data with the tiny preset, once for the whole session: under pytest-xdist the
     first worker to need it builds it in the workers' shared temporary folder, holding a lock, and the others
     read it (tests only read and copy these runs; they write elsewhere). About a minute of CPU saved per worker."""
@@ -82,7 +115,7 @@ def pipeline(tmp_path_factory, cli, worker_id) -> dict[str, Path]:
             ("finetune-clf", runs["ft"], SAMPLE / "trec_train.csv", "--out", runs["clf"]),
         ]
         for step in steps:
-            r = cli(*step, "--preset", "tiny", "--quiet")
+            r = ulmfit(*step, "--preset", "tiny", "--quiet")
             assert r.returncode == 0, f"{step[0]} failed: {r.stderr}"
         (root / "done").touch()
     return runs

@@ -43,10 +43,10 @@ def test_predict_from_stdin_writes_one_json_object_per_line(cli, pipeline):
         assert obj["label"] == max(obj["probs"], key=obj["probs"].get)
 
 
-def test_predict_file_keeps_input_order(cli, pipeline, tmp_path):
+def test_predict_file_keeps_input_order(cli, ulmfit, pipeline, tmp_path):
     p = tmp_path / "q.txt"
     p.write_text("short ?\n" + "a much longer question about many things and more things ?\n" * 1 + "mid size one ?\n")
-    r = cli("predict", pipeline["clf"], p)
+    r = ulmfit("predict", pipeline["clf"], p)
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.splitlines()) == 3
     # same texts one by one give the same answers: batching by length must not reorder outputs
@@ -55,13 +55,13 @@ def test_predict_file_keeps_input_order(cli, pipeline, tmp_path):
         assert json.loads(single.stdout)["label"] == json.loads(r.stdout.splitlines()[i])["label"]
 
 
-def test_evaluate_reports_accuracy_macro_f1_and_per_class(cli, pipeline):
-    r = cli("evaluate", pipeline["clf"], SAMPLE / "trec_test.csv", "--json")
+def test_evaluate_reports_accuracy_macro_f1_and_per_class(ulmfit, pipeline):
+    r = ulmfit("evaluate", pipeline["clf"], SAMPLE / "trec_test.csv", "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["n"] == 500 and 0 <= res["accuracy"] <= 1 and 0 <= res["macro_f1"] <= 1
     assert sum(c["support"] for c in res["per_class"]) == 500
-    table = cli("evaluate", pipeline["clf"], SAMPLE / "trec_test.csv")
+    table = ulmfit("evaluate", pipeline["clf"], SAMPLE / "trec_test.csv")
     assert f"accuracy {res['accuracy']:.4f}" in table.stdout and "HUM" in table.stdout
 
 
@@ -84,10 +84,10 @@ def test_json_summary_is_the_only_thing_on_stdout(cli, pipeline, tmp_path):
     assert "finetune-clf" in r.stderr  # progress went to stderr
 
 
-def test_same_seed_gives_identical_metrics(cli, pipeline, tmp_path):
+def test_same_seed_gives_identical_metrics(ulmfit, pipeline, tmp_path):
     finals = []
     for name in ("a", "b"):
-        r = cli(
+        r = ulmfit(
             "finetune-clf",
             pipeline["ft"],
             SAMPLE / "trec_train.csv",
@@ -105,16 +105,16 @@ def test_same_seed_gives_identical_metrics(cli, pipeline, tmp_path):
     assert finals[0] == finals[1]
 
 
-def test_pretraining_is_repeatable_too(cli, pipeline, tmp_path):
-    r = cli("pretrain", SAMPLE / "books.txt", "--out", tmp_path / "lm", "--preset", "tiny", "--quiet")
+def test_pretraining_is_repeatable_too(ulmfit, pipeline, tmp_path):
+    r = ulmfit("pretrain", SAMPLE / "books.txt", "--out", tmp_path / "lm", "--preset", "tiny", "--quiet")
     assert r.returncode == 0, r.stderr
     again, first = (json.loads((p / "manifest.json").read_text()) for p in (tmp_path / "lm", pipeline["lm"]))
     assert again["history"] == first["history"]
     assert (tmp_path / "lm" / "tokenizer.json").read_bytes() == (pipeline["lm"] / "tokenizer.json").read_bytes()
 
 
-def test_print_schedule_shows_groups_and_discriminative_peaks(cli, pipeline):
-    r = cli("finetune-clf", pipeline["ft"], "--preset", "tiny", "--epochs", "5", "--lr", "0.01", "--print-schedule")
+def test_print_schedule_shows_groups_and_discriminative_peaks(ulmfit, pipeline):
+    r = ulmfit("finetune-clf", pipeline["ft"], "--preset", "tiny", "--epochs", "5", "--lr", "0.01", "--print-schedule")
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.strip().startswith("│")]
     assert len(rows) == 5
@@ -124,8 +124,8 @@ def test_print_schedule_shows_groups_and_discriminative_peaks(cli, pipeline):
     assert f"{0.01 / 2.6**3:.3g}" in rows[4]  # the embedding's peak: three groups below the head
 
 
-def test_no_pretraining_baseline_starts_from_random_weights(cli, pipeline, tmp_path):
-    r = cli(
+def test_no_pretraining_baseline_starts_from_random_weights(ulmfit, pipeline, tmp_path):
+    r = ulmfit(
         "finetune-clf",
         pipeline["lm"],
         SAMPLE / "trec_train.csv",
@@ -156,93 +156,93 @@ def test_help_does_not_import_torch(cli):
 # ---- user-facing errors: exit code 2, one line on stderr, no traceback, nothing written -----------------------
 
 
-def test_missing_corpus(cli, tmp_path):
-    r = cli("pretrain", tmp_path / "nope.txt", "--out", tmp_path / "lm", "--preset", "tiny")
+def test_missing_corpus(ulmfit, tmp_path):
+    r = ulmfit("pretrain", tmp_path / "nope.txt", "--out", tmp_path / "lm", "--preset", "tiny")
     _one_line_error(r, 2, "nope.txt", "no such file")
     assert not (tmp_path / "lm").exists()
 
 
-def test_empty_corpus(cli, tmp_path):
+def test_empty_corpus(ulmfit, tmp_path):
     (tmp_path / "empty.txt").write_text("\n\n")
-    r = cli("pretrain", tmp_path / "empty.txt", "--out", tmp_path / "lm", "--preset", "tiny")
+    r = ulmfit("pretrain", tmp_path / "empty.txt", "--out", tmp_path / "lm", "--preset", "tiny")
     _one_line_error(r, 2, "empty.txt", "no usable text")
     assert not any(tmp_path.glob(".lm*"))
 
 
-def test_flags_out_of_range(cli, tmp_path):
-    r = cli("pretrain", SAMPLE / "books.txt", "--out", tmp_path / "lm", "--lr", "-1", "--cut-frac", "2")
+def test_flags_out_of_range(ulmfit, tmp_path):
+    r = ulmfit("pretrain", SAMPLE / "books.txt", "--out", tmp_path / "lm", "--lr", "-1", "--cut-frac", "2")
     _one_line_error(r, 2, "`--lr` must be > 0", "`--cut-frac`")
 
 
-def test_unknown_column(cli, pipeline, tmp_path):
-    r = cli("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--out", tmp_path / "c", "--label-col", "y")
+def test_unknown_column(ulmfit, pipeline, tmp_path):
+    r = ulmfit("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--out", tmp_path / "c", "--label-col", "y")
     _one_line_error(r, 2, "no column 'y'", "--label-col")
 
 
-def test_single_class(cli, pipeline, tmp_path):
+def test_single_class(ulmfit, pipeline, tmp_path):
     p = tmp_path / "one.csv"
     p.write_text("text,label\nwhat ?,A\nwho ?,A\nwhere ?,A\n")
-    r = cli("finetune-clf", pipeline["ft"], p, "--out", tmp_path / "c", "--preset", "tiny")
+    r = ulmfit("finetune-clf", pipeline["ft"], p, "--out", tmp_path / "c", "--preset", "tiny")
     _one_line_error(r, 2, "single class")
 
 
-def test_validation_labels_never_seen_in_training(cli, pipeline, tmp_path):
+def test_validation_labels_never_seen_in_training(ulmfit, pipeline, tmp_path):
     p = tmp_path / "v.csv"
     p.write_text("text,label\nwhat is it ?,ZZZ\n")
-    r = cli("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--valid", p, "--out", tmp_path / "c")
+    r = ulmfit("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--valid", p, "--out", tmp_path / "c")
     _one_line_error(r, 2, "'ZZZ'", "never seen in training")
 
 
-def test_test_labels_never_seen_in_training(cli, pipeline, tmp_path):
+def test_test_labels_never_seen_in_training(ulmfit, pipeline, tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("text,label\nwhat is it ?,ZZZ\n")
-    _one_line_error(cli("evaluate", pipeline["clf"], p), 2, "'ZZZ'", "never seen in training")
+    _one_line_error(ulmfit("evaluate", pipeline["clf"], p), 2, "'ZZZ'", "never seen in training")
 
 
-def test_wrong_kind_of_parent(cli, pipeline, tmp_path):
-    r = cli("finetune-lm", pipeline["clf"], SAMPLE / "trec_train.csv", "--out", tmp_path / "x")
+def test_wrong_kind_of_parent(cli, ulmfit, pipeline, tmp_path):
+    r = ulmfit("finetune-lm", pipeline["clf"], SAMPLE / "trec_train.csv", "--out", tmp_path / "x")
     _one_line_error(r, 2, "is a finetune-clf run", "pretrain or finetune-lm")
     r = cli("predict", pipeline["lm"], "-", stdin="hello\n")
     _one_line_error(r, 2, "is a pretrain run")
 
 
-def test_missing_parent(cli, tmp_path):
-    r = cli("finetune-clf", tmp_path / "nothing", SAMPLE / "trec_train.csv", "--out", tmp_path / "c")
+def test_missing_parent(ulmfit, tmp_path):
+    r = ulmfit("finetune-clf", tmp_path / "nothing", SAMPLE / "trec_train.csv", "--out", tmp_path / "c")
     _one_line_error(r, 2, "no such run folder")
 
 
-def test_incomplete_parent(cli, pipeline, tmp_path):
+def test_incomplete_parent(ulmfit, pipeline, tmp_path):
     broken = tmp_path / "lm"
     shutil.copytree(pipeline["lm"], broken)
     (broken / "model.safetensors").unlink()
-    r = cli("finetune-lm", broken, SAMPLE / "trec_train.csv", "--out", tmp_path / "x")
+    r = ulmfit("finetune-lm", broken, SAMPLE / "trec_train.csv", "--out", tmp_path / "x")
     _one_line_error(r, 2, "model.safetensors is missing")
 
 
-def test_tokenizer_that_does_not_match(cli, pipeline, tmp_path):
+def test_tokenizer_that_does_not_match(ulmfit, pipeline, tmp_path):
     broken = tmp_path / "lm"
     shutil.copytree(pipeline["lm"], broken)
     tok = json.loads((broken / "tokenizer.json").read_text())
     tok["normalizer"] = None
     (broken / "tokenizer.json").write_text(json.dumps(tok))
-    r = cli("finetune-lm", broken, SAMPLE / "trec_train.csv", "--out", tmp_path / "x")
+    r = ulmfit("finetune-lm", broken, SAMPLE / "trec_train.csv", "--out", tmp_path / "x")
     _one_line_error(r, 2, "tokenizer.json does not match")
 
 
-def test_existing_output_is_never_overwritten_without_the_flag(cli, pipeline, tmp_path):
+def test_existing_output_is_never_overwritten_without_the_flag(ulmfit, pipeline, tmp_path):
     out = tmp_path / "c"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    r = cli("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--out", out, "--preset", "tiny")
+    r = ulmfit("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--out", out, "--preset", "tiny")
     _one_line_error(r, 2, "already exists", "--overwrite")
     assert (out / "keep.txt").read_text() == "precious"
 
 
-def test_overwrite_replaces_a_run_folder(cli, pipeline, tmp_path):
+def test_overwrite_replaces_a_run_folder(ulmfit, pipeline, tmp_path):
     out = tmp_path / "c"
     shutil.copytree(pipeline["clf"], out)
     before = json.loads((out / "manifest.json").read_text())["created"]
-    r = cli(
+    r = ulmfit(
         "finetune-clf",
         pipeline["ft"],
         SAMPLE / "trec_train.csv",
@@ -265,36 +265,38 @@ def test_debug_shows_the_traceback(cli, tmp_path):
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
-def test_binary_file(cli, tmp_path):
+def test_binary_file(ulmfit, tmp_path):
     (tmp_path / "b.txt").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 20)
-    _one_line_error(cli("pretrain", tmp_path / "b.txt", "--out", tmp_path / "lm"), 2, "b.txt", "binary")
+    _one_line_error(ulmfit("pretrain", tmp_path / "b.txt", "--out", tmp_path / "lm"), 2, "b.txt", "binary")
 
 
-def test_a_folder_that_is_not_a_dataset(cli, tmp_path):
+def test_a_folder_that_is_not_a_dataset(ulmfit, tmp_path):
     (tmp_path / "d").mkdir()
-    r = cli("pretrain", tmp_path / "d", "--out", tmp_path / "lm", "--preset", "tiny")
+    r = ulmfit("pretrain", tmp_path / "d", "--out", tmp_path / "lm", "--preset", "tiny")
     _one_line_error(r, 2, "not one written by `save_to_disk`")
 
 
-def test_missing_label_through_the_cli(cli, pipeline, tmp_path):
+def test_missing_label_through_the_cli(ulmfit, pipeline, tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("text,label\nwhat ?,A\nwho ?,\nwhere ?,B\n")
-    r = cli("finetune-clf", pipeline["ft"], p, "--out", tmp_path / "c", "--preset", "tiny")
+    r = ulmfit("finetune-clf", pipeline["ft"], p, "--out", tmp_path / "c", "--preset", "tiny")
     _one_line_error(r, 2, "no label", "row 2")
 
 
-def test_non_utf8_is_replaced_counted_and_not_fatal(cli, tmp_path):
+def test_non_utf8_is_replaced_counted_and_not_fatal(ulmfit, tmp_path):
     (tmp_path / "l1.txt").write_bytes("caf\xe9 cr\xe8me br\xfbl\xe9e and more words here\n".encode("latin-1") * 300)
-    r = cli("pretrain", tmp_path / "l1.txt", "--out", tmp_path / "lm", "--preset", "tiny", "--epochs", "0")
+    r = ulmfit("pretrain", tmp_path / "l1.txt", "--out", tmp_path / "lm", "--preset", "tiny", "--epochs", "0")
     assert r.returncode == 0, r.stderr
     assert "1200 undecodable byte(s) replaced" in r.stderr
-    again = cli("pretrain", tmp_path / "l1.txt", "--out", tmp_path / "lm2", "--preset", "tiny", "--epochs", "0")
+    again = ulmfit("pretrain", tmp_path / "l1.txt", "--out", tmp_path / "lm2", "--preset", "tiny", "--epochs", "0")
     assert "reusing" in again.stderr and "1200 undecodable byte(s) replaced" in again.stderr  # said every time
 
 
-def test_a_document_of_millions_of_characters_is_handled(cli, tmp_path):
+def test_a_document_of_millions_of_characters_is_handled(ulmfit, tmp_path):
     (tmp_path / "big.txt").write_text("word " * 600_000 + "\n" + "a short line of text\n" * 300)
-    r = cli("pretrain", tmp_path / "big.txt", "--out", tmp_path / "lm", "--preset", "tiny", "--epochs", "0", "--json")
+    r = ulmfit(
+        "pretrain", tmp_path / "big.txt", "--out", tmp_path / "lm", "--preset", "tiny", "--epochs", "0", "--json"
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "lm" / "manifest.json").read_text())
     assert m["tokens"]["train"] + m["tokens"]["valid"] > 600_000

@@ -63,11 +63,11 @@ VARIANTS = {
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_onnx_gives_predicts_probabilities(pipeline, cli, tmp_path, name):
+def test_onnx_gives_predicts_probabilities(pipeline, cli, ulmfit, tmp_path, name):
     from tokenizers import Tokenizer
 
     run = _variant(pipeline["clf"], tmp_path, **VARIANTS[name])
-    r = cli("export", run, "--onnx", tmp_path / "m.onnx")
+    r = ulmfit("export", run, "--onnx", tmp_path / "m.onnx")
     assert r.returncode == 0, r.stderr
     files = json.loads(r.stdout)
     meta = json.loads(Path(files["meta"]).read_text())
@@ -91,8 +91,8 @@ def test_onnx_gives_predicts_probabilities(pipeline, cli, tmp_path, name):
         assert got.std(0).max() > 1e-3  # the documents really get different outputs
 
 
-def test_bad_requests_are_one_line_errors(pipeline, cli, tmp_path):
-    one_line_error(cli("export", pipeline["clf"], "--onnx", tmp_path / "m.txt"), 2, "--onnx", ".onnx")
-    one_line_error(cli("export", pipeline["clf"], "--onnx", tmp_path / "no" / "m.onnx"), 2, "does not exist")
-    one_line_error(cli("export", pipeline["ft"], "--onnx", tmp_path / "m.onnx"), 2, "finetune-clf")
+def test_bad_requests_are_one_line_errors(pipeline, ulmfit, tmp_path):
+    one_line_error(ulmfit("export", pipeline["clf"], "--onnx", tmp_path / "m.txt"), 2, "--onnx", ".onnx")
+    one_line_error(ulmfit("export", pipeline["clf"], "--onnx", tmp_path / "no" / "m.onnx"), 2, "does not exist")
+    one_line_error(ulmfit("export", pipeline["ft"], "--onnx", tmp_path / "m.onnx"), 2, "finetune-clf")
     assert list(tmp_path.iterdir()) == []

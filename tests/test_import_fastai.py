@@ -53,9 +53,9 @@ def fastai_lm(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def imported(fastai_lm, cli, tmp_path_factory):
+def imported(fastai_lm, ulmfit, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "wt"
-    r = cli("import-fastai", fastai_lm["weights"], fastai_lm["vocab"], "--out", out, "--json")
+    r = ulmfit("import-fastai", fastai_lm["weights"], fastai_lm["vocab"], "--out", out, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["stage"] == "pretrain"
     return out
@@ -125,11 +125,11 @@ def test_tokenization_gives_fastais_training_ids(imported, fastai_lm):
     assert [e.ids for e in again.encode_batch_fast(odd)] == [e.ids for e in tok.encode_batch_fast(odd)]
 
 
-def test_finetune_lm_maps_embeddings_like_fastais_match_embeds(imported, cli, tmp_path):
+def test_finetune_lm_maps_embeddings_like_fastais_match_embeds(imported, ulmfit, tmp_path):
     """--epochs 0: the saved model is the parent after the vocabulary change, nothing else."""
     import torch
 
-    r = cli("finetune-lm", imported, SAMPLE / "trec_train.csv", "--out", tmp_path / "ft", "--preset", "tiny",
+    r = ulmfit("finetune-lm", imported, SAMPLE / "trec_train.csv", "--out", tmp_path / "ft", "--preset", "tiny",
             "--epochs", "0", "--quiet")  # fmt: skip
     assert r.returncode == 0, r.stderr
     _, parent_tok, parent = _our_lm(imported)
@@ -149,12 +149,12 @@ def test_finetune_lm_maps_embeddings_like_fastais_match_embeds(imported, cli, tm
     assert torch.equal(new["0.rnns.1.weight_hh_l0_raw"], old["0.rnns.1.weight_hh_l0_raw"])
 
 
-def test_imported_model_fine_tunes_and_classifies_end_to_end(imported, cli, tmp_path):
+def test_imported_model_fine_tunes_and_classifies_end_to_end(imported, cli, ulmfit, tmp_path):
     ft, clf, train = tmp_path / "ft", tmp_path / "clf", tmp_path / "train.csv"
     train.write_text("".join((SAMPLE / "trec_train.csv").read_text(encoding="utf-8").splitlines(True)[:1001]))
-    r = cli("finetune-lm", imported, train, "--out", ft, "--preset", "tiny", "--quiet")
+    r = ulmfit("finetune-lm", imported, train, "--out", ft, "--preset", "tiny", "--quiet")
     assert r.returncode == 0, r.stderr
-    r = cli("finetune-clf", ft, train, "--out", clf, "--preset", "tiny", "--epochs", "2", "--quiet")
+    r = ulmfit("finetune-clf", ft, train, "--out", clf, "--preset", "tiny", "--epochs", "2", "--quiet")
     assert r.returncode == 0, r.stderr
     assert (clf / "tokenizer.json").read_bytes() == (ft / "tokenizer.json").read_bytes()
     r = cli("predict", clf, "-", stdin="Who wrote Hamlet ?\nWhat is the capital of France ?\n")
@@ -179,17 +179,17 @@ def _one_line_error(r, *words):
     assert all(w in r.stderr for w in words), r.stderr
 
 
-def test_malicious_pickles_are_refused_and_never_run(fastai_lm, cli, tmp_path):
+def test_malicious_pickles_are_refused_and_never_run(fastai_lm, ulmfit, tmp_path):
     import torch
 
     marker = tmp_path / "pwned"
     evil_vocab = tmp_path / "evil.pkl"
     evil_vocab.write_bytes(pickle.dumps(["xxunk", "xxpad", "xxbos", "xxeos", _Evil(marker)]))
-    r = cli("import-fastai", fastai_lm["weights"], evil_vocab, "--out", tmp_path / "a")
+    r = ulmfit("import-fastai", fastai_lm["weights"], evil_vocab, "--out", tmp_path / "a")
     _one_line_error(r, "evil.pkl", "refusing to unpickle", "system")
     evil_weights = tmp_path / "evil.pth"
     torch.save({"0.encoder.weight": torch.zeros(2, 2), "x": _Evil(marker)}, evil_weights)
-    r = cli("import-fastai", evil_weights, fastai_lm["vocab"], "--out", tmp_path / "b")
+    r = ulmfit("import-fastai", evil_weights, fastai_lm["vocab"], "--out", tmp_path / "b")
     _one_line_error(r, "evil.pth", "refusing to load")
     assert not marker.exists()
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not list(tmp_path.glob(".*partial*"))
@@ -204,35 +204,35 @@ def test_malicious_pickles_are_refused_and_never_run(fastai_lm, cli, tmp_path):
         (b"not a pickle at all", ["not a pickled word list"]),
     ],
 )
-def test_a_vocabulary_that_is_not_a_list_of_words_is_refused(fastai_lm, cli, tmp_path, vocab, words):
+def test_a_vocabulary_that_is_not_a_list_of_words_is_refused(fastai_lm, ulmfit, tmp_path, vocab, words):
     p = tmp_path / "v.pkl"
     p.write_bytes(vocab if isinstance(vocab, bytes) else pickle.dumps(vocab))
-    _one_line_error(cli("import-fastai", fastai_lm["weights"], p, "--out", tmp_path / "o"), *words)
+    _one_line_error(ulmfit("import-fastai", fastai_lm["weights"], p, "--out", tmp_path / "o"), *words)
 
 
-def test_weights_that_do_not_fit_the_vocabulary_or_the_architecture_are_refused(fastai_lm, cli, tmp_path):
+def test_weights_that_do_not_fit_the_vocabulary_or_the_architecture_are_refused(fastai_lm, ulmfit, tmp_path):
     import torch
 
     vocab = list(fastai_lm["dls"].vocab)
     short = tmp_path / "short.pkl"
     short.write_bytes(pickle.dumps(vocab[:-8]))
-    r = cli("import-fastai", fastai_lm["weights"], short, "--out", tmp_path / "o")
+    r = ulmfit("import-fastai", fastai_lm["weights"], short, "--out", tmp_path / "o")
     _one_line_error(r, "embedding rows", f"{len(vocab) - 8:,} words")
     sd = torch.load(fastai_lm["weights"], weights_only=True)
     del sd["1.decoder.bias"]
     torch.save(sd, tmp_path / "nobias.pth")
-    _one_line_error(cli("import-fastai", tmp_path / "nobias.pth", fastai_lm["vocab"], "--out", tmp_path / "o"),
+    _one_line_error(ulmfit("import-fastai", tmp_path / "nobias.pth", fastai_lm["vocab"], "--out", tmp_path / "o"),
                     "missing ['1.decoder.bias']")  # fmt: skip
     (tmp_path / "junk.pth").write_bytes(b"\x00" * 100)
-    _one_line_error(cli("import-fastai", tmp_path / "junk.pth", fastai_lm["vocab"], "--out", tmp_path / "o"),
+    _one_line_error(ulmfit("import-fastai", tmp_path / "junk.pth", fastai_lm["vocab"], "--out", tmp_path / "o"),
                     "not a readable torch.save file")  # fmt: skip
-    _one_line_error(cli("import-fastai", tmp_path / "nope.pth", fastai_lm["vocab"]), "nope.pth: no such file")
-    _one_line_error(cli("import-fastai", "--out", tmp_path / "o"), "or --download")
-    _one_line_error(cli("import-fastai", "--download", "--direction", "up"), "`--direction` must be fwd or bwd")
-    _one_line_error(cli("import-fastai", fastai_lm["weights"], fastai_lm["vocab"], "--download"), "not both")
+    _one_line_error(ulmfit("import-fastai", tmp_path / "nope.pth", fastai_lm["vocab"]), "nope.pth: no such file")
+    _one_line_error(ulmfit("import-fastai", "--out", tmp_path / "o"), "or --download")
+    _one_line_error(ulmfit("import-fastai", "--download", "--direction", "up"), "`--direction` must be fwd or bwd")
+    _one_line_error(ulmfit("import-fastai", fastai_lm["weights"], fastai_lm["vocab"], "--download"), "not both")
 
 
-def test_legacy_fastai_v1_state_dict_is_accepted(fastai_lm, cli, tmp_path):
+def test_legacy_fastai_v1_state_dict_is_accepted(fastai_lm, ulmfit, tmp_path):
     """fastai v1 files also hold each LSTM's module.weight_hh_l0 beside weight_hh_l0_raw (clean_raw_keys)."""
     import torch
 
@@ -240,13 +240,13 @@ def test_legacy_fastai_v1_state_dict_is_accepted(fastai_lm, cli, tmp_path):
     for i in range(2):
         sd[f"0.rnns.{i}.module.weight_hh_l0"] = sd[f"0.rnns.{i}.weight_hh_l0_raw"].clone()
     torch.save({"model": sd, "opt": {"state": {}}}, tmp_path / "v1.pth")
-    r = cli("import-fastai", tmp_path / "v1.pth", fastai_lm["vocab"], "--out", tmp_path / "o", "--quiet")
+    r = ulmfit("import-fastai", tmp_path / "v1.pth", fastai_lm["vocab"], "--out", tmp_path / "o", "--quiet")
     assert r.returncode == 0, r.stderr
 
 
-def test_a_backward_model_makes_a_backward_run(fastai_lm, cli, tmp_path):
+def test_a_backward_model_makes_a_backward_run(fastai_lm, ulmfit, tmp_path):
     """fastai's wt103-bwd was trained on reversed text: the run says so, and later stages inherit it."""
-    r = cli("import-fastai", fastai_lm["weights"], fastai_lm["vocab"], "--direction", "bwd", "--out", tmp_path / "b")
+    r = ulmfit("import-fastai", fastai_lm["weights"], fastai_lm["vocab"], "--direction", "bwd", "--out", tmp_path / "b")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert m["config"]["backwards"] is True and m["imported"]["direction"] == "bwd"

@@ -19,7 +19,7 @@ def _csv(path, rows):
     return path
 
 
-def test_leakage_duplicates_and_label_gaps_between_crafted_files(cli, tmp_path):
+def test_leakage_duplicates_and_label_gaps_between_crafted_files(ulmfit, tmp_path):
     train = _csv(
         tmp_path / "train.csv",
         [
@@ -35,7 +35,7 @@ def test_leakage_duplicates_and_label_gaps_between_crafted_files(cli, tmp_path):
         tmp_path / "test.csv",
         [("Who  was ADA?", "B"), ("question number 3 ?", "B"), ("A new one ?", "C"), ("fresh text", "A")],
     )
-    r = cli("inspect", train, test, "--json")
+    r = ulmfit("inspect", train, test, "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     tr, te = rep["files"]
@@ -49,38 +49,38 @@ def test_leakage_duplicates_and_label_gaps_between_crafted_files(cli, tmp_path):
     assert {"blank", "duplicates", "missing_labels", "shared_rows", "unseen_labels"} <= kinds
     assert "small_classes" not in kinds  # A and B have 17+ examples each
     # the same as tables and verdict lines on stdout, progress on stderr
-    r = cli("inspect", train, test)
+    r = ulmfit("inspect", train, test)
     assert r.returncode == 0 and "reading" in r.stderr and "reading" not in r.stdout
     verdicts = [line for line in r.stdout.splitlines() if line.startswith("verdict:")]
     assert any("2 row(s) also in" in v and "remove them" in v for v in verdicts)
     assert any("'C'" in v or "C never in" in v for v in verdicts)
 
 
-def test_a_list_column_is_multi_label_and_numbers_look_like_regression(cli, tmp_path):
+def test_a_list_column_is_multi_label_and_numbers_look_like_regression(ulmfit, tmp_path):
     lists = tmp_path / "multi.jsonl"
     lists.write_text(
         "".join(json.dumps({"text": f"doc {i}", "label": ["x", "y"][: 1 + i % 2]}) + "\n" for i in range(40))
     )
     nums = _csv(tmp_path / "nums.csv", [(f"review {i}", f"{i * 0.37:.2f}") for i in range(40)])
-    r = cli("inspect", lists, "--json", "-q")
+    r = ulmfit("inspect", lists, "--json", "-q")
     lab = json.loads(r.stdout)["files"][0]["labels"]
     assert r.returncode == 0 and lab["kind"] == "multi-label" and lab["counts"] == {"x": 40, "y": 20}
-    r = cli("inspect", nums, "--json", "-q")
+    r = ulmfit("inspect", nums, "--json", "-q")
     rep = json.loads(r.stdout)
     assert rep["files"][0]["labels"]["kind"] == "numeric"
     assert any(v["kind"] == "numeric" and "--regression" in v["message"] for v in rep["verdicts"])
 
 
-def test_delimited_label_sets_and_small_classes_on_reuters_sample(cli):
-    r = cli("inspect", SAMPLE / "reuters_train.csv", "--json", "-q")
+def test_delimited_label_sets_and_small_classes_on_reuters_sample(ulmfit):
+    r = ulmfit("inspect", SAMPLE / "reuters_train.csv", "--json", "-q")
     rep = json.loads(r.stdout)
     assert rep["files"][0]["labels"]["kind"] == "multi-label" and rep["files"][0]["labels"]["delimiter"] == " "
     kinds = {v["kind"] for v in rep["verdicts"]}
     assert {"multi_label", "small_classes"} <= kinds
 
 
-def test_parent_tokenizer_stats_and_a_tokenizer_of_another_language(cli, pipeline, tmp_path):
-    r = cli("inspect", SAMPLE / "trec_test.csv", "--parent", pipeline["clf"], "--max-len", "32", "--json", "-q")
+def test_parent_tokenizer_stats_and_a_tokenizer_of_another_language(ulmfit, pipeline, tmp_path):
+    r = ulmfit("inspect", SAMPLE / "trec_test.csv", "--parent", pipeline["clf"], "--max-len", "32", "--json", "-q")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     t = rep["files"][0]["tokens"]
@@ -92,7 +92,7 @@ def test_parent_tokenizer_stats_and_a_tokenizer_of_another_language(cli, pipelin
         tmp_path / "greek.csv",
         [("Πού βρίσκεται η Αθήνα ;", "LOC"), ("Ποιος έγραψε την Οδύσσεια ;", "HUM"), ("Τι είναι ένα άτομο ;", "DESC")],
     )
-    r = cli("inspect", greek, "--parent", pipeline["lm"], "--json", "-q")  # an English books tokenizer
+    r = ulmfit("inspect", greek, "--parent", pipeline["lm"], "--json", "-q")  # an English books tokenizer
     rep = json.loads(r.stdout)
     g = rep["files"][0]["tokens"]
     assert g["unk_rate"] > 0.5 > english_unk and g["split_4plus"] > 0.5
@@ -100,10 +100,10 @@ def test_parent_tokenizer_stats_and_a_tokenizer_of_another_language(cli, pipelin
     assert {"unknown_tokens", "split_words", "small_classes"} <= {v["kind"] for v in rep["verdicts"]}
 
 
-def test_unreadable_data_is_one_line_and_exit_2(cli, tmp_path):
-    one_line_error(cli("inspect", tmp_path / "nope.csv"), 2, "nope.csv", "no such file")
-    one_line_error(cli("inspect", SAMPLE / "trec_test.csv", "--text-col", "body"), 2, "no column 'body'")
-    one_line_error(cli("inspect", SAMPLE / "trec_test.csv", "--label-col", "topic"), 2, "no column 'topic'")
+def test_unreadable_data_is_one_line_and_exit_2(ulmfit, tmp_path):
+    one_line_error(ulmfit("inspect", tmp_path / "nope.csv"), 2, "nope.csv", "no such file")
+    one_line_error(ulmfit("inspect", SAMPLE / "trec_test.csv", "--text-col", "body"), 2, "no column 'body'")
+    one_line_error(ulmfit("inspect", SAMPLE / "trec_test.csv", "--label-col", "topic"), 2, "no column 'topic'")
 
 
 _words = st.lists(st.text("abcdefgh", min_size=1, max_size=6), min_size=1, max_size=6).map(" ".join)

@@ -121,7 +121,7 @@ class Stop(KeyboardInterrupt):
     pass
 
 
-def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeline, tmp_path, cli, monkeypatch):
+def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeline, tmp_path, ulmfit, monkeypatch):
     """Stopped (as Ctrl-C stops it) once its first point is recorded, the rerun skips that point and finishes."""
     from ulmfit_cli.learning_curve import run
     from ulmfit_cli.report import Reporter
@@ -156,7 +156,7 @@ def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeli
     assert (first.stat().st_mtime_ns, first.read_text()) == before  # skipped, not retrained
 
     # the CLI with the same flags finds the same settings: nothing left to train, the results on stdout
-    r = cli("learning-curve", pipeline["lm"], train, "--test", test, "--out", out, *FLAGS, "--json")
+    r = ulmfit("learning-curve", pipeline["lm"], train, "--test", test, "--out", out, *FLAGS, "--json")
     assert r.returncode == 0, r.stderr
     assert "6 of 6 points were finished before and kept" in r.stderr
     summary = json.loads(r.stdout)  # stdout is the JSON alone
@@ -174,8 +174,8 @@ def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeli
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["lm-semi-s42"]  # per-point runs cleaned up
 
 
-def test_bad_sizes_is_one_line_error(cli, tmp_path):
-    r = cli("learning-curve", tmp_path, tmp_path / "t.csv", "--test", tmp_path / "t.csv", "--sizes", "10,x")
+def test_bad_sizes_is_one_line_error(ulmfit, tmp_path):
+    r = ulmfit("learning-curve", tmp_path, tmp_path / "t.csv", "--test", tmp_path / "t.csv", "--sizes", "10,x")
     one_line_error(r, 2, "--sizes")
 
 

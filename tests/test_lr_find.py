@@ -47,12 +47,12 @@ def test_pretrain_range_test_on_a_corpus_prints_the_suggestion(cli, tmp_path):
     assert "tokenizer" in r.stderr and list(tmp_path.iterdir()) == []
 
 
-def test_bad_stage_and_wrong_parent_are_one_line_errors(cli, pipeline):
-    one_line_error(cli("lr-find", SAMPLE / "books.txt", "--stage", "predict"), 2, "`--stage` must be one of")
+def test_bad_stage_and_wrong_parent_are_one_line_errors(ulmfit, pipeline):
+    one_line_error(ulmfit("lr-find", SAMPLE / "books.txt", "--stage", "predict"), 2, "`--stage` must be one of")
     one_line_error(
-        cli("lr-find", pipeline["clf"], SAMPLE / "trec_train.csv", "--stage", "finetune-clf"), 2, "finetune-clf run"
+        ulmfit("lr-find", pipeline["clf"], SAMPLE / "trec_train.csv", "--stage", "finetune-clf"), 2, "finetune-clf run"
     )
-    one_line_error(cli("lr-find", pipeline["ft"], "--stage", "finetune-lm"), 2, "needs PARENT and DATA")
+    one_line_error(ulmfit("lr-find", pipeline["ft"], "--stage", "finetune-lm"), 2, "needs PARENT and DATA")
 
 
 def test_a_png_that_cannot_be_written_is_refused_before_the_range_test(cli, tmp_path):
@@ -97,13 +97,13 @@ def test_valley_steep_slide_and_minimum_pick_the_rates_fastai_picks(losses):
     assert lrs.index(found["bottom"]) == ending.index(max(ending))
 
 
-def test_an_unknown_rule_is_a_one_line_error(cli, pipeline):
-    r = cli("lr-find", pipeline["ft"], SAMPLE / "trec_train.csv", "--stage", "finetune-clf", "--rule", "max")
+def test_an_unknown_rule_is_a_one_line_error(ulmfit, pipeline):
+    r = ulmfit("lr-find", pipeline["ft"], SAMPLE / "trec_train.csv", "--stage", "finetune-clf", "--rule", "max")
     one_line_error(r, 2, "`--rule` must be one of")
 
 
-def test_a_stage_prints_its_steps_and_a_time_estimate_and_reports_both_times(cli, pipeline, tmp_path):
-    r = cli(
+def test_a_stage_prints_its_steps_and_a_time_estimate_and_reports_both_times(ulmfit, pipeline, tmp_path):
+    r = ulmfit(
         "finetune-clf", pipeline["ft"], SAMPLE / "trec_test.csv", "--out", tmp_path / "c", "--preset", "tiny",
         "--epochs", "2", "--json",
     )  # fmt: skip

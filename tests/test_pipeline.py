@@ -136,11 +136,11 @@ def test_overwrite_trains_again_from_the_first_changed_stage_and_keeps_those_bef
     assert _stale(saved, saved) == ["ensemble.json"]
 
 
-def test_both_directions_needs_a_backward_parent(both, cli, tmp_path):
+def test_both_directions_needs_a_backward_parent(both, ulmfit, tmp_path):
     lm = both["parents"][0]
-    r = cli("pipeline", both["train"], "--parent", lm, "--parent", lm, "--both-directions", "--out", tmp_path / "p")
+    r = ulmfit("pipeline", both["train"], "--parent", lm, "--parent", lm, "--both-directions", "--out", tmp_path / "p")
     one_line_error(r, 2, "--parent", "backward")
-    r = cli("pipeline", both["train"], "--out", tmp_path / "p")
+    r = ulmfit("pipeline", both["train"], "--out", tmp_path / "p")
     one_line_error(r, 2, "--corpus", "--parent")
 
 

@@ -71,9 +71,9 @@ def test_every_stage_draws_its_curves_and_rate_schedule(pipeline):
         assert not list(pipeline[key].glob(".*.tmp")), "half-written picture left behind"
 
 
-def test_json_summary_lists_the_pictures_written_in_the_run_folder(cli, pipeline, tmp_path):
+def test_json_summary_lists_the_pictures_written_in_the_run_folder(ulmfit, pipeline, tmp_path):
     out = tmp_path / "c"
-    r = cli(*_classifier(pipeline, out, epochs=2))
+    r = ulmfit(*_classifier(pipeline, out, epochs=2))
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["plots"] == {k: str(out / name) for k, name in STAGE_PLOTS.items()}
@@ -127,9 +127,9 @@ def test_evaluate_draws_the_confusion_matrix_only_where_asked(cli, pipeline, tmp
         ("d.png", "is a folder"),
     ],
 )
-def test_confusion_png_that_cannot_be_written_is_refused_before_any_work(cli, pipeline, tmp_path, name, fragment):
+def test_confusion_png_that_cannot_be_written_is_refused_before_any_work(ulmfit, pipeline, tmp_path, name, fragment):
     (tmp_path / "d.png").mkdir()
-    r = cli("evaluate", pipeline["clf"], SAMPLE / "trec_test.csv", "--confusion-png", tmp_path / name)
+    r = ulmfit("evaluate", pipeline["clf"], SAMPLE / "trec_test.csv", "--confusion-png", tmp_path / name)
     _one_line_error(r, 2, "`--confusion-png`", fragment)
     assert r.stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == ["d.png"]
 
@@ -146,8 +146,8 @@ def test_a_failed_confusion_picture_still_prints_the_results_then_exits_1(disk_f
 # ---- ulmfit info -------------------------------------------------------------------------------------------
 
 
-def _info(cli, run):
-    r = cli("info", run, "--json")
+def _info(ulmfit, run):
+    r = ulmfit("info", run, "--json")
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -170,9 +170,9 @@ def test_info_json_matches_the_manifest(cli, pipeline):
     assert _info(cli, pipeline["clf"])["classes"] == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
 
 
-def test_info_table_shows_the_manifest(cli, pipeline):
+def test_info_table_shows_the_manifest(ulmfit, pipeline):
     m = json.loads((pipeline["clf"] / "manifest.json").read_text())
-    r = cli("info", pipeline["clf"])
+    r = ulmfit("info", pipeline["clf"])
     assert r.returncode == 0 and r.stderr == ""
     lines = r.stdout.splitlines()
 
@@ -193,7 +193,7 @@ def test_info_table_shows_the_manifest(cli, pipeline):
     assert str(pipeline["clf"] / "lr_schedule.png") in r.stdout and "6: ABBR, DESC" in row("classes")
 
 
-def test_info_follows_parents_and_says_which_changed_or_went(cli, pipeline, tmp_path):
+def test_info_follows_parents_and_says_which_changed_or_went(cli, ulmfit, pipeline, tmp_path):
     runs = {k: tmp_path / k for k in ("lm", "ft", "clf")}
     for k, p in runs.items():
         shutil.copytree(pipeline[k], p)
@@ -215,7 +215,7 @@ def test_info_follows_parents_and_says_which_changed_or_went(cli, pipeline, tmp_
     assert statuses() == [("finetune-lm", "changed"), ("pretrain", "missing")]
     shutil.rmtree(runs["ft"])
     assert statuses() == [("finetune-lm", "missing")]
-    assert "(missing)" in cli("info", runs["clf"]).stdout
+    assert "(missing)" in ulmfit("info", runs["clf"]).stdout
 
 
 @pytest.mark.parametrize(
@@ -226,8 +226,8 @@ def test_info_follows_parents_and_says_which_changed_or_went(cli, pipeline, tmp_
         (lambda p: None, "no such run folder"),
     ],
 )
-def test_info_on_something_that_is_not_a_run_folder(cli, tmp_path, make, fragment):
+def test_info_on_something_that_is_not_a_run_folder(ulmfit, tmp_path, make, fragment):
     make(tmp_path / "x")
-    r = cli("info", tmp_path / "x")
+    r = ulmfit("info", tmp_path / "x")
     _one_line_error(r, 2, str(tmp_path / "x"), fragment)
     assert r.stdout == ""

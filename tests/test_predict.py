@@ -274,10 +274,10 @@ def test_evaluate_checks_every_label_before_loading_a_model(pipeline, tmp_path, 
         inference.evaluate([run], Source(path=str(p)), None, None)
 
 
-def test_predict_reads_a_table_row_by_row_and_names_a_missing_column(cli, pipeline, tmp_path):
+def test_predict_reads_a_table_row_by_row_and_names_a_missing_column(ulmfit, pipeline, tmp_path):
     p = tmp_path / "q.jsonl"
     p.write_text("".join(json.dumps({"q": t}) + "\n" for t in ["Who wrote Hamlet ?", "", "What is it ?"]))
-    r = cli("predict", pipeline["clf"], p, "--text-col", "q", "--batch-size", "2", "-f", "label")
+    r = ulmfit("predict", pipeline["clf"], p, "--text-col", "q", "--batch-size", "2", "-f", "label")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split("\n")
     assert len(lines) == 4 and lines[1] == "" and lines[0] in CLASSES and lines[2] in CLASSES

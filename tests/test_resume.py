@@ -86,11 +86,11 @@ def _stop_when(proc, partial, epoch, sig):
 
 
 @pytest.fixture(scope="module")
-def reference(pipeline, cli, inputs, tmp_path_factory):
+def reference(pipeline, ulmfit, inputs, tmp_path_factory):
     root = tmp_path_factory.mktemp("ref")
     out = {}
     for name, template in (("clf", CLF), ("lm", LM)):
-        r = cli(*_args(template, pipeline["ft"], root / name, inputs))
+        r = ulmfit(*_args(template, pipeline["ft"], root / name, inputs))
         assert r.returncode == 0, r.stderr
         out[name] = _history(root / name)
     return out
@@ -98,13 +98,13 @@ def reference(pipeline, cli, inputs, tmp_path_factory):
 
 @pytest.mark.parametrize("kind,epoch", [("clf", 1), ("lm", 1)], ids=["classifier-mid-unfreezing", "language-model"])
 def test_sigkill_then_resume_gives_the_uninterrupted_metrics(
-    kind, epoch, reference, pipeline, inputs, cli, cli_env, tmp_path
+    kind, epoch, reference, pipeline, inputs, ulmfit, cli_env, tmp_path
 ):
     args = _args(CLF if kind == "clf" else LM, pipeline["ft"], tmp_path / "run", inputs)
     proc = _start(args, cli_env)
     assert _stop_when(proc, tmp_path / ".run.partial", epoch, signal.SIGKILL) == -signal.SIGKILL
     assert not (tmp_path / "run").exists()  # never half-written
-    r = cli(*args, "--resume")
+    r = ulmfit(*args, "--resume")
     assert r.returncode == 0, r.stderr
     assert _history(tmp_path / "run") == reference[kind]
     assert not (tmp_path / ".run.partial").exists() and not (tmp_path / "run" / "ckpt").exists()
@@ -116,7 +116,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(
     ids=["ctrl-c-classifier", "sigterm-language-model"],
 )
 def test_ctrl_c_or_sigterm_checkpoints_exits_130_or_143_and_resumes_exactly(
-    kind, sig, code, said, reference, pipeline, inputs, cli, cli_env, tmp_path
+    kind, sig, code, said, reference, pipeline, inputs, ulmfit, cli_env, tmp_path
 ):
     """SIGTERM (schedulers, `timeout`, container stops) is handled as Ctrl-C: the step in progress finishes, a
     checkpoint is written, the exit code is 143."""
@@ -125,12 +125,12 @@ def test_ctrl_c_or_sigterm_checkpoints_exits_130_or_143_and_resumes_exactly(
     assert _stop_when(proc, tmp_path / ".run.partial", 2 if kind == "clf" else 1, sig) == code
     err = proc.stderr.read()
     assert said in err and "--resume" in err and "Traceback" not in err
-    r = cli(*args, "--resume")
+    r = ulmfit(*args, "--resume")
     assert r.returncode == 0, r.stderr
     assert _history(tmp_path / "run") == reference[kind]
 
 
-def test_nan_loss_stops_with_exit_1_naming_the_step_and_keeps_the_checkpoint(cli, inputs, tmp_path):
+def test_nan_loss_stops_with_exit_1_naming_the_step_and_keeps_the_checkpoint(ulmfit, inputs, tmp_path):
     args = [
         "pretrain",
         inputs["books"],
@@ -143,32 +143,32 @@ def test_nan_loss_stops_with_exit_1_naming_the_step_and_keeps_the_checkpoint(cli
         "--out",
         tmp_path / "lm",
     ]
-    r = cli(*args)
+    r = ulmfit(*args)
     assert r.returncode == 1
     line = r.stderr.strip().splitlines()[-1]
     assert "loss became" in line and "step" in line and "lower --lr" in line
     assert (tmp_path / ".lm.partial" / "ckpt" / "model.safetensors").exists()
     # the kept checkpoint is usable: resuming at a sane rate finishes the run
-    r = cli(*args[:-2], "--out", tmp_path / "lm", "--resume", "--lr", "1e-3")
+    r = ulmfit(*args[:-2], "--out", tmp_path / "lm", "--resume", "--lr", "1e-3")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "lm" / "manifest.json").exists()
 
 
-def test_resume_with_nothing_to_resume(cli, tmp_path):
-    r = cli("pretrain", SAMPLE / "books.txt", "--preset", "tiny", "--out", tmp_path / "lm", "--resume")
+def test_resume_with_nothing_to_resume(ulmfit, tmp_path):
+    r = ulmfit("pretrain", SAMPLE / "books.txt", "--preset", "tiny", "--out", tmp_path / "lm", "--resume")
     assert r.returncode == 2 and "nothing to resume" in r.stderr
 
 
-def test_an_interrupted_run_is_not_silently_discarded(cli, tmp_path):
+def test_an_interrupted_run_is_not_silently_discarded(ulmfit, tmp_path):
     (tmp_path / ".lm.partial" / "ckpt").mkdir(parents=True)
-    r = cli("pretrain", SAMPLE / "books.txt", "--preset", "tiny", "--out", tmp_path / "lm")
+    r = ulmfit("pretrain", SAMPLE / "books.txt", "--preset", "tiny", "--out", tmp_path / "lm")
     assert r.returncode == 2 and "--resume" in r.stderr and "--overwrite" in r.stderr
     assert (tmp_path / ".lm.partial" / "ckpt").exists()
 
 
-def test_resume_refuses_changed_settings(cli, inputs, tmp_path):
+def test_resume_refuses_changed_settings(ulmfit, inputs, tmp_path):
     args = ["pretrain", inputs["books"], "--preset", "tiny", "--lr", "1e4", "--checkpoint-every", "5"]
     args += ["--out", tmp_path / "lm"]
-    assert cli(*args).returncode == 1
-    r = cli(*args, "--resume", "--bptt", "16")
+    assert ulmfit(*args).returncode == 1
+    r = ulmfit(*args, "--resume", "--bptt", "16")
     assert r.returncode == 2 and "--bptt 32 -> 16" in r.stderr

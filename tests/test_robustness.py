@@ -348,13 +348,13 @@ def test_out_may_not_be_hold_or_lie_in_the_parent(tmp_path, where):
 
 
 @pytest.mark.parametrize("stage", ["finetune-lm", "finetune-clf"])
-def test_out_as_the_parent_is_refused_before_any_work_even_with_overwrite(cli, pipeline, tmp_path, stage):
+def test_out_as_the_parent_is_refused_before_any_work_even_with_overwrite(ulmfit, pipeline, tmp_path, stage):
     import shutil
 
     parent = tmp_path / "ft"
     shutil.copytree(pipeline["ft"], parent)
     before = {p.name: p.stat().st_mtime_ns for p in parent.iterdir()}
-    r = cli(stage, parent, SAMPLE / "trec_train.csv", "--out", parent, "--overwrite", "--preset", "tiny")
+    r = ulmfit(stage, parent, SAMPLE / "trec_train.csv", "--out", parent, "--overwrite", "--preset", "tiny")
     one_line_error(r, 2, "is the parent run", "choose another --out")
     assert {p.name: p.stat().st_mtime_ns for p in parent.iterdir()} == before  # untouched
     assert not (tmp_path / ".ft.partial").exists()

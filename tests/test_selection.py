@@ -173,15 +173,15 @@ def test_a_killed_run_resumes_to_the_same_history_and_the_same_published_weights
 # ---- the stages: manifest, summary, info, picture ---------------------------------------------------------
 
 
-def test_a_classifier_run_records_and_shows_the_kept_epoch(pipeline, cli):
+def test_a_classifier_run_records_and_shows_the_kept_epoch(pipeline, ulmfit):
     m = json.loads((pipeline["clf"] / "manifest.json").read_text())
     accs = [r["accuracy"] for r in m["history"]]
     assert m["selection"] == {"metric": "accuracy", "keep": "best", "patience": 0}
     assert m["best_epoch"] == m["kept_epoch"] == int(np.argmax(accs)) + 1  # first of the ties; loss breaks them
     assert m["best"] == m["history"][m["best_epoch"] - 1] and m["stopped_early"] is False
-    r = cli("info", pipeline["clf"], "--json")
+    r = ulmfit("info", pipeline["clf"], "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["best_epoch"] == m["best_epoch"]
-    lines = cli("info", pipeline["clf"]).stdout.splitlines()
+    lines = ulmfit("info", pipeline["clf"]).stdout.splitlines()
     best = next(line for line in lines if "best epoch" in line)
     assert f"{m['best_epoch']} (accuracy {m['best']['accuracy']:.4g})" in best
     assert any(f"epoch {m['kept_epoch']} (--keep best)" in line for line in lines)
@@ -189,13 +189,13 @@ def test_a_classifier_run_records_and_shows_the_kept_epoch(pipeline, cli):
     assert lm["selection"]["metric"] == "valid_loss" and lm["kept_epoch"] == len(lm["history"])
 
 
-def test_keep_and_patience_are_checked_with_their_flag_names(cli, pipeline, tmp_path):
-    r = cli("finetune-clf", pipeline["ft"], "x.csv", "--keep", "first", "--patience", "-1", "--out", tmp_path / "c")
+def test_keep_and_patience_are_checked_with_their_flag_names(ulmfit, pipeline, tmp_path):
+    r = ulmfit("finetune-clf", pipeline["ft"], "x.csv", "--keep", "first", "--patience", "-1", "--out", tmp_path / "c")
     assert r.returncode == 2 and "`--keep` must be auto, best or last" in r.stderr
     assert "`--patience` must be >= 0" in r.stderr
 
 
-def test_under_torchrun_both_processes_keep_and_stop_on_the_same_epoch(pipeline, cli, cli_env, tmp_path):
+def test_under_torchrun_both_processes_keep_and_stop_on_the_same_epoch(pipeline, ulmfit, cli_env, tmp_path):
     """Two CPU processes choose the epoch from the same (main process's) validation row, so they stop together
     (one stopping alone would hang the other in its next gradient average), and the published weights are the
     best epoch's: evaluated again on the same validation file they score that epoch's accuracy. The validation
@@ -229,7 +229,7 @@ def test_under_torchrun_both_processes_keep_and_stop_on_the_same_epoch(pipeline,
     accs = [row["accuracy"] for row in m["history"]]
     assert m["complete"] and m["best_epoch"] == m["kept_epoch"] == int(np.argmax(accs)) + 1
     assert m["best_epoch"] < len(accs) and m["stopped_early"] == (len(accs) < 8)
-    again = cli("evaluate", out, valid, "--json")
+    again = ulmfit("evaluate", out, valid, "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["accuracy"] == pytest.approx(accs[m["best_epoch"] - 1], abs=1 / 150 + 1e-9)
     assert abs(json.loads(again.stdout)["accuracy"] - accs[-1]) > 1 / 150  # not the last epoch's weights

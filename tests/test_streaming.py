@@ -89,10 +89,10 @@ def test_memmapped_stream_batches_match_in_memory_and_read_backwards(tmp_path):
     assert np.array_equal(np.concatenate([r0, r1]), one)
 
 
-def test_pretrain_says_it_reuses_the_cache(cli, tmp_path):
+def test_pretrain_says_it_reuses_the_cache(ulmfit, tmp_path):
     common = [SAMPLE / "books.txt", "--preset", "tiny", "--epochs", "0", "--cache-dir", tmp_path / "c"]
-    first = cli("pretrain", *common, "--out", tmp_path / "a")
-    second = cli("pretrain", *common, "--out", tmp_path / "b")
+    first = ulmfit("pretrain", *common, "--out", tmp_path / "a")
+    second = ulmfit("pretrain", *common, "--out", tmp_path / "b")
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert "reusing" not in first.stderr and "reusing" in second.stderr
     ma = json.loads((tmp_path / "a" / "manifest.json").read_text())
@@ -108,18 +108,18 @@ def test_pretrain_says_it_reuses_the_cache(cli, tmp_path):
         (["--precision", "bf16"], "on cpu use --precision fp32"),
     ],
 )
-def test_missing_device_or_precision_is_a_clear_error(cli, tmp_path, flags, message):
-    r = cli("pretrain", SAMPLE / "books.txt", "--preset", "tiny", "--out", tmp_path / "x", "--device", "cpu", *flags)
+def test_missing_device_or_precision_is_a_clear_error(ulmfit, tmp_path, flags, message):
+    r = ulmfit("pretrain", SAMPLE / "books.txt", "--preset", "tiny", "--out", tmp_path / "x", "--device", "cpu", *flags)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x*"))
 
 
-def test_backwards_is_inherited_and_a_contradiction_refused(cli, pipeline, tmp_path):
-    r = cli("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--preset", "tiny", "--backwards")
+def test_backwards_is_inherited_and_a_contradiction_refused(ulmfit, pipeline, tmp_path):
+    r = ulmfit("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--preset", "tiny", "--backwards")
     assert r.returncode == 2 and "--backwards" in r.stderr
 
 
-def test_two_cpu_processes_under_torchrun_write_one_complete_run(cli, tmp_path, cache_dir):
+def test_two_cpu_processes_under_torchrun_write_one_complete_run(ulmfit, tmp_path, cache_dir):
     """2 processes x bs 8 must train the same weights as 1 process x bs 16: each takes half of the rows and the
     gradients are averaged (dropout off, so nothing else differs)."""
     torchrun = Path(sys.executable).parent / "torchrun"
@@ -143,7 +143,7 @@ def test_two_cpu_processes_under_torchrun_write_one_complete_run(cli, tmp_path, 
     assert {"config.json", "manifest.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
     assert not list(tmp_path.glob(".ddp*"))
 
-    one = cli("pretrain", SAMPLE / "books.txt", *same, "--bs", "16", "--out", tmp_path / "one", "--quiet")
+    one = ulmfit("pretrain", SAMPLE / "books.txt", *same, "--bs", "16", "--out", tmp_path / "one", "--quiet")
     assert one.returncode == 0, one.stderr
     from safetensors.torch import load_file
 
@@ -152,7 +152,7 @@ def test_two_cpu_processes_under_torchrun_write_one_complete_run(cli, tmp_path, 
     for k in a:
         assert np.allclose(a[k].numpy(), b[k].numpy(), atol=2e-5), k
 
-    ft = cli("finetune-lm", out, SAMPLE / "trec_train.csv", "--preset", "tiny", "--out", tmp_path / "ft", "--quiet")
+    ft = ulmfit("finetune-lm", out, SAMPLE / "trec_train.csv", "--preset", "tiny", "--out", tmp_path / "ft", "--quiet")
     assert ft.returncode == 0, ft.stderr  # the folder loads
 
 
@@ -173,7 +173,7 @@ def _direction_losses(folder) -> dict:
     return losses
 
 
-def test_a_backward_pipeline_reads_reversed_text_and_ensembles_with_the_forward_one(cli, pipeline, tmp_path):
+def test_a_backward_pipeline_reads_reversed_text_and_ensembles_with_the_forward_one(cli, ulmfit, pipeline, tmp_path):
     """--backwards on pretrain is inherited by both later stages; its LM learns reversed text (its own
     reversed validation stream is easier for it than the forward one), and predict averages it with the forward
     classifier of the session pipeline (the paper's bidirectional ensemble)."""
@@ -184,7 +184,7 @@ def test_a_backward_pipeline_reads_reversed_text_and_ensembles_with_the_forward_
         ("finetune-clf", runs["ft"], SAMPLE / "trec_train.csv", "--epochs", "2"),  # a classifier to ensemble
     ]
     for (cmd, *args), out in zip(steps, runs.values()):
-        r = cli(cmd, *args, "--out", out, "--preset", "tiny", "--quiet")
+        r = ulmfit(cmd, *args, "--out", out, "--preset", "tiny", "--quiet")
         assert r.returncode == 0, r.stderr
         assert json.loads((out / "config.json").read_text())["backwards"] is True
     assert json.loads((pipeline["clf"] / "config.json").read_text())["backwards"] is False

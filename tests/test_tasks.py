@@ -43,9 +43,9 @@ def _with_manifest(run, dest, **changes):
 
 
 @pytest.fixture(scope="module")
-def multi(cli, pipeline, tmp_path_factory):
+def multi(ulmfit, pipeline, tmp_path_factory):
     out = tmp_path_factory.mktemp("multi") / "clf"
-    r = cli("finetune-clf", pipeline["ft"], SAMPLE / "reuters_train.csv", "--label-delim", " ", "--out", out,
+    r = ulmfit("finetune-clf", pipeline["ft"], SAMPLE / "reuters_train.csv", "--label-delim", " ", "--out", out,
             "--epochs", "4", *TINY)  # fmt: skip
     assert r.returncode == 0, r.stderr
     return out
@@ -63,9 +63,9 @@ def word_counts(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def regressor(cli, pipeline, word_counts):
+def regressor(ulmfit, pipeline, word_counts):
     out = word_counts / "reg"
-    r = cli("finetune-clf", pipeline["ft"], word_counts / "train.csv", "--regression", "--out", out, "--epochs", "6",
+    r = ulmfit("finetune-clf", pipeline["ft"], word_counts / "train.csv", "--regression", "--out", out, "--epochs", "6",
             *TINY)  # fmt: skip
     assert r.returncode == 0, r.stderr
     return out
@@ -109,8 +109,8 @@ def test_multi_label_predict_lists_the_labels_above_their_thresholds(cli, multi,
         assert avg["labels"] == [c for c, p in one["probs"].items() if p >= cuts[c] / 2]
 
 
-def test_multi_label_evaluate_agrees_with_predict(cli, multi):
-    r = cli("evaluate", multi, SAMPLE / "reuters_test.csv", "--json")
+def test_multi_label_evaluate_agrees_with_predict(cli, ulmfit, multi):
+    r = ulmfit("evaluate", multi, SAMPLE / "reuters_test.csv", "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["task"] == "multi-label" and res["n"] == 100
@@ -121,16 +121,16 @@ def test_multi_label_evaluate_agrees_with_predict(cli, multi):
     tp = sum(len(t & p) for t, p in zip(truth, predicted))
     micro = 2 * tp / (sum(map(len, truth)) + sum(map(len, predicted)))
     assert res["micro_f1"] == pytest.approx(micro)
-    table = cli("evaluate", multi, SAMPLE / "reuters_test.csv")
+    table = ulmfit("evaluate", multi, SAMPLE / "reuters_test.csv")
     assert f"micro-F1 {res['micro_f1']:.4f}" in table.stdout and "threshold" in table.stdout
 
 
-def test_a_list_column_is_multi_label_without_a_delimiter(cli, pipeline, multi, tmp_path):
+def test_a_list_column_is_multi_label_without_a_delimiter(ulmfit, pipeline, multi, tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text(
         "".join(json.dumps({"text": t, "label": ls.split(" ")}) + "\n" for t, ls in _rows(SAMPLE / "reuters_train.csv"))
     )
-    r = cli("finetune-clf", pipeline["ft"], data, "--out", tmp_path / "c", "--epochs", "4", *TINY)
+    r = ulmfit("finetune-clf", pipeline["ft"], data, "--out", tmp_path / "c", "--epochs", "4", *TINY)
     assert r.returncode == 0, r.stderr
     lists, split = _manifest(tmp_path / "c"), _manifest(multi)
     assert lists["task"] == "multi-label" and lists["classes"] == split["classes"]
@@ -142,7 +142,7 @@ def test_a_list_column_is_multi_label_without_a_delimiter(cli, pipeline, multi, 
 # ---- regression ------------------------------------------------------------------------------------------
 
 
-def test_regression_learns_better_than_the_mean(cli, regressor, word_counts):
+def test_regression_learns_better_than_the_mean(cli, ulmfit, regressor, word_counts):
     m = _manifest(regressor)
     assert m["task"] == "regression" and m["classes"] is None
     train = np.array([float(y) for _, y in _rows(word_counts / "train.csv")])
@@ -150,26 +150,26 @@ def test_regression_learns_better_than_the_mean(cli, regressor, word_counts):
     assert all({"mae", "rmse", "valid_loss"} <= set(row) for row in m["history"])
     values = [obj["value"] for obj in _predict(cli, regressor, word_counts / "test.csv")]
     truth = np.array([float(y) for _, y in _rows(word_counts / "test.csv")])
-    r = cli("evaluate", regressor, word_counts / "test.csv", "--json")
+    r = ulmfit("evaluate", regressor, word_counts / "test.csv", "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["task"] == "regression" and res["n"] == len(truth) == len(values)
     assert res["mae"] == pytest.approx(np.abs(np.array(values) - truth).mean())
     assert res["rmse"] == pytest.approx(np.sqrt(((np.array(values) - truth) ** 2).mean()))
     assert res["mae"] < np.abs(truth - train.mean()).mean()  # better than always answering the training mean
-    assert f"MAE {res['mae']:.4f}" in cli("evaluate", regressor, word_counts / "test.csv").stdout
+    assert f"MAE {res['mae']:.4f}" in ulmfit("evaluate", regressor, word_counts / "test.csv").stdout
 
 
-def test_regression_names_the_first_non_numeric_row(cli, pipeline, tmp_path):
+def test_regression_names_the_first_non_numeric_row(ulmfit, pipeline, tmp_path):
     p = tmp_path / "bad.csv"
     p.write_text("text,label\nhow many ?,1\n,5\nhow far ?,2.5\nwho ?,three\nwhat ?,4\n")
-    r = cli("finetune-clf", pipeline["ft"], p, "--regression", "--out", tmp_path / "c", *TINY)
+    r = ulmfit("finetune-clf", pipeline["ft"], p, "--regression", "--out", tmp_path / "c", *TINY)
     one_line_error(r, 2, "bad.csv", "row 4", "'three'", "--regression")
     assert not (tmp_path / "c").exists() and not (tmp_path / ".c.partial").exists()
 
 
-def test_regression_and_label_delim_cannot_be_combined(cli, pipeline, tmp_path):
-    r = cli("finetune-clf", pipeline["ft"], SAMPLE / "reuters_train.csv", "--regression", "--label-delim", " ",
+def test_regression_and_label_delim_cannot_be_combined(ulmfit, pipeline, tmp_path):
+    r = ulmfit("finetune-clf", pipeline["ft"], SAMPLE / "reuters_train.csv", "--regression", "--label-delim", " ",
             "--out", tmp_path / "c")  # fmt: skip
     one_line_error(r, 2, "`--regression` and `--label-delim`")
 
@@ -177,9 +177,9 @@ def test_regression_and_label_delim_cannot_be_combined(cli, pipeline, tmp_path):
 # ---- ensembles -------------------------------------------------------------------------------------------
 
 
-def test_an_ensemble_averages_the_probabilities_of_its_runs(cli, pipeline, tmp_path):
+def test_an_ensemble_averages_the_probabilities_of_its_runs(cli, ulmfit, pipeline, tmp_path):
     other = tmp_path / "seed7"
-    r = cli("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--out", other, "--seed", "7",
+    r = ulmfit("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--out", other, "--seed", "7",
             "--epochs", "2", *TINY)  # fmt: skip
     assert r.returncode == 0, r.stderr
     texts = "What is the capital of France ?\nWho wrote Hamlet ?\nHow many legs has a spider ?\n"
@@ -190,16 +190,16 @@ def test_an_ensemble_averages_the_probabilities_of_its_runs(cli, pipeline, tmp_p
         for c, p in avg["probs"].items():
             assert p == pytest.approx((x["probs"][c] + y["probs"][c]) / 2, abs=2e-6)
         assert avg["label"] == max(avg["probs"], key=avg["probs"].get)
-    r = cli("evaluate", pipeline["clf"], SAMPLE / "trec_test.csv", "--ensemble", other, "--json")
+    r = ulmfit("evaluate", pipeline["clf"], SAMPLE / "trec_test.csv", "--ensemble", other, "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["n"] == 500 and res["runs"] == [str(pipeline["clf"]), str(other)] and 0 <= res["accuracy"] <= 1
 
 
-def test_an_ensemble_needs_one_task_and_the_same_classes(cli, pipeline, multi, tmp_path):
+def test_an_ensemble_needs_one_task_and_the_same_classes(cli, ulmfit, pipeline, multi, tmp_path):
     r = cli("predict", pipeline["clf"], "-", "--ensemble", multi, stdin="hello ?\n")
     one_line_error(r, 2, "multi-label run cannot be averaged", "single-label")
     classes = _manifest(pipeline["clf"])["classes"]
     swapped = _with_manifest(pipeline["clf"], tmp_path / "swapped", classes=classes[::-1])
-    r = cli("evaluate", pipeline["clf"], SAMPLE / "trec_test.csv", "--ensemble", swapped)
+    r = ulmfit("evaluate", pipeline["clf"], SAMPLE / "trec_test.csv", "--ensemble", swapped)
     one_line_error(r, 2, "swapped", "classes differ", f"{classes[0]!r} vs {classes[-1]!r}")

@@ -169,7 +169,7 @@ def test_layer_groups_match_the_printed_schedule(n_layers, expected, position):
     assert rows[-1][names[0]] == pytest.approx(c.lr / c.lr_factor ** (expected - 1))
 
 
-def test_the_whole_pipeline_through_the_cli(cli, tmp_path):
+def test_the_whole_pipeline_through_the_cli(cli, ulmfit, tmp_path):
     import json
 
     lm, ft, clf = tmp_path / "lm", tmp_path / "ft", tmp_path / "clf"
@@ -180,22 +180,22 @@ def test_the_whole_pipeline_through_the_cli(cli, tmp_path):
         ("finetune-clf", ft, SAMPLE / "trec_train.csv", "--epochs", "3", "--out", clf),
     ]  # shortened where only the plumbing is checked; section 5 of bench/RESULTS.md has the full-length runs
     for step in steps:
-        r = cli(*step, "--preset", "tiny", "--quiet")
+        r = ulmfit(*step, "--preset", "tiny", "--quiet")
         assert r.returncode == 0, r.stderr
     m = json.loads((clf / "manifest.json").read_text())
     assert m["backbone"] == "transformer" and m["config"]["norm"] == "rmsnorm"
-    r = cli("evaluate", clf, SAMPLE / "trec_test.csv", "--json", "--backbone", "transformer")
+    r = ulmfit("evaluate", clf, SAMPLE / "trec_test.csv", "--json", "--backbone", "transformer")
     assert r.returncode == 0 and json.loads(r.stdout)["n"] == 500
     r = cli("predict", clf, "-", stdin="Who wrote Hamlet ?\n")
     assert r.returncode == 0 and json.loads(r.stdout)["label"]
-    r = cli("finetune-clf", ft, SAMPLE / "trec_train.csv", "--out", tmp_path / "x", "--backbone", "awd-lstm")
+    r = ulmfit("finetune-clf", ft, SAMPLE / "trec_train.csv", "--out", tmp_path / "x", "--backbone", "awd-lstm")
     assert r.returncode == 2 and "--backbone" in r.stderr and "transformer" in r.stderr
     r = cli("predict", clf, "-", "--backbone", "awd-lstm", stdin="hi\n")
     assert r.returncode == 2 and "holds a transformer model" in r.stderr
 
 
 @pytest.mark.parametrize("position", ["post", "residual"])
-def test_other_norm_positions_through_the_cli(cli, tmp_path, position):
+def test_other_norm_positions_through_the_cli(cli, ulmfit, tmp_path, position):
     """Pre-LN has the full pipeline above. ResiDual runs the same three stages, shortened; Post-LN (whose
     blocks ResiDual shares) goes from pretraining straight to the classifier, to keep the suite short."""
     import json
@@ -207,7 +207,7 @@ def test_other_norm_positions_through_the_cli(cli, tmp_path, position):
         steps.append(("finetune-lm", lm, SAMPLE / "trec_train.csv", "--max-steps", "10", "--out", ft))
     steps.append(("finetune-clf", steps[-1][-1], SAMPLE / "trec_train.csv", "--epochs", "2", "--out", clf))
     for step in steps:
-        r = cli(*step, "--preset", "tiny", "--quiet")
+        r = ulmfit(*step, "--preset", "tiny", "--quiet")
         assert r.returncode == 0, r.stderr
     m = json.loads((clf / "manifest.json").read_text())
     assert m["config"]["norm_position"] == position and len(m["history"]) == 2

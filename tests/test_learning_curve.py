@@ -4,6 +4,7 @@ its first point and finished by a rerun that must skip that point; the real CLI 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -172,6 +173,33 @@ def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeli
     assert len(rows) == 6 and {r["metric"] for r in rows} == {"accuracy"}
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["lm-semi-s42"]  # per-point runs cleaned up
+
+    # --overwrite with another classifier rate: every point again, from the same semi-supervised LM (kept)
+    lm_weights = out / "runs" / "lm-semi-s42" / "model.safetensors"
+    lm_before = (lm_weights.stat().st_mtime_ns, lm_weights.read_bytes())
+    again = []
+    other = dataclasses.replace(_curve(pipeline["lm"], train, test, out, lr=0.05), overwrite=True)
+    run(other, Reporter(quiet=True), on_point=again.append)
+    assert len(again) == 6 and first.stat().st_mtime_ns != before[0]  # every point trained again
+    assert (lm_weights.stat().st_mtime_ns, lm_weights.read_bytes()) == lm_before  # the LM was not
+    assert all(json.loads(p.read_text())["score"] >= 0 for p in (out / "points").glob("*.json"))
+
+
+def test_overwrite_keeps_the_fine_tuned_lms_only_when_what_they_read_is_unchanged(tmp_path):
+    from ulmfit_cli.learning_curve import OWNED, _stale
+
+    (tmp_path / "runs" / "lm-semi-s42").mkdir(parents=True)
+    (tmp_path / "runs" / "clf-random-n20-s42").mkdir()
+    (tmp_path / "runs" / ".clf-semi-supervised-n20-s42.partial").mkdir()
+    (tmp_path / "runs" / ".lm-sup-n20-s42.partial").mkdir()
+    key = {"parent": "p", "train": "t", "test": "x", "unlabelled": [], "columns": {}, "finetune_lm": {"lr": 1},
+           "finetune_clf": {"lr": 2}}  # fmt: skip
+    clf_only = ["points", "learning_curve.csv", "learning_curve.png", "runs/clf-random-n20-s42",
+                "runs/.clf-semi-supervised-n20-s42.partial"]  # fmt: skip
+    assert _stale(tmp_path, {**key, "finetune_clf": {"lr": 3}}, key) == clf_only
+    assert _stale(tmp_path, {**key, "test": "y"}, key) == clf_only
+    for changed in ("parent", "train", "unlabelled", "columns", "finetune_lm"):
+        assert _stale(tmp_path, {**key, changed: "other"}, key) == list(OWNED), changed
 
 
 def test_bad_sizes_is_one_line_error(ulmfit, tmp_path):

@@ -37,6 +37,7 @@ from .workdir import Workdir, write_atomic, write_json
 VARIANTS = ("random", "supervised", "semi-supervised")
 ALL = "all"
 CSV, PNG = "learning_curve.csv", "learning_curve.png"
+OWNED = ("points", "runs", "data", CSV, PNG)  # what the command writes in its folder (a user's file there stays)
 COLUMNS = ("variant", "size", "n", "seed", "metric", "score", "error", "macro_f1", "clf_wall_s", "lm_wall_s")
 HARDWARE = ("device", "precision", "compile")  # may change between a run and its rerun
 
@@ -117,6 +118,19 @@ def _key(c: Curve, train_fp: str) -> dict:
     }
 
 
+def _stale(out: Path, saved: dict, key: dict) -> list[str]:
+    """What `--overwrite` discards when the key changed from `saved`: every point, the table and the picture, and
+    the classifiers' runs; the fine-tuned LMs (runs/lm-*, finished or interrupted) only if what they read changed
+    (the parent, TRAIN, --unlabelled, the columns, the LM settings). A changed classifier setting or test set
+    then trains only classifiers again: the LMs would come out the same, and on a task like IMDb (50,000
+    unlabelled reviews) they are most of the curve's time."""
+    if any(saved.get(k) != key.get(k) for k in ("parent", "train", "unlabelled", "columns", "finetune_lm")):
+        return list(OWNED)
+    runs = out / "runs"
+    clfs = [f"runs/{p.name}" for pattern in ("clf-*", ".clf-*.partial") for p in sorted(runs.glob(pattern))]
+    return ["points", CSV, PNG, *clfs]
+
+
 def _fingerprint(src: Source) -> str | None:
     """The test file's content hash: points scored on other data must not join these (a Hub split: None)."""
     from .data import file_fingerprint
@@ -135,7 +149,8 @@ def run(c: Curve, reporter, on_point=None) -> dict:
     sizes = sorted({ALL if s == ALL or s >= len(labels) else s for s in c.sizes}, key=_size_order)
     if len(sizes) < len(c.sizes):
         reporter.info(f"learning-curve: TRAIN has {len(labels)} labelled rows; larger sizes are 'all'")
-    wd = Workdir(c.out, "learning-curve", _key(c, table.fingerprint), c.overwrite, ("points", "runs", "data", CSV, PNG))
+    key = _key(c, table.fingerprint)
+    wd = Workdir(c.out, "learning-curve", key, c.overwrite, OWNED, lambda saved: _stale(c.out, saved, key))
     for sub in ("points", "runs", "data"):
         (c.out / sub).mkdir(exist_ok=True)
     todo = [(seed, size, v) for seed in _seeds(c) for size in sizes for v in c.variants]

@@ -97,7 +97,8 @@ def learning_curve(
     For each size and seed: a stratified subsample of TRAIN trains a classifier from random weights, one on the
     parent LM fine-tuned on the subsample's texts, and one on the LM fine-tuned on all the task's text (once per
     seed). Writes learning_curve.csv and learning_curve.png into --out; rerun the same command to finish an
-    interrupted curve (finished points are kept)."""
+    interrupted curve (finished points are kept). With other classifier settings, --overwrite trains every point
+    again from the same fine-tuned LMs."""
     from ..artifacts import open_run
     from ..config import resolve
     from ..data import Source

@@ -242,3 +242,19 @@ def test_workdir_with_a_damaged_settings_file_is_refused_and_overwrite_starts_ag
     Workdir(out, "learning-curve", {"lr": 1}, True, ("points",))
     assert not (out / "points").exists()
     assert json.loads((out / "settings.json").read_text()) == {"command": "learning-curve", "lr": 1}
+
+
+def test_a_nan_loss_in_a_point_names_the_flag_and_what_overwrite_keeps(pipeline, tmp_path, monkeypatch):
+    """The classifier's advice says --overwrite keeps the fine-tuned LMs (it does: _stale), not that it starts
+    the folder again; an LM's change does start it again."""
+    from ulmfit_cli.errors import TrainingError
+    from ulmfit_cli.learning_curve import run
+    from ulmfit_cli.report import Reporter
+
+    monkeypatch.setenv("ULMFIT_CACHE", str(tmp_path / "cache"))
+    train = _slice(SAMPLE / "trec_train.csv", tmp_path / "train.csv", 100)
+    test = _slice(SAMPLE / "trec_test.csv", tmp_path / "test.csv", 20)
+    curve = dataclasses.replace(_curve(pipeline["lm"], train, test, tmp_path / "curve", lr=1e30), variants=["random"])
+    with pytest.raises(TrainingError) as e:
+        run(curve, Reporter(quiet=True))
+    assert "--clf-set lr=1e+29 and --overwrite (the fine-tuned LMs are kept)" in str(e.value), str(e.value)

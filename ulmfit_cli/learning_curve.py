@@ -234,7 +234,7 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
         )  # fmt: skip
 
     t0 = time.time()
-    clf = wd.stage(out, call, "learning-curve", reporter, "--clf-set")
+    clf = wd.stage(out, call, "learning-curve", reporter, "--clf-set", "the fine-tuned LMs are kept")
     result = evaluate([clf], c.test, c.text_col, c.label_col)
     metric, higher = tasks.SELECTION_METRIC[task]  # the metric the runs chose their epoch by
     score = float(result[metric])
@@ -274,7 +274,7 @@ def _lm(c: Curve, wd: Workdir, sources: list[Source], name: str, seed: int, repo
             resume=resume, cache_dir=c.cache_dir, reporter=reporter,
         )  # fmt: skip
 
-    return wd.stage(out, call, "learning-curve", reporter, "--lm-set")
+    return wd.stage(out, call, "learning-curve", reporter, "--lm-set", "which starts the folder again")
 
 
 def _fit_bs(c: Curve, cfg: RunConfig, src: Source, reporter) -> RunConfig:

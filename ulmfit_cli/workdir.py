@@ -71,10 +71,12 @@ class Workdir:
         out.mkdir(exist_ok=True)
         write_json(self.key_file, key)
 
-    def stage(self, out: Path, call, what: str, reporter, sets: str) -> A.Run:
+    def stage(self, out: Path, call, what: str, reporter, sets: str, kept: str | None = None) -> A.Run:
         """The run folder `out` of one stage: reused when it is complete, resumed from its checkpoint when an
         interrupted call left one, else trained afresh (`call(resume=..., overwrite=...)` runs the stage). `sets`
-        is the command's flag for this stage's settings (`--clf-set`), which its advice after a NaN loss names."""
+        is the command's flag for this stage's settings (`--clf-set`), which its advice after a NaN loss names,
+        with `kept`: what --overwrite keeps after a change of it (by default, the finished stages before it when
+        the command discards only what a change touches, else nothing)."""
         if (out / A.MANIFEST).exists():
             try:
                 run = A.open_run(out, (*A.LM_STAGES, "finetune-clf"), what)
@@ -87,7 +89,9 @@ class Workdir:
         resume = A.find_checkpoint(partial) is not None
         if resume:
             reporter.info(f"{self.command}: resuming {out} from its checkpoint")
-        kept = "the finished stages before it are kept" if self.keeps_on_overwrite else "which starts the folder again"
+        if kept is None:
+            before = "the finished stages before it are kept"
+            kept = before if self.keeps_on_overwrite else "which starts the folder again"
         token = A.ADVICE.set(
             A.Advice(
                 rerun="rerun the same command (it resumes by itself)",

@@ -1,13 +1,22 @@
-"""The tiny preset's classifier defaults judged on more than one task (issue 13): TREC-6 (sample_data's 2,000
-questions, test 500) and SST-2 (2,000 sentences drawn with seed 0 from ../shared/data/sst2/train.csv, test 1,821).
+"""The tiny preset's classifier defaults judged on more than one task (issue 13).
 
-One tiny pretraining run (sample_data/books.txt) and one tiny LM fine-tuning per task, shared by every variant;
-then `finetune-clf --preset tiny FLAGS --seed S` and `evaluate` on the task's test set, for each variant and seed.
-Prints one tab-separated line per run (variant, task, seed, test accuracy, best epoch, kept epoch, classifier wall
-seconds) and a mean per variant over tasks and seeds.
+Two sets of tasks:
+- default: TREC-6 (sample_data's 2,000 questions, test 500) and SST-2 (2,000 sentences drawn with seed 0 from
+  ../shared/data/sst2/train.csv, test 1,821), from one tiny pretraining (sample_data/books.txt) and one tiny LM
+  fine-tuning per task made here;
+- `--cross-task WORK`: every task of a `bench/cross_task.py run WORK` folder (its training and test files, its
+  forward LM fine-tuned on each task: WORK/TASK/pipeline*/fwd/lm-ft); `--max-test N` scores on a seeded N of a
+  larger test set (IMDb's 25,000).
+
+For each task, variant and seed: `finetune-clf --preset PRESET FLAGS --seed S`, then `evaluate` on the test set
+(micro-F1 for multi-label tasks). Prints one tab-separated line per run (variant, task, seed, test score, best
+epoch, kept epoch, classifier wall seconds) and a mean per variant over tasks and seeds; the lines also go to
+OUT/results.jsonl, and a run already there is not trained again.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python bench/tiny_clf_defaults.py OUT --seeds 1,2 \\
         --variant "now:" --variant "lr3e-2:--lr 3e-2" ...
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/tiny_clf_defaults.py OUT --cross-task /tmp/ct_tiny --seeds 42 \\
+        --max-test 5000 --jobs 2 --variant "now:" --variant "len512:--max-len 512" ...
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ import os
 import random
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,41 +57,102 @@ def sst2_sample(out: Path, n: int = 2000) -> Path:
     return path
 
 
+def sampled_test(out: Path, test: Path, n: int) -> Path:
+    """A seeded n rows of a test file larger than n (header kept, CSV rows copied), else the file itself."""
+    import csv
+
+    csv.field_size_limit(sys.maxsize)
+    with open(test, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not n or len(rows) - 1 <= n:
+        return test
+    path = out / f"{test.parent.name}-{test.stem}-n{n}.csv"
+    if not path.exists():
+        body = sorted(random.Random(0).sample(range(1, len(rows)), n))
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([rows[0], *(rows[i] for i in body)])
+    return path
+
+
+def cross_tasks(work: Path, out: Path, max_test: int) -> tuple[str, dict]:
+    """task -> (LM fine-tuned on it, train file, test file, multi-label?) from a cross_task.py work folder."""
+    rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines() if line.strip()]
+    presets = {r["preset"] for r in rows}
+    assert len(presets) == 1, presets
+    tasks = {}
+    for r in rows:
+        fts = sorted(work.glob(f"{r['task']}/pipeline*/fwd/lm-ft"))
+        if r["variant"] != "fwd" or not fts:
+            continue
+        test = sampled_test(out, Path(r["test_file"]), max_test)
+        tasks[r["task"]] = (fts[0], Path(r["train_file"]), test, r["multi"])
+    return presets.pop(), tasks
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", type=Path)
     ap.add_argument("--seeds", default="1,2")
     ap.add_argument("--variant", action="append", required=True, help="NAME:FLAGS for finetune-clf")
-    ap.add_argument("--tasks", default="trec,sst2")
+    ap.add_argument("--tasks", default=None, help="comma-separated (default: trec,sst2; with --cross-task, all)")
+    ap.add_argument("--cross-task", type=Path, help="a bench/cross_task.py work folder: its tasks and LMs")
+    ap.add_argument("--max-test", type=int, default=0, help="with --cross-task: score on a seeded N test rows")
+    ap.add_argument("--jobs", type=int, default=1)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    tasks = {
-        "trec": (ROOT / "sample_data" / "trec_train.csv", ROOT / "sample_data" / "trec_test.csv"),
-        "sst2": (sst2_sample(a.out), SHARED / "sst2" / "test.csv"),
-    }
-    tasks = {k: tasks[k] for k in a.tasks.split(",")}
-    lm = a.out / "lm"
-    if not lm.exists():
-        cli("pretrain", ROOT / "sample_data" / "books.txt", "--preset", "tiny", "--out", lm, "--quiet")
-    results: dict[str, list[float]] = {}
-    for task, (train, test) in tasks.items():
-        ft = a.out / f"ft-{task}"
-        if not ft.exists():
-            cli("finetune-lm", lm, train, "--preset", "tiny", "--out", ft, "--quiet")
-        for spec in a.variant:
-            name, _, flags = spec.partition(":")
-            for seed in a.seeds.split(","):
-                clf = a.out / f"clf-{task}-{name}-{seed}"
-                if not clf.exists():
-                    cli("finetune-clf", ft, train, "--preset", "tiny", "--seed", seed, *flags.split(), "--out", clf,
-                        "--quiet")  # fmt: skip
-                m = json.loads((clf / "manifest.json").read_text())
-                acc = json.loads(cli("evaluate", clf, test, "--json"))["accuracy"]
-                results.setdefault(name, []).append(acc)
-                cols = [name, task, seed, f"{acc:.4f}", m.get("best_epoch"), m.get("kept_epoch"), m["wall_s"]]
-                print("\t".join(map(str, cols)), flush=True)
-    for name, accs in results.items():
-        print(f"mean\t{name}\t{sum(accs) / len(accs):.4f}\t({len(accs)} runs)", flush=True)
+    if a.cross_task:
+        preset, tasks = cross_tasks(a.cross_task, a.out, a.max_test)
+    else:
+        preset, lm = "tiny", a.out / "lm"
+        if not lm.exists():
+            cli("pretrain", ROOT / "sample_data" / "books.txt", "--preset", "tiny", "--out", lm, "--quiet")
+        tasks = {}
+        for task, (train, test) in {
+            "trec": (ROOT / "sample_data" / "trec_train.csv", ROOT / "sample_data" / "trec_test.csv"),
+            "sst2": (sst2_sample(a.out), SHARED / "sst2" / "test.csv"),
+        }.items():
+            ft = a.out / f"ft-{task}"
+            if not ft.exists():
+                cli("finetune-lm", lm, train, "--preset", "tiny", "--out", ft, "--quiet")
+            tasks[task] = (ft, train, test, False)
+    if a.tasks:
+        tasks = {k: tasks[k] for k in a.tasks.split(",")}
+    log = a.out / "results.jsonl"
+    done = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["variant"], r["task"], r["seed"])] = r
+    lock = threading.Lock()
+
+    def one(name: str, flags: str, task: str, seed: str) -> dict:
+        ft, train, test, multi = tasks[task]
+        if (name, task, seed) in done:
+            return done[(name, task, seed)]
+        clf = a.out / f"clf-{task}-{name}-{seed}"
+        if not (clf / "manifest.json").exists():
+            delim = ["--label-delim", " "] if multi else []
+            cli("finetune-clf", ft, train, "--preset", preset, "--seed", seed, *delim, *flags.split(), "--out", clf,
+                "--quiet", "--overwrite")  # fmt: skip
+        m = json.loads((clf / "manifest.json").read_text())
+        score = json.loads(cli("evaluate", clf, test, "--json"))["micro_f1" if multi else "accuracy"]
+        r = dict(variant=name, task=task, seed=seed, score=score, best_epoch=m.get("best_epoch"))
+        r.update(kept_epoch=m.get("kept_epoch"), wall_s=m["wall_s"], flags=flags, test=str(test))
+        with lock:
+            with open(log, "a") as f:
+                f.write(json.dumps(r) + "\n")
+            cols = [name, task, seed, f"{score:.4f}", r["best_epoch"], r["kept_epoch"], r["wall_s"]]
+            print("\t".join(map(str, cols)), flush=True)
+        return r
+
+    jobs = [(*spec.partition(":")[::2], t, s) for spec in a.variant for t in tasks for s in a.seeds.split(",")]
+    with ThreadPoolExecutor(a.jobs) as pool:
+        results = list(pool.map(lambda j: one(*j), jobs))
+    means: dict[str, list[float]] = {}
+    for r in results:
+        means.setdefault(r["variant"], []).append(r["score"])
+    for name, scores in means.items():
+        print(f"mean\t{name}\t{sum(scores) / len(scores):.4f}\t({len(scores)} runs)", flush=True)
 
 
 if __name__ == "__main__":

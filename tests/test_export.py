@@ -23,16 +23,19 @@ from ulmfit_cli.models import inference_classifier
 def _texts() -> list[str]:
     with open(SAMPLE / "trec_test.csv", newline="") as f:
         texts = [r["text"] for r in csv.DictReader(f)][:40]
-    return texts + [" ".join(texts[:k]) for k in (2, 4, 9, 30)]  # up to several hundred tokens (max_len 128)
+    return texts + [" ".join(texts[:k]) for k in (2, 4, 9, 30)]  # up to several hundred tokens (past MAX_LEN)
+
+
+MAX_LEN = 128  # the copies cut documents here (the same weights), so the longest texts above are cut
 
 
 def _variant(clf: Path, tmp: Path, task: str | None = None, **changes) -> Path:
-    """A copy of the tiny pipeline's classifier with config `changes`; with another backbone or task, random
-    weights of that shape (the export must match predict for any weights)."""
+    """A copy of the tiny pipeline's classifier with config `changes` and max_len MAX_LEN; with another backbone
+    or task, random weights of that shape (the export must match predict for any weights)."""
     out = tmp / "run"
     shutil.copytree(clf, out)
     m = json.loads((out / "manifest.json").read_text())
-    m["config"].update(changes)
+    m["config"].update(max_len=MAX_LEN, **changes)
     m["backbone"] = m["config"]["backbone"]
     if task:
         m["task"] = task

@@ -58,19 +58,16 @@ def sst2_sample(out: Path, n: int = 2000) -> Path:
 
 
 def sampled_test(out: Path, test: Path, n: int) -> Path:
-    """A seeded n rows of a test file larger than n (header kept, CSV rows copied), else the file itself."""
-    import csv
+    """A seeded n rows of a test file larger than n (cross_task's reader and atomic writer: text, label), else the
+    file itself; the same rows as bench/learning_curve_imdb.sh's test sample."""
+    from cross_task import read, write  # bench/, this script's folder
 
-    csv.field_size_limit(sys.maxsize)
-    with open(test, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not n or len(rows) - 1 <= n:
+    rows = read(test)
+    if not n or len(rows) <= n:
         return test
     path = out / f"{test.parent.name}-{test.stem}-n{n}.csv"
     if not path.exists():
-        body = sorted(random.Random(0).sample(range(1, len(rows)), n))
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([rows[0], *(rows[i] for i in body)])
+        write(path, [rows[i] for i in sorted(random.Random(0).sample(range(len(rows)), n))])
     return path
 
 

@@ -153,6 +153,28 @@ def test_help_does_not_import_torch(cli):
     assert cli("--help").returncode == 0
 
 
+def test_every_commands_help_text_is_wrapped_as_prose():
+    # typer keeps a docstring's line breaks after its first paragraph and rich wraps each source line by itself:
+    # ragged lines (a full line, then a short one) unless main.reflow joins each paragraph into one line
+    import typer.main
+    from typer.testing import CliRunner
+
+    from ulmfit_cli.cli.main import app
+
+    names = list(typer.main.get_command(app).commands)
+    assert len(names) >= 12
+    for name in names:
+        r = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+        assert r.exit_code == 0, r.output
+        text = r.output.split("Usage:", 1)[1].split("\u256d", 1)[0]  # between the usage line and the first box
+        description = [line.strip() for line in text.splitlines()[1:]]
+        paragraphs = "\n".join(description).strip().split("\n\n")
+        assert paragraphs and paragraphs[0], name
+        for paragraph in paragraphs:
+            lines = paragraph.splitlines()
+            assert all(len(line) >= 55 for line in lines[:-1]), f"{name}: ragged help text {lines}"
+
+
 # ---- user-facing errors: exit code 2, one line on stderr, no traceback, nothing written -----------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import signal
 import sys
+from inspect import cleandoc
 
 import typer
 
@@ -79,18 +80,31 @@ def _register():
         pretrain,
     )
 
-    app.command("pretrain")(guarded(pretrain.pretrain))
-    app.command("finetune-lm")(guarded(finetune_lm.finetune_lm))
-    app.command("finetune-clf")(guarded(finetune_clf.finetune_clf))
-    app.command("predict")(guarded(predict.predict))
-    app.command("evaluate")(guarded(evaluate.evaluate))
-    app.command("info")(guarded(info.info))
-    app.command("import-fastai")(guarded(import_fastai.import_fastai))
-    app.command("inspect")(guarded(inspect.inspect))
-    app.command("lr-find")(guarded(lr_find.lr_find))
-    app.command("export")(guarded(export.export))
-    app.command("learning-curve")(guarded(learning_curve.learning_curve))
-    app.command("pipeline")(guarded(pipeline.pipeline))
+    commands = {
+        "pretrain": pretrain.pretrain,
+        "finetune-lm": finetune_lm.finetune_lm,
+        "finetune-clf": finetune_clf.finetune_clf,
+        "predict": predict.predict,
+        "evaluate": evaluate.evaluate,
+        "info": info.info,
+        "import-fastai": import_fastai.import_fastai,
+        "inspect": inspect.inspect,
+        "lr-find": lr_find.lr_find,
+        "export": export.export,
+        "learning-curve": learning_curve.learning_curve,
+        "pipeline": pipeline.pipeline,
+    }
+    for name, fn in commands.items():
+        command = guarded(fn)
+        command.__doc__ = reflow(fn.__doc__)
+        app.command(name)(command)
+
+
+def reflow(doc: str | None) -> str:
+    """A docstring as --help should show it: paragraphs kept, each one line (typer keeps a docstring's single line
+    breaks after the first paragraph, and rich then wraps each source line by itself into ragged lines)."""
+    paragraphs = cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
 _register()

@@ -65,9 +65,10 @@ def pipeline(
     """pretrain -> finetune-lm -> finetune-clf in one line, forward or (--both-directions) forward and backward,
     with the test score of each classifier and of their ensemble (the paper's bidirectional model).
 
-    Writes OUT/fwd and OUT/bwd (each lm, lm-ft, clf) and OUT/ensemble.json: `ulmfit predict OUT` and `ulmfit
-    evaluate OUT` average both directions. Rerun the same command to finish an interrupted pipeline; with other
-    settings, --overwrite trains again from each direction's first changed stage and keeps the stages before it."""
+    Writes OUT/fwd and OUT/bwd (each lm, lm-ft, clf) and OUT/ensemble.json: `ulmfit predict OUT` and
+    `ulmfit evaluate OUT` average both directions. Rerun the same command to finish an interrupted pipeline; with
+    other settings, --overwrite trains again from each direction's first changed stage and keeps the stages before
+    it."""
     from ..artifacts import LM_STAGES, open_run
     from ..data import Source
     from ..errors import ConfigError

@@ -174,6 +174,15 @@ def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeli
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["lm-semi-s42"]  # per-point runs cleaned up
 
+    # asked for one size of the folder: the summary holds what was asked, the picture the folder's whole curve
+    drawn = []
+    monkeypatch.setattr("ulmfit_cli.plots.learning_curve", lambda curve, *args: drawn.append(curve))
+    part = run(dataclasses.replace(curve, sizes=[40]), Reporter(quiet=True))
+    assert {p["size"] for p in part["points"]} == {40}
+    assert {(r["variant"], r["size"]) for r in drawn[0]} == {
+        (v, n) for n in (20, 40) for v in ("random", "supervised", "semi-supervised")
+    }
+
     # --overwrite with another classifier rate: every point again, from the same semi-supervised LM (kept)
     lm_weights = out / "runs" / "lm-semi-s42" / "model.safetensors"
     lm_before = (lm_weights.stat().st_mtime_ns, lm_weights.read_bytes())

@@ -179,7 +179,8 @@ def run(c: Curve, reporter, on_point=None) -> dict:
     points = [json.loads(_point_path(c, v, s, seed).read_text(encoding="utf-8")) for seed, s, v in todo]
     _write_csv(c)
     summary = {"out": str(c.out), "task": task, "csv": str(c.out / CSV), "points": points, "curve": _curve(points)}
-    summary["plots"] = _draw(c, summary["curve"], task != tasks.REGRESSION, reporter)
+    # the picture, like the CSV, is the folder's whole curve (a curve run in pieces draws every piece)
+    summary["plots"] = _draw(c, _curve(_finished(c)), task != tasks.REGRESSION, reporter)
     return summary
 
 

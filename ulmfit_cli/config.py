@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 
 STAGES = ("pretrain", "finetune-lm", "finetune-clf")
-BACKBONES = ("awd-lstm", "transformer")
+BACKBONES = ("awd-lstm", "transformer", "hf")  # hf: a pretrained Hugging Face checkpoint (`ulmfit import-hf`)
 TOKENIZERS = ("unigram", "bpe")
 NORM_POSITIONS = ("pre", "post", "residual")
 WORD_TOKENIZER = "fastai-words"  # fastai's words: only from `ulmfit import-fastai`, then inherited by later stages
+HF_TOKENIZER = "hf"  # a Hugging Face checkpoint's own tokenizer: only from `ulmfit import-hf`, then inherited
 
 # Sizes fixed by the pretraining stage: later stages inherit them from the parent run, and giving them
 # again is an error rather than a silent mismatch.
@@ -31,6 +32,7 @@ ARCH_FIELDS = (
     "norm_position",
     "attention",
     "backwards",
+    "hf_config",
 )
 
 
@@ -53,6 +55,9 @@ class RunConfig:
     norm_position: str = "pre"  # pre | post (Xiong et al. 2020) | residual (ResiDual, Xie et al. 2023)
     attention: str = "softmax"  # softmax | linear (Katharopoulos et al. 2020)
     backwards: bool = False  # read every text from its end (the paper's backward model, for ensembles)
+    # hf only: the checkpoint's config.json (as transformers writes it), from `ulmfit import-hf`; the architecture
+    hf_config: dict | None = None
+    groups: int = 4  # hf only: the blocks are split into this many contiguous layer groups
     # regularisation (recipe section 1 and 3); every dropout ends in _p and is scaled by drop_mult
     drop_mult: float = 1.0
     wd: float = 0.01
@@ -112,7 +117,7 @@ class RunConfig:
             c.n_heads,
         )
         need(
-            c.tokenizer in TOKENIZERS or (c.tokenizer == WORD_TOKENIZER and c.stage != "pretrain"),
+            c.tokenizer in TOKENIZERS or (c.tokenizer in (WORD_TOKENIZER, HF_TOKENIZER) and c.stage != "pretrain"),
             "tokenizer",
             " or ".join(TOKENIZERS),
             c.tokenizer,
@@ -149,9 +154,38 @@ class RunConfig:
         need(c.label_delim is None or c.label_delim != "", "label_delim", "a non-empty string", c.label_delim)
         if c.regression and c.label_delim is not None:
             problems.append("`--regression` and `--label-delim` cannot be combined (numbers vs label lists)")
+        need(c.groups >= 1, "groups", ">= 1", c.groups)
+        if c.backbone == "hf":
+            problems += _hf_problems(c)
         if problems:
             raise ConfigError("; ".join(problems))
         return self
+
+
+def _hf_problems(c: RunConfig) -> list[str]:
+    """What a pretrained Hugging Face backbone cannot do: be pretrained here, read backwards, take the LSTM's
+    AR/TAR, or read more tokens at once than its position embeddings allow."""
+    if c.hf_config is None or c.stage == "pretrain":
+        return ["`--backbone hf` is a pretrained checkpoint: make its run folder with `ulmfit import-hf MODEL`"]
+    problems = []
+    if c.backwards:
+        problems.append("`--backwards` needs a model pretrained on reversed text; a Hub checkpoint reads forwards")
+    if c.alpha or c.beta:
+        problems.append("`--alpha`/`--beta` (AR/TAR) regularise the AWD-LSTM; give 0 for `--backbone hf`")
+    positions = hf_positions(c.hf_config)
+    if positions and c.stage == "finetune-clf" and c.max_len > positions:
+        problems.append(f"`--max-len` must be at most the model's {positions} positions, got {c.max_len}")
+    if positions and c.bptt > positions:
+        problems.append(f"`--bptt` must be at most the model's {positions} positions, got {c.bptt}")
+    return problems
+
+
+def hf_positions(hf_config: dict) -> int | None:
+    """How many tokens a Hugging Face model reads at once (None when its config does not say)."""
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        if isinstance(hf_config.get(key), int):
+            return hf_config[key]
+    return None
 
 
 # Presets are data: per stage, the values that differ from RunConfig's defaults.
@@ -194,6 +228,27 @@ BACKBONE_PRESETS: dict[str, dict[str, dict]] = {
 }
 
 
+# A pretrained Hugging Face checkpoint: its sizes come from the checkpoint, so a preset only sets the schedule.
+# Rates and Adam's betas are those usual for fine-tuning pretrained transformers (Hugging Face's Trainer: AdamW
+# (0.9, 0.999), clipping at 1.0); the recipe's discriminative rates and STLR stay. bench/RESULTS.md 16 has the
+# measurements behind them. tiny is the CI path on tiny random models.
+HF_PRESETS: dict[str, dict[str, dict]] = {
+    "tiny": {
+        "finetune-lm": dict(epochs=1, bs=8, bptt=32, lr=1e-3),
+        "finetune-clf": dict(epochs=4, bs=16, bptt=32, lr=1e-3, max_len=128, groups=2),
+    },
+    "small": {
+        "finetune-lm": dict(epochs=1, bs=8, bptt=128, lr=1e-4),
+        "finetune-clf": dict(epochs=8, bs=16, bptt=128, lr=2e-4, max_len=512),
+    },
+    "paper": {
+        "finetune-lm": dict(epochs=3, bs=16, bptt=256, lr=1e-4),
+        "finetune-clf": dict(epochs=10, bs=16, bptt=256, lr=2e-4, max_len=512),
+    },
+}
+HF_COMMON = dict(alpha=0.0, beta=0.0, beta1=0.9, beta2=0.999, clip=1.0, wd=0.01, drop_mult=1.0)
+
+
 def resolve(stage: str, preset: str, flags: dict, parent: dict | None = None) -> RunConfig:
     """Preset defaults for `stage`, then the parent's architecture, then every flag the user gave (not None).
 
@@ -216,6 +271,8 @@ def resolve(stage: str, preset: str, flags: dict, parent: dict | None = None) ->
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     backbone = given.get("backbone") or values.get("backbone") or RunConfig.backbone
+    if backbone == "hf" and stage != "pretrain":
+        values.update(HF_COMMON, **HF_PRESETS[preset][stage])
     over = dict(BACKBONE_PRESETS.get(backbone, {}).get(preset, {}))
     values["lr"] = values.get("lr", RunConfig.lr) * over.pop("lr_scale", 1.0)
     values.update({k: v for k, v in over.items() if parent is None or k not in ARCH_FIELDS})

@@ -22,13 +22,21 @@ from .tokenizer import PAD_ID, encode_docs, load_tokenizer
 
 
 def docs_of(tok, texts: list[str], cfg: RunConfig) -> list[np.ndarray]:
-    """Token ids per document, <bos> first, cut to `max_len` tokens. fastai runs the whole document and keeps
+    """Token ids per document, <bos> first, cut to `max_len` tokens by the backbone's rule (`cut_doc`: the first
+    max_len for ours; head and tail for a Hugging Face checkpoint). fastai runs the whole document and keeps
     the last max_len outputs; cutting up front bounds the work on huge documents, and all kept tokens get
     gradients (BPT3C in SentenceEncoder still handles everything longer than bptt). A backwards model reads
     each document reversed, as its LM read the reversed stream."""
-    head = max(PIECE_CHARS, 100 * cfg.max_len)  # far more characters than max_len tokens span: same ids, bounded work
-    docs = [d[: cfg.max_len] for d in encode_docs(tok, [text_head(t, head) for t in texts])]
+    span = max(PIECE_CHARS, 100 * cfg.max_len)  # far more characters than max_len tokens span: same ids, bounded work
+    cut = backbone(cfg.backbone).cut_doc
+    docs = [cut(d, cfg.max_len) for d in encode_docs(tok, [_ends(t, span) for t in texts])]
     return [d[::-1].copy() for d in docs] if cfg.backwards else docs
+
+
+def _ends(text: str, span: int) -> str:
+    """The start of `text` (text_head) and, for a text longer than both, its last `span` characters: the tokens
+    any cut_doc keeps, with bounded work. The first tokens are exactly the whole text's."""
+    return text if len(text) <= 2 * span else text_head(text, span) + " " + text[-span:]
 
 
 def predict_logits(model, docs: list[np.ndarray], cfg: RunConfig, bs: int | None = None) -> np.ndarray:

@@ -11,12 +11,13 @@ import numpy as np
 def token_report(tok, texts: list[str], max_len: int, word_level: bool) -> dict:
     """Token lengths of the documents (no <bos>), the share cut by `max_len`, the <unk> rate, and the share of
     words (by occurrence) split into 4+ pieces: many such words mean the tokenizer was built for other text."""
-    from .tokenizer import UNK_ID, encode_docs
+    from .tokenizer import encode_docs, unk_id
 
     docs = encode_docs(tok, texts, bos=False)
     lens = np.array([len(d) for d in docs])
     total = int(lens.sum())
-    unk = sum(int((d == UNK_ID).sum()) for d in docs)
+    unk_token = unk_id(tok)
+    unk = 0 if unk_token is None else sum(int((d == unk_token).sum()) for d in docs)
     rep = {
         "documents": len(docs),
         "tokens": total,
@@ -30,7 +31,8 @@ def token_report(tok, texts: list[str], max_len: int, word_level: bool) -> dict:
     if unk and not word_level:  # which characters the tokenizer cannot read, most frequent first
         chars = Counter(c for t in texts for c in set(t) if not c.isspace())
         cands = list(chars)
-        unknown = [c for c, e in zip(cands, tok.encode_batch_fast(cands, add_special_tokens=False)) if UNK_ID in e.ids]
+        encs = tok.encode_batch_fast(cands, add_special_tokens=False)
+        unknown = [c for c, e in zip(cands, encs) if unk_token in e.ids]
         rep["unknown_chars"] = sorted(unknown, key=lambda c: -chars[c])[:10]
     if not word_level:  # a word vocabulary (import-fastai) never splits a word
         words = Counter(w for t in texts for w in t.split())
@@ -49,8 +51,12 @@ def suggest(stats: dict, cfg) -> dict:
     halved until bs x min(p99, max_len) fits in what that bs holds with documents of 8 bptt windows, the
     classifier's memory growing with the tokens of a batch (BPT3C keeps every chunk's activations).
     """
+    from .config import hf_positions
+
     bptt = cfg.bptt
     max_len = max(bptt, -(-stats["p99"] // bptt) * bptt)
+    if cfg.hf_config is not None:  # a checkpoint reads at most its position embeddings' worth
+        max_len = min(max_len, hf_positions(cfg.hf_config) or max_len)
     tokens = min(stats["p99"], max(cfg.max_len, max_len))
     bs = cfg.bs
     while bs > 4 and bs * tokens > cfg.bs * 8 * bptt:

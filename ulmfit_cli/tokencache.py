@@ -22,7 +22,7 @@ import numpy as np
 from .artifacts import written
 from .data import Corpus
 from .errors import InputError
-from .tokenizer import BOS_ID, ENCODE_CHUNK, StreamEncoder, file_sha256
+from .tokenizer import ENCODE_CHUNK, StreamEncoder, file_sha256, start_id
 
 FORMAT = "ulmfit-ids/1"
 
@@ -97,7 +97,7 @@ def _build(corpora, tok, tokenizer_sha256, max_tokens, folder: Path, key: str, r
     dtype = np.dtype(np.uint16 if tok.get_vocab_size() <= np.iinfo(np.uint16).max + 1 else np.uint32)
     tmp, meta_tmp = folder / f".{key}.ids.{os.getpid()}.tmp", folder / f".{key}.json.{os.getpid()}.tmp"
     h, n, docs, t0 = hashlib.sha256(), 0, 0, time.time()
-    encode = StreamEncoder(tok)
+    encode, first = StreamEncoder(tok), start_id(tok)
     reporter.info(f"{what}: tokenizing into {folder / key}.ids")
     try:
         with written(tmp), open(tmp, "wb") as f:
@@ -109,7 +109,7 @@ def _build(corpora, tok, tokenizer_sha256, max_tokens, folder: Path, key: str, r
                     b = arr.astype(dtype).tobytes()
                     f.write(b)
                     h.update(b)
-                    n, docs = n + len(arr), docs + int((arr == BOS_ID).sum())
+                    n, docs = n + len(arr), docs + int((arr == first).sum())
                     if max_tokens and n >= max_tokens:
                         break
                 if corpus.replaced_chars:

@@ -64,8 +64,9 @@ def _round_scores(tok):
 
 
 def load_tokenizer(path: Path):
-    """A run's tokenizer.json: a Hugging Face tokenizer, or a fastai word vocabulary (words.WordVocab, from
-    `ulmfit import-fastai`) with the same interface."""
+    """A run's tokenizer.json: a Hugging Face tokenizer, a fastai word vocabulary (words.WordVocab, from
+    `ulmfit import-fastai`) or a Hugging Face checkpoint's tokenizer (CheckpointTokenizer, from `ulmfit import-hf`),
+    all with the same interface."""
     import json
 
     from tokenizers import Tokenizer
@@ -76,7 +77,54 @@ def load_tokenizer(path: Path):
     spec = json.loads(text)
     if isinstance(spec, dict) and spec.get("kind") == KIND:
         return WordVocab.from_spec(spec, Path(path))
+    if isinstance(spec, dict) and spec.get("kind") == CheckpointTokenizer.kind:
+        return CheckpointTokenizer.from_spec(spec)
     return Tokenizer.from_str(text)
+
+
+class CheckpointTokenizer:
+    """A pretrained checkpoint's own tokenizer (its tokenizer.json, unchanged) and the one id the stages need that
+    the file alone does not say: `start_id`, the token put before every document (the checkpoint's bos token, else
+    its eos token, the separator GPT-2-style models were trained with). The stages add no other special token.
+    Saved as {"kind": "hf-checkpoint", "start_id": N, "tokenizer": <the checkpoint's tokenizer.json>}."""
+
+    kind = "hf-checkpoint"
+
+    def __init__(self, tok, start_id: int):
+        self.tok, self.start_id = tok, start_id
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> CheckpointTokenizer:
+        import json
+
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_str(json.dumps(spec["tokenizer"])), int(spec["start_id"]))
+
+    def to_str(self, pretty: bool = False) -> str:
+        import json
+
+        spec = {"kind": self.kind, "start_id": self.start_id, "tokenizer": json.loads(self.tok.to_str())}
+        return json.dumps(spec, indent=2 if pretty else None, ensure_ascii=False)
+
+    def __getattr__(self, name):  # encode_batch_fast, get_vocab_size, token_to_id, decode, ...: the tokenizer's
+        if name == "tok":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.tok, name)
+
+
+def unk_id(tok) -> int | None:
+    """The id of the unknown token, or None when the tokenizer has none (a byte-level checkpoint's reads anything)."""
+    if isinstance(tok, CheckpointTokenizer):
+        unk = getattr(tok.tok.model, "unk_token", None)
+        return tok.token_to_id(unk) if unk else None
+    return UNK_ID
+
+
+def start_id(tok) -> int:
+    """The id the stages put before every document: <bos> for our tokenizers and fastai's words, the checkpoint's
+    own start token for a Hugging Face checkpoint's."""
+    return getattr(tok, "start_id", BOS_ID)
 
 
 def file_sha256(path: Path) -> str:
@@ -159,7 +207,7 @@ class StreamEncoder:
         if not texts:
             return np.zeros(0, np.int32)
         if not self.table:
-            docs = (itertools.chain((BOS_ID,), enc.ids) for enc in encodings(self.tok, texts))
+            docs = (itertools.chain((start_id(self.tok),), enc.ids) for enc in encodings(self.tok, texts))
             return np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int32)
         words = self._words(texts)
         rows = np.fromiter(map(self.row.get, words, itertools.repeat(-1)), dtype=np.int64, count=len(words))
@@ -278,12 +326,12 @@ def _nfkc(text: str, rust) -> str:
 
 
 def encode_docs(tok, texts: Iterable[str], bos: bool = True) -> list[np.ndarray]:
-    """One int32 array per document, each starting with <bos> (as fastai's xxbos) when `bos`."""
-    out = []
+    """One int32 array per document, each starting with <bos> (as fastai's xxbos; start_id) when `bos`."""
+    out, first = [], start_id(tok)
     for chunk in _chunks(texts, ENCODE_CHUNK):
         for enc in encodings(tok, chunk):
             ids = np.asarray(enc.ids, dtype=np.int32)
-            out.append(np.concatenate([[BOS_ID], ids]).astype(np.int32) if bos else ids)
+            out.append(np.concatenate([[first], ids]).astype(np.int32) if bos else ids)
     return out
 
 

@@ -68,6 +68,14 @@ Wd = Annotated[float | None, typer.Option(help="Decoupled weight decay.", rich_h
 LrFactor = Annotated[
     float | None, typer.Option(help="Each lower layer group's rate is the one above / this.", rich_help_panel=TRAIN)
 ]
+Groups = Annotated[
+    int | None,
+    typer.Option(
+        help="--backbone hf: split the checkpoint's blocks into this many layer groups (between the embeddings "
+        "and the top).",
+        rich_help_panel=TRAIN,
+    ),
+]
 CutFrac = Annotated[float | None, typer.Option(help="STLR: share of a phase spent warming up.", rich_help_panel=TRAIN)]
 Ratio = Annotated[float | None, typer.Option(help="STLR: peak rate / lowest rate.", rich_help_panel=TRAIN)]
 Clip = Annotated[float | None, typer.Option(help="Gradient norm clip (0 = none).", rich_help_panel=TRAIN)]

@@ -78,8 +78,12 @@ def _no_zero_weight_dropout(model):
     return model
 
 
-def group_names(kind: str, n_layers: int) -> list[str]:
+def group_names(kind: str, cfg: RunConfig) -> list[str]:
     """Layer groups from the bottom up, known before any model is built (for --print-schedule)."""
+    return _names(kind, cfg.n_layers)
+
+
+def _names(kind: str, n_layers: int) -> list[str]:
     lstms = [f"lstm{i + 1}" for i in range(n_layers)]
     return lstms + ["embed+decoder"] if kind == "lm" else ["embed", *lstms, "head"]
 
@@ -88,14 +92,14 @@ def lm_groups(model) -> tuple[list[str], list[list]]:
     """fastai's awd_lstm_lm_split: one group per LSTM layer, then embedding + tied decoder on top."""
     from fastai.text.models.awdlstm import awd_lstm_lm_split
 
-    return group_names("lm", len(model[0].rnns)), [list(g) for g in awd_lstm_lm_split(model)]
+    return _names("lm", len(model[0].rnns)), [list(g) for g in awd_lstm_lm_split(model)]
 
 
 def classifier_groups(model) -> tuple[list[str], list[list]]:
     """fastai's awd_lstm_clas_split: embedding, one group per LSTM layer, then the head."""
     from fastai.text.models.awdlstm import awd_lstm_clas_split
 
-    return group_names("classifier", len(model[0].module.rnns)), [list(g) for g in awd_lstm_clas_split(model)]
+    return _names("classifier", len(model[0].module.rnns)), [list(g) for g in awd_lstm_clas_split(model)]
 
 
 def diagnosed_layers(model) -> None:
@@ -109,6 +113,11 @@ def encoder_of_lm(lm):
 
 def encoder_of_classifier(clf):
     return clf[0].module
+
+
+def cut_doc(doc, max_len: int):
+    """A document's first `max_len` tokens (see inference.docs_of)."""
+    return doc[:max_len]
 
 
 def pad_batch(docs, pad_id: int, bptt: int):

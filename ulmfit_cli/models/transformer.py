@@ -182,7 +182,11 @@ def _block_groups(n_layers: int) -> list[list[int]]:
     return [list(a) for a in np.array_split(np.arange(n_layers), k)]
 
 
-def group_names(kind: str, n_layers: int) -> list[str]:
+def group_names(kind: str, cfg: RunConfig) -> list[str]:
+    return _names(kind, cfg.n_layers)
+
+
+def _names(kind: str, n_layers: int) -> list[str]:
     blocks = [f"blocks{g[0] + 1}-{g[-1] + 1}" if len(g) > 1 else f"block{g[0] + 1}" for g in _block_groups(n_layers)]
     return [*blocks, "embed+norm"] if kind == "lm" else ["embed", *blocks, "head"]
 
@@ -199,13 +203,13 @@ def lm_groups(model: TransformerLM):
     """Blocks bottom-up, then embeddings + final norm on top (the tied head is the embedding), as awd_lstm.
     ResiDual's final norm of the dual stream sits where Pre-LN's final norm does, so the groups are the same."""
     b = model.body
-    return group_names("lm", len(b.blocks)), [*_blocks(b), _embed(b) + list(b.norm_f.parameters())]
+    return _names("lm", len(b.blocks)), [*_blocks(b), _embed(b) + list(b.norm_f.parameters())]
 
 
 def classifier_groups(model: TransformerClassifier):
     b = model.body
     head = list(b.norm_f.parameters()) + list(model.head.parameters())
-    return group_names("classifier", len(b.blocks)), [_embed(b), *_blocks(b), head]
+    return _names("classifier", len(b.blocks)), [_embed(b), *_blocks(b), head]
 
 
 def diagnosed_layers(model) -> list:
@@ -219,6 +223,11 @@ def encoder_of_lm(lm: TransformerLM) -> Body:
 
 def encoder_of_classifier(clf: TransformerClassifier) -> Body:
     return clf.body
+
+
+def cut_doc(doc: np.ndarray, max_len: int) -> np.ndarray:
+    """A document's first `max_len` tokens (see inference.docs_of)."""
+    return doc[:max_len]
 
 
 def pad_batch(docs: list[np.ndarray], pad_id: int, bptt: int) -> np.ndarray:

@@ -1,0 +1,303 @@
+"""Pretrained Hugging Face decoders as a backbone (`import-hf`, `--backbone hf`): tiny random GPT-2 and Llama models
+built by the tests in the Hub's layout (hf_tiny), driven through the real commands. Nothing is downloaded
+(HF_HUB_OFFLINE=1 in every call)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import hf_tiny
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import one_line_error
+
+FAMILIES = ("gpt2", "llama")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hf")
+    for family in FAMILIES:
+        hf_tiny.write_model(root / family, family, seed=1)
+    hf_tiny.write_model(root / "llama-untied", "llama", seed=2, tie=False)
+    hf_tiny.write_gguf(root / "gguf" / "tiny.gguf", seed=3)
+    hf_tiny.write_model(root / "llama-seed3", "llama", seed=3)
+    texts = hf_tiny.CORPUS * 4
+    with open(root / "train.csv", "w", newline="", encoding="utf-8") as f:  # a label a model can learn: "the"
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows((t, "the" if " the " in f" {t.lower()} " else "other") for t in texts)
+    return root
+
+
+def _logits(model, ids):
+    import torch
+
+    with torch.no_grad():
+        return model(torch.tensor([ids]))
+
+
+def _ours(run: Path):
+    """The LM of an import-hf run folder as the stages load it."""
+    from ulmfit_cli import artifacts as A
+    from ulmfit_cli.config import from_dict
+    from ulmfit_cli.models import backbone
+
+    r = A.open_run(run, A.LM_STAGES, "test")
+    cfg = from_dict(r.config)
+    lm = backbone(cfg.backbone).build_lm(cfg, r.manifest["vocab_size"])
+    A.load_weights(lm, r.file("weights"))
+    return lm.eval()
+
+
+def _theirs(folder: Path, gguf: str | None = None):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf, dtype=torch.float32).eval()
+
+
+@pytest.mark.parametrize("name", [*FAMILIES, "llama-untied"])
+def test_imported_logits_equal_transformers(work, ulmfit, tmp_path, name):
+    r = ulmfit("import-hf", work / name, "--out", tmp_path / "lm", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["stage"] == "pretrain"
+    ids = list(range(1, 60)) + [0, 5, 7]
+    ours = _logits(_ours(tmp_path / "lm"), ids)[0]
+    theirs = _logits(_theirs(work / name), ids).logits
+    assert ours.shape == theirs.shape == (1, len(ids), hf_tiny.VOCAB_SIZE)
+    assert float((ours - theirs).abs().max()) < 1e-5
+    m = json.loads((tmp_path / "lm" / "manifest.json").read_text())
+    assert m["backbone"] == "hf" and m["config"]["hf_config"]["model_type"] == name.split("-")[0]
+    assert m["imported"]["start_token"] == {"id": 0, "text": hf_tiny.EOS}
+    assert m["inputs"][0]["fingerprint"].startswith("sha256:")
+    assert (tmp_path / "lm" / "hf" / "config.json").is_file() and (tmp_path / "lm" / "hf" / "tokenizer.json").is_file()
+
+
+def test_gguf_file_imports_with_the_weights_it_holds(work, ulmfit, tmp_path):
+    """write_gguf(seed 3) holds exactly write_model(llama, seed 3)'s weights, permuted as llama.cpp writes them."""
+    r = ulmfit("import-hf", work / "gguf", "--gguf-file", "tiny.gguf", "--out", tmp_path / "lm")
+    assert r.returncode == 0, r.stderr
+    assert "GGUF tensors" not in r.stderr  # transformers' own progress bar stays off our stderr
+    ids = [0, *range(3, 80)]
+    ours = _logits(_ours(tmp_path / "lm"), ids)[0]
+    assert float((ours - _logits(_theirs(work / "llama-seed3"), ids).logits).abs().max()) < 1e-5
+    m = json.loads((tmp_path / "lm" / "manifest.json").read_text())
+    assert m["imported"]["gguf_file"] == "tiny.gguf"
+    # the .gguf file itself as MODEL is the same import
+    assert ulmfit("import-hf", work / "gguf" / "tiny.gguf", "--out", tmp_path / "lm2").returncode == 0
+    assert (tmp_path / "lm2" / "model.safetensors").read_bytes() == (tmp_path / "lm" / "model.safetensors").read_bytes()
+
+
+def test_tokenizer_is_the_checkpoints(work, ulmfit, tmp_path):
+    """The run's tokenizer gives the checkpoint's ids (transformers' AutoTokenizer, no special tokens added)."""
+    from transformers import AutoTokenizer
+
+    from ulmfit_cli.tokenizer import encode_docs, load_tokenizer
+
+    assert ulmfit("import-hf", work / "gpt2", "--out", tmp_path / "lm").returncode == 0
+    tok = load_tokenizer(tmp_path / "lm" / "tokenizer.json")
+    theirs = AutoTokenizer.from_pretrained(str(work / "gpt2"))
+    texts = [*hf_tiny.CORPUS, "naïve café 😀\ttabs", "  spaces  "]
+    for text, doc in zip(texts, encode_docs(tok, texts)):
+        assert doc[0] == 0  # the start token (<|endoftext|>, the checkpoint's bos)
+        assert doc[1:].tolist() == theirs(text, add_special_tokens=False)["input_ids"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_three_stages_and_every_reader(work, ulmfit, tmp_path, family):
+    lm, ft, clf = tmp_path / "lm", tmp_path / "ft", tmp_path / "clf"
+    train = work / "train.csv"
+    assert ulmfit("import-hf", work / family, "--out", lm, "-q").returncode == 0
+    r = ulmfit("finetune-lm", lm, train, "--out", ft, "--preset", "tiny", "--epochs", "2", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    first = json.loads((ft / "manifest.json").read_text())["history"]
+    assert len(first) == 2 and all(np.isfinite(row["valid_loss"]) for row in first)
+    r = ulmfit("finetune-clf", ft, train, "--out", clf, "--preset", "tiny", "--epochs", "5", "--lr", "3e-3", "-q")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((clf / "manifest.json").read_text())
+    assert m["backbone"] == "hf" and [p["stage"] for p in [m["parent"]]] == ["finetune-lm"]
+    assert m["history"][-1]["accuracy"] >= 0.5
+    r = ulmfit("predict", clf, train, "--format", "jsonl")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == len(hf_tiny.CORPUS) * 4
+    assert all(abs(sum(row["probs"].values()) - 1) < 1e-4 for row in rows)
+    r = ulmfit("evaluate", clf, train, "--json")
+    assert r.returncode == 0, r.stderr
+    assert 0 <= json.loads(r.stdout)["accuracy"] <= 1
+    r = ulmfit("predict", clf, train, "--quantize", "int8", "--format", "label")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == len(rows), r.stderr
+    r = ulmfit("info", clf, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["backbone"] == "hf"
+    r = ulmfit("predict", clf, train, "--ensemble", clf, "--format", "jsonl")  # an ensemble of one run twice
+    assert r.returncode == 0 and [json.loads(x)["probs"] for x in r.stdout.splitlines()] == [x["probs"] for x in rows]
+
+
+def test_the_schedule_has_the_checkpoints_layer_groups(work, ulmfit, tmp_path):
+    assert ulmfit("import-hf", work / "llama", "--out", tmp_path / "lm", "-q").returncode == 0
+    r = ulmfit(
+        "finetune-clf", tmp_path / "lm", work / "train.csv", "--preset", "tiny", "--print-schedule", "--groups", "2"
+    )
+    assert r.returncode == 0, r.stderr
+    for name in ("embed", "block1", "block2", "head"):
+        assert name in r.stdout
+    r = ulmfit(
+        "finetune-clf", tmp_path / "lm", work / "train.csv", "--preset", "tiny", "--print-schedule", "--groups", "1"
+    )
+    assert "blocks1-2" in r.stdout
+
+
+@pytest.mark.parametrize("name", [*FAMILIES, "llama-untied"])
+@pytest.mark.parametrize("groups", [1, 2, 5])
+def test_layer_groups_partition_the_parameters(work, name, groups):
+    """Every parameter trains in exactly one group; a tied LM head is the embedding, in the embed group."""
+    from ulmfit_cli.config import RunConfig
+    from ulmfit_cli.models import hf
+
+    config = json.loads((work / name / "config.json").read_text())
+    cfg = RunConfig(stage="finetune-lm", backbone="hf", tokenizer="hf", hf_config=config, n_layers=2, groups=groups)
+    for model, grouped in ((hf.build_lm(cfg), hf.lm_groups), (hf.build_classifier(cfg, None, 3), hf.classifier_groups)):
+        names, groups_ = grouped(model)
+        assert names == hf.group_names("lm", cfg) and len(names) == len(groups_) == 2 + min(groups, 2)
+        ids = [id(p) for g in groups_ for p in g]
+        assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
+        embedding = model.hf.get_input_embeddings() if hasattr(model, "hf") else model.body.get_input_embeddings()
+        assert id(embedding.weight) in {id(p) for p in groups_[0]}
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3000), max_len=st.integers(2, 600))
+def test_cut_doc_keeps_head_and_tail(n, max_len):
+    from ulmfit_cli.models.hf import HEAD_SHARE, cut_doc
+
+    doc = np.arange(n)
+    kept = cut_doc(doc, max_len)
+    if n <= max_len:
+        assert kept.tolist() == doc.tolist()
+        return
+    head = max(1, int(max_len * HEAD_SHARE))
+    assert len(kept) == max_len and kept[0] == 0 and kept[-1] == n - 1
+    assert kept[:head].tolist() == list(range(head)) and kept[head:].tolist() == list(range(n - max_len + head, n))
+
+
+@settings(max_examples=25, deadline=None)
+@given(lens=st.lists(st.integers(1, 40), min_size=1, max_size=6), seed=st.integers(0, 1000))
+def test_pool_masks_pads_and_the_start_token(lens, seed):
+    """pool = [last real token, max, mean] over real tokens after the first, checked against a plain loop."""
+    import torch
+
+    from ulmfit_cli.models.hf import pool
+
+    g = torch.Generator().manual_seed(seed)
+    T = max(lens)
+    h = torch.randn(len(lens), T, 4, generator=g)
+    mask = torch.tensor([[t < n for t in range(T)] for n in lens])
+    out = pool(h, mask)
+    for r, n in enumerate(lens):
+        body = h[r, 1:n] if n > 1 else h[r, :1]
+        want = torch.cat([h[r, n - 1], body.max(0).values, body.mean(0)])
+        assert torch.allclose(out[r], want, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_documents_output_does_not_depend_on_its_batch(work, family):
+    """Padding at the end with causal attention: a document alone and in a batch beside longer ones gives the
+    same logits (the pads it sits beside are invisible to it)."""
+    import torch
+
+    from ulmfit_cli.batches import classifier_batches
+    from ulmfit_cli.config import RunConfig
+    from ulmfit_cli.models import hf
+
+    config = json.loads((work / family / "config.json").read_text())
+    cfg = RunConfig(stage="finetune-clf", backbone="hf", tokenizer="hf", hf_config=config, n_layers=2)
+    torch.manual_seed(0)
+    model = hf.build_classifier(cfg, None, 3).eval()
+    rng = np.random.default_rng(0)
+    docs = [np.concatenate([[0], rng.integers(1, 300, size=k)]) for k in (3, 17, 40, 1, 8)]
+    with torch.no_grad():
+        alone = [model(torch.tensor(hf.pad_batch([d], 0, 0)))[0][0] for d in docs]
+        for idx, x, _ in classifier_batches(docs, None, 5, 32, 0, pad=hf.pad_batch):
+            together = model(x)[0]
+            for row, i in enumerate(idx):
+                assert torch.allclose(together[row], alone[i], atol=1e-5)
+
+
+def test_random_init_is_the_same_architecture(work, ulmfit, tmp_path):
+    """learning-curve's no-pretraining variant: `--init random` (finetune-clf) builds the checkpoint's
+    architecture with fresh weights."""
+    assert ulmfit("import-hf", work / "llama", "--out", tmp_path / "lm", "-q").returncode == 0
+    r = ulmfit("finetune-clf", tmp_path / "lm", work / "train.csv", "--out", tmp_path / "c", "--preset", "tiny",
+               "--epochs", "1", "--init", "random", "-q")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "c" / "manifest.json").read_text())["init"] == "random"
+
+
+# ---- refusals: one line, exit 2, nothing written ----------------------------------------------------------
+
+
+def test_code_from_the_checkpoint_is_refused(work, ulmfit, tmp_path):
+    folder = tmp_path / "remote"
+    hf_tiny.write_model(folder, "llama")
+    spec = json.loads((folder / "config.json").read_text())
+    spec["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
+    (folder / "config.json").write_text(json.dumps(spec))
+    one_line_error(ulmfit("import-hf", folder, "--out", tmp_path / "lm"), 2, "trust_remote_code")
+    assert not (tmp_path / "lm").exists()
+
+
+def test_an_encoder_is_refused_naming_what_is_supported(ulmfit, tmp_path):
+    from transformers import BertConfig
+
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    BertConfig(
+        vocab_size=64, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
+    ).save_pretrained(folder)
+    one_line_error(ulmfit("import-hf", folder, "--out", tmp_path / "lm"), 2, "not a decoder-only causal LM", "llama")
+    assert not (tmp_path / "lm").exists()
+
+
+def test_missing_things_are_one_line(work, ulmfit, tmp_path):
+    one_line_error(ulmfit("import-hf", tmp_path / "nowhere", "--out", tmp_path / "a"), 2, "no such folder")
+    one_line_error(ulmfit("import-hf", work / "gguf", "--out", tmp_path / "a"), 2, "no config.json", "--gguf-file")
+    one_line_error(
+        ulmfit("import-hf", work / "gguf", "--gguf-file", "other.gguf", "--out", tmp_path / "a"), 2, "no such GGUF"
+    )
+    one_line_error(ulmfit("import-hf", work / "llama", "--dtype", "int3", "--out", tmp_path / "a"), 2, "--dtype")
+    # a Hub id with the network off (HF_HUB_OFFLINE=1) and nothing cached
+    one_line_error(ulmfit("import-hf", "nobody/no-such-model", "--out", tmp_path / "a"), 2, "nobody/no-such-model")
+    assert not (tmp_path / "a").exists()
+
+
+def test_without_transformers_the_command_says_how_to_get_it(work, tmp_path, monkeypatch):
+    import importlib.util
+
+    from ulmfit_cli import hub
+    from ulmfit_cli.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"pip install 'ulmfit-cli\[hf\]'"):
+        hub.import_hf(str(work / "llama"), tmp_path / "lm", reporter=None)
+    assert not (tmp_path / "lm").exists()
+
+
+def test_what_a_checkpoint_cannot_do_is_refused_before_any_work(work, ulmfit, tmp_path):
+    lm = tmp_path / "lm"
+    assert ulmfit("import-hf", work / "gpt2", "--out", lm, "-q").returncode == 0
+    train = work / "train.csv"
+    one_line_error(ulmfit("finetune-lm", lm, train, "--out", tmp_path / "a", "--backwards"), 2, "--backwards")
+    one_line_error(ulmfit("finetune-lm", lm, train, "--out", tmp_path / "a", "--alpha", "2"), 2, "--alpha")
+    one_line_error(ulmfit("finetune-clf", lm, train, "--out", tmp_path / "a", "--max-len", "1000"), 2, "256 positions")
+    one_line_error(ulmfit("finetune-lm", lm, train, "--out", tmp_path / "a", "--backbone", "awd-lstm"), 2, "--backbone")
+    one_line_error(ulmfit("pretrain", train, "--out", tmp_path / "a", "--backbone", "hf"), 2, "import-hf")
+    assert not (tmp_path / "a").exists()

@@ -1,0 +1,273 @@
+"""A pretrained Hugging Face checkpoint as a `pretrain` run folder (`ulmfit import-hf`).
+
+MODEL is a local folder in the Hugging Face layout (config.json, safetensors or a GGUF file, tokenizer files) or a
+Hub id, fetched through huggingface_hub's cache when the network allows (HF_HUB_OFFLINE=1 reads the cache only).
+Nothing from the checkpoint runs: transformers builds the architecture from its config with
+trust_remote_code off, and a checkpoint that needs its own code is refused. A GGUF file (`--gguf-file`) is
+dequantized by transformers (the `gguf` package reads it).
+
+The run folder holds the weights as safetensors (keys of our models.hf.HFLM), the checkpoint's tokenizer inside a
+tokenizer.CheckpointTokenizer (tokenizer.json), the checkpoint's config as the run's `hf_config`, its own files
+(config.json, tokenizer files) under hf/, and a manifest naming the source: id or path, revision or file
+hashes, and the licence where the checkpoint states one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import artifacts as A
+from .config import HF_TOKENIZER, RunConfig
+from .errors import ConfigError, InputError
+from .runs import manifest as run_manifest
+from .runs import setup, summary, writing
+from .tokenizer import CheckpointTokenizer, file_sha256
+
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16",
+          "fp16": "float16"}  # fmt: skip
+EXAMPLES = "gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, olmo2, smollm3"
+HF_FILES = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "*.safetensors", "*.safetensors.index.json", "README.md"]  # fmt: skip
+INSTALL = "pip install 'ulmfit-cli[hf]'"
+
+
+def need_transformers(gguf: bool = False) -> None:
+    """One line, before any work, when the optional extra is missing."""
+    import importlib.util
+
+    missing = [
+        m for m in ("transformers", *(("gguf", "accelerate") if gguf else ())) if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        raise ConfigError(f"import-hf needs {' and '.join(missing)}, which is not installed: {INSTALL}")
+
+
+def import_hf(
+    model: str,
+    out: Path,
+    *,
+    gguf_file: str | None = None,
+    revision: str | None = None,
+    dtype: str = "float32",
+    overwrite: bool = False,
+    reporter,
+) -> dict:
+    started = time.time()
+    if dtype not in DTYPES:
+        raise ConfigError(f"`--dtype` must be one of float32, bfloat16, float16, got {dtype!r}")
+    local = Path(model)
+    if gguf_file is None and local.suffix == ".gguf" and local.is_file():  # MODEL given as the .gguf file itself
+        local, gguf_file = local.parent, local.name
+    need_transformers(gguf_file is not None)
+    A.check_out(out, overwrite)
+    setup(RunConfig.seed)
+    folder, source = _fetch(model, local, gguf_file, revision, reporter)
+    if gguf_file is not None and not (folder / gguf_file).is_file():
+        raise InputError(f"{folder / gguf_file}: no such GGUF file")
+    config = _config(folder, gguf_file, model)
+    reporter.info(f"loading {model}{f' ({gguf_file})' if gguf_file else ''}: {config.model_type}, "
+                  f"{config.num_hidden_layers} blocks, width {config.hidden_size}")  # fmt: skip
+    hf_model = _load_model(folder, gguf_file, config, model)
+    tok, start = _tokenizer(folder, gguf_file, model)
+    hf_config = json.loads(config.to_json_string(use_diff=False))
+    hf_config.pop("architectures", None)
+    hf_config["architectures"] = [type(hf_model).__name__]
+    width = config.hidden_size
+    cfg = RunConfig(
+        stage="pretrain",
+        backbone="hf",
+        tokenizer=HF_TOKENIZER,
+        vocab_size=int(config.vocab_size),
+        emb_sz=int(config.hidden_size),
+        n_hid=int(getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * width),
+        n_layers=int(config.num_hidden_layers),
+        n_heads=int(config.num_attention_heads),
+        hf_config=hf_config,
+    )
+    from .models.hf import HFLM, blocks_of
+
+    try:
+        blocks_of(hf_model.base_model)
+    except ValueError:
+        raise InputError(f"{model}: cannot find its {config.num_hidden_layers} blocks; supported: {EXAMPLES}") from None
+    lm = HFLM(cfg, hf_model)
+    inputs = _inputs(folder, gguf_file, source)
+    with writing(out, overwrite, False, reporter) as writer:
+        writer.start(cfg.to_dict(), [i["fingerprint"] for i in inputs])
+        tok_path = writer.path(A.TOKENIZER)
+        A.save_tokenizer(CheckpointTokenizer(tok.backend_tokenizer, start), tok_path)
+        import torch
+
+        lm.to(getattr(torch, DTYPES[dtype]))
+        A.save_weights(lm, writer.path(A.WEIGHTS))
+        own = writer.path("hf")
+        with A.written(own):
+            own.mkdir()
+            config.to_json_file(str(own / "config.json"))
+            tok.save_pretrained(str(own))
+        extra = {
+            "vocab_size": int(config.vocab_size),
+            "imported": {
+                "from": "huggingface",
+                **source,
+                "gguf_file": gguf_file,
+                "model_type": config.model_type,
+                "architecture": type(hf_model).__name__,
+                "parameters": sum(p.numel() for p in lm.parameters()),
+                "dtype": DTYPES[dtype],
+                "start_token": {"id": start, "text": tok.convert_ids_to_tokens(start)},
+                "license": _licence(folder, config, gguf_file),
+            },
+            "plots": {},
+        }
+        manifest = run_manifest("pretrain", cfg, tok_path, inputs, None, [], extra, started)
+        writer.write_json(A.MANIFEST, manifest)
+        writer.commit()
+    reporter.info(
+        f"imported {config.model_type} ({extra['imported']['parameters'] / 1e6:,.1f}M parameters, "
+        f"{config.num_hidden_layers} blocks, vocabulary {config.vocab_size:,}) into {out}"
+    )
+    return summary(out, manifest)
+
+
+def _fetch(model: str, local: Path, gguf_file: str | None, revision: str | None, reporter) -> tuple[Path, dict]:
+    """The checkpoint's folder and how the manifest names it: a local folder as it is, else a Hub id downloaded
+    (or found in the cache) by huggingface_hub."""
+    if local.exists():
+        if not local.is_dir():
+            raise InputError(f"{model}: not a folder in the Hugging Face layout (config.json, weights, tokenizer)")
+        if revision is not None:
+            raise ConfigError("`--revision` is for a Hub id; a local folder is read as it is")
+        return local, {"path": str(local.resolve())}
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", model):
+        raise InputError(f"{model}: no such folder, and not a Hub id (OWNER/NAME)")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    reporter.info(f"fetching {model} from the Hugging Face Hub (or its cache)")
+    try:
+        files = [*HF_FILES, *([gguf_file] if gguf_file else [])]
+        path = snapshot_download(model, revision=revision, allow_patterns=files)
+    except RepositoryNotFoundError:
+        raise InputError(f"{model}: no such model on the Hub (or it is private: log in with `hf auth login`)") from None
+    except LocalEntryNotFoundError:
+        raise InputError(
+            f"{model}: not in the local cache and the Hub cannot be reached; give a local folder, or check the "
+            "network (and HF_HUB_OFFLINE)"
+        ) from None
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        raise InputError(f"{model}: could not fetch it ({str(e).splitlines()[0]})") from None
+    commit = Path(path).name  # snapshots/<commit>
+    return Path(path), {"hub_id": model, "revision": revision or "main", "commit": commit}
+
+
+def _config(folder: Path, gguf_file: str | None, model: str):
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    raw = folder / "config.json"
+    if gguf_file is None:
+        if not raw.is_file():
+            raise InputError(f"{model}: no config.json; not a Hugging Face checkpoint (for a GGUF file, --gguf-file)")
+        try:
+            spec = json.loads(raw.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:
+            raise InputError(f"{raw}: not readable JSON ({e})") from None
+        if isinstance(spec, dict) and spec.get("auto_map"):
+            raise InputError(
+                f"{model}: needs its own code to load (auto_map, trust_remote_code), which ulmfit never runs; "
+                f"supported: decoders transformers builds itself ({EXAMPLES})"
+            )
+    try:
+        config = AutoConfig.from_pretrained(str(folder), gguf_file=gguf_file, trust_remote_code=False)
+    except (ValueError, KeyError, OSError, RuntimeError) as e:
+        why = str(e).splitlines()[0][:200]
+        raise InputError(f"{model}: transformers cannot read its configuration ({why})") from None
+    causal = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    encoder = config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES  # BERT & co. also have a causal head class
+    if getattr(config, "is_encoder_decoder", False) or encoder or not causal:
+        raise InputError(
+            f"{model}: a {config.model_type} model is not a decoder-only causal LM; import-hf supports those "
+            f"({EXAMPLES}, ...)"
+        )
+    return config
+
+
+def _load_model(folder: Path, gguf_file: str | None, config, model: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from .models.hf import _quiet_transformers
+
+    _quiet_transformers()
+    try:
+        with _no_progress_bars():
+            return AutoModelForCausalLM.from_pretrained(
+                str(folder), gguf_file=gguf_file, config=config, dtype=torch.float32, trust_remote_code=False,
+                attn_implementation="sdpa",
+            ).eval()  # fmt: skip
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise InputError(f"{model}: could not load its weights ({str(e).splitlines()[0][:200]})") from None
+
+
+@contextmanager
+def _no_progress_bars():
+    """transformers' GGUF reader draws a tqdm bar of its own, behind no switch (tqdm reads TQDM_DISABLE at import):
+    what it writes to stderr while loading is dropped; errors still propagate as exceptions."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def _tokenizer(folder: Path, gguf_file: str | None, model: str):
+    """The checkpoint's fast tokenizer and the start token (bos, else eos) the stages put before each document."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file, trust_remote_code=False, use_fast=True)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{model}: could not load its tokenizer ({str(e).splitlines()[0][:200]})") from None
+    if not getattr(tok, "is_fast", False):
+        raise InputError(f"{model}: has no fast tokenizer (tokenizer.json); import-hf needs one")
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    if start is None:
+        raise InputError(f"{model}: its tokenizer has neither a bos nor an eos token to start documents with")
+    return tok, int(start)
+
+
+def _inputs(folder: Path, gguf_file: str | None, source: dict) -> list[dict]:
+    """What the weights were read from, each with its SHA-256."""
+    files = [folder / gguf_file] if gguf_file else sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    where = source.get("hub_id") or source.get("path")
+    return [{"source": f"{where}:{f.name}", "fingerprint": "sha256:" + file_sha256(f)} for f in files]
+
+
+def _licence(folder: Path, config, gguf_file: str | None) -> str | None:
+    """The licence the checkpoint states: its config, its model card's front matter, or the GGUF metadata."""
+    if getattr(config, "license", None):
+        return str(config.license)
+    card = folder / "README.md"
+    if card.is_file():
+        m = re.search(r"^---\s*$(.*?)^---\s*$", card.read_text(encoding="utf-8", errors="replace"), re.M | re.S)
+        lic = re.search(r"^license:\s*(\S+)", m.group(1), re.M) if m else None
+        if lic:
+            return lic.group(1)
+    if gguf_file:
+        try:
+            from gguf import GGUFReader
+
+            field = GGUFReader(str(folder / gguf_file)).fields.get("general.license")
+            if field is not None:
+                return bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
+        except Exception:  # the licence is information; an unreadable field is not worth failing the import
+            return None
+    return None

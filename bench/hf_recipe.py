@@ -7,6 +7,7 @@ covering_sample: every class first, then seeded), `finetune-lm` on its texts onc
   ulmfit       the recipe: gradual unfreezing, discriminative rates (--lr-factor 2.6), STLR (the defaults)
   all-at-once  the usual transformer recipe: --no-gradual-unfreezing --lr-factor 1 (STLR is warm-up then decay)
   no-lm-ft     the recipe straight from the parent (no LM fine-tuning stage)
+  all-at-once-lr5e-5  all-at-once at the rate usual for fine-tuning a whole transformer (5e-5)
 
     python bench/hf_recipe.py WORK --parent RUN [--tasks trec6 sst2] [--n 1000] [--seeds 42 43]
         [--variants ulmfit all-at-once no-lm-ft] [--clf-flag=--epochs=8 ...] [--lm-flag=--epochs=1 ...]
@@ -30,6 +31,7 @@ VARIANTS = {
     "ulmfit": [],
     "all-at-once": ["--no-gradual-unfreezing", "--lr-factor", "1"],
     "no-lm-ft": [],
+    "all-at-once-lr5e-5": ["--no-gradual-unfreezing", "--lr-factor", "1", "--lr", "5e-5"],  # the usual rate
 }
 
 
@@ -70,6 +72,7 @@ def main() -> None:
         data = a.work / f"{task}-train-n{a.n}-s42.csv"
         if not data.exists():
             write(data, covering_sample(rows, a.n, False, 42) if a.n < len(rows) else rows)
+        (a.work / task).mkdir(exist_ok=True)
         lm = a.work / task / "lm-ft"
         if not (lm / "manifest.json").exists() and any(v != "no-lm-ft" for v in a.variants):
             summary, wall = sh(["finetune-lm", str(a.parent), str(data), "--out", str(lm), "--preset", a.preset,

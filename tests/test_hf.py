@@ -301,3 +301,26 @@ def test_what_a_checkpoint_cannot_do_is_refused_before_any_work(work, ulmfit, tm
     one_line_error(ulmfit("finetune-lm", lm, train, "--out", tmp_path / "a", "--backbone", "awd-lstm"), 2, "--backbone")
     one_line_error(ulmfit("pretrain", train, "--out", tmp_path / "a", "--backbone", "hf"), 2, "import-hf")
     assert not (tmp_path / "a").exists()
+
+
+def test_workflows_read_a_checkpoint_parent(work, ulmfit, tmp_path):
+    """inspect --parent (the checkpoint's tokenizer, a max_len the model can read), lr-find, pipeline --parent and
+    learning-curve (its no-pretraining variant is the same architecture, random) on an import-hf run."""
+    lm, train = tmp_path / "lm", work / "train.csv"
+    assert ulmfit("import-hf", work / "llama", "--out", lm, "-q").returncode == 0
+    r = ulmfit("inspect", train, "--parent", lm, "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["suggest"]["max_len"] <= 256 and rep["files"][0]["tokens"]["unk_rate"] == 0
+    r = ulmfit("lr-find", lm, train, "--preset", "tiny", "--stage", "finetune-clf", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["suggested_lr"] > 0
+    r = ulmfit(
+        "pipeline", train, "--parent", lm, "--out", tmp_path / "p", "--preset", "tiny", "--test", train, "--json"
+    )
+    assert r.returncode == 0, r.stderr
+    r = ulmfit("learning-curve", lm, train, "--test", train, "--preset", "tiny", "--sizes", "60", "--seeds", "1",
+               "--out", tmp_path / "lc", "--clf-set", "epochs=2", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = (tmp_path / "lc" / "learning_curve.csv").read_text().splitlines()
+    assert {"random", "supervised", "semi-supervised"} <= {line.split(",")[0] for line in rows[1:]}

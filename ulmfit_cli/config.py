@@ -273,6 +273,10 @@ def resolve(stage: str, preset: str, flags: dict, parent: dict | None = None) ->
     backbone = given.get("backbone") or values.get("backbone") or RunConfig.backbone
     if backbone == "hf" and stage != "pretrain":
         values.update(HF_COMMON, **HF_PRESETS[preset][stage])
+        positions = hf_positions(values.get("hf_config") or {})
+        for name in ("max_len", "bptt"):  # a preset never asks for more than the model reads; a flag may (and fails)
+            if positions and name in values:
+                values[name] = min(values[name], positions)
     over = dict(BACKBONE_PRESETS.get(backbone, {}).get(preset, {}))
     values["lr"] = values.get("lr", RunConfig.lr) * over.pop("lr_scale", 1.0)
     values.update({k: v for k, v in over.items() if parent is None or k not in ARCH_FIELDS})

@@ -62,7 +62,9 @@ def copy_file(src: Path, dst: Path) -> None:
 
 
 def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse, before any work, to replace an existing folder without --overwrite."""
+    """Refuse, before any work, to replace an existing folder without --overwrite, or a file with it."""
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out}: is a file, not a run folder; choose another --out (nothing was deleted)")
     if out.exists() and not overwrite:
         raise RunFolderError(f"{out}: already exists; choose another --out or add --overwrite to replace it")
     if out.exists() and not (out / MANIFEST).exists() and any(out.iterdir()):
@@ -83,17 +85,71 @@ def check_apart(out: Path, parent: Path) -> None:
         )
 
 
+class OutputLock:
+    """An exclusive lock on an output folder `out`, held by the process writing it for its whole life: an OS lock
+    (flock) on `.NAME.lock` beside `out`, which the kernel releases when the process ends however it ends, so a
+    crash never leaves a stale lock. The file holds the holder's pid and start time, for the refusal's message.
+    Taken before anything is checked or deleted: a second process on the same --out, with or without --overwrite
+    or --resume, is refused before it can touch the first one's folder."""
+
+    def __init__(self, out: Path):
+        self.path = out.parent / f".{out.name}.lock"
+        if not out.parent.is_dir():
+            raise RunFolderError(f"{out.parent}: the folder for --out does not exist; create it first")
+        while True:
+            with written(self.path):
+                f = open(self.path, "a+")  # noqa: SIM115 - held until release()
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().split()
+                f.close()
+                pid, since = (holder + ["?", "?"])[:2]
+                raise RunFolderError(
+                    f"{out} is being written by process {pid} (since {since}); wait for it or choose another --out"
+                ) from None
+            try:  # the holder before us may have removed the file after we opened it: then lock the new one
+                same = os.fstat(f.fileno()).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            f.close()
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()} {time.strftime('%H:%M:%S')}\n")
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        """Remove the lock file, then unlock (in this order: a process that opened it meanwhile sees it is gone)."""
+        if self._file is None:
+            return
+        self.path.unlink(missing_ok=True)
+        self._file.close()
+        self._file = None
+
+
 class RunWriter:
     """Writes a run folder atomically: everything goes to `.NAME.partial` beside `out`, then one rename.
 
     The partial folder also holds the checkpoints; it survives a failed or interrupted run that checkpointed
-    (for `--resume`) and is removed when nothing worth keeping was written. A lock stops two processes from
-    writing the same run.
+    (for `--resume`) and is removed when nothing worth keeping was written. An OutputLock, taken first, stops a
+    second process from writing, replacing or resuming the same run.
     """
 
     main = True
 
     def __init__(self, out: Path, overwrite: bool, resume: bool = False):
+        self._lock = OutputLock(out)  # first: every check below sees what the holder left, never its work
+        try:
+            self._open(out, overwrite, resume)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, out: Path, overwrite: bool, resume: bool) -> None:
         check_out(out, overwrite)
         self.out, self.overwrite, self.resume = out, overwrite, resume
         self.tmp = out.parent / f".{out.name}.partial"
@@ -108,11 +164,6 @@ class RunWriter:
             raise RunFolderError(f"{out}: nothing to resume (no {self.tmp.name} with a checkpoint); drop --resume")
         with written(self.tmp):
             self.tmp.mkdir(exist_ok=True)
-            self._lock = open(self.tmp / ".lock", "w")  # noqa: SIM115 - held for the life of the writer
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunFolderError(f"{out}: another ulmfit process is writing this run folder") from None
 
     def path(self, name: str) -> Path:
         return self.tmp / name
@@ -154,19 +205,21 @@ class RunWriter:
                 raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        for name in ("ckpt", "ckpt.new", "ckpt.old", ".lock", ".inputs.json"):
+        for name in ("ckpt", "ckpt.new", "ckpt.old", ".inputs.json"):
             p = self.out / name
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        self._lock.close()
+        self._lock.release()
         return self.out
 
     def abort(self) -> bool:
         """Clean up after a failure; keep the folder if it holds a checkpoint. True when kept."""
-        self._lock.close()
-        if find_checkpoint(self.tmp) is not None:
-            return True
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        return False
+        try:
+            if find_checkpoint(self.tmp) is not None:
+                return True
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        finally:
+            self._lock.release()
 
 
 @dataclass(frozen=True)

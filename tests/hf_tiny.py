@@ -1,9 +1,11 @@
 """Tiny random Hugging Face models for the tests, built offline in a fraction of a second.
 
 Not a test module: the helpers write, in the layout the Hugging Face Hub uses, a byte-level BPE tokenizer trained on
-CORPUS (`write_tokenizer`), a random GPT-2 or Llama with 16-wide hidden states (`write_model`), and the same Llama as a
-llama.cpp-style GGUF file (`write_gguf`). The same seed gives the same files. torch, transformers and gguf are imported
-inside the functions, so importing CORPUS costs nothing.
+CORPUS (`write_tokenizer`), a random GPT-2 or Llama with 16-wide hidden states (`write_model`), the same Llama as a
+llama.cpp-style GGUF file (`write_gguf`), and encoders: a RoBERTa-style tokenizer with "<s> ... </s>" around every text
+(`write_encoder_tokenizer`) and a random BERT, RoBERTa or DistilBERT, with or without its masked-LM head
+(`write_encoder`). The same seed gives the same files. torch, transformers and gguf are imported inside the functions,
+so importing CORPUS costs nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ EOS = "<|endoftext|>"  # id 0; bos and eos, as in GPT-2
 VOCAB_SIZE = 300  # the special token, the 256 byte-level characters and 43 merges
 HIDDEN, LAYERS, HEADS, FFN, POSITIONS = 16, 2, 2, 32, 256
 RMS_EPS, ROPE_THETA = 1e-6, 10000.0
+
+# The encoders' tokenizer: RoBERTa's special tokens (here all five first, so the ids are small and fixed)
+CLS, PAD, SEP, MASK, UNK = "<s>", "<pad>", "</s>", "<mask>", "<unk>"  # ids 0 to 4; <s> is also bos, </s> also eos
+ENCODER_VOCAB_SIZE = 300  # the 5 special tokens, the 256 byte-level characters and 39 merges
+ENCODER_POSITIONS = 128  # model_max_length; RoBERTa gets 2 more position rows (its positions start at pad + 1)
 
 
 @functools.cache
@@ -170,3 +177,86 @@ def write_gguf(path: Path, seed: int = 0) -> Path:
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+@functools.cache
+def _encoder_tokenizer_json() -> str:
+    """The trained encoder tokenizer, serialized: write_tokenizer's byte-level BPE with CLS, PAD, SEP, MASK and UNK
+    as ids 0-4 and a post-processor that wraps every text in "<s> ... </s>" (pairs "<s> A </s></s> B </s>", all
+    token type 0, as RoBERTa does, so that a one-row token-type table fits too)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    mask = AddedToken(MASK, lstrip=True, special=True)  # as RoBERTa's: "a <mask>" takes the space before it
+    specials = [CLS, PAD, SEP, mask, UNK]
+    trainer = trainers.BpeTrainer(
+        vocab_size=ENCODER_VOCAB_SIZE,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer=trainer)
+    ids = [tok.token_to_id(t) for t in (CLS, PAD, SEP, MASK, UNK)]
+    assert ids == [0, 1, 2, 3, 4] and tok.get_vocab_size() == ENCODER_VOCAB_SIZE, (ids, tok.get_vocab_size())
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} {SEP} $B {SEP}", special_tokens=[(CLS, 0), (SEP, 2)]
+    )
+    return tok.to_str()
+
+
+def write_encoder_tokenizer(folder: Path) -> None:
+    """tokenizer.json, tokenizer_config.json and special_tokens_map.json in `folder`: a byte-level BPE of
+    ENCODER_VOCAB_SIZE tokens trained on CORPUS with RoBERTa's special tokens, "<s>" (id 0, cls and bos), "<pad>" (1),
+    "</s>" (2, sep and eos), "<mask>" (3) and "<unk>" (4); encoding with special tokens gives "<s> ... </s>"."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tokenizer.json").write_text(_encoder_tokenizer_json(), encoding="utf-8")
+    special = {
+        "bos_token": CLS, "eos_token": SEP, "cls_token": CLS, "sep_token": SEP,
+        "pad_token": PAD, "mask_token": MASK, "unk_token": UNK,
+    }  # fmt: skip
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", **special, "model_max_length": ENCODER_POSITIONS}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n", encoding="utf-8")
+
+
+def _encoder(family: str, seed: int, mlm_head: bool):
+    """A random AutoModelForMaskedLM (or, without `mlm_head`, AutoModel) of `family`, in eval mode."""
+    import torch
+    from transformers import AutoModel, AutoModelForMaskedLM, BertConfig, DistilBertConfig, RobertaConfig
+
+    common = dict(vocab_size=ENCODER_VOCAB_SIZE, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    bert_like = dict(
+        hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS, intermediate_size=FFN,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0, **common,
+    )  # fmt: skip
+    if family == "bert":
+        config = BertConfig(max_position_embeddings=ENCODER_POSITIONS, type_vocab_size=2, **bert_like)
+    elif family == "roberta":  # position ids run from pad + 1 = 2, so 128 tokens need 130 rows
+        config = RobertaConfig(max_position_embeddings=ENCODER_POSITIONS + 2, type_vocab_size=1, **bert_like)
+    elif family == "distilbert":  # DistilBERT's own names; it has no token types
+        config = DistilBertConfig(
+            dim=HIDDEN, n_layers=LAYERS, n_heads=HEADS, hidden_dim=FFN, max_position_embeddings=ENCODER_POSITIONS,
+            dropout=0.0, attention_dropout=0.0, qa_dropout=0.0, seq_classif_dropout=0.0, **common,
+        )  # fmt: skip
+    else:
+        raise ValueError(f"family must be 'bert', 'roberta' or 'distilbert', not {family!r}")
+    torch.manual_seed(seed)
+    return (AutoModelForMaskedLM if mlm_head else AutoModel).from_config(config).eval()
+
+
+def write_encoder(
+    folder: Path, family: str = "bert", seed: int = 0, mlm_head: bool = True, with_tokenizer: bool = True
+) -> Path:
+    """A random tiny encoder of `family` ("bert", "roberta" or "distilbert") saved in `folder` with save_pretrained
+    (safetensors), plus write_encoder_tokenizer's files when `with_tokenizer`. With `mlm_head` it is the
+    AutoModelForMaskedLM (architectures e.g. ["BertForMaskedLM"], output layer tied to the embedding); without, the
+    bare AutoModel, as sentence-embedding checkpoints are (e.g. ["BertModel"], with BERT's and RoBERTa's pooler).
+    Returns `folder`."""
+    folder = Path(folder)
+    _encoder(family, seed, mlm_head).save_pretrained(folder)
+    if with_tokenizer:
+        write_encoder_tokenizer(folder)
+    return folder

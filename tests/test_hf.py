@@ -252,15 +252,14 @@ def test_code_from_the_checkpoint_is_refused(work, ulmfit, tmp_path):
     assert not (tmp_path / "lm").exists()
 
 
-def test_an_encoder_is_refused_naming_what_is_supported(ulmfit, tmp_path):
-    from transformers import BertConfig
+def test_an_encoder_decoder_is_refused_naming_what_is_supported(ulmfit, tmp_path):
+    from transformers import T5Config
 
-    folder = tmp_path / "bert"
+    folder = tmp_path / "t5"
     folder.mkdir()
-    BertConfig(
-        vocab_size=64, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
-    ).save_pretrained(folder)
-    one_line_error(ulmfit("import-hf", folder, "--out", tmp_path / "lm"), 2, "not a decoder-only causal LM", "llama")
+    T5Config(vocab_size=64, d_model=8, d_kv=4, d_ff=8, num_layers=1, num_heads=2).save_pretrained(folder)
+    r = ulmfit("import-hf", folder, "--out", tmp_path / "lm")
+    one_line_error(r, 2, "neither a decoder-only causal LM nor a masked-LM encoder", "llama", "bert")
     assert not (tmp_path / "lm").exists()
 
 
@@ -324,3 +323,152 @@ def test_workflows_read_a_checkpoint_parent(work, ulmfit, tmp_path):
     assert r.returncode == 0, r.stderr
     rows = (tmp_path / "lc" / "learning_curve.csv").read_text().splitlines()
     assert {"random", "supervised", "semi-supervised"} <= {line.split(",")[0] for line in rows[1:]}
+
+
+# ---- encoders (BERT family) -------------------------------------------------------------------------------
+
+ENCODERS = ("bert", "roberta", "distilbert")
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("enc")
+    for family in ENCODERS:
+        hf_tiny.write_encoder(root / family, family, seed=4)
+        hf_tiny.write_encoder(root / f"{family}-nohead", family, seed=5, mlm_head=False)
+    return root
+
+
+@pytest.mark.parametrize("family", ENCODERS)
+def test_encoder_imports_with_its_mlm_head_and_transformers_logits(encoders, ulmfit, tmp_path, family):
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    r = ulmfit("import-hf", encoders / family, "--out", tmp_path / "lm")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "lm" / "manifest.json").read_text())
+    assert m["lm_head"] is True and m["imported"]["kind"] == "encoder"
+    assert m["imported"]["start_token"]["text"] == hf_tiny.CLS and m["imported"]["end_token"]["text"] == hf_tiny.SEP
+    ids = [0, *range(5, 60), 2]
+    theirs = AutoModelForMaskedLM.from_pretrained(str(encoders / family), dtype=torch.float32).eval()
+    assert float((_logits(_ours(tmp_path / "lm"), ids)[0] - _logits(theirs, ids).logits).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("family", ENCODERS)
+def test_a_headless_encoder_goes_straight_to_the_classifier(encoders, ulmfit, tmp_path, family):
+    """A sentence-encoder checkpoint (no MLM head): recorded; finetune-lm refuses it (one line: what to do) unless
+    --new-lm-head; finetune-clf reads its body, whose states equal transformers' AutoModel's."""
+    import torch
+    from transformers import AutoModel
+
+    lm, train = tmp_path / "lm", tmp_path / "train.csv"
+    _write_train(train)
+    assert ulmfit("import-hf", encoders / f"{family}-nohead", "--out", lm, "-q").returncode == 0
+    assert json.loads((lm / "manifest.json").read_text())["lm_head"] is False
+    one_line_error(
+        ulmfit("finetune-lm", lm, train, "--out", tmp_path / "ft"), 2, "no language-model head", "--new-lm-head"
+    )
+    assert not (tmp_path / "ft").exists()
+    r = ulmfit("finetune-clf", lm, train, "--out", tmp_path / "clf", "--preset", "tiny", "--epochs", "2", "-q")
+    assert r.returncode == 0, r.stderr
+    from ulmfit_cli import artifacts as A
+    from ulmfit_cli.inference import load_classifier
+
+    _, _, clf = load_classifier(A.open_run(tmp_path / "clf", ("finetune-clf",), "test"), "cpu")
+    theirs = AutoModel.from_pretrained(str(encoders / f"{family}-nohead"), dtype=torch.float32).eval()
+    ids = torch.tensor([[0, *range(5, 40), 2]])
+    with torch.no_grad():
+        before = theirs(input_ids=ids).last_hidden_state
+        ours = _ours(lm).hf.base_model(input_ids=ids).last_hidden_state
+    assert float((ours - before).abs().max()) < 1e-5  # the imported body is the checkpoint's
+    assert clf.pooling == "mean"  # --pooling auto for an encoder
+    r = ulmfit("finetune-lm", lm, train, "--out", tmp_path / "ft", "--preset", "tiny", "--new-lm-head", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "ft" / "manifest.json").read_text())
+    assert m["config"]["new_lm_head"] is True and np.isfinite(m["history"][-1]["valid_loss"])
+
+
+def _write_train(path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows((t, "the" if " the " in f" {t.lower()} " else "other") for t in hf_tiny.CORPUS * 4)
+
+
+@pytest.mark.parametrize("family", ENCODERS)
+def test_encoder_three_stages_and_readers(encoders, ulmfit, tmp_path, family):
+    lm, ft, clf, train = tmp_path / "lm", tmp_path / "ft", tmp_path / "clf", tmp_path / "train.csv"
+    _write_train(train)
+    assert ulmfit("import-hf", encoders / family, "--out", lm, "-q").returncode == 0
+    r = ulmfit("finetune-lm", lm, train, "--out", ft, "--preset", "tiny", "--epochs", "2", "-q")
+    assert r.returncode == 0, r.stderr
+    history = json.loads((ft / "manifest.json").read_text())["history"]
+    assert all(np.isfinite(row["valid_loss"]) and 0 <= row["accuracy"] <= 1 for row in history)
+    for pooling in ("cls", "mean", "concat"):
+        r = ulmfit("finetune-clf", ft, train, "--out", clf, "--preset", "tiny", "--epochs", "3", "--pooling", pooling,
+                   "--overwrite", "-q")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        r = ulmfit("evaluate", clf, train, "--json")
+        assert r.returncode == 0 and 0 <= json.loads(r.stdout)["accuracy"] <= 1, r.stderr
+    r = ulmfit("predict", clf, train, "--format", "jsonl", "--quantize", "int8")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == len(hf_tiny.CORPUS) * 4, r.stderr
+
+
+def test_pooling_cls_is_refused_for_a_decoder(work, ulmfit, tmp_path):
+    assert ulmfit("import-hf", work / "llama", "--out", tmp_path / "lm", "-q").returncode == 0
+    r = ulmfit("finetune-clf", tmp_path / "lm", work / "train.csv", "--out", tmp_path / "c", "--pooling", "cls")
+    one_line_error(r, 2, "--pooling cls")
+
+
+@pytest.mark.parametrize("family", ENCODERS)
+def test_an_encoders_output_does_not_depend_on_its_batch(encoders, family):
+    """Bidirectional attention would read the pads: the attention mask keeps a document's output its own."""
+    import torch
+
+    from ulmfit_cli.batches import classifier_batches
+    from ulmfit_cli.config import RunConfig
+    from ulmfit_cli.models import hf
+
+    config = json.loads((encoders / family / "config.json").read_text())
+    for pooling in ("cls", "mean", "concat"):
+        cfg = RunConfig(stage="finetune-clf", backbone="hf", tokenizer="hf", hf_config=config, n_layers=2,
+                        pooling=pooling)  # fmt: skip
+        torch.manual_seed(0)
+        model = hf.build_classifier(cfg, None, 3).eval()
+        rng = np.random.default_rng(1)
+        docs = [np.concatenate([[0], rng.integers(5, 300, size=k), [2]]) for k in (3, 17, 40, 1, 8)]
+        with torch.no_grad():
+            alone = [model(torch.tensor(hf.pad_batch([d], 0, 0)))[0][0] for d in docs]
+            for idx, x, _ in classifier_batches(docs, None, 5, 32, 0, pad=hf.pad_batch):
+                together = model(x)[0]
+                for row, i in enumerate(idx):
+                    assert torch.allclose(together[row], alone[i], atol=1e-5), (pooling, i)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_masking_is_transformers_rule_draw_for_draw(seed, tmp_path):
+    """The same masks as transformers' DataCollatorForLanguageModeling on the same generator (BERT's 15% and
+    80/10/10), the start, end and mask tokens never chosen; and the rates hold over many tokens."""
+    import torch
+    from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
+
+    from ulmfit_cli.models.hf import mask_tokens
+
+    hf_tiny.write_encoder_tokenizer(tmp_path)
+    tok = PreTrainedTokenizerFast.from_pretrained(str(tmp_path))
+    x = torch.randint(0, hf_tiny.ENCODER_VOCAB_SIZE, (64, 128), generator=torch.Generator().manual_seed(seed))
+    special = [0, 2, 3]
+    collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.15)
+    collator.generator = torch.Generator().manual_seed(seed)
+    want_x, want_y = collator.torch_mask_tokens(x.clone(), special_tokens_mask=torch.isin(x, torch.tensor(special)))
+    got_x, got_y = mask_tokens(x, 3, hf_tiny.ENCODER_VOCAB_SIZE, special, torch.Generator().manual_seed(seed))
+    assert torch.equal(got_x, want_x) and torch.equal(got_y, want_y)
+    chosen = got_y != -100
+    assert not chosen[torch.isin(x, torch.tensor(special))].any()
+    assert torch.equal(got_y[chosen], x[chosen])
+    share = chosen.float().mean().item()
+    assert 0.13 < share < 0.17
+    masked = (got_x == 3) & chosen
+    kept = (got_x == x) & chosen
+    assert 0.75 < masked.sum().item() / chosen.sum().item() < 0.85
+    assert 0.06 < kept.sum().item() / chosen.sum().item() < 0.14

@@ -58,6 +58,8 @@ class RunConfig:
     # hf only: the checkpoint's config.json (as transformers writes it), from `ulmfit import-hf`; the architecture
     hf_config: dict | None = None
     groups: int = 4  # hf only: the blocks are split into this many contiguous layer groups
+    pooling: str = "auto"  # hf only: concat | mean | cls; auto: concat for a decoder, mean for an encoder
+    new_lm_head: bool = False  # hf encoders without an MLM head: finetune-lm trains a fresh one (recorded)
     # regularisation (recipe section 1 and 3); every dropout ends in _p and is scaled by drop_mult
     drop_mult: float = 1.0
     wd: float = 0.01
@@ -155,6 +157,7 @@ class RunConfig:
         if c.regression and c.label_delim is not None:
             problems.append("`--regression` and `--label-delim` cannot be combined (numbers vs label lists)")
         need(c.groups >= 1, "groups", ">= 1", c.groups)
+        need(c.pooling in ("auto", "concat", "mean", "cls"), "pooling", "auto, concat, mean or cls", c.pooling)
         if c.backbone == "hf":
             problems += _hf_problems(c)
         if problems:
@@ -172,6 +175,8 @@ def _hf_problems(c: RunConfig) -> list[str]:
         problems.append("`--backwards` needs a model pretrained on reversed text; a Hub checkpoint reads forwards")
     if c.alpha or c.beta:
         problems.append("`--alpha`/`--beta` (AR/TAR) regularise the AWD-LSTM; give 0 for `--backbone hf`")
+    if c.pooling == "cls" and not hf_is_encoder(c.hf_config):
+        problems.append("`--pooling cls` reads an encoder's first token; a decoder's first token sees nothing else")
     positions = hf_positions(c.hf_config)
     if positions and c.stage == "finetune-clf" and c.max_len > positions:
         problems.append(f"`--max-len` must be at most the model's {positions} positions, got {c.max_len}")
@@ -180,11 +185,23 @@ def _hf_problems(c: RunConfig) -> list[str]:
     return problems
 
 
+def hf_is_encoder(hf_config: dict) -> bool:
+    """A masked-LM encoder (BERT, RoBERTa, DistilBERT, ...), read both ways; else a causal decoder."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return hf_config.get("model_type") in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+ROBERTA_STYLE = ("roberta", "xlm-roberta", "xlm-roberta-xl", "roberta-prelayernorm", "camembert", "data2vec-text")
+
+
 def hf_positions(hf_config: dict) -> int | None:
-    """How many tokens a Hugging Face model reads at once (None when its config does not say)."""
+    """How many tokens a Hugging Face model reads at once (None when its config does not say). RoBERTa-style
+    models number positions from pad id + 1, so two of their position embeddings are never a token's."""
     for key in ("max_position_embeddings", "n_positions", "n_ctx"):
         if isinstance(hf_config.get(key), int):
-            return hf_config[key]
+            offset = hf_config.get("pad_token_id", 1) + 1 if hf_config.get("model_type") in ROBERTA_STYLE else 0
+            return hf_config[key] - offset
     return None
 
 

@@ -30,6 +30,7 @@ from .tokenizer import CheckpointTokenizer, file_sha256
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16",
           "fp16": "float16"}  # fmt: skip
 EXAMPLES = "gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, olmo2, smollm3"
+ENCODERS = "bert, roberta, distilbert, deberta-v2, electra, modernbert, xlm-roberta"
 HF_FILES = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
             "special_tokens_map.json", "*.safetensors", "*.safetensors.index.json", "README.md"]  # fmt: skip
 INSTALL = "pip install 'ulmfit-cli[hf]'"
@@ -71,8 +72,12 @@ def import_hf(
     config = _config(folder, gguf_file, model)
     reporter.info(f"loading {model}{f' ({gguf_file})' if gguf_file else ''}: {config.model_type}, "
                   f"{config.num_hidden_layers} blocks, width {config.hidden_size}")  # fmt: skip
-    hf_model = _load_model(folder, gguf_file, config, model)
-    tok, start = _tokenizer(folder, gguf_file, model)
+    from .config import hf_is_encoder
+
+    encoder = hf_is_encoder({"model_type": config.model_type})
+    lm_head = not encoder or _has_mlm_head(config)
+    hf_model = _load_model(folder, gguf_file, config, model, encoder, lm_head)
+    tok, ids = _tokenizer(folder, gguf_file, model, encoder)
     hf_config = json.loads(config.to_json_string(use_diff=False))
     hf_config.pop("architectures", None)
     hf_config["architectures"] = [type(hf_model).__name__]
@@ -94,12 +99,14 @@ def import_hf(
         blocks_of(hf_model.base_model)
     except ValueError:
         raise InputError(f"{model}: cannot find its {config.num_hidden_layers} blocks; supported: {EXAMPLES}") from None
-    lm = HFLM(cfg, hf_model)
+    lm = HFLM(cfg, hf_model) if lm_head else _with_fresh_head(cfg, hf_model, model)
+    if not lm_head:
+        reporter.info(f"{model}: no masked-LM head (a sentence encoder?): finetune-clf reads it as it is")
     inputs = _inputs(folder, gguf_file, source)
     with writing(out, overwrite, False, reporter) as writer:
         writer.start(cfg.to_dict(), [i["fingerprint"] for i in inputs])
         tok_path = writer.path(A.TOKENIZER)
-        A.save_tokenizer(CheckpointTokenizer(tok.backend_tokenizer, start), tok_path)
+        A.save_tokenizer(CheckpointTokenizer(tok.backend_tokenizer, *ids), tok_path)
         import torch
 
         lm.to(getattr(torch, DTYPES[dtype]))
@@ -119,9 +126,15 @@ def import_hf(
                 "architecture": type(hf_model).__name__,
                 "parameters": sum(p.numel() for p in lm.parameters()),
                 "dtype": DTYPES[dtype],
-                "start_token": {"id": start, "text": tok.convert_ids_to_tokens(start)},
+                "kind": "encoder" if encoder else "decoder",
+                **{
+                    f"{what}_token": {"id": i, "text": tok.convert_ids_to_tokens(i)}
+                    for what, i in zip(("start", "end", "mask"), ids)
+                    if i is not None
+                },
                 "license": _licence(folder, config, gguf_file),
             },
+            "lm_head": lm_head,  # False: finetune-lm needs --new-lm-head (stages.train_lm_stage)
             "plots": {},
         }
         manifest = run_manifest("pretrain", cfg, tok_path, inputs, None, [], extra, started)
@@ -183,7 +196,7 @@ def _config(folder: Path, gguf_file: str | None, model: str):
         if isinstance(spec, dict) and spec.get("auto_map"):
             raise InputError(
                 f"{model}: needs its own code to load (auto_map, trust_remote_code), which ulmfit never runs; "
-                f"supported: decoders transformers builds itself ({EXAMPLES})"
+                f"supported: models transformers builds itself ({EXAMPLES}, {ENCODERS})"
             )
     try:
         config = AutoConfig.from_pretrained(str(folder), gguf_file=gguf_file, trust_remote_code=False)
@@ -192,29 +205,56 @@ def _config(folder: Path, gguf_file: str | None, model: str):
         raise InputError(f"{model}: transformers cannot read its configuration ({why})") from None
     causal = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     encoder = config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES  # BERT & co. also have a causal head class
-    if getattr(config, "is_encoder_decoder", False) or encoder or not causal:
+    if getattr(config, "is_encoder_decoder", False) or not (causal or encoder):
         raise InputError(
-            f"{model}: a {config.model_type} model is not a decoder-only causal LM; import-hf supports those "
-            f"({EXAMPLES}, ...)"
+            f"{model}: a {config.model_type} model is neither a decoder-only causal LM nor a masked-LM encoder; "
+            f"import-hf supports decoders ({EXAMPLES}, ...) and encoders ({ENCODERS}, ...)"
         )
     return config
 
 
-def _load_model(folder: Path, gguf_file: str | None, config, model: str):
+def _has_mlm_head(config) -> bool:
+    """Whether an encoder checkpoint holds its masked-LM head: its saved class says so (BertForMaskedLM,
+    BertForPreTraining); a sentence encoder is saved as the bare model (BertModel)."""
+    return any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in (config.architectures or []))
+
+
+def _load_model(folder: Path, gguf_file: str | None, config, model: str, encoder: bool, lm_head: bool):
+    """The checkpoint's language model (causal, or masked with its head), or an encoder's bare body when it has
+    no head."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
     from .models.hf import _quiet_transformers
 
     _quiet_transformers()
+    auto = AutoModelForCausalLM if not encoder else AutoModelForMaskedLM if lm_head else AutoModel
     try:
         with _no_progress_bars():
-            return AutoModelForCausalLM.from_pretrained(
+            return auto.from_pretrained(
                 str(folder), gguf_file=gguf_file, config=config, dtype=torch.float32, trust_remote_code=False,
                 attn_implementation="sdpa",
             ).eval()  # fmt: skip
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise InputError(f"{model}: could not load its weights ({str(e).splitlines()[0][:200]})") from None
+
+
+def _with_fresh_head(cfg: RunConfig, body, model: str):
+    """An encoder's masked LM holding `body`'s weights and a fresh head (seeded; its decoder is tied to the input
+    embeddings): what `finetune-lm --new-lm-head` trains, and never used by finetune-clf, which reads the body."""
+    import torch
+
+    from .models.hf import HFLM
+
+    torch.manual_seed(RunConfig.seed)
+    lm = HFLM(cfg)
+    state = {k: v for k, v in body.state_dict().items() if not k.startswith("pooler.")}
+    missing, unexpected = lm.hf.base_model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(
+            f"{model}: its weights do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    return lm
 
 
 @contextmanager
@@ -228,8 +268,9 @@ def _no_progress_bars():
         yield
 
 
-def _tokenizer(folder: Path, gguf_file: str | None, model: str):
-    """The checkpoint's fast tokenizer and the start token (bos, else eos) the stages put before each document."""
+def _tokenizer(folder: Path, gguf_file: str | None, model: str, encoder: bool):
+    """The checkpoint's fast tokenizer and (start, end, mask) ids: a decoder's documents start with its bos token
+    (else eos); an encoder's are [CLS] ... [SEP] as it was trained, and [MASK] is what masked-LM training puts in."""
     from transformers import AutoTokenizer
 
     try:
@@ -238,10 +279,23 @@ def _tokenizer(folder: Path, gguf_file: str | None, model: str):
         raise InputError(f"{model}: could not load its tokenizer ({str(e).splitlines()[0][:200]})") from None
     if not getattr(tok, "is_fast", False):
         raise InputError(f"{model}: has no fast tokenizer (tokenizer.json); import-hf needs one")
-    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+    def first(*names):
+        return next((getattr(tok, n) for n in names if getattr(tok, n, None) is not None), None)
+
+    if encoder:
+        start, end, mask = (
+            first("cls_token_id", "bos_token_id"),
+            first("sep_token_id", "eos_token_id"),
+            tok.mask_token_id,
+        )
+        if start is None or end is None:
+            raise InputError(f"{model}: its tokenizer has no [CLS]/[SEP] (or bos/eos) tokens to frame documents with")
+        return tok, (int(start), int(end), None if mask is None else int(mask))
+    start = first("bos_token_id", "eos_token_id")
     if start is None:
         raise InputError(f"{model}: its tokenizer has neither a bos nor an eos token to start documents with")
-    return tok, int(start)
+    return tok, (int(start), None, None)
 
 
 def _inputs(folder: Path, gguf_file: str | None, source: dict) -> list[dict]:

@@ -18,6 +18,7 @@ from . import tasks
 from .batches import LMStream, classifier_batches, classifier_steps
 from .config import RunConfig
 from .data import Source, open_corpus
+from .errors import ConfigError
 from .inference import docs_of, predict_logits
 from .models import backbone
 from .schedule import unfreeze_plan
@@ -33,22 +34,31 @@ def _lm_steps(cfg: RunConfig, steps_per_epoch: int) -> int:
     return steps_per_epoch
 
 
-def _train_lm(model, cfg: RunConfig, train: LMStream, valid: LMStream, reporter, select, **ckpt) -> list:
+def _train_lm(model, cfg: RunConfig, tok, train: LMStream, valid: LMStream, reporter, select, **ckpt) -> list:
+    """The LM stages' loop; the backbone's lm_objective (an encoder's masking) turns each batch into its target,
+    seeded per epoch (and once for validation, the same masks every epoch)."""
     from .train import fit, lm_evaluate, lm_loss
 
-    names, groups = backbone(cfg.backbone).lm_groups(model)
+    bb = backbone(cfg.backbone)
+    names, groups = bb.lm_groups(model)
     plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, gradual=False)
     rng = np.random.default_rng(cfg.seed)
     offsets = [int(rng.integers(cfg.bptt)) for _ in plan]
+    objective = bb.lm_objective(cfg, tok) or (lambda batches, seed: batches)
+
+    class Valid:  # the validation stream as lm_evaluate reads it, through the objective
+        def batches(self, offset):
+            return objective(valid.batches(offset), cfg.seed)
+
     return fit(
         model,
         groups,
         names,
         plan,
         _lm_steps(cfg, len(train)),
-        lambda e: train.batches(offsets[e]),
+        lambda e: objective(train.batches(offsets[e]), cfg.seed * 1000 + e + 1),
         lm_loss(model, cfg),
-        lambda: lm_evaluate(model, valid),
+        lambda: lm_evaluate(model, Valid()),
         cfg,
         reporter,
         select=select,
@@ -80,6 +90,12 @@ def train_lm_stage(
     started = time.time()
     if parent is not None:
         A.check_apart(out, parent.path)
+        if parent.manifest.get("lm_head") is False and not cfg.new_lm_head:
+            raise ConfigError(
+                f"{parent.path}: the checkpoint has no language-model head (a sentence encoder?), so there is nothing "
+                "to fine-tune as a language model: go straight to `ulmfit finetune-clf` from it, or add --new-lm-head "
+                "to train a fresh head tied to its input embeddings"
+            )
     words = word_vocab(parent)  # an `import-fastai` parent's fastai word vocabulary, else None
     corpora = [open_corpus(s, text_col) for s in sources]
     valid_corpus = open_corpus(valid, text_col) if valid is not None else None
@@ -116,7 +132,7 @@ def train_lm_stage(
         model = R.place(parent_lm(cfg, parent, words, tok), cfg)
         select = R.selection(stage, cfg)
         ckpt = R.ckpt_args(writer, resume, checkpoint_every)
-        history = _train_lm(model, cfg, train, valid_stream, reporter, select, **ckpt)
+        history = _train_lm(model, cfg, tok, train, valid_stream, reporter, select, **ckpt)
         if not writer.main:
             return {}
         pictures = R.publish_model(writer, model, stage, cfg, history, _lm_steps(cfg, len(train)), reporter, select)

@@ -83,15 +83,16 @@ def load_tokenizer(path: Path):
 
 
 class CheckpointTokenizer:
-    """A pretrained checkpoint's own tokenizer (its tokenizer.json, unchanged) and the one id the stages need that
-    the file alone does not say: `start_id`, the token put before every document (the checkpoint's bos token, else
-    its eos token, the separator GPT-2-style models were trained with). The stages add no other special token.
-    Saved as {"kind": "hf-checkpoint", "start_id": N, "tokenizer": <the checkpoint's tokenizer.json>}."""
+    """A pretrained checkpoint's own tokenizer (its tokenizer.json, unchanged) and the ids the stages need that the
+    file alone does not say: `start_id`, the token put before every document (a decoder's bos token, else its eos
+    token, the separator GPT-2-style models were trained with; an encoder's [CLS]); `end_id`, put after every
+    document (an encoder's [SEP]; None for a decoder); `mask_id`, an encoder's [MASK] (masked-LM fine-tuning).
+    Saved as {"kind": "hf-checkpoint", "start_id": N, "end_id": N|null, "mask_id": N|null, "tokenizer": {...}}."""
 
     kind = "hf-checkpoint"
 
-    def __init__(self, tok, start_id: int):
-        self.tok, self.start_id = tok, start_id
+    def __init__(self, tok, start_id: int, end_id: int | None = None, mask_id: int | None = None):
+        self.tok, self.start_id, self.end_id, self.mask_id = tok, start_id, end_id, mask_id
 
     @classmethod
     def from_spec(cls, spec: dict) -> CheckpointTokenizer:
@@ -99,12 +100,18 @@ class CheckpointTokenizer:
 
         from tokenizers import Tokenizer
 
-        return cls(Tokenizer.from_str(json.dumps(spec["tokenizer"])), int(spec["start_id"]))
+        def opt(k):
+            return None if spec.get(k) is None else int(spec[k])
+
+        return cls(
+            Tokenizer.from_str(json.dumps(spec["tokenizer"])), int(spec["start_id"]), opt("end_id"), opt("mask_id")
+        )
 
     def to_str(self, pretty: bool = False) -> str:
         import json
 
-        spec = {"kind": self.kind, "start_id": self.start_id, "tokenizer": json.loads(self.tok.to_str())}
+        spec = {"kind": self.kind, "start_id": self.start_id, "end_id": self.end_id, "mask_id": self.mask_id,
+                "tokenizer": json.loads(self.tok.to_str())}  # fmt: skip
         return json.dumps(spec, indent=2 if pretty else None, ensure_ascii=False)
 
     def __getattr__(self, name):  # encode_batch_fast, get_vocab_size, token_to_id, decode, ...: the tokenizer's
@@ -125,6 +132,12 @@ def start_id(tok) -> int:
     """The id the stages put before every document: <bos> for our tokenizers and fastai's words, the checkpoint's
     own start token for a Hugging Face checkpoint's."""
     return getattr(tok, "start_id", BOS_ID)
+
+
+def end_ids(tok) -> tuple[int, ...]:
+    """What the stages put after every document: an encoder checkpoint's [SEP], else nothing."""
+    end = getattr(tok, "end_id", None)
+    return () if end is None else (end,)
 
 
 def file_sha256(path: Path) -> str:
@@ -207,7 +220,8 @@ class StreamEncoder:
         if not texts:
             return np.zeros(0, np.int32)
         if not self.table:
-            docs = (itertools.chain((start_id(self.tok),), enc.ids) for enc in encodings(self.tok, texts))
+            first, last = (start_id(self.tok),), end_ids(self.tok)
+            docs = (itertools.chain(first, enc.ids, last) for enc in encodings(self.tok, texts))
             return np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int32)
         words = self._words(texts)
         rows = np.fromiter(map(self.row.get, words, itertools.repeat(-1)), dtype=np.int64, count=len(words))
@@ -326,12 +340,13 @@ def _nfkc(text: str, rust) -> str:
 
 
 def encode_docs(tok, texts: Iterable[str], bos: bool = True) -> list[np.ndarray]:
-    """One int32 array per document, each starting with <bos> (as fastai's xxbos; start_id) when `bos`."""
-    out, first = [], start_id(tok)
+    """One int32 array per document, each starting with <bos> (as fastai's xxbos; start_id) and ending with an
+    encoder's [SEP] (end_ids) when `bos`."""
+    out, first, last = [], [start_id(tok)], list(end_ids(tok))
     for chunk in _chunks(texts, ENCODE_CHUNK):
         for enc in encodings(tok, chunk):
             ids = np.asarray(enc.ids, dtype=np.int32)
-            out.append(np.concatenate([[first], ids]).astype(np.int32) if bos else ids)
+            out.append(np.concatenate([first, ids, last]).astype(np.int32) if bos else ids)
     return out
 
 

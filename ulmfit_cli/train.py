@@ -248,8 +248,9 @@ def lm_evaluate(model, stream) -> dict:
         x, y = x.to(device), y.to(device)
         logits = model(x)[0].float()
         tot += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
-        correct += (logits.argmax(-1) == y).sum().item()
-        n += y.numel()
+        scored = y != -100  # a masked LM predicts the masked tokens only (cross_entropy's ignore_index)
+        correct += ((logits.argmax(-1) == y) & scored).sum().item()
+        n += scored.sum().item()
     if n == 0:
         return {}
     loss = tot / n

@@ -76,6 +76,23 @@ Groups = Annotated[
         rich_help_panel=TRAIN,
     ),
 ]
+Pooling = Annotated[
+    str | None,
+    typer.Option(
+        help="--backbone hf: concat (last token, max, mean; a decoder's default) | mean (an encoder's default) | cls "
+        "(an encoder's first token).",
+        rich_help_panel=TRAIN,
+    ),
+]
+NewLmHead = Annotated[
+    bool | None,
+    typer.Option(
+        "--new-lm-head",
+        help="An encoder checkpoint without a masked-LM head: train a fresh one, tied to its input embeddings.",
+        rich_help_panel=TRAIN,
+        show_default=False,
+    ),
+]
 CutFrac = Annotated[float | None, typer.Option(help="STLR: share of a phase spent warming up.", rich_help_panel=TRAIN)]
 Ratio = Annotated[float | None, typer.Option(help="STLR: peak rate / lowest rate.", rich_help_panel=TRAIN)]
 Clip = Annotated[float | None, typer.Option(help="Gradient norm clip (0 = none).", rich_help_panel=TRAIN)]

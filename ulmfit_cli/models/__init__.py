@@ -1,7 +1,8 @@
 """Backbones. Each module owns its shapes, its default dropouts and its layer groups, behind one interface:
 build_lm, build_classifier, group_names, lm_groups, classifier_groups, encoder_of_lm, encoder_of_classifier,
 diagnosed_layers (the blocks whose training diagnostics are recorded, or None), pad_batch (how a classifier
-batch is padded) and cut_doc (which tokens of a document longer than --max-len are kept). awd_lstm is the paper's,
+batch is padded), cut_doc (which tokens of a document longer than --max-len are kept) and lm_objective (what an LM
+stage does to a batch before the loss: an encoder's masking). awd_lstm is the paper's,
 transformer our own GPT-shaped model trained from scratch, hf a pretrained Hugging Face checkpoint. Inference
 builds its classifier with `inference_classifier`, which for the AWD-LSTM is awd_lstm_infer's twin of fastai's
 model (no import of fastai's package)."""

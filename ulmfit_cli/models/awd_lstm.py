@@ -115,6 +115,11 @@ def encoder_of_classifier(clf):
     return clf[0].module
 
 
+def lm_objective(cfg: RunConfig, tok):
+    """Next-token prediction on the stream as it is: nothing to do to a batch (see hf.lm_objective)."""
+    return None
+
+
 def cut_doc(doc, max_len: int):
     """A document's first `max_len` tokens (see inference.docs_of)."""
     return doc[:max_len]

@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from ..config import RunConfig
 
-HF_PAD = -1  # not an id: the classifier masks it out and feeds id 0 in its place
+HF_PAD = -1  # not an id: the classifier masks it out and feeds the model's pad id (or 0) in its place
 HEAD_SHARE = 0.25  # of a document longer than --max-len, this share of the kept tokens comes from its start
 
 
@@ -47,55 +47,85 @@ def _quiet_transformers():
     logging.disable_progress_bar()
 
 
-def causal_lm(cfg: RunConfig):
-    """The checkpoint's causal LM with fresh weights, in fp32 (its config may name bf16: training runs fp32 or
-    autocast)."""
-    from transformers import AutoModelForCausalLM
+def is_encoder(hf_config: dict) -> bool:
+    """A masked-LM encoder (BERT, RoBERTa, DistilBERT, ...), read both ways; else a causal decoder."""
+    from ..config import hf_is_encoder
+
+    return hf_is_encoder(hf_config)
+
+
+def lm_model(cfg: RunConfig):
+    """The checkpoint's language model with fresh weights, in fp32 (its config may name bf16: training runs fp32 or
+    autocast): a causal LM, or an encoder with its masked-LM head."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
     _quiet_transformers()
-    return AutoModelForCausalLM.from_config(hf_config(cfg), dtype=torch.float32, attn_implementation="sdpa")
+    auto = AutoModelForMaskedLM if is_encoder(cfg.hf_config) else AutoModelForCausalLM
+    return auto.from_config(hf_config(cfg), dtype=torch.float32, attn_implementation="sdpa")
 
 
 def base_model(cfg: RunConfig):
+    """The checkpoint's body without any head (an encoder's pooler is left out: the classifier pools itself)."""
     from transformers import AutoModel
 
     _quiet_transformers()
-    return AutoModel.from_config(hf_config(cfg), dtype=torch.float32, attn_implementation="sdpa")
+    body = AutoModel.from_config(hf_config(cfg), dtype=torch.float32, attn_implementation="sdpa")
+    if getattr(body, "pooler", None) is not None:
+        body.pooler = None
+    return body
 
 
 class HFLM(nn.Module):
     """tokens (B, T) -> (logits (B, T, V), None, None): the training loop's LM interface; the Nones stand for
-    the LSTM's hidden states that AR/TAR would read (0 for this backbone, config.py)."""
+    the LSTM's hidden states that AR/TAR would read (0 for this backbone, config.py). A causal LM predicts the next
+    token; an encoder's masked-LM head the masked ones (the stage masks them: lm_objective)."""
 
     def __init__(self, cfg: RunConfig, model=None):
         super().__init__()
-        self.hf = model if model is not None else causal_lm(cfg)
+        self.hf = model if model is not None else lm_model(cfg)
         self.n_groups = cfg.groups
 
     def forward(self, x):
-        return self.hf(input_ids=x, use_cache=False).logits, None, None
+        return self.hf(input_ids=x).logits, None, None
 
     def reset(self):  # no state between batches
         pass
 
 
+POOLINGS = ("concat", "mean", "cls")
+
+
+def pooling_of(cfg: RunConfig) -> str:
+    """--pooling auto: the paper's concat pooling for a decoder, the mean for an encoder (sentence encoders are
+    trained with it, and it does as well as [CLS] for BERT-style ones)."""
+    if cfg.pooling != "auto":
+        return cfg.pooling
+    return "mean" if is_encoder(cfg.hf_config) else "concat"
+
+
 class HFClassifier(nn.Module):
-    """The checkpoint's base model, concat pooling (see the module docstring) and the ULMFiT head."""
+    """The checkpoint's base model, pooling (see the module docstring) and the ULMFiT head."""
 
     def __init__(self, cfg: RunConfig, n_class: int):
         super().__init__()
         self.body = base_model(cfg)
         self.n_groups = cfg.groups
-        c, p = self.body.config.hidden_size, 0.4 * cfg.drop_mult
+        self.encoder, self.pooling = is_encoder(cfg.hf_config), pooling_of(cfg)
+        self.pad_id = self.body.config.pad_token_id or 0  # what the model reads in a pad's place (masked anyway)
+        c, p = self.body.config.hidden_size * (3 if self.pooling == "concat" else 1), 0.4 * cfg.drop_mult
         self.head = nn.Sequential(
-            nn.BatchNorm1d(3 * c), nn.Dropout(p), nn.Linear(3 * c, cfg.lin_ftrs), nn.ReLU(inplace=True),
+            nn.BatchNorm1d(c), nn.Dropout(p), nn.Linear(c, cfg.lin_ftrs), nn.ReLU(inplace=True),
             nn.BatchNorm1d(cfg.lin_ftrs), nn.Dropout(0.1), nn.Linear(cfg.lin_ftrs, n_class),
         )  # fmt: skip
 
-    def features(self, x):  # (B, T) padded at the end with HF_PAD -> (B, 3C)
+    def features(self, x):  # (B, T) padded at the end with HF_PAD -> (B, C) or (B, 3C)
         mask = x != HF_PAD
-        h = self.body(input_ids=x.clamp(min=0), use_cache=False).last_hidden_state  # (B, T, C)
-        return pool(h, mask)
+        ids = x.masked_fill(~mask, self.pad_id)
+        if self.encoder:  # attention reads both ways: the pads must be masked out
+            h = self.body(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        else:  # causal: a real token never sees a later pad; the model's own fast path, no mask
+            h = self.body(input_ids=ids, use_cache=False).last_hidden_state
+        return pool(h, mask, self.pooling, skip_first=not self.encoder)
 
     def forward(self, x):
         return (self.head(self.features(x).float()),)
@@ -104,17 +134,66 @@ class HFClassifier(nn.Module):
         pass
 
 
-def pool(h, mask):
-    """[last real token, max, mean] over the real tokens after the first (the start token; a document of the
-    start token alone pools it). h (B, T, C), mask (B, T) -> (B, 3C)."""
+def pool(h, mask, how: str = "concat", skip_first: bool = True):
+    """h (B, T, C), mask (B, T) -> concat: [last real token, max, mean] (B, 3C); mean (B, C); cls: the first
+    token's state (B, C). With `skip_first` (decoders) max and mean leave out the first token, the start token (a
+    document of the start token alone pools it)."""
+    if how == "cls":
+        return h[:, 0]
     lens = mask.sum(1).clamp(min=1)  # (B,)
-    last = h[torch.arange(h.shape[0], device=h.device), lens - 1]
     pooled = mask.clone()
-    pooled[:, 0] = lens == 1
+    if skip_first:
+        pooled[:, 0] = lens == 1
     m = pooled.unsqueeze(-1)
-    mx = h.masked_fill(~m, float("-inf")).max(1).values
     mean = (h * m).sum(1) / m.sum(1).clamp(min=1)
+    if how == "mean":
+        return mean
+    last = h[torch.arange(h.shape[0], device=h.device), lens - 1]
+    mx = h.masked_fill(~m, float("-inf")).max(1).values
     return torch.cat([last, mx, mean], 1)
+
+
+MASK_P, MASK_REPLACE, RANDOM_REPLACE = 0.15, 0.8, 0.1  # BERT's masking rule (Devlin et al. 2019)
+
+
+def mask_tokens(x, mask_id: int, vocab_size: int, special: list[int], generator):
+    """BERT's rule, drawn exactly as transformers' DataCollatorForLanguageModeling draws it (same generator, same
+    masks): each token but `special` ones is chosen with probability 0.15; a chosen token becomes `mask_id` 80% of
+    the time, a random token 10%, and stays 10%. Returns (inputs, labels), labels -100 where nothing is predicted."""
+    labels = x.clone()
+    prob = torch.full(labels.shape, MASK_P)
+    prob.masked_fill_(torch.isin(x, torch.tensor(special, dtype=x.dtype)), 0.0)
+    masked = torch.bernoulli(prob, generator=generator).bool()
+    labels[~masked] = -100
+    x = x.clone()
+    replaced = torch.bernoulli(torch.full(labels.shape, MASK_REPLACE), generator=generator).bool() & masked
+    x[replaced] = mask_id
+    scaled = RANDOM_REPLACE / (1 - MASK_REPLACE)
+    rand = torch.bernoulli(torch.full(labels.shape, scaled), generator=generator).bool() & masked & ~replaced
+    words = torch.randint(vocab_size, labels.shape, dtype=torch.long, generator=generator)
+    x[rand] = words[rand].to(x.dtype)
+    return x, labels
+
+
+def lm_objective(cfg: RunConfig, tok):
+    """What an LM stage does to each (x, y) batch of its stream before the loss: nothing for a decoder (y is the
+    next token); for an encoder, BERT's masking of x, with y the masked tokens (-100 elsewhere). Returns
+    objective(batches, seed) -> batches; the same seed gives the same masks (validation, a resumed epoch)."""
+    if not is_encoder(cfg.hf_config):
+        return None
+    if tok.mask_id is None:
+        from ..errors import ConfigError
+
+        raise ConfigError("the checkpoint's tokenizer has no mask token: masked-LM fine-tuning needs one")
+    special = sorted({tok.start_id, *(() if tok.end_id is None else (tok.end_id,)), tok.mask_id})
+    vocab = tok.get_vocab_size()
+
+    def objective(batches, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        for x, _ in batches:
+            yield mask_tokens(x, tok.mask_id, vocab, special, g)
+
+    return objective
 
 
 # ---- the backbone interface shared with awd_lstm and transformer ------------------------------------------
@@ -157,6 +236,8 @@ def _groups(body, top: list, n_groups: int):
     blocks = blocks_of(body)
     in_blocks = {id(p) for p in blocks.parameters()}
     embeds = [m for m in body.modules() if isinstance(m, nn.Embedding)]
+    if isinstance(getattr(body, "embeddings", None), nn.Module):  # an encoder's embeddings and their norm
+        embeds.append(body.embeddings)
     embed = list({id(p): p for m in embeds for p in m.parameters() if id(p) not in in_blocks}.values())
     seen = in_blocks | {id(p) for p in embed}
     rest = [p for p in body.parameters() if id(p) not in seen]  # the final norm (and anything else outside)

@@ -472,3 +472,42 @@ def test_masking_is_transformers_rule_draw_for_draw(seed, tmp_path):
     kept = (got_x == x) & chosen
     assert 0.75 < masked.sum().item() / chosen.sum().item() < 0.85
     assert 0.06 < kept.sum().item() / chosen.sum().item() < 0.14
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, *ENCODERS])
+def test_export_onnx_gives_predicts_probabilities(work, encoders, ulmfit, tmp_path, family):
+    """One graph with dynamic batch and time axes; fed as its JSON says (start, ids, end; a long document cut to
+    its head and tail), onnxruntime's probabilities are predict's."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    source = (work if family in FAMILIES else encoders) / family
+    train, lm, clf = tmp_path / "train.csv", tmp_path / "lm", tmp_path / "clf"
+    _write_train(train)
+    assert ulmfit("import-hf", source, "--out", lm, "-q").returncode == 0
+    r = ulmfit("finetune-clf", lm, train, "--out", clf, "--preset", "tiny", "--epochs", "2", "--max-len", "40", "-q")
+    assert r.returncode == 0, r.stderr
+    r = ulmfit("export", clf, "--onnx", tmp_path / "m.onnx")
+    assert r.returncode == 0, r.stderr
+    files = json.loads(r.stdout)
+    meta = json.loads(Path(files["meta"]).read_text())
+    tok = Tokenizer.from_file(files["tokenizer"])
+    texts = [*hf_tiny.CORPUS[:9], " ".join(hf_tiny.CORPUS[:6])]  # the last is longer than --max-len 40
+    docs = []
+    for t in texts:
+        d = [meta["bos_id"], *tok.encode(t, add_special_tokens=False).ids] + (
+            [meta["end_id"]] if meta["end_id"] is not None else []
+        )
+        head = meta["head_tokens"]
+        docs.append(d if len(d) <= meta["max_len"] else d[:head] + d[len(d) - (meta["max_len"] - head) :])
+    assert max(map(len, docs)) == meta["max_len"] and min(map(len, docs)) < 20
+    ids = np.full((len(docs), max(map(len, docs))), meta["pad_id"], dtype=np.int64)
+    for i, d in enumerate(docs):
+        ids[i, : len(d)] = d
+    session = ort.InferenceSession(files["onnx"])
+    got = np.concatenate([session.run(["output"], {"input_ids": ids[i : i + 4]})[0] for i in range(0, len(ids), 4)])
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    pred = ulmfit("predict", clf, tmp_path / "texts.txt", "--format", "jsonl")
+    assert pred.returncode == 0, pred.stderr
+    want = np.array([[json.loads(x)["probs"][c] for c in meta["classes"]] for x in pred.stdout.splitlines()])
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)  # predict rounds to 6 decimals

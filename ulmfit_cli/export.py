@@ -12,11 +12,17 @@ rows padded with <pad> at the end to the longest in the batch. The graph itself 
 `max_len` tokens and reverses it for a backwards run, exactly as `predict` does (inference.docs_of), so the
 outputs are predict's probabilities for the same texts (tests/test_export.py checks both backbones).
 
-Both backbones run the whole document in one graph with dynamic batch and time axes:
+A Hugging Face checkpoint's classifier (--backbone hf) is fed its own way, which OUT.json spells out: the start
+token, the ids, an encoder's [SEP], a long document already cut to its head and tail (as predict cuts it), rows
+padded with -1 (no id: the graph masks them out); OUT.tokenizer.json is the checkpoint's own tokenizer.json.
+
+Every backbone runs the whole document in one graph with dynamic batch and time axes:
 - AWD-LSTM: the LSTMs over the whole document from a zero state are what fastai's BPT3C chunk loop computes at
   inference (models/awd_lstm_infer.py);
 - transformer: the document is padded to a multiple of `bptt` and folded into (batch * chunks, bptt), which is the
-  classifier's own chunk loop (each chunk attends only within itself) without a loop.
+  classifier's own chunk loop (each chunk attends only within itself) without a loop;
+- hf: the checkpoint's body with its attention mask (transformers' mask-free path for decoders cannot be traced;
+  with pads at the end the two give the same states), then the pooling and the head.
 """
 
 from __future__ import annotations
@@ -60,7 +66,8 @@ def graph(run: A.Run):
             self.model = model
 
         def forward(self, ids):  # (B, T), padding at the end
-            ids = ids[:, : cfg.max_len]
+            if cfg.backbone != "hf":  # a checkpoint's documents come cut (head and tail), see the module docstring
+                ids = ids[:, : cfg.max_len]
             T = ids.shape[1]
             lens = (ids != PAD_ID).sum(1, keepdim=True)
             pos = torch.arange(T, device=ids.device).unsqueeze(0)
@@ -72,6 +79,8 @@ def graph(run: A.Run):
             return logits, torch.sigmoid(logits) if task == tasks.MULTI else torch.softmax(logits, 1)
 
         def logits(self, ids):
+            if cfg.backbone == "hf":
+                return self.model.head(self.model.features(ids, attention_mask=True).float())
             if cfg.backbone != "transformer":
                 return self.model(ids)[0]
             m, ctx = self.model, cfg.bptt
@@ -115,14 +124,27 @@ def _pool(h, mask):
     return torch.cat([last, mx, mean], 1)
 
 
+def feeding(cfg, tok) -> tuple[int, int, int | None]:
+    """The pad, start and end ids of the graph's input: ours (<pad>, <bos>, none), or a checkpoint's (HF_PAD, its
+    start token, an encoder's [SEP])."""
+    from .tokenizer import end_ids, start_id
+
+    if cfg.backbone == "hf":
+        from .models.hf import HF_PAD
+
+        return HF_PAD, start_id(tok), (end_ids(tok) or (None,))[0]
+    return PAD_ID, BOS_ID, None
+
+
 def export_onnx(run: A.Run, out: Path) -> dict[str, Path]:
     """Write the three files (each atomically: a temporary name, then renamed); returns their paths."""
     import torch
 
     cfg, tok, g = graph(run)
     files = paths(out)
-    example = torch.full((2, cfg.bptt + 3), PAD_ID, dtype=torch.int64)
-    example[:, 0], example[0, 1:] = BOS_ID, 7
+    pad, first, last = feeding(cfg, tok)
+    example = torch.full((2, cfg.bptt + 3), pad, dtype=torch.int64)
+    example[:, 0], example[0, 1:] = first, 7
     meta = {
         "format": "ulmfit-onnx/1",
         "run": str(run.path),
@@ -134,12 +156,18 @@ def export_onnx(run: A.Run, out: Path) -> dict[str, Path]:
         "max_len": cfg.max_len,
         "bptt": cfg.bptt,
         "backwards": cfg.backwards,
-        "pad_id": PAD_ID,
-        "bos_id": BOS_ID,
+        "pad_id": pad,
+        "bos_id": first,
+        "end_id": last,
         "tokenizer": "fastai-words" if type(tok).__name__ == "WordVocab" else "huggingface-tokenizers",
         "inputs": {"input_ids": "int64 (batch, time): bos_id, then tokenizer.encode(text, add_special_tokens="
-                   "False).ids, padded at the end with pad_id; the graph cuts to max_len and reverses backwards "
-                   "runs itself"},
+                   "False).ids, then end_id when it is not null, padded at the end with pad_id; the graph cuts to "
+                   "max_len and reverses backwards runs itself"
+                   if cfg.backbone != "hf" else
+                   "int64 (batch, time): bos_id, then tokenizer.encode(text, add_special_tokens=False).ids, then "
+                   "end_id when it is not null; a document longer than max_len keeps its first head_tokens and "
+                   "the rest from its end (as predict cuts it); rows padded at the end with pad_id (-1)"},
+        **({"head_tokens": max(1, int(cfg.max_len * 0.25))} if cfg.backbone == "hf" else {}),
         "outputs": {"logits": "float32 (batch, C)",
                     "output": "probabilities (batch, C): softmax, or one sigmoid per label for multi-label "
                     "(a label is on at or above its threshold); regression: values (batch,)"},
@@ -153,7 +181,10 @@ def export_onnx(run: A.Run, out: Path) -> dict[str, Path]:
                 dynamic_axes={"input_ids": {0: "batch", 1: "time"}, "logits": {0: "batch"}, "output": {0: "batch"}},
                 opset_version=OPSET, dynamo=False,
             )  # fmt: skip
-        shutil.copyfile(run.file("tokenizer"), tmp["tokenizer"])
+        if hasattr(tok, "start_id"):  # a checkpoint's tokenizer: its own tokenizer.json, loadable by any client
+            tmp["tokenizer"].write_text(tok.tok.to_str(pretty=True), encoding="utf-8")
+        else:
+            shutil.copyfile(run.file("tokenizer"), tmp["tokenizer"])
         tmp["meta"].write_text(json.dumps(meta, indent=2) + "\n")
         for k in files:
             os.replace(tmp[k], files[k])

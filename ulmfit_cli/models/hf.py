@@ -118,12 +118,15 @@ class HFClassifier(nn.Module):
             nn.BatchNorm1d(cfg.lin_ftrs), nn.Dropout(0.1), nn.Linear(cfg.lin_ftrs, n_class),
         )  # fmt: skip
 
-    def features(self, x):  # (B, T) padded at the end with HF_PAD -> (B, C) or (B, 3C)
+    def features(self, x, attention_mask: bool | None = None):  # (B, T) padded at the end with HF_PAD -> (B, C|3C)
+        """An encoder always gets the attention mask (attention reads both ways: the pads must be masked out); a
+        decoder only when `attention_mask` (export: transformers' mask-free path cannot be traced), since a real
+        token never sees a later pad: the model's own fast path, same outputs."""
         mask = x != HF_PAD
         ids = x.masked_fill(~mask, self.pad_id)
-        if self.encoder:  # attention reads both ways: the pads must be masked out
+        if self.encoder or attention_mask:
             h = self.body(input_ids=ids, attention_mask=mask.long()).last_hidden_state
-        else:  # causal: a real token never sees a later pad; the model's own fast path, no mask
+        else:
             h = self.body(input_ids=ids, use_cache=False).last_hidden_state
         return pool(h, mask, self.pooling, skip_first=not self.encoder)
 

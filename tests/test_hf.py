@@ -511,3 +511,25 @@ def test_export_onnx_gives_predicts_probabilities(work, encoders, ulmfit, tmp_pa
     assert pred.returncode == 0, pred.stderr
     want = np.array([[json.loads(x)["probs"][c] for c in meta["classes"]] for x in pred.stdout.splitlines()])
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)  # predict rounds to 6 decimals
+
+
+@pytest.mark.parametrize("family", ["llama", "bert"])
+def test_engine_onnx_runs_the_whole_classifier(work, encoders, ulmfit, tmp_path, family):
+    """--engine onnx: the classifier whole in onnxruntime, predict's probabilities to 1e-5; with --quantize int8
+    its MatMuls quantized (outputs still probabilities, close to fp32's)."""
+    source = (work if family in FAMILIES else encoders) / family
+    train, lm, clf = tmp_path / "train.csv", tmp_path / "lm", tmp_path / "clf"
+    _write_train(train)
+    assert ulmfit("import-hf", source, "--out", lm, "-q").returncode == 0
+    r = ulmfit("finetune-clf", lm, train, "--out", clf, "--preset", "tiny", "--epochs", "2", "--max-len", "40", "-q")
+    assert r.returncode == 0, r.stderr
+
+    def probs(*flags):
+        r = ulmfit("predict", clf, train, "--format", "jsonl", *flags)
+        assert r.returncode == 0, r.stderr
+        return np.array([list(json.loads(x)["probs"].values()) for x in r.stdout.splitlines()])
+
+    torch_p, onnx_p, int8_p = probs(), probs("--engine", "onnx"), probs("--engine", "onnx", "--quantize", "int8")
+    np.testing.assert_allclose(onnx_p, torch_p, atol=1e-5, rtol=0)
+    assert np.allclose(int8_p.sum(1), 1, atol=1e-4) and np.abs(int8_p - torch_p).max() < 0.2
+    assert not np.array_equal(int8_p, onnx_p)  # the int8 graph is another graph

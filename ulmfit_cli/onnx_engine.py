@@ -1,4 +1,5 @@
-"""`--engine onnx`: the AWD-LSTM's embedding and LSTMs run in onnxruntime, chunk by chunk, on the CPU.
+"""`--engine onnx`: the AWD-LSTM's embedding and LSTMs run in onnxruntime, chunk by chunk, on the CPU; a Hugging
+Face checkpoint's classifier (--backbone hf) runs whole in onnxruntime (its body, pooling and head: `attach_whole`).
 
 The classifier (models/awd_lstm_infer.py) keeps its chunk loop, pooling and head in torch; only `recur` (token
 ids and the LSTMs' states in, the last LSTM's outputs and the new states out) is a graph, exported once per run
@@ -34,7 +35,9 @@ def check(engine: str, backbone: str | None = None) -> None:
     if engine != "onnx":
         return
     if backbone == "transformer":
-        raise ConfigError("`--engine onnx` runs AWD-LSTM classifiers only; use --engine torch for a transformer run")
+        raise ConfigError(
+            "`--engine onnx` runs AWD-LSTM and --backbone hf classifiers; use --engine torch for a transformer run"
+        )
     if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
         raise ConfigError("`--engine onnx` needs onnx and onnxruntime: pip install 'ulmfit-cli[export]'")
 
@@ -102,23 +105,53 @@ def export_chunk(model, path: Path) -> None:
         )  # fmt: skip
 
 
-def graph_file(run: A.Run, model, quantize: str | None) -> Path:
+def whole_graph(model):
+    """A --backbone hf classifier as a module: ids (n, t) padded at the end with HF_PAD -> logits (n, C)."""
+    import torch.nn as nn
+
+    class Whole(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, ids):
+            return self.model.head(self.model.features(ids, attention_mask=True).float())
+
+    return Whole().eval()
+
+
+def export_whole(model, path: Path) -> None:
+    import torch
+
+    ids = torch.full((2, 7), -1, dtype=torch.int64)
+    ids[:, :3], ids[0, 3:] = 5, 6
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            whole_graph(model), (ids,), str(path), input_names=["ids"], output_names=["logits"],
+            dynamic_axes={"ids": {0: "n", 1: "t"}, "logits": {0: "n"}}, opset_version=17, dynamo=False,
+        )  # fmt: skip
+
+
+def graph_file(run: A.Run, model, quantize: str | None, whole: bool = False) -> Path:
     """The cached graph for this run (and int8 or not), exported now if missing. Written under a temporary name
-    and renamed, so a reader never sees half a file; nothing is written to the run folder."""
-    out = cache_dir() / f"{key(run, quantize)}{'.int8' if quantize else ''}.onnx"
+    and renamed, so a reader never sees half a file; nothing is written to the run folder. `whole`: the hf
+    classifier's whole graph, its MatMuls quantized for int8; else the AWD-LSTM's chunk graph, its LSTMs."""
+    out = cache_dir() / f"{key(run, quantize)}{'.whole' if whole else ''}{'.int8' if quantize else ''}.onnx"
     if out.exists():
         return out
     tmp = [out.with_name(f".{out.name}.{os.getpid()}.{s}") for s in ("fp32", "int8")]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        export_chunk(model, tmp[0])
+        (export_whole if whole else export_chunk)(model, tmp[0])
         if quantize:
             import logging
 
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process, on the root logger
-            quantize_dynamic(tmp[0], tmp[1], weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"])
+            ops = ["MatMul", "Gemm"] if whole else ["LSTM"]
+            quantize_dynamic(tmp[0], tmp[1], weight_type=QuantType.QInt8, op_types_to_quantize=ops)
         os.replace(tmp[1] if quantize else tmp[0], out)
     except OSError as e:
         raise OutputError(
@@ -189,11 +222,32 @@ class Recurrence:
 MIN_ROWS = 8  # rows per thread at least when a batch's rows are dealt out to threads
 
 
+class WholeClassifier:
+    """An onnxruntime session standing in for a --backbone hf classifier's forward: ids -> (logits,)."""
+
+    def __init__(self, path: Path, threads: int):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x):
+        import numpy as np
+        import torch
+
+        return (torch.from_numpy(self.session.run(None, {"ids": np.ascontiguousarray(x.cpu().numpy())})[0]),)
+
+
 def attach(run: A.Run, model, quantize: str | None) -> None:
-    """Make `model` (an AWDLSTMClassifier on the CPU, loaded with the run's weights) run its LSTMs in
-    onnxruntime, on torch's thread count."""
+    """Make `model` (on the CPU, loaded with the run's weights) run in onnxruntime, on torch's thread count: an
+    AWDLSTMClassifier its LSTMs, an hf classifier the whole of it."""
     import torch
 
+    if run.config.get("backbone") == "hf":
+        model.engine = WholeClassifier(graph_file(run, model, quantize, whole=True), torch.get_num_threads())
+        return
     path = graph_file(run, model, quantize)
     threads = torch.get_num_threads()
     model.engine = Recurrence(path, [rnn.hidden_size for rnn in model.rnns], threads)

@@ -130,7 +130,11 @@ class HFClassifier(nn.Module):
             h = self.body(input_ids=ids, use_cache=False).last_hidden_state
         return pool(h, mask, self.pooling, skip_first=not self.encoder)
 
+    engine = None  # --engine onnx: an onnxruntime session standing in for the whole forward (onnx_engine)
+
     def forward(self, x):
+        if self.engine is not None:
+            return self.engine(x)
         return (self.head(self.features(x).float()),)
 
     def reset(self):

@@ -10,7 +10,7 @@ covering_sample: every class first, then seeded), `finetune-lm` on its texts onc
   all-at-once-lr5e-5  all-at-once at the rate usual for fine-tuning a whole transformer (5e-5)
 
     python bench/hf_recipe.py WORK --parent RUN [--tasks trec6 sst2] [--n 1000] [--seeds 42 43]
-        [--variants ulmfit all-at-once no-lm-ft] [--clf-flag=--epochs=8 ...] [--lm-flag=--epochs=1 ...]
+        [--variants ulmfit all-at-once no-lm-ft] [--clf-flag=--epochs=8 ...] [--lm-flag=--epochs=1 ...] [--no-lm]
 
 Resumable: each finished (task, variant, seed) is a line of WORK/results.jsonl and is skipped when run again.
 Prints a markdown table on stderr at the end. Wall times are of the whole command (each stage, stderr parsed).
@@ -59,6 +59,7 @@ def main() -> None:
     )
     ap.add_argument("--lm-flag", action="append", default=[])
     ap.add_argument("--preset", default="small")
+    ap.add_argument("--no-lm", action="store_true", help="every variant from the parent (no finetune-lm stage)")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     results = a.work / "results.jsonl"
@@ -74,7 +75,7 @@ def main() -> None:
             write(data, covering_sample(rows, a.n, False, 42) if a.n < len(rows) else rows)
         (a.work / task).mkdir(exist_ok=True)
         lm = a.work / task / "lm-ft"
-        if not (lm / "manifest.json").exists() and any(v != "no-lm-ft" for v in a.variants):
+        if not a.no_lm and not (lm / "manifest.json").exists() and any(v != "no-lm-ft" for v in a.variants):
             summary, wall = sh(["finetune-lm", str(a.parent), str(data), "--out", str(lm), "--preset", a.preset,
                                 *lm_extra], a.work / f"{task}-lm.log")  # fmt: skip
             m = json.loads((lm / "manifest.json").read_text())
@@ -86,7 +87,7 @@ def main() -> None:
                 if (task, variant, seed) in done:
                     continue
                 out = a.work / task / f"{variant}-s{seed}"
-                start = a.parent if variant == "no-lm-ft" else lm
+                start = a.parent if variant == "no-lm-ft" or a.no_lm else lm
                 args = ["finetune-clf", str(start), str(data), "--out", str(out), "--preset", a.preset,
                         "--seed", str(seed), "--overwrite", *VARIANTS[variant], *clf_extra]  # fmt: skip
                 summary, wall = sh(args, a.work / f"{task}-{variant}-s{seed}.log")

@@ -59,6 +59,7 @@ def main() -> None:
     )
     ap.add_argument("--lm-flag", action="append", default=[])
     ap.add_argument("--preset", default="small")
+    ap.add_argument("--max-test", type=int, default=0, help="score on a seeded subsample of this many test rows")
     ap.add_argument("--no-lm", action="store_true", help="every variant from the parent (no finetune-lm stage)")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
@@ -73,6 +74,14 @@ def main() -> None:
         data = a.work / f"{task}-train-n{a.n}-s42.csv"
         if not data.exists():
             write(data, covering_sample(rows, a.n, False, 42) if a.n < len(rows) else rows)
+        test_file = a.data / test
+        if a.max_test:  # as cross_task.prepare draws it: seed 43, sorted
+            import random
+
+            te = read(test_file)
+            test_file = a.work / f"{task}-test-n{a.max_test}-s42.csv"
+            if not test_file.exists():
+                write(test_file, [te[i] for i in sorted(random.Random(43).sample(range(len(te)), a.max_test))])
         (a.work / task).mkdir(exist_ok=True)
         lm = a.work / task / "lm-ft"
         if not a.no_lm and not (lm / "manifest.json").exists() and any(v != "no-lm-ft" for v in a.variants):
@@ -91,9 +100,7 @@ def main() -> None:
                 args = ["finetune-clf", str(start), str(data), "--out", str(out), "--preset", a.preset,
                         "--seed", str(seed), "--overwrite", *VARIANTS[variant], *clf_extra]  # fmt: skip
                 summary, wall = sh(args, a.work / f"{task}-{variant}-s{seed}.log")
-                ev, ev_wall = sh(
-                    ["evaluate", str(out), str(a.data / test)], a.work / f"{task}-{variant}-s{seed}-eval.log"
-                )
+                ev, ev_wall = sh(["evaluate", str(out), str(test_file)], a.work / f"{task}-{variant}-s{seed}-eval.log")
                 row = {"task": task, "variant": variant, "seed": seed, "accuracy": ev["accuracy"],
                        "macro_f1": ev.get("macro_f1"), "n_test": ev["n"], "train_rows": a.n, "clf_wall_s": wall,
                        "eval_wall_s": ev_wall, "kept_epoch": summary.get("kept_epoch"), "epochs": summary["epochs"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import hf_tiny
@@ -533,3 +534,26 @@ def test_engine_onnx_runs_the_whole_classifier(work, encoders, ulmfit, tmp_path,
     np.testing.assert_allclose(onnx_p, torch_p, atol=1e-5, rtol=0)
     assert np.allclose(int8_p.sum(1), 1, atol=1e-4) and np.abs(int8_p - torch_p).max() < 0.2
     assert not np.array_equal(int8_p, onnx_p)  # the int8 graph is another graph
+
+
+@pytest.mark.parametrize("max_length", [8, 128])
+def test_a_tokenizer_that_pads_and_cuts_is_read_whole(encoders, ulmfit, tmp_path, max_length):
+    """sentence-transformers' tokenizer.json pads every text to a fixed length and cuts it there: the run's
+    tokenizer does neither (the stages pad with a mask and cut by --max-len themselves)."""
+    from transformers import AutoTokenizer
+
+    from ulmfit_cli.tokenizer import encode_docs, load_tokenizer
+
+    folder = tmp_path / "st"
+    shutil.copytree(encoders / "bert-nohead", folder)
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    spec["padding"] = {"strategy": {"Fixed": max_length}, "direction": "Right", "pad_to_multiple_of": None,
+                       "pad_id": 1, "pad_type_id": 0, "pad_token": hf_tiny.PAD}  # fmt: skip
+    spec["truncation"] = {"direction": "Right", "max_length": max_length, "strategy": "LongestFirst", "stride": 0}
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    assert ulmfit("import-hf", folder, "--out", tmp_path / "lm", "-q").returncode == 0
+    tok = load_tokenizer(tmp_path / "lm" / "tokenizer.json")
+    plain = AutoTokenizer.from_pretrained(str(encoders / "bert-nohead"))
+    texts = [*hf_tiny.CORPUS[:5], " ".join(hf_tiny.CORPUS)]
+    for text, doc in zip(texts, encode_docs(tok, texts)):
+        assert doc.tolist() == plain(text)["input_ids"]  # [CLS] ids [SEP], no pads, nothing cut

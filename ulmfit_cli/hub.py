@@ -106,7 +106,10 @@ def import_hf(
     with writing(out, overwrite, False, reporter) as writer:
         writer.start(cfg.to_dict(), [i["fingerprint"] for i in inputs])
         tok_path = writer.path(A.TOKENIZER)
-        A.save_tokenizer(CheckpointTokenizer(tok.backend_tokenizer, *ids), tok_path)
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_str(tok.backend_tokenizer.to_str())  # a copy: CheckpointTokenizer unsets padding
+        A.save_tokenizer(CheckpointTokenizer(backend, *ids), tok_path)
         import torch
 
         lm.to(getattr(torch, DTYPES[dtype]))

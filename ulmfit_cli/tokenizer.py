@@ -92,6 +92,8 @@ class CheckpointTokenizer:
     kind = "hf-checkpoint"
 
     def __init__(self, tok, start_id: int, end_id: int | None = None, mask_id: int | None = None):
+        tok.no_padding()  # sentence-transformers' files pad every text to 128 and cut it there: the stages batch,
+        tok.no_truncation()  # pad (with a mask) and cut (head and tail, --max-len) themselves
         self.tok, self.start_id, self.end_id, self.mask_id = tok, start_id, end_id, mask_id
 
     @classmethod

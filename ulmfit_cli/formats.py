@@ -6,8 +6,9 @@
 - tsv: LABEL, PROB, TEXT for a single-label classifier (with --top-k K: K label/prob pairs, most probable
   first, then TEXT); LABELS and PROBS joined by ',' (the predicted labels and their probabilities, in class
   order; empty when none passes its threshold), then TEXT for multi-label; VALUE, TEXT for regression.
-  TEXT is the input with backslash, tab, newline and carriage return escaped as \\\\ \\t \\n \\r, so each
-  output is one line and the text is always the last field. Probabilities have 6 decimals.
+  TEXT and every LABEL are escaped: backslash, tab, newline and carriage return as \\\\ \\t \\n \\r (and a
+  comma inside a multi-label label as \\, since the labels are joined by commas), so each output is one line
+  with a fixed number of fields, and the text is always the last. Probabilities have 6 decimals.
 - label: the first field of tsv (the label, the ','-joined labels, or the value).
 A blank input text gets a line of its own: JSON with null values ({"label": null, "probs": null}), empty fields
 in tsv, an empty line with label, so outputs stay aligned with inputs (`paste input.txt predictions`).
@@ -28,6 +29,11 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 def escape(text: str) -> str:
     return text.translate(_ESCAPES)
+
+
+def escape_listed(label: str) -> str:
+    """A label in a ','-joined list: escaped, its own commas too."""
+    return escape(label).replace(",", "\\,")
 
 
 class Formatter:
@@ -64,13 +70,14 @@ class Formatter:
         if self.task == MULTI:
             chosen = [i for i in sorted(shown) if out[i] >= self.cuts[i]]
             if self.fmt != "jsonl":
-                return [",".join(self.classes[i] for i in chosen), ",".join(f"{out[i]:.6f}" for i in chosen)]
+                labels = ",".join(escape_listed(self.classes[i]) for i in chosen)
+                return [labels, ",".join(f"{out[i]:.6f}" for i in chosen)]
             return {"labels": [self.classes[i] for i in chosen], "probs": self._probs(out, shown)}
         best = int(np.argmax(out))
         if self.fmt == "jsonl":
             return {"label": self.classes[best], "probs": self._probs(out, shown)}
         pairs = shown if self.top_k else [best]
-        return [x for i in pairs for x in (self.classes[i], f"{out[i]:.6f}")]
+        return [x for i in pairs for x in (escape(self.classes[i]), f"{out[i]:.6f}")]
 
     def _probs(self, out, shown) -> dict:
         return {self.classes[i]: round(float(out[i]), 6) for i in shown}

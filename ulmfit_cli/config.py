@@ -7,6 +7,7 @@ A stage's configuration is `preset defaults for that stage` updated with every f
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -15,6 +16,7 @@ STAGES = ("pretrain", "finetune-lm", "finetune-clf")
 BACKBONES = ("awd-lstm", "transformer", "hf")  # hf: a pretrained Hugging Face checkpoint (`ulmfit import-hf`)
 TOKENIZERS = ("unigram", "bpe")
 NORM_POSITIONS = ("pre", "post", "residual")
+MAX_SEED = 2**32 - 1
 WORD_TOKENIZER = "fastai-words"  # fastai's words: only from `ulmfit import-fastai`, then inherited by later stages
 HF_TOKENIZER = "hf"  # a Hugging Face checkpoint's own tokenizer: only from `ulmfit import-hf`, then inherited
 
@@ -131,6 +133,11 @@ class RunConfig:
         if c.stage == "finetune-clf":  # the head's batch-norm cannot train on a batch of one document
             need(c.bs >= 2, "bs", ">= 2 for finetune-clf (its batch-norm needs two documents a batch)", c.bs)
         need(c.epochs >= 0, "epochs", ">= 0", c.epochs)
+        need(0 <= c.seed <= MAX_SEED, "seed", f"in [0, {MAX_SEED}] (numpy's seeds)", c.seed)
+        for f in dataclasses.fields(c):  # NaN fails every comparison below; infinity would pass some of them
+            v = getattr(c, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                need(False, f.name, "a finite number", v)
         need(c.keep in ("auto", "best", "last"), "keep", "auto, best or last", c.keep)
         need(c.patience >= 0, "patience", ">= 0", c.patience)
         need(c.lr > 0, "lr", "> 0", c.lr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -65,3 +66,26 @@ def _split(field: str) -> list[str]:
             cur += field[i]
             i += 1
     return [*out, cur]
+
+
+# ---- tables with two columns of one name (issue 27, case 9) ------------------------------------------------
+
+DUPLICATES = [("text,text,label", "'text'"), ("text,label,label", "'label'"), ("a,text,a,label,b,b", "'a', 'b'")]
+
+
+@pytest.mark.parametrize("header,named", DUPLICATES)
+@pytest.mark.parametrize("command", ["finetune-clf", "evaluate", "predict", "inspect"])
+def test_duplicate_column_names_are_an_error_naming_them(pipeline, ulmfit, tmp_path, header, named, command):
+    from conftest import one_line_error
+
+    n = header.count(",") + 1
+    table = tmp_path / "t.csv"
+    table.write_text(header + "\n" + "\n".join(",".join(["what is it"] * (n - 1) + ["DESC"]) for _ in range(40)) + "\n")
+    args = {
+        "finetune-clf": ["finetune-clf", pipeline["ft"], table, "--out", tmp_path / "c", "--preset", "tiny"],
+        "evaluate": ["evaluate", pipeline["clf"], table],
+        "predict": ["predict", pipeline["clf"], table],
+        "inspect": ["inspect", table],
+    }[command]
+    one_line_error(ulmfit(*args), 2, "more than once", named)
+    assert not (tmp_path / "c").exists()

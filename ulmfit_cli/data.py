@@ -149,7 +149,13 @@ def _csv_as_strings(path: Path, sep: str) -> dict:
                 f"{path}: line {rows.line_num} has {len(first)} fields but the header has {len(header)} "
                 f"({', '.join(header)}); quote the texts that hold {'a tab' if sep == chr(9) else 'a comma'}"
             )
-    if not header or len(set(header)) < len(header):  # no header, or duplicate names: let pandas say what it does
+    twice = sorted({c for c in header or [] if header.count(c) > 1})
+    if twice:  # pandas would rename the second 'text' to 'text.1' and read the first without a word
+        raise InputError(
+            f"{path}: column name(s) {', '.join(map(repr, twice))} appear more than once in the header; "
+            "rename them so each column has its own name"
+        )
+    if not header:  # no header: let pandas say what it does
         return {"keep_default_na": False}
     return {"keep_default_na": False, "features": datasets.Features({c: datasets.Value("string") for c in header})}
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import signal
 import sys
 from inspect import cleandoc
@@ -30,7 +32,14 @@ def guarded(fn):
     def wrapper(*args, **kwargs):
         signal.signal(signal.SIGTERM, _terminate)
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            if sys.stdout is not None:  # None: started with fd 1 closed
+                sys.stdout.flush()  # here, not at exit: a full disk under stdout is then our one line below
+            return result
+        except OSError as e:
+            if not _output_failed(e):
+                raise
+            raise typer.Exit(1) from None
         except UlmfitError as e:
             if _state["debug"]:
                 raise
@@ -42,6 +51,35 @@ def guarded(fn):
             raise typer.Exit(143 if stopped else 130) from None
 
     return wrapper
+
+
+# writing stdout (or stderr) failed: a full disk, an I/O error, a closed descriptor (a closed pipe is SIGPIPE's)
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+STD_NAMES = ("<stdout>", "<stderr>")
+
+
+def _output_failed(e: OSError) -> bool:
+    """Whether `e` is a failed write of stdout or stderr; if so, say it in one line (where stderr still takes it)."""
+    if e.errno not in OUTPUT_ERRNOS or (e.filename is not None and e.filename not in STD_NAMES):
+        return False
+    _stdout_gone()
+    try:
+        sys.stderr.write(f"ulmfit: error: could not write the output ({os.strerror(e.errno)}); "
+                         "free space there or write it elsewhere\n")  # fmt: skip
+        sys.stderr.flush()
+    except (OSError, AttributeError):  # stderr is what failed: the exit code says it
+        pass
+    return True
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null, so that the interpreter's own flush at exit cannot fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real descriptor (in-process tests): nothing to protect
+        pass
 
 
 def _terminate(signum, frame):
@@ -112,5 +150,31 @@ def reflow(doc: str | None) -> str:
 _register()
 
 
+class _ClosedStdout:
+    """sys.stdout when the process started with fd 1 closed (`>&-`): writing is EBADF, which `guarded` reports in
+    one line; a command that prints nothing runs as usual."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), "<stdout>")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), "<stdout>")
+
+
 def run() -> None:
-    app()
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
+    if sys.stderr is None:  # nowhere to say anything: exit codes still tell
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    try:
+        app()
+    except OSError as e:  # outside a command's own boundary (`guarded`): --help, usage errors
+        if not _output_failed(e):
+            raise
+        sys.exit(1)

@@ -336,6 +336,52 @@ class Run:
         return p
 
 
+# What a command may read of a manifest, by the run's kind: key -> the types its value may have. One schema in one
+# place, checked when a run is opened (open_run), so that a hand-edited, copied or other-version manifest is one
+# line, never a KeyError later. Keys a later version added are optional here (older runs lack them).
+_NUMBER = (int, float)
+MANIFEST_SCHEMA: dict[str, dict[str, tuple]] = {
+    "every run": {"stage": (str,), "complete": (bool,), "files": (dict,), "tokenizer_sha256": (str,),
+                  "config": (dict,), "history": (list,)},
+    "finetune-clf": {"classes": (list, type(None))},
+}  # fmt: skip
+OPTIONAL_SCHEMA: dict[str, tuple] = {
+    "backbone": (str,), "task": (str,), "thresholds": (dict, type(None)), "target": (dict, type(None)),
+    "parent": (dict, type(None)), "columns": (dict,), "plots": (dict,), "wall_s": (*_NUMBER, type(None)),
+    "lm_head": (bool,),
+}  # fmt: skip
+
+
+def check_manifest(path: Path, m: dict) -> None:
+    """Refuse a manifest that lacks a key its run's kind needs, or holds a value of the wrong type (exit 2)."""
+    from .tasks import MULTI, REGRESSION, SINGLE
+
+    def damaged(why: str):
+        return RunFolderError(f"{path}: {MANIFEST} is damaged or from another version: {why}")
+
+    need = {**MANIFEST_SCHEMA["every run"], **MANIFEST_SCHEMA.get(str(m.get("stage")), {})}
+    for key in need:
+        if key not in m:
+            raise damaged(f"missing {key!r}")
+    for key, types in {**need, **OPTIONAL_SCHEMA}.items():
+        if key in m and (not isinstance(m[key], types) or (isinstance(m[key], bool) and bool not in types)):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise damaged(f"{key!r} is {type(m[key]).__name__}, not {names}")
+    if m["stage"] != "finetune-clf":
+        return
+    task = m.get("task", SINGLE)
+    if task not in (SINGLE, MULTI, REGRESSION):
+        raise damaged(f"unknown task {task!r}")
+    classes = m["classes"]
+    if task != REGRESSION and (not classes or not all(isinstance(c, str) for c in classes)):
+        raise damaged("'classes' must be a list of label names")
+    target = m.get("target")
+    if task == REGRESSION and not (
+        isinstance(target, dict) and all(isinstance(target.get(k), _NUMBER) for k in ("mean", "std"))
+    ):
+        raise damaged("a regression run needs 'target' with numbers 'mean' and 'std'")
+
+
 def open_run(path: Path, stages: tuple[str, ...], what: str) -> Run:
     """Open a parent or model run folder and check its kind, before any work is done."""
     if not path.exists():
@@ -351,6 +397,7 @@ def open_run(path: Path, stages: tuple[str, ...], what: str) -> Run:
         raise RunFolderError(f"{mpath}: not valid JSON ({e}); the run folder is damaged") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise RunFolderError(f"{path}: not a {FORMAT} run folder")
+    check_manifest(path, manifest)
     run = Run(path, manifest)
     if run.stage not in stages:
         raise RunFolderError(f"{path}: is a {run.stage} run, but {what} needs a {' or '.join(stages)} run")

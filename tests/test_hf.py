@@ -134,6 +134,7 @@ def test_three_stages_and_every_reader(work, ulmfit, tmp_path, family):
     assert 0 <= json.loads(r.stdout)["accuracy"] <= 1
     r = ulmfit("predict", clf, train, "--quantize", "int8", "--format", "label")
     assert r.returncode == 0 and len(r.stdout.splitlines()) == len(rows), r.stderr
+    assert "warning:" in r.stderr and "int8" in r.stderr  # decoders lose accuracy to int8: said on stderr
     r = ulmfit("info", clf, "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["backbone"] == "hf"
     r = ulmfit("predict", clf, train, "--ensemble", clf, "--format", "jsonl")  # an ensemble of one run twice

@@ -13,7 +13,7 @@ from . import metrics as M
 from . import runs as R
 from . import tasks
 from .batches import classifier_batches
-from .config import RunConfig, from_dict
+from .config import RunConfig, from_dict, hf_is_encoder
 from .data import PIECE_CHARS, REPLACEMENT, Source, Table, text_head
 from .errors import InputError
 from .models import backbone, inference_classifier
@@ -79,6 +79,14 @@ def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = Non
     A.load_weights(model, run.file("weights"))
     model.to(where)
     model.eval()
+    if quantize and cfg.backbone == "hf" and not hf_is_encoder(cfg.hf_config):
+        import sys
+
+        sys.stderr.write(
+            f"warning: {run.path}: int8 changes a pretrained decoder's predictions a lot (its activations have "
+            "outliers that per-batch int8 cannot hold: SmolLM2-135M on TREC-6 lost 14-27 points, bench/RESULTS.md 16); "
+            "check with `ulmfit evaluate` before you rely on it\n"
+        )
     if engine == "onnx":
         from .onnx_engine import attach
 

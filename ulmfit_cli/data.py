@@ -7,6 +7,8 @@ Problems are found here, before any training step, and raised as InputError with
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,9 +34,70 @@ class Source:
     path: str | None = None
     dataset: str | None = None
     split: str = "train"
+    shown: str | None = None  # the name the user gave, when `path` is a copy of it (source_of)
 
     def __str__(self) -> str:
+        if self.shown is not None:
+            return self.shown
         return self.path if self.path is not None else f"{self.dataset}[{self.split}]"
+
+
+_COPIES: dict[str, str] = {}  # what source_of copied: the user's name -> the copy
+
+
+def source_of(path, text_col: str = "text") -> Source:
+    """A user's input as a Source. What is not a regular file or a folder (`-` for stdin, a FIFO, the /dev/fd/N of
+    a shell's `<(...)`) can be read only once, and the readers read a table more than once (its header, then its
+    rows): it is copied whole into a temporary file (removed at exit) and read from there, as a table when its
+    first line holds the text column's name (comma- or tab-separated) or starts a JSON object, else as plain
+    text. Messages still name it as the user did."""
+    import stat
+
+    p = str(path)
+    if p != "-":
+        try:
+            mode = os.stat(p).st_mode
+        except OSError:  # missing or unreadable: the reader says which, with the path
+            return Source(path=p)
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            return Source(path=p)
+    elif sys.stdin is None or sys.stdin.isatty():
+        raise InputError("-: reads the data from standard input, which is a terminal here; pipe the data in")
+    if p not in _COPIES:
+        _COPIES[p] = _copy_once(p, text_col)
+    return Source(path=_COPIES[p], shown="stdin" if p == "-" else p)
+
+
+def _copy_once(p: str, text_col: str) -> str:
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ulmfit-input-")
+    atexit.register(shutil.rmtree, folder, True)
+    tmp = Path(folder) / "input"
+    try:
+        with open(0 if p == "-" else p, "rb", closefd=p != "-") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except OSError as e:
+        raise InputError(f"{p}: could not read it ({e.strerror or e})") from None
+    suffix = Path(p).suffix.lower() if Path(p).suffix.lower() in TABLE_BUILDERS else _sniff(tmp, text_col)
+    return str(tmp.rename(tmp.with_suffix(suffix)))
+
+
+def _sniff(path: Path, text_col: str) -> str:
+    """.jsonl, .csv, .tsv or .txt: what the first line of `path` looks like (see source_of)."""
+    import csv
+
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        first = f.readline()
+    if first.lstrip().startswith("{"):
+        return ".jsonl"
+    for suffix, sep in ((".tsv", "\t"), (".csv", ",")):
+        header = next(csv.reader([first.rstrip("\r\n")], delimiter=sep), [])
+        if len(header) > 1 and text_col in header:
+            return suffix
+    return ".txt"
 
 
 @dataclass

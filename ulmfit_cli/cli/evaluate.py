@@ -52,7 +52,7 @@ def evaluate(
             from ..errors import ConfigError
 
             raise ConfigError("`--confusion-png` is for single-label classifiers; this run is not one")
-    (src,) = sources([test] if test else None, dataset, split, "test data")
+    (src,) = sources([test] if test else None, dataset, split, "test data", text_col)
     result = core(runs, src, text_col, label_col, batch_size, threads, quantize, engine)
     failed = _draw(result, runs[0], src, confusion_png) if confusion_png is not None else None
     if json:

@@ -125,7 +125,7 @@ def finetune_clf(
 
     given = flags(locals())  # the settings among the parameters; None = not given
     from ..artifacts import LM_STAGES, open_run
-    from ..data import Source
+    from ..data import source_of
     from ..errors import ConfigError
     from ..stages import finetune_clf as core
     from .common import finish, show_schedule, sources, start
@@ -136,14 +136,14 @@ def finetune_clf(
         raise ConfigError(f"`--init` must be pretrained or random, got {init!r}")
     if print_schedule:
         return show_schedule("finetune-clf", cfg)
-    (src,) = sources([train] if train else None, dataset, split, "training data")
+    (src,) = sources([train] if train else None, dataset, split, "training data", text_col)
     reporter = start(cfg, quiet)
     summary = core(
         cfg,
         run,
         src,
         out,
-        valid=Source(path=str(valid)) if valid else None,
+        valid=source_of(valid, text_col) if valid else None,
         text_col=text_col,
         label_col=label_col,
         init=init,

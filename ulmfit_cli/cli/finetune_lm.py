@@ -107,7 +107,7 @@ def finetune_lm(
     given = flags(locals())  # first, before other names join the locals
     from ..artifacts import LM_STAGES, open_run
     from ..config import resolve
-    from ..data import Source
+    from ..data import source_of
     from ..stages import train_lm_stage
     from .common import finish, show_schedule, sources, start
 
@@ -115,7 +115,7 @@ def finetune_lm(
     cfg = resolve("finetune-lm", preset, given, run.config)
     if print_schedule:
         return show_schedule("finetune-lm", cfg)
-    srcs = sources(texts, dataset, split, "texts")
+    srcs = sources(texts, dataset, split, "texts", text_col)
     reporter = start(cfg, quiet)
     summary = train_lm_stage(
         "finetune-lm",
@@ -124,7 +124,7 @@ def finetune_lm(
         out,
         text_col=text_col,
         parent=run,
-        valid=Source(path=str(valid)) if valid else None,
+        valid=source_of(valid, text_col) if valid else None,
         overwrite=overwrite,
         resume=resume,
         checkpoint_every=checkpoint_every,

@@ -40,13 +40,13 @@ def inspect(
     cannot be read."""
     from ..artifacts import open_run
     from ..config import STAGES
-    from ..data import Source
+    from ..data import source_of
     from ..inspect_data import inspect as core
     from ..report import Reporter, emit_json
 
     run = open_run(parent, STAGES, "inspect") if parent is not None else None
     report = core(
-        [Source(path=str(p)) for p in data],
+        [source_of(p, text_col) for p in data],
         text_col=text_col,
         label_col=label_col or "label",
         explicit_label=label_col is not None,

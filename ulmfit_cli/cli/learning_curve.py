@@ -101,7 +101,7 @@ def learning_curve(
     again from the same fine-tuned LMs."""
     from ..artifacts import open_run
     from ..config import resolve
-    from ..data import Source
+    from ..data import source_of
     from ..learning_curve import Curve, parse_sizes, parse_variants
     from ..learning_curve import run as core
     from .common import set_pairs, start
@@ -122,9 +122,9 @@ def learning_curve(
     reporter = start(clf_cfg, quiet)
     curve = Curve(
         parent=run,
-        train=Source(path=str(train)),
-        test=Source(path=str(test)),
-        unlabelled=[Source(path=str(p)) for p in unlabelled or []],
+        train=source_of(train, text_col),
+        test=source_of(test, text_col),
+        unlabelled=[source_of(p, text_col) for p in unlabelled or []],
         sizes=size_list,
         seeds=seeds,
         variants=variant_list,

@@ -92,7 +92,7 @@ def lr_find(
 
     given = flags(locals())
     from ..artifacts import LM_STAGES, open_run
-    from ..data import Source
+    from ..data import source_of
     from ..lr_find import lr_find as core
     from ..report import emit_json
     from .common import check_file_out, start
@@ -114,7 +114,7 @@ def lr_find(
         stage,
         cfg,
         parent,
-        [Source(path=str(p)) for p in data],
+        [source_of(p, text_col) for p in data],
         text_col=text_col,
         label_col=label_col,
         start_lr=start_lr,

@@ -70,7 +70,7 @@ def pipeline(
     other settings, --overwrite trains again from each direction's first changed stage and keeps the stages before
     it."""
     from ..artifacts import LM_STAGES, open_run
-    from ..data import Source
+    from ..data import source_of
     from ..errors import ConfigError
     from ..pipeline import Pipeline, configs
     from ..pipeline import run as core
@@ -80,13 +80,13 @@ def pipeline(
         raise ConfigError("give the pretraining text (--corpus) or the pretrained LM(s) to start from (--parent)")
     shared = {"seed": seed, "device": device, "precision": precision}
     p = Pipeline(
-        train=Source(path=str(train)),
+        train=source_of(train, text_col),
         out=out,
         preset=preset,
-        corpus=[Source(path=str(c)) for c in corpus or []],
+        corpus=[source_of(c, text_col) for c in corpus or []],
         parents=[open_run(r, LM_STAGES, "pipeline") for r in parent or []],
-        texts=[Source(path=str(t)) for t in texts or []],
-        test=Source(path=str(test)) if test else None,
+        texts=[source_of(t, text_col) for t in texts or []],
+        test=source_of(test, text_col) if test else None,
         both=both_directions,
         pretrain_flags={**shared, **set_pairs(pretrain_set, "--pretrain-set")},
         lm_flags={**shared, **set_pairs(lm_set, "--lm-set")},

@@ -61,7 +61,11 @@ def predict(
     runs = open_models(run, ensemble, backbone, "predict")
     check_engine(engine, runs)  # checked before reading any input
     line = Formatter(format, *head(runs), top_k).line
-    (src,) = [Source(path="-")] if input == "-" else sources([Path(input)] if input else None, dataset, split, "input")
+    (src,) = (
+        [Source(path="-")]
+        if input == "-"
+        else sources([Path(input)] if input else None, dataset, split, "input", copy=False)
+    )
     if is_plain_text(src):
         batches = text_batches(src, batch_size, max_wait)
     else:

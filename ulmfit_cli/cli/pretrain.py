@@ -118,14 +118,14 @@ def pretrain(
     from ..config import flags, resolve
 
     given = flags(locals())  # the settings among the parameters; None = not given
-    from ..data import Source
+    from ..data import source_of
     from ..stages import train_lm_stage
     from .common import finish, show_schedule, sources, start
 
     cfg = resolve("pretrain", preset, given)
     if print_schedule:
         return show_schedule("pretrain", cfg)
-    srcs = sources(corpus, dataset, split, "corpus")
+    srcs = sources(corpus, dataset, split, "corpus", text_col)
     reporter = start(cfg, quiet)
     summary = train_lm_stage(
         "pretrain",
@@ -133,7 +133,7 @@ def pretrain(
         srcs,
         out,
         text_col=text_col,
-        valid=Source(path=str(valid)) if valid else None,
+        valid=source_of(valid, text_col) if valid else None,
         overwrite=overwrite,
         resume=resume,
         checkpoint_every=checkpoint_every,

@@ -558,3 +558,26 @@ def test_a_tokenizer_that_pads_and_cuts_is_read_whole(encoders, ulmfit, tmp_path
     texts = [*hf_tiny.CORPUS[:5], " ".join(hf_tiny.CORPUS)]
     for text, doc in zip(texts, encode_docs(tok, texts)):
         assert doc.tolist() == plain(text)["input_ids"]  # [CLS] ids [SEP], no pads, nothing cut
+
+
+@pytest.mark.parametrize("task", ["multi-label", "regression"])
+def test_multi_label_and_regression_on_a_checkpoint(work, ulmfit, tmp_path, task):
+    lm, clf, train = tmp_path / "lm", tmp_path / "clf", tmp_path / "train.csv"
+    with open(train, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i, t in enumerate(hf_tiny.CORPUS * 4):
+            if task == "multi-label":
+                on = [x for x, yes in (("the", " the " in f" {t.lower()} "), ("q", "?" in t)) if yes]
+                w.writerow((t, " ".join(on or ["other"])))
+            else:
+                w.writerow((t, str(len(t) / 10 + i % 3)))
+    flag = ["--label-delim", " "] if task == "multi-label" else ["--regression"]
+    assert ulmfit("import-hf", work / "gpt2", "--out", lm, "-q").returncode == 0
+    r = ulmfit("finetune-clf", lm, train, "--out", clf, "--preset", "tiny", "--epochs", "2", *flag, "-q")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((clf / "manifest.json").read_text())["task"] == task
+    r = ulmfit("evaluate", clf, train, "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["task"] == task and (0 <= rep["micro_f1"] <= 1 if task == "multi-label" else rep["mae"] >= 0)

@@ -441,6 +441,8 @@ def describe(run: Run) -> dict:
     sizes = {k: cfg.get(k) for k in ("emb_sz", "n_hid", "n_layers")}
     if m.get("backbone") == "transformer":
         sizes.update({k: cfg.get(k) for k in ("n_heads", "norm", "norm_position", "attention")})
+    if m.get("backbone") == "hf" and isinstance(cfg.get("hf_config"), dict):  # the checkpoint's family and kind
+        sizes = {"model_type": cfg["hf_config"].get("model_type"), **sizes, "groups": cfg.get("groups")}
     out = {
         "path": str(run.path),
         "stage": run.stage,
@@ -451,7 +453,7 @@ def describe(run: Run) -> dict:
         "tokenizer": {"kind": cfg.get("tokenizer"), "vocab_size": m.get("vocab_size")},
         "inputs": m.get("inputs", []),
     }
-    out.update({k: m[k] for k in ("tokens", "classes", "init") if k in m})
+    out.update({k: m[k] for k in ("tokens", "classes", "init", "imported", "lm_head") if k in m})
     out.update(
         epochs=len(m.get("history", [])),
         final=m.get("final", {}),

@@ -55,9 +55,15 @@ def _table(d: dict) -> None:
         "sizes": pairs(d["sizes"]),
         "tokenizer": f"{d['tokenizer']['kind']}, vocab_size {d['tokenizer']['vocab_size']}",
         "inputs": "\n".join(
-            f"{i['source']}  {i.get('documents', '?')} documents  {i['fingerprint']}" for i in d["inputs"]
+            f"{i['source']}  {str(i['documents']) + ' documents  ' if 'documents' in i else ''}{i['fingerprint']}"
+            for i in d["inputs"]
         ),
     }
+    if "imported" in d:  # import-fastai / import-hf: where the weights came from
+        keep = ("from", "hub_id", "commit", "path", "gguf_file", "architecture", "kind", "parameters", "license")
+        rows["imported"] = pairs({k: v for k, v in d["imported"].items() if k in keep and v is not None})
+        if d.get("lm_head") is False:
+            rows["imported"] += ", no LM head (finetune-clf straight from it, or finetune-lm --new-lm-head)"
     if "tokens" in d:
         rows["tokens"] = pairs(d["tokens"])
     if "classes" in d:

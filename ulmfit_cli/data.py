@@ -43,9 +43,101 @@ class Source:
 
 
 _COPIES: dict[str, str] = {}  # what source_of copied: the user's name -> the copy
+UNDECODABLE: dict[str, tuple[int, int]] = {}  # what source_of found: the user's name -> (bytes not UTF-8, first line)
 
 
-def source_of(path, text_col: str = "text") -> Source:
+def forget_inputs() -> None:
+    """A new command: nothing read yet (the copies and counts above are per command, not per process)."""
+    _COPIES.clear()
+    UNDECODABLE.clear()
+
+
+def source_of(path, text_col: str = "text", encoding: str | None = None) -> Source:
+    """source_of_bytes (pipes and stdin read once into a file), then the text's encoding: with `encoding` (not
+    UTF-8) the file is read as that encoding into a UTF-8 copy; without, the bytes that are not UTF-8 are counted
+    and said on stderr once per file, with the first line holding one (they are read as U+FFFD)."""
+    src = source_of_bytes(path, text_col)
+    if src.path is None or not Path(src.path).is_file() or Path(src.path).suffix.lower() == ".parquet":
+        return src
+    name = str(src)
+    if encoding is not None and _codec(encoding) != "utf-8":
+        key = f"{name}\0{_codec(encoding)}"
+        if key not in _COPIES:
+            _COPIES[key] = _transcode(Path(src.path), name, encoding)
+        return Source(path=_COPIES[key], shown=name)
+    if name not in UNDECODABLE:
+        UNDECODABLE[name] = count_undecodable(Path(src.path))
+        n, line = UNDECODABLE[name]
+        if n:
+            sys.stderr.write(
+                f"warning: {name}: {n} byte(s) are not UTF-8 (the first on line {line}) and are read as U+FFFD; "
+                "if the file has another encoding, give it with --encoding (e.g. --encoding latin-1)\n"
+            )
+    return src
+
+
+def _codec(name: str) -> str:
+    import codecs
+
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise InputError(f"`--encoding` {name!r}: no such encoding (e.g. utf-8, latin-1, cp1252, utf-16)") from None
+
+
+def count_undecodable(path: Path) -> tuple[int, int]:
+    """(bytes of `path` that are not UTF-8, the 1-based line of the first), read in blocks."""
+    import codecs
+
+    found = {"n": 0, "line": 0}
+    lines_before = 0
+
+    def count(err):
+        found["n"] += err.end - err.start
+        if not found["line"]:
+            found["line"] = lines_before + err.object[: err.start].count(b"\n") + 1
+        return "\ufffd", err.end
+
+    codecs.register_error("ulmfit-count", count)
+    decoder = codecs.getincrementaldecoder("utf-8")("ulmfit-count")
+    with open(path, "rb") as f:
+        head = f.read(3)
+        f.seek(3 if head == b"\xef\xbb\xbf" else 0)
+        while block := f.read(1 << 20):
+            decoder.decode(block)
+            lines_before += block.count(b"\n")
+        decoder.decode(b"", final=True)
+    return found["n"], found["line"]
+
+
+def _transcode(path: Path, name: str, encoding: str) -> str:
+    """`path` read as `encoding`, written as UTF-8 into a temporary file (removed at exit)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ulmfit-input-")
+    atexit.register(shutil.rmtree, folder, True)
+    out = Path(folder) / f"input.utf8{path.suffix}"
+    import codecs
+
+    decoder, lines = codecs.getincrementaldecoder(encoding)("strict"), 0
+    try:
+        with open(path, "rb") as src, open(out, "w", encoding="utf-8", newline="") as dst:
+            while True:
+                block = src.read(1 << 20)
+                text = decoder.decode(block, final=not block)
+                dst.write(text)
+                lines += text.count("\n")
+                if not block:
+                    break
+    except UnicodeDecodeError as e:  # the line: those written, and those of this block before the bad byte
+        line = lines + e.object[: e.start].decode(encoding, "replace").count("\n") + 1
+        raise InputError(f"{name}: not {encoding} text (line {line}: {e.reason}); check --encoding") from None
+    return str(out)
+
+
+def source_of_bytes(path, text_col: str = "text") -> Source:
     """A user's input as a Source. What is not a regular file or a folder (`-` for stdin, a FIFO, the /dev/fd/N of
     a shell's `<(...)`) can be read only once, and the readers read a table more than once (its header, then its
     rows): it is copied whole into a temporary file (removed at exit) and read from there, as a table when its

@@ -227,6 +227,13 @@ def verdicts(report: dict) -> list[dict]:
     files = report["files"]
     for f in files:
         s = f["source"]
+        if f.get("undecodable_bytes"):
+            say(
+                "encoding",
+                f"{s}: {f['undecodable_bytes']} byte(s) are not UTF-8 (the first on line "
+                f"{f['undecodable_first_line']}); give the file's encoding with --encoding (e.g. latin-1), or "
+                "convert it to UTF-8",
+            )
         if f["blank"]:
             say(
                 "blank",
@@ -330,7 +337,12 @@ def inspect(
         if reporter:
             reporter.info(f"reading {src}")
         files += read([src], text_col, label_col, explicit_label)
+    from .data import UNDECODABLE
+
     reps = [file_report(fd, label_delim) for fd in files]
+    for rep in reps:  # what data.source_of counted when the command opened the file
+        n, line = UNDECODABLE.get(rep["source"], (0, 0))
+        rep["undecodable_bytes"], rep["undecodable_first_line"] = n, line or None
     pairs = []
     for i in range(len(files)):
         for j in range(i + 1, len(files)):

@@ -28,8 +28,9 @@ class _Lines:
     """Lines of a file descriptor, decoded as UTF-8 (undecodable bytes replaced), without their line ends. Reads
     only when no complete line is left, so it holds at most one read's worth of lines plus one partial line."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, encoding: str | None = None):
         self.fd, self.lines, self.partial, self.eof = fd, deque(), [], False
+        self.encoding = encoding or "utf-8"
 
     def next(self, timeout: float | None) -> str | None:
         """The next line; None at the end of the input, or when none came within `timeout` seconds (None: wait)."""
@@ -51,15 +52,15 @@ class _Lines:
                 last = parts.pop()  # the start of a line still to come, or b"" after a newline
                 self.partial = [last] if last else []
                 self.lines.extend(parts)
-        line = self.lines.popleft().decode("utf-8", "replace")
+        line = self.lines.popleft().decode(self.encoding, "replace")
         return line[:-1] if line.endswith("\r") else line
 
 
-def line_batches(fd: int, size: int, max_wait: float | None) -> Iterator[list[str]]:
+def line_batches(fd: int, size: int, max_wait: float | None, encoding: str | None = None) -> Iterator[list[str]]:
     """Lines of `fd` in batches of at most `size`. A batch goes out when full, at the end of the input, or
     `max_wait` seconds after its first line arrived (None: only when full or at the end), so slow input is
     answered line by line while a flood of lines fills whole batches."""
-    lines = _Lines(fd)
+    lines = _Lines(fd, encoding)
     while (first := lines.next(None)) is not None:
         batch, deadline = [first], None if max_wait is None else time.monotonic() + max_wait
         while len(batch) < size:
@@ -77,11 +78,13 @@ def is_plain_text(source: Source) -> bool:
     return source.path == "-" or not Path(source.path).is_dir()
 
 
-def text_batches(source: Source, size: int, max_wait: float | None = None) -> Iterator[list[str]]:
+def text_batches(
+    source: Source, size: int, max_wait: float | None = None, encoding: str | None = None
+) -> Iterator[list[str]]:
     """The lines of stdin (path '-') or of a plain-text file, FIFO or device, in batches (see line_batches); the
     path is checked now, before the first batch is asked for."""
-    if source.path == "-":
-        return line_batches(0, size, max_wait)
+    if source.path == "-":  # stdin: decoded as --encoding says (files come here as UTF-8 copies: source_of)
+        return line_batches(0, size, max_wait, encoding)
     path = Path(source.path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import written
-from .data import Corpus
+from .data import UNDECODABLE, Corpus
 from .errors import InputError
 from .tokenizer import ENCODE_CHUNK, StreamEncoder, file_sha256, start_id
 
@@ -75,7 +75,7 @@ def token_ids(
             meta, problem = {}, f"unreadable metadata ({e})"
         if problem is None:
             for entry in meta.get("inputs", []):  # said again on every run that uses the text, not just the first
-                if entry.get("replaced_chars"):
+                if entry.get("replaced_chars") and entry["source"] not in UNDECODABLE:  # else said on opening it
                     reporter.warn(
                         f"{entry['source']}: {entry['replaced_chars']} undecodable byte(s) replaced with U+FFFD"
                     )
@@ -112,7 +112,7 @@ def _build(corpora, tok, tokenizer_sha256, max_tokens, folder: Path, key: str, r
                     n, docs = n + len(arr), docs + int((arr == first).sum())
                     if max_tokens and n >= max_tokens:
                         break
-                if corpus.replaced_chars:
+                if corpus.replaced_chars and str(corpus.source) not in UNDECODABLE:
                     reporter.warn(f"{corpus.source}: {corpus.replaced_chars} undecodable byte(s) replaced with U+FFFD")
                 if max_tokens and n >= max_tokens:
                     break

@@ -9,16 +9,23 @@ from ..errors import InputError
 
 
 def sources(
-    paths: list[Path] | None, dataset: str | None, split: str, what: str, text_col: str | None = "text", copy=True
+    paths: list[Path] | None,
+    dataset: str | None,
+    split: str,
+    what: str,
+    text_col: str | None = "text",
+    copy=True,
+    encoding: str | None = None,
 ) -> list[Source]:
-    """The inputs as Sources; with `copy`, a pipe, `<(...)` or `-` (stdin) is read once into a file (source_of)."""
+    """The inputs as Sources; with `copy`, a pipe, `<(...)` or `-` (stdin) is read once into a file, and a file of
+    another `encoding` read as it (source_of)."""
     if dataset and paths:
         raise InputError(f"give {what} files or --dataset, not both")
     if dataset:
         return [Source(dataset=dataset, split=split)]
     if not paths:
         raise InputError(f"no {what} given; pass one or more files, or --dataset NAME")
-    return [source_of(p, text_col or "text") if copy else Source(path=str(p)) for p in paths]
+    return [source_of(p, text_col or "text", encoding) if copy else Source(path=str(p)) for p in paths]
 
 
 def check_file_out(path: Path, flag: str, kind: str, suffix: str) -> None:

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import Backbone, BatchSize, Dataset, Engine, Ensemble, Json, Quantize, Split, Threads
+from .options import Backbone, BatchSize, Dataset, Encoding, Engine, Ensemble, Json, Quantize, Split, Threads
 
 
 def evaluate(
@@ -18,6 +18,7 @@ def evaluate(
     test: Annotated[Path | None, typer.Argument(help="Labelled test data.", show_default=False)] = None,
     ensemble: Ensemble = None,
     text_col: Annotated[str | None, typer.Option(help="Text column (default: the one used in training).")] = None,
+    encoding: Encoding = None,
     label_col: Annotated[str | None, typer.Option(help="Label column (default: the one used in training).")] = None,
     dataset: Dataset = None,
     split: Split = "test",
@@ -52,7 +53,7 @@ def evaluate(
             from ..errors import ConfigError
 
             raise ConfigError("`--confusion-png` is for single-label classifiers; this run is not one")
-    (src,) = sources([test] if test else None, dataset, split, "test data", text_col)
+    (src,) = sources([test] if test else None, dataset, split, "test data", text_col, encoding=encoding)
     result = core(runs, src, text_col, label_col, batch_size, threads, quantize, engine)
     failed = _draw(result, runs[0], src, confusion_png) if confusion_png is not None else None
     if json:

@@ -20,6 +20,7 @@ from .options import (
     Dataset,
     Device,
     DropMult,
+    Encoding,
     Epochs,
     Groups,
     Json,
@@ -59,6 +60,7 @@ def finetune_clf(
     valid: Annotated[Path | None, typer.Option(help="Labelled validation data (else --valid-pct).")] = None,
     preset: Preset = "small",
     text_col: TextCol = "text",
+    encoding: Encoding = None,
     label_col: LabelCol = "label",
     label_delim: Annotated[
         str | None,
@@ -136,14 +138,14 @@ def finetune_clf(
         raise ConfigError(f"`--init` must be pretrained or random, got {init!r}")
     if print_schedule:
         return show_schedule("finetune-clf", cfg)
-    (src,) = sources([train] if train else None, dataset, split, "training data", text_col)
+    (src,) = sources([train] if train else None, dataset, split, "training data", text_col, encoding=encoding)
     reporter = start(cfg, quiet)
     summary = core(
         cfg,
         run,
         src,
         out,
-        valid=source_of(valid, text_col) if valid else None,
+        valid=source_of(valid, text_col, encoding) if valid else None,
         text_col=text_col,
         label_col=label_col,
         init=init,

@@ -22,6 +22,7 @@ from .options import (
     Dataset,
     Device,
     DropMult,
+    Encoding,
     Epochs,
     Groups,
     Json,
@@ -64,6 +65,7 @@ def finetune_lm(
     ] = None,
     preset: Preset = "small",
     text_col: TextCol = "text",
+    encoding: Encoding = None,
     dataset: Dataset = None,
     split: Split = "train",
     backbone: Backbone = None,
@@ -115,7 +117,7 @@ def finetune_lm(
     cfg = resolve("finetune-lm", preset, given, run.config)
     if print_schedule:
         return show_schedule("finetune-lm", cfg)
-    srcs = sources(texts, dataset, split, "texts", text_col)
+    srcs = sources(texts, dataset, split, "texts", text_col, encoding=encoding)
     reporter = start(cfg, quiet)
     summary = train_lm_stage(
         "finetune-lm",
@@ -124,7 +126,7 @@ def finetune_lm(
         out,
         text_col=text_col,
         parent=run,
-        valid=source_of(valid, text_col) if valid else None,
+        valid=source_of(valid, text_col, encoding) if valid else None,
         overwrite=overwrite,
         resume=resume,
         checkpoint_every=checkpoint_every,

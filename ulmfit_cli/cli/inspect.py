@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import DATA, Json, Quiet, TextCol
+from .options import DATA, Encoding, Json, Quiet, TextCol
 
 
 def inspect(
@@ -22,6 +22,7 @@ def inspect(
         typer.Option(help="A run folder whose tokenizer reads the text (token lengths, unknown tokens, suggestions)."),
     ] = None,
     text_col: TextCol = "text",
+    encoding: Encoding = None,
     label_col: Annotated[
         str | None,
         typer.Option(help="Label column (default: label, if present).", rich_help_panel=DATA),
@@ -46,7 +47,7 @@ def inspect(
 
     run = open_run(parent, STAGES, "inspect") if parent is not None else None
     report = core(
-        [source_of(p, text_col) for p in data],
+        [source_of(p, text_col, encoding) for p in data],
         text_col=text_col,
         label_col=label_col or "label",
         explicit_label=label_col is not None,

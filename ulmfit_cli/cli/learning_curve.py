@@ -13,6 +13,7 @@ from .options import (
     CacheDir,
     Device,
     DropMult,
+    Encoding,
     Epochs,
     Json,
     LabelCol,
@@ -56,6 +57,7 @@ def learning_curve(
     ),
     preset: Preset = "small",
     text_col: TextCol = "text",
+    encoding: Encoding = None,
     label_col: LabelCol = "label",
     label_delim: Annotated[
         str | None, typer.Option(help="Multi-label: split each label on this string.", rich_help_panel=DATA)
@@ -122,9 +124,9 @@ def learning_curve(
     reporter = start(clf_cfg, quiet)
     curve = Curve(
         parent=run,
-        train=source_of(train, text_col),
-        test=source_of(test, text_col),
-        unlabelled=[source_of(p, text_col) for p in unlabelled or []],
+        train=source_of(train, text_col, encoding),
+        test=source_of(test, text_col, encoding),
+        unlabelled=[source_of(p, text_col, encoding) for p in unlabelled or []],
         sizes=size_list,
         seeds=seeds,
         variants=variant_list,

@@ -15,6 +15,7 @@ from .options import (
     Device,
     DropMult,
     EmbSz,
+    Encoding,
     Groups,
     Json,
     LrFactor,
@@ -59,6 +60,7 @@ def lr_find(
     ] = "bottom",
     png: Annotated[Path | None, typer.Option(help="Draw the loss against the rate here (lr_find.png).")] = None,
     text_col: TextCol = "text",
+    encoding: Encoding = None,
     label_col: Annotated[str, typer.Option(help="Column holding the label.", rich_help_panel=DATA)] = "label",
     label_delim: Annotated[
         str | None, typer.Option(help="Multi-label: split each label on this string.", rich_help_panel=DATA)
@@ -114,7 +116,7 @@ def lr_find(
         stage,
         cfg,
         parent,
-        [source_of(p, text_col) for p in data],
+        [source_of(p, text_col, encoding) for p in data],
         text_col=text_col,
         label_col=label_col,
         start_lr=start_lr,

@@ -31,6 +31,9 @@ def guarded(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         signal.signal(signal.SIGTERM, _terminate)
+        from ..data import forget_inputs
+
+        forget_inputs()  # what an earlier command in this process read (in-process tests) is not this one's
         try:
             result = fn(*args, **kwargs)
             if sys.stdout is not None:  # None: started with fd 1 closed

@@ -54,6 +54,15 @@ Dataset = Annotated[
     str | None, typer.Option(help="Hub dataset name instead of files (needs the network).", rich_help_panel=DATA)
 ]
 Split = Annotated[str, typer.Option(help="Split of --dataset.", rich_help_panel=DATA)]
+Encoding = Annotated[
+    str | None,
+    typer.Option(
+        help="The input files' text encoding (e.g. latin-1, cp1252, utf-16); default UTF-8, where bytes that are "
+        "not UTF-8 are counted, said on stderr and read as U+FFFD.",
+        rich_help_panel=DATA,
+        show_default=False,
+    ),
+]
 ValidPct = Annotated[float | None, typer.Option(help="Share held out for validation.", rich_help_panel=DATA)]
 MaxTokens = Annotated[
     int | None, typer.Option(help="Use at most this many tokens of the corpus (0 = all).", rich_help_panel=DATA)

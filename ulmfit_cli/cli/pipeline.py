@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import CacheDir, Device, Json, LabelCol, Overwrite, Precision, Preset, Quiet, Seed, TextCol
+from .options import CacheDir, Device, Encoding, Json, LabelCol, Overwrite, Precision, Preset, Quiet, Seed, TextCol
 
 STAGES = "Stage settings"
 
@@ -50,6 +50,7 @@ def pipeline(
     ] = False,
     preset: Preset = "small",
     text_col: TextCol = "text",
+    encoding: Encoding = None,
     label_col: LabelCol = "label",
     seed: Seed = None,
     pretrain_set: _set("pretrain", "max_tokens=2000000") = None,
@@ -80,13 +81,13 @@ def pipeline(
         raise ConfigError("give the pretraining text (--corpus) or the pretrained LM(s) to start from (--parent)")
     shared = {"seed": seed, "device": device, "precision": precision}
     p = Pipeline(
-        train=source_of(train, text_col),
+        train=source_of(train, text_col, encoding),
         out=out,
         preset=preset,
-        corpus=[source_of(c, text_col) for c in corpus or []],
+        corpus=[source_of(c, text_col, encoding) for c in corpus or []],
         parents=[open_run(r, LM_STAGES, "pipeline") for r in parent or []],
-        texts=[source_of(t, text_col) for t in texts or []],
-        test=source_of(test, text_col) if test else None,
+        texts=[source_of(t, text_col, encoding) for t in texts or []],
+        test=source_of(test, text_col, encoding) if test else None,
         both=both_directions,
         pretrain_flags={**shared, **set_pairs(pretrain_set, "--pretrain-set")},
         lm_flags={**shared, **set_pairs(lm_set, "--lm-set")},

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import Backbone, BatchSize, Dataset, Engine, Ensemble, Quantize, Split, Threads
+from .options import Backbone, BatchSize, Dataset, Encoding, Engine, Ensemble, Quantize, Split, Threads
 
 
 def predict(
@@ -20,6 +20,7 @@ def predict(
     ] = None,
     ensemble: Ensemble = None,
     text_col: Annotated[str | None, typer.Option(help="Text column (default: the one used in training).")] = None,
+    encoding: Encoding = None,
     dataset: Dataset = None,
     split: Split = "train",
     backbone: Backbone = None,
@@ -61,13 +62,20 @@ def predict(
     runs = open_models(run, ensemble, backbone, "predict")
     check_engine(engine, runs)  # checked before reading any input
     line = Formatter(format, *head(runs), top_k).line
+    if encoding is not None:
+        from ..data import _codec
+
+        _codec(encoding)  # an unknown name: one line now, not when the first line is decoded
+    given = [Path(input)] if input else None
+    # a pipe is streamed as it comes (never copied first), except with --encoding; a file's bytes are checked
+    copy = input not in (None, "-") and (encoding is not None or Path(input).is_file())
     (src,) = (
         [Source(path="-")]
         if input == "-"
-        else sources([Path(input)] if input else None, dataset, split, "input", copy=False)
+        else sources(given, dataset, split, "input", text_col, copy=copy, encoding=encoding)
     )
     if is_plain_text(src):
-        batches = text_batches(src, batch_size, max_wait)
+        batches = text_batches(src, batch_size, max_wait, encoding)
     else:
         col = text_col or runs[0].manifest.get("columns", {}).get("text", "text")
         batches = (

@@ -24,6 +24,7 @@ from .options import (
     Device,
     DropMult,
     EmbSz,
+    Encoding,
     Epochs,
     Json,
     Keep,
@@ -69,6 +70,7 @@ def pretrain(
     ] = None,
     preset: Preset = "small",
     text_col: TextCol = "text",
+    encoding: Encoding = None,
     dataset: Dataset = None,
     split: Split = "train",
     tokenizer: Tokenizer = None,
@@ -125,7 +127,7 @@ def pretrain(
     cfg = resolve("pretrain", preset, given)
     if print_schedule:
         return show_schedule("pretrain", cfg)
-    srcs = sources(corpus, dataset, split, "corpus", text_col)
+    srcs = sources(corpus, dataset, split, "corpus", text_col, encoding=encoding)
     reporter = start(cfg, quiet)
     summary = train_lm_stage(
         "pretrain",
@@ -133,7 +135,7 @@ def pretrain(
         srcs,
         out,
         text_col=text_col,
-        valid=source_of(valid, text_col) if valid else None,
+        valid=source_of(valid, text_col, encoding) if valid else None,
         overwrite=overwrite,
         resume=resume,
         checkpoint_every=checkpoint_every,

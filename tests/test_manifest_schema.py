@@ -52,6 +52,13 @@ def test_a_value_of_the_wrong_type_is_one_line(pipeline, ulmfit, tmp_path, key, 
     one_line_error(ulmfit("predict", run, SAMPLE / "trec_test.csv"), 2, "damaged", repr(key))
 
 
+def test_the_schemas_task_names_are_the_tasks():
+    from ulmfit_cli import tasks
+    from ulmfit_cli.artifacts import TASKS
+
+    assert TASKS == (tasks.SINGLE, tasks.MULTI, tasks.REGRESSION)
+
+
 def test_classes_and_task_are_checked(pipeline, ulmfit, tmp_path):
     for change, what in [
         (lambda m: m.__setitem__("classes", []), "'classes'"),

@@ -340,6 +340,7 @@ class Run:
 # place, checked when a run is opened (open_run), so that a hand-edited, copied or other-version manifest is one
 # line, never a KeyError later. Keys a later version added are optional here (older runs lack them).
 _NUMBER = (int, float)
+TASKS = ("single-label", "multi-label", "regression")  # tasks.SINGLE, MULTI, REGRESSION (artifacts imports no tasks)
 MANIFEST_SCHEMA: dict[str, dict[str, tuple]] = {
     "every run": {"stage": (str,), "complete": (bool,), "files": (dict,), "tokenizer_sha256": (str,),
                   "config": (dict,), "history": (list,)},
@@ -354,7 +355,7 @@ OPTIONAL_SCHEMA: dict[str, tuple] = {
 
 def check_manifest(path: Path, m: dict) -> None:
     """Refuse a manifest that lacks a key its run's kind needs, or holds a value of the wrong type (exit 2)."""
-    from .tasks import MULTI, REGRESSION, SINGLE
+    SINGLE, MULTI, REGRESSION = TASKS
 
     def damaged(why: str):
         return RunFolderError(f"{path}: {MANIFEST} is damaged or from another version: {why}")

@@ -83,3 +83,18 @@ def test_out_that_is_a_file_is_refused_and_kept(pipeline, ulmfit, tmp_path):
         r = ulmfit("finetune-clf", pipeline["ft"], SAMPLE / "trec_train.csv", "--out", f, "--preset", "tiny", *extra)
         one_line_error(r, 2, "is a file")
         assert f.read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_a_second_pipeline_on_the_same_folder_is_refused(pipeline, cli, cache_dir, tmp_path):
+    """pipeline and learning-curve hold their work folder for their whole life, as a stage holds its run."""
+    out = tmp_path / "p"
+    args = ["pipeline", SAMPLE / "trec_train.csv", "--parent", pipeline["lm"], "--out", out, "--preset", "tiny"]
+    first = _start([*args, "--quiet"], cache_dir)
+    _wait_for_lock(out, first)
+    r = cli(*args, "--overwrite")
+    one_line_error(r, 2, f"{out} is being written by process {first.pid}")
+    assert first.wait(timeout=600) == 0, first.communicate()
+    assert (out / "settings.json").exists()
+    r = cli(*args)  # finished: the lock is gone, the rerun reuses everything
+    assert r.returncode == 0, r.stderr

@@ -85,6 +85,9 @@ def check_apart(out: Path, parent: Path) -> None:
         )
 
 
+_HELD: dict[str, OutputLock] = {}  # lock file -> the OutputLock this process holds on it
+
+
 class OutputLock:
     """An exclusive lock on an output folder `out`, held by the process writing it for its whole life: an OS lock
     (flock) on `.NAME.lock` beside `out`, which the kernel releases when the process ends however it ends, so a
@@ -96,6 +99,9 @@ class OutputLock:
         self.path = out.parent / f".{out.name}.lock"
         if not out.parent.is_dir():
             raise RunFolderError(f"{out.parent}: the folder for --out does not exist; create it first")
+        key = str(self.path.resolve())
+        if key in _HELD:  # this process's own earlier lock, not yet collected (an exception's frames hold it): ours
+            _HELD[key].release()
         while True:
             with written(self.path):
                 f = open(self.path, "a+")  # noqa: SIM115 - held until release()
@@ -120,12 +126,15 @@ class OutputLock:
         f.truncate()
         f.write(f"{os.getpid()} {time.strftime('%H:%M:%S')}\n")
         f.flush()
-        self._file = f
+        self._file, self._key = f, key
+        _HELD[key] = self
 
     def release(self) -> None:
         """Remove the lock file, then unlock (in this order: a process that opened it meanwhile sees it is gone)."""
         if self._file is None:
             return
+        if _HELD.get(self._key) is self:
+            del _HELD[self._key]
         self.path.unlink(missing_ok=True)
         self._file.close()
         self._file = None

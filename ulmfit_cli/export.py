@@ -138,6 +138,14 @@ def feeding(cfg, tok) -> tuple[int, int, int | None]:
 
 def export_onnx(run: A.Run, out: Path) -> dict[str, Path]:
     """Write the three files (each atomically: a temporary name, then renamed); returns their paths."""
+    lock = A.OutputLock(out)  # a second export to the same file at the same time is refused
+    try:
+        return _export(run, out)
+    finally:
+        lock.release()
+
+
+def _export(run: A.Run, out: Path) -> dict[str, Path]:
     import torch
 
     cfg, tok, g = graph(run)

@@ -43,6 +43,9 @@ class Workdir:
         key = {"command": command, **key}
         if not out.parent.exists():
             raise RunFolderError(f"{out.parent}: the folder for --out does not exist; create it first")
+        # the folder is this command's for as long as this object lives (the kernel's lock; see A.OutputLock):
+        # taken before anything below reads or discards what is there
+        self.lock = A.OutputLock(out)
         if out.exists() and not out.is_dir():
             raise RunFolderError(f"{out}: is a file; give --out a folder")
         if out.exists() and any(out.iterdir()) and not self.key_file.exists():

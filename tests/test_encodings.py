@@ -83,6 +83,7 @@ def test_a_wrong_or_unknown_encoding_is_one_line(ulmfit, tmp_path):
     bad.write_bytes(b"ok\n" + b"\xff\xfe\xfa broken utf-16?\n")
     one_line_error(ulmfit("inspect", bad, "--encoding", "nope"), 2, "--encoding", "no such encoding")
     one_line_error(ulmfit("inspect", bad, "--encoding", "ascii"), 2, "not ascii text", "line 2")
+    one_line_error(ulmfit("inspect", bad, "--encoding", "utf-16"), 2, "not utf-16 text")  # no BOM: a UnicodeError
 
 
 @settings(max_examples=60, deadline=None)

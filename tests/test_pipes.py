@@ -54,3 +54,11 @@ def test_pipes_and_stdin_read_as_the_file(pipeline, cli, cache_dir, tmp_path, ho
     if name == "finetune-clf":
         m = json.loads((tmp_path / "c" / "manifest.json").read_text())
         assert m["inputs"][0]["source"] in ("stdin",) or m["inputs"][0]["source"].startswith("/dev/fd/")
+
+
+@pytest.mark.slow
+def test_an_empty_pipe_is_one_line_naming_it(pipeline, cache_dir):
+    cmd = f'"{sys.executable}" -m ulmfit_cli evaluate "{pipeline["clf"]}" <(true)'
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=_env(cache_dir), timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "/dev/fd/" in r.stderr and "nothing came through it" in r.stderr

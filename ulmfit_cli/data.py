@@ -134,6 +134,8 @@ def _transcode(path: Path, name: str, encoding: str) -> str:
     except UnicodeDecodeError as e:  # the line: those written, and those of this block before the bad byte
         line = lines + e.object[: e.start].decode(encoding, "replace").count("\n") + 1
         raise InputError(f"{name}: not {encoding} text (line {line}: {e.reason}); check --encoding") from None
+    except UnicodeError as e:  # e.g. UTF-16 without its byte-order mark
+        raise InputError(f"{name}: not {encoding} text ({e}); check --encoding") from None
     return str(out)
 
 
@@ -173,6 +175,8 @@ def _copy_once(p: str, text_col: str) -> str:
             shutil.copyfileobj(src, dst, 1 << 20)
     except OSError as e:
         raise InputError(f"{p}: could not read it ({e.strerror or e})") from None
+    if tmp.stat().st_size == 0:
+        raise InputError(f"{'stdin' if p == '-' else p}: nothing came through it (empty); check the command feeding it")
     suffix = Path(p).suffix.lower() if Path(p).suffix.lower() in TABLE_BUILDERS else _sniff(tmp, text_col)
     return str(tmp.rename(tmp.with_suffix(suffix)))
 

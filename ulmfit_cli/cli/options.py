@@ -175,5 +175,5 @@ Compile = Annotated[
 ]
 BatchSize = Annotated[int, typer.Option(help="Documents per forward pass (sorted by length within it).", min=1)]
 Threads = Annotated[
-    int | None, typer.Option(help="CPU threads for torch and --engine onnx (default: torch's choice).", min=1)
+    int | None, typer.Option(help="CPU threads for torch and --engine onnx (default: torch's choice).", min=1, max=4096)
 ]

@@ -46,3 +46,34 @@ def test_out_of_range_values_are_one_line(pipeline, ulmfit, tmp_path, flag, data
 def test_pretrain_seed_out_of_range(ulmfit, tmp_path, value):
     r = ulmfit("pretrain", SAMPLE / "books.txt", "--out", tmp_path / "lm", "--preset", "tiny", "--seed", value)
     one_line_error(r, 2, "--seed")
+
+
+OTHER = [  # (command, its arguments, flag, bad value): every command's own numeric flags
+    ("predict", ["{clf}", "{test}"], "--batch-size", "0"),
+    ("predict", ["{clf}", "{test}"], "--batch-size", "-3"),
+    ("predict", ["{clf}", "{test}"], "--threads", "0"),
+    ("predict", ["{clf}", "{test}"], "--threads", "100000000000"),
+    ("predict", ["{clf}", "{test}"], "--top-k", "0"),
+    ("predict", ["{clf}", "{test}"], "--max-wait", "-1"),
+    ("evaluate", ["{clf}", "{test}"], "--batch-size", "0"),
+    ("evaluate", ["{clf}", "{test}"], "--threads", "-2"),
+    ("pretrain", ["{books}", "--out", "{out}"], "--vocab-size", "-5"),
+    ("pretrain", ["{books}", "--out", "{out}"], "--emb-sz", "0"),
+    ("pretrain", ["{books}", "--out", "{out}"], "--max-tokens", "-1"),
+    ("finetune-lm", ["{ft}", "{books}", "--out", "{out}"], "--max-steps", "-1"),
+    ("finetune-clf", ["{ft}", "{train}", "--out", "{out}"], "--checkpoint-every", "-1"),
+    ("learning-curve", ["{ft}", "{train}", "--test", "{test}", "--out", "{out}"], "--seeds", "0"),
+    ("learning-curve", ["{ft}", "{train}", "--test", "{test}", "--out", "{out}"], "--sizes", "-5"),
+    ("lr-find", ["{ft}", "{train}", "--stage", "finetune-clf"], "--bs", "0"),
+]
+
+
+@pytest.mark.parametrize("command,args,flag,value", OTHER)
+def test_every_commands_numeric_flags_are_one_line(pipeline, ulmfit, tmp_path, command, args, flag, value):
+    fill = {"{clf}": pipeline["clf"], "{ft}": pipeline["ft"], "{test}": SAMPLE / "trec_test.csv",
+            "{train}": SAMPLE / "trec_train.csv", "{books}": SAMPLE / "books.txt",
+            "{out}": tmp_path / "out"}  # fmt: skip
+    preset = [] if command in ("predict", "evaluate") else ["--preset", "tiny"]
+    r = ulmfit(command, *[fill.get(a, a) for a in args], *preset, f"{flag}={value}")
+    one_line_error(r, 2, flag)
+    assert not (tmp_path / "out").exists()

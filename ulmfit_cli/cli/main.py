@@ -153,6 +153,29 @@ def reflow(doc: str | None) -> str:
 _register()
 
 
+_typer_format_error = None  # typer's own formatter, kept for `ulmfit` alone (its help)
+
+
+def _usage_error(e) -> None:
+    """A usage error (an unknown flag, a value typer's own range check refuses, a missing argument) as every
+    other error is: one line on stderr, exit 2 (typer would draw a box of several lines)."""
+    if type(e).__name__ == "NoArgsIsHelpError" or not e.format_message().strip():  # `ulmfit` alone: the help
+        return _typer_format_error(e)
+    command = e.ctx.command_path if getattr(e, "ctx", None) is not None else "ulmfit"
+    sys.stderr.write(f"ulmfit: error: {' '.join(e.format_message().split())} (see `{command} --help`)\n")
+
+
+def _one_line_usage_errors() -> None:
+    import typer.rich_utils
+
+    global _typer_format_error
+    _typer_format_error = typer.rich_utils.rich_format_error
+    typer.rich_utils.rich_format_error = _usage_error
+
+
+_one_line_usage_errors()
+
+
 class _ClosedStdout:
     """sys.stdout when the process started with fd 1 closed (`>&-`): writing is EBADF, which `guarded` reports in
     one line; a command that prints nothing runs as usual."""

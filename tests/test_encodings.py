@@ -118,3 +118,28 @@ def _rejected(line: bytes):
             out.append(rest[e.start : e.end])
             rest = rest[e.end :]
     return out
+
+
+def test_predict_streaming_stdin_counts_and_reads_encoding(pipeline, cli):
+    """predict streams stdin (never copied): its bytes that are not UTF-8 are counted and said once at the end;
+    with --encoding it decodes them exactly."""
+    text = "what is a café ?\nwho wrote the crème brûlée recipe ?\nwhen is it ?\n"
+    data = text.encode("latin-1").decode("latin-1")  # the same text; sent below as Latin-1 bytes
+    import subprocess
+    import sys
+
+    from conftest import _env
+
+    def run(*flags):
+        return subprocess.run(
+            [sys.executable, "-m", "ulmfit_cli", "predict", str(pipeline["clf"]), "-", "--format", "tsv", *flags],
+            input=data.encode("latin-1"), capture_output=True, env=_env(pipeline["clf"].parent), timeout=300,
+        )  # fmt: skip
+
+    r = run()
+    assert r.returncode == 0, r.stderr
+    said = [x for x in r.stderr.decode().splitlines() if "not UTF-8" in x and x.startswith("warning:")]
+    assert len(said) == 1 and "stdin: 4 byte(s)" in said[0] and "first on line 1" in said[0], r.stderr
+    r = run("--encoding", "latin-1")
+    assert r.returncode == 0 and "not UTF-8" not in r.stderr.decode()
+    assert [x.split("\t")[-1] for x in r.stdout.decode().splitlines()] == text.splitlines()

@@ -24,6 +24,28 @@ def _commands(p, tmp):
         "evaluate": (["evaluate", p["clf"], "{IN}", "--json"], SAMPLE / "trec_test.csv"),
         "inspect": (["inspect", "{IN}", "--json"], TREC),
         "lr-find": (["lr-find", p["ft"], "{IN}", "--stage", "finetune-clf", "--json"], TREC),
+        "pretrain": (["pretrain", "{IN}", "--out", tmp / "p", "--epochs", "0"], SAMPLE / "books.txt"),
+        "predict": (["predict", p["clf"], "{IN}", "--format", "label"], SAMPLE / "trec_test.csv"),
+        "learning-curve": (
+            [
+                "learning-curve",
+                p["ft"],
+                "{IN}",
+                "--test",
+                SAMPLE / "trec_test.csv",
+                "--out",
+                tmp / "lc",
+                "--sizes",
+                "60",
+                "--seeds",
+                "1",
+                "--variants",
+                "supervised",
+                "--clf-set",
+                "epochs=1",
+            ],
+            TREC,
+        ),  # fmt: skip
     }
 
 
@@ -39,10 +61,23 @@ def _run(args, cache_dir, how, data):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["substitution", "stdin"])
-@pytest.mark.parametrize("name", ["finetune-clf", "finetune-lm", "finetune-lm table", "evaluate", "inspect", "lr-find"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "finetune-clf",
+        "finetune-lm",
+        "finetune-lm table",
+        "evaluate",
+        "inspect",
+        "lr-find",
+        "pretrain",
+        "predict",
+        "learning-curve",
+    ],  # fmt: skip
+)
 def test_pipes_and_stdin_read_as_the_file(pipeline, cli, cache_dir, tmp_path, how, name):
     args, data = _commands(pipeline, tmp_path)[name]
-    args = [*args, "--preset", "tiny"] if name.startswith(("finetune", "lr-find")) else args
+    args = [*args, "--preset", "tiny"] if name.startswith(("finetune", "lr-find", "pretrain", "learning")) else args
     r = _run(args, cache_dir, how, data)
     assert r.returncode == 0, r.stderr.decode()
     if name == "evaluate":  # the same figures as from the file itself
@@ -51,6 +86,8 @@ def test_pipes_and_stdin_read_as_the_file(pipeline, cli, cache_dir, tmp_path, ho
     if name == "inspect":
         rep = json.loads(r.stdout)
         assert rep["files"][0]["rows"] == sum(1 for _ in open(data)) - 1  # a table, its header read as one
+    if name == "predict":  # a pipe is streamed as plain text, a line each (predict's documented behaviour)
+        assert len(r.stdout.splitlines()) == sum(1 for _ in open(data))
     if name == "finetune-clf":
         m = json.loads((tmp_path / "c" / "manifest.json").read_text())
         assert m["inputs"][0]["source"] in ("stdin",) or m["inputs"][0]["source"].startswith("/dev/fd/")

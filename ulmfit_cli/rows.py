@@ -28,14 +28,23 @@ class _Lines:
     """Lines of a file descriptor, decoded as UTF-8 (undecodable bytes replaced), without their line ends. Reads
     only when no complete line is left, so it holds at most one read's worth of lines plus one partial line."""
 
-    def __init__(self, fd: int, encoding: str | None = None):
+    def __init__(self, fd: int, encoding: str | None = None, name: str = "stdin"):
         self.fd, self.lines, self.partial, self.eof = fd, deque(), [], False
-        self.encoding = encoding or "utf-8"
+        self.encoding, self.name = encoding or "utf-8", name
+        self.line_no, self.bad, self.first_bad = 0, 0, 0  # bytes that were not UTF-8 (no --encoding), for a warning
 
     def next(self, timeout: float | None) -> str | None:
         """The next line; None at the end of the input, or when none came within `timeout` seconds (None: wait)."""
         while not self.lines:
             if self.eof:
+                if self.bad:  # said once, at the end (as data.source_of says it for a file)
+                    import sys
+
+                    sys.stderr.write(
+                        f"warning: {self.name}: {self.bad} byte(s) were not UTF-8 (the first on line {self.first_bad}) "
+                        "and were read as U+FFFD; if the input has another encoding, give it with --encoding\n"
+                    )
+                    self.bad = 0
                 return None
             if timeout is not None and not select.select([self.fd], [], [], max(timeout, 0.0))[0]:
                 return None
@@ -45,6 +54,7 @@ class _Lines:
                 if self.partial:
                     self.lines.append(b"".join(self.partial))
                     self.partial = []
+
             elif b"\n" not in chunk:
                 self.partial.append(chunk)
             else:
@@ -52,15 +62,38 @@ class _Lines:
                 last = parts.pop()  # the start of a line still to come, or b"" after a newline
                 self.partial = [last] if last else []
                 self.lines.extend(parts)
-        line = self.lines.popleft().decode(self.encoding, "replace")
+        raw = self.lines.popleft()
+        self.line_no += 1
+        try:
+            line = raw.decode(self.encoding)
+        except UnicodeDecodeError:
+            line = raw.decode(self.encoding, "replace")
+            if self.encoding == "utf-8":
+                self.bad += _undecodable(raw)
+                self.first_bad = self.first_bad or self.line_no
         return line[:-1] if line.endswith("\r") else line
 
 
-def line_batches(fd: int, size: int, max_wait: float | None, encoding: str | None = None) -> Iterator[list[str]]:
+def _undecodable(raw: bytes) -> int:
+    """How many bytes of `raw` are not UTF-8."""
+    n = 0
+    while raw:
+        try:
+            raw.decode("utf-8")
+            break
+        except UnicodeDecodeError as e:
+            n += e.end - e.start
+            raw = raw[e.end :]
+    return n
+
+
+def line_batches(
+    fd: int, size: int, max_wait: float | None, encoding: str | None = None, name: str = "stdin"
+) -> Iterator[list[str]]:
     """Lines of `fd` in batches of at most `size`. A batch goes out when full, at the end of the input, or
     `max_wait` seconds after its first line arrived (None: only when full or at the end), so slow input is
     answered line by line while a flood of lines fills whole batches."""
-    lines = _Lines(fd, encoding)
+    lines = _Lines(fd, encoding, name)
     while (first := lines.next(None)) is not None:
         batch, deadline = [first], None if max_wait is None else time.monotonic() + max_wait
         while len(batch) < size:
@@ -96,7 +129,7 @@ def text_batches(
 def _file_lines(path: Path, size: int, max_wait: float | None) -> Iterator[list[str]]:
     fd = os.open(path, os.O_RDONLY)
     try:
-        yield from line_batches(fd, size, max_wait)
+        yield from line_batches(fd, size, max_wait, name=str(path))
     finally:
         os.close(fd)
 

@@ -26,6 +26,7 @@ def _commands(p, tmp):
         "lr-find": (["lr-find", p["ft"], "{IN}", "--stage", "finetune-clf", "--json"], TREC),
         "pretrain": (["pretrain", "{IN}", "--out", tmp / "p", "--epochs", "0"], SAMPLE / "books.txt"),
         "predict": (["predict", p["clf"], "{IN}", "--format", "label"], SAMPLE / "trec_test.csv"),
+        "pipeline": (["pipeline", "{IN}", "--parent", p["lm"], "--out", tmp / "pl", "--clf-set", "epochs=1"], TREC),
         "learning-curve": (
             [
                 "learning-curve",
@@ -73,11 +74,16 @@ def _run(args, cache_dir, how, data):
         "pretrain",
         "predict",
         "learning-curve",
+        "pipeline",
     ],  # fmt: skip
 )
 def test_pipes_and_stdin_read_as_the_file(pipeline, cli, cache_dir, tmp_path, how, name):
     args, data = _commands(pipeline, tmp_path)[name]
-    args = [*args, "--preset", "tiny"] if name.startswith(("finetune", "lr-find", "pretrain", "learning")) else args
+    args = (
+        [*args, "--preset", "tiny"]
+        if name.startswith(("finetune", "lr-find", "pretrain", "learning", "pipeline"))
+        else args
+    )
     r = _run(args, cache_dir, how, data)
     assert r.returncode == 0, r.stderr.decode()
     if name == "evaluate":  # the same figures as from the file itself

@@ -59,9 +59,9 @@ def source_of(path, text_col: str = "text", encoding: str | None = None) -> Sour
     src = source_of_bytes(path, text_col)
     if src.path is None or not Path(src.path).is_file() or Path(src.path).suffix.lower() == ".parquet":
         return src
-    name = str(src)
-    if encoding is not None and _codec(encoding) != "utf-8":
-        key = f"{name}\0{_codec(encoding)}"
+    name, codec = str(src), None if encoding is None else _codec(encoding)
+    if codec is not None and codec != "utf-8":
+        key = f"{name}\0{codec}"
         if key not in _COPIES:
             _COPIES[key] = _transcode(Path(src.path), name, encoding)
         return Source(path=_COPIES[key], shown=name)
@@ -112,14 +112,9 @@ def count_undecodable(path: Path) -> tuple[int, int]:
 
 def _transcode(path: Path, name: str, encoding: str) -> str:
     """`path` read as `encoding`, written as UTF-8 into a temporary file (removed at exit)."""
-    import atexit
-    import shutil
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix="ulmfit-input-")
-    atexit.register(shutil.rmtree, folder, True)
-    out = Path(folder) / f"input.utf8{path.suffix}"
     import codecs
+
+    out = _scratch(f"input.utf8{path.suffix}")
 
     decoder, lines = codecs.getincrementaldecoder(encoding)("strict"), 0
     try:
@@ -162,14 +157,21 @@ def source_of_bytes(path, text_col: str = "text") -> Source:
     return Source(path=_COPIES[p], shown="stdin" if p == "-" else p)
 
 
-def _copy_once(p: str, text_col: str) -> str:
+def _scratch(name: str) -> Path:
+    """A path `name` in a new temporary folder of this process, removed at exit."""
     import atexit
     import shutil
     import tempfile
 
     folder = tempfile.mkdtemp(prefix="ulmfit-input-")
     atexit.register(shutil.rmtree, folder, True)
-    tmp = Path(folder) / "input"
+    return Path(folder) / name
+
+
+def _copy_once(p: str, text_col: str) -> str:
+    import shutil
+
+    tmp = _scratch("input")
     try:
         with open(0 if p == "-" else p, "rb", closefd=p != "-") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)

@@ -183,9 +183,11 @@ def lm_setup(cfg: RunConfig, parent: A.Run | None, sources: list[Source], text_c
     if len(stream) == 0:
         raise InputError(f"the corpus has {len(ids)} tokens, too few for --bs {cfg.bs} x --bptt {cfg.bptt}")
     model = R.place(parent_lm(cfg, parent, words, tok), cfg)
-    _, groups = backbone(cfg.backbone).lm_groups(model)
+    bb = backbone(cfg.backbone)
+    _, groups = bb.lm_groups(model)
     reporter.info(f"lr-find: {len(ids):,} tokens, {len(stream)} batches of {cfg.bs} x {cfg.bptt}")
-    return model, groups, _cycle(lambda e: stream.batches(e % cfg.bptt)), lm_loss(model, cfg)
+    objective = bb.lm_objective(cfg, tok) or (lambda batches, seed: batches)  # an encoder's masking, as the stage's
+    return model, groups, _cycle(lambda e: objective(stream.batches(e % cfg.bptt), cfg.seed + e)), lm_loss(model, cfg)
 
 
 def clf_setup(cfg: RunConfig, parent: A.Run, src: Source, text_col: str, label_col: str, reporter):

@@ -58,6 +58,9 @@ def main() -> None:
         "--clf-flag", action="append", default=[], help="extra finetune-clf flag, e.g. --clf-flag=--epochs=8"
     )
     ap.add_argument("--lm-flag", action="append", default=[])
+    ap.add_argument(
+        "--eval-flag", action="append", default=[], help="e.g. --eval-flag=--engine=onnx (same accuracy, 2x faster)"
+    )
     ap.add_argument("--preset", default="small")
     ap.add_argument("--max-test", type=int, default=0, help="score on a seeded subsample of this many test rows")
     ap.add_argument("--no-lm", action="store_true", help="every variant from the parent (no finetune-lm stage)")
@@ -68,6 +71,7 @@ def main() -> None:
     done = {(r["task"], r["variant"], r["seed"]) for r in have}
     clf_extra = [p for f in a.clf_flag for p in f.split("=", 1)]
     lm_extra = [p for f in a.lm_flag for p in f.split("=", 1)]
+    ev_extra = [p for f in a.eval_flag for p in f.split("=", 1)]
     for task in a.tasks:
         train, test, _ = TASKS[task]
         rows = read(a.data / train)
@@ -100,7 +104,9 @@ def main() -> None:
                 args = ["finetune-clf", str(start), str(data), "--out", str(out), "--preset", a.preset,
                         "--seed", str(seed), "--overwrite", *VARIANTS[variant], *clf_extra]  # fmt: skip
                 summary, wall = sh(args, a.work / f"{task}-{variant}-s{seed}.log")
-                ev, ev_wall = sh(["evaluate", str(out), str(test_file)], a.work / f"{task}-{variant}-s{seed}-eval.log")
+                ev, ev_wall = sh(
+                    ["evaluate", str(out), str(test_file), *ev_extra], a.work / f"{task}-{variant}-s{seed}-eval.log"
+                )
                 row = {"task": task, "variant": variant, "seed": seed, "accuracy": ev["accuracy"],
                        "macro_f1": ev.get("macro_f1"), "n_test": ev["n"], "train_rows": a.n, "clf_wall_s": wall,
                        "eval_wall_s": ev_wall, "kept_epoch": summary.get("kept_epoch"), "epochs": summary["epochs"],

@@ -17,6 +17,9 @@ BACKBONES = ("awd-lstm", "transformer", "hf")  # hf: a pretrained Hugging Face c
 TOKENIZERS = ("unigram", "bpe")
 NORM_POSITIONS = ("pre", "post", "residual")
 MAX_SEED = 2**32 - 1
+# --metric: what chooses the classifier's epoch (auto: accuracy, a multi-label run's micro-F1, a regressor's MAE);
+# which of them a task has is checked once its labels are read (tasks.selection_metric)
+METRICS = ("auto", "accuracy", "macro_f1", "micro_f1", "valid_loss", "mae", "rmse")
 WORD_TOKENIZER = "fastai-words"  # fastai's words: only from `ulmfit import-fastai`, then inherited by later stages
 HF_TOKENIZER = "hf"  # a Hugging Face checkpoint's own tokenizer: only from `ulmfit import-hf`, then inherited
 
@@ -81,6 +84,8 @@ class RunConfig:
     gradual_unfreezing: bool = True  # finetune-clf only
     keep: str = "auto"  # best | last | auto: best with enough validation documents to rank epochs (runs.selection)
     patience: int = 0  # stop after this many epochs without a better validation metric (0: never early)
+    metric: str = "auto"  # finetune-clf: the validation metric that chooses the epoch kept (auto: the task's own)
+    class_weights: str = "none"  # finetune-clf: none | balanced (inverse class frequency; multi-label: per label)
     # data
     valid_pct: float = 0.1
     max_tokens: int = 0  # 0 = use the whole corpus
@@ -140,6 +145,8 @@ class RunConfig:
                 need(False, f.name, "a finite number", v)
         need(c.keep in ("auto", "best", "last"), "keep", "auto, best or last", c.keep)
         need(c.patience >= 0, "patience", ">= 0", c.patience)
+        need(c.metric in METRICS, "metric", " | ".join(METRICS), c.metric)
+        need(c.class_weights in ("none", "balanced"), "class_weights", "none or balanced", c.class_weights)
         need(c.lr > 0, "lr", "> 0", c.lr)
         need(c.drop_mult >= 0, "drop_mult", ">= 0", c.drop_mult)
         for name in ("wd", "alpha", "beta", "clip"):

@@ -18,6 +18,7 @@ import numpy as np
 
 from .data import Source, read_raw
 
+IMBALANCE = 5.0  # largest class / smallest class above which inspect suggests --class-weights and --metric
 MIN_CLASS = 10  # a 10% validation split of a class this small expects one example or none
 NUMERIC_CLASSES = 20  # more distinct numbers than this (or any fraction) look like a regression target
 DELIMS = (" ", ",", ";", "|")  # tried, in order, when a string label column may hold label sets
@@ -270,6 +271,15 @@ def verdicts(report: dict) -> list[dict]:
                 f"{lab['delimiter']!r} (else each combination is its own class)",
             )
     first = files[0]["labels"]
+    if first and "counts" in first and len(first["counts"]) > 1:
+        most, least = max(first["counts"].values()), min(first["counts"].values())
+        if most > IMBALANCE * least:
+            say(
+                "imbalanced",
+                f"{files[0]['source']}: the largest class has {most / least:.1f}x the examples of the smallest "
+                f"({most} vs {least}); train with --class-weights balanced and choose epochs with --metric macro_f1 "
+                "(bench/RESULTS.md 18 has what they change)",
+            )
     if first and "counts" in first:
         small = [c for c, n in first["counts"].items() if n < MIN_CLASS]
         if small:

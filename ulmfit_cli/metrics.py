@@ -60,6 +60,17 @@ def micro_f1(true: np.ndarray, pred: np.ndarray) -> float:
     return float(_f1((true & pred).sum(), (~true & pred).sum(), (true & ~pred).sum())[2])
 
 
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Single-label macro-F1 of class indices, as `evaluate` reports it (confusion_report)."""
+    return confusion_report(np.array(confusion_matrix(y_true, y_pred, n_classes)), [""] * n_classes)["macro_f1"]
+
+
+def macro_f1_multi(true: np.ndarray, pred: np.ndarray) -> float:
+    """Multi-label macro-F1 of boolean matrices (N, C): the mean F1 of the labels present or predicted."""
+    tp, fp, fn = (true & pred).sum(0), (~true & pred).sum(0), (true & ~pred).sum(0)
+    return _per_label(tp, fp, fn, [""] * true.shape[1])[1]
+
+
 def multilabel_counts(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """What the multi-label metrics need of boolean matrices (N, C): per label true positives, false positives
     and false negatives, and in column 0 of a fourth row the documents whose set is exactly right (4, C); sums

@@ -26,6 +26,23 @@ class Reporter:
         self.train_s: float | None = None  # the training loop's real time (steps and validation)
         self.estimates: list[dict] = []  # the first estimate and each one made when more layer groups unfroze
         self._total = 0
+        self.tracking = None  # a tracking.Tracking (--track): what training logs to TensorBoard or MLflow
+
+    # -- experiment tracking (tracking.py): no-ops without --track --------------------------------------------
+
+    def run_start(self, stage: str, out, folder, config: dict) -> None:
+        """A stage's run folder holds its resolved settings: open a tracked run."""
+        if self.tracking is not None:
+            self.tracking.run_start(stage, out, folder, config)
+
+    def run_end(self, manifest: dict, folder) -> None:
+        """The run's manifest and pictures are written in `folder` (not yet published): close the tracked run."""
+        if self.tracking is not None:
+            self.tracking.run_end(manifest, folder)
+
+    def run_failed(self, e: BaseException) -> None:
+        if self.tracking is not None:
+            self.tracking.run_failed(e)
 
     TIMED = 5  # steps timed (after the first, which pays for warm-up) before the estimate is made
 
@@ -55,6 +72,9 @@ class Reporter:
     def epoch_start(self, epoch: int, epochs: int, steps: int, groups: str) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        if self.tracking is not None:  # the unfreezing phase: how many layer groups train from here
+            self.tracking.log({"train/trainable_groups": len(groups.split(","))}, self.tracking.step + 1)
+
         self._epoch, self._epochs, self._steps, self._done, self._t0 = epoch, epochs, steps, 0, time.time()
         if self._total and groups != self._groups:  # gradual unfreezing: steps that train more groups cost more
             self._groups, self._step_t = groups, []
@@ -74,7 +94,10 @@ class Reporter:
         self._progress.start()
         self._task = self._progress.add_task("train", total=steps, loss="-", whole="")
 
-    def step(self, loss: float | None) -> None:
+    def step(self, loss: float | None, lrs: dict | None = None, at: int | None = None) -> None:
+        """One optimizer step done: its loss, each layer group's rate `lrs`, and `at`, the run's global step."""
+        if self.tracking is not None:
+            self.tracking.log({"train/loss": loss, **{f"lr/{k}": v for k, v in (lrs or {}).items()}}, at)
         self._done += 1
         if self._total:
             self._steps_done += 1
@@ -118,6 +141,16 @@ class Reporter:
                 left = self._remaining(self._epochs - self._epoch - 1)
                 self.info(f"estimate with validation: {_dur(self.train_s + left)} in all")
         self.rows.append(row)
+        if self.tracking is not None:
+            skip = ("epoch", "time_s")
+            self.tracking.log(
+                {
+                    ("train/loss_epoch" if k == "train_loss" else f"valid/{k}"): v
+                    for k, v in row.items()
+                    if k not in skip
+                },
+                flush=True,
+            )
         self.console.print("  ".join(f"{k} {_fmt(v)}" for k, v in row.items()), highlight=False, soft_wrap=True)
 
     def table(self, rows: list[dict], title: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import artifacts as A
-from . import tasks
+from . import configfile, tasks
 from .batches import LMStream, check_trainable, split_valid
 from .config import RunConfig
 from .data import Source, read_table
@@ -49,7 +49,7 @@ def selection(stage: str, cfg: RunConfig, task: str | None = None, n_valid: int 
     layer group, since an epoch with frozen groups is not yet the model being tuned."""
     from .train import Selection
 
-    metric, higher = ("valid_loss", False) if task is None else tasks.SELECTION_METRIC[task]
+    metric, higher = ("valid_loss", False) if task is None else tasks.selection_metric(task, cfg.metric)
     _, plan = plan_of(stage, cfg)
     last = next((p.epoch for p in plan if p.phase == plan[-1].phase), 0)
     keep, few = cfg.keep, None
@@ -131,6 +131,7 @@ def manifest(
         **(kept(select, history, cfg.epochs) if select is not None else {}),
         "wall_s": round(time.time() - started, 1),
         "versions": A.versions(),
+        **configfile.manifest_record(),
         **extra,
     }
 
@@ -185,6 +186,7 @@ def writing(out: Path, overwrite: bool, resume: bool, reporter):
     try:
         yield writer
     except BaseException as e:
+        reporter.run_failed(e)
         failed_write = isinstance(e, WriteError) or (isinstance(e, OSError) and e.errno in A.WRITE_ERRNOS)
         kept = writer.abort()
         if failed_write:

@@ -107,6 +107,7 @@ def train_lm_stage(
 
         def prepare():  # rank 0: the run folder, the tokenizer, the token cache; the other ranks wait for it
             writer.start(cfg.to_dict(), fingerprints)
+            reporter.run_start(stage, out, writer.tmp, cfg.to_dict())
             if words is not None:  # fastai's words: the target corpus's own vocabulary, as fastai's LMLearner
                 A.save_tokenizer(target_vocab(words, corpora, reporter), tok_path)
             elif parent is not None:
@@ -149,6 +150,7 @@ def train_lm_stage(
             select,
         )
         writer.write_json(A.MANIFEST, manifest)
+        reporter.run_end(manifest, writer.tmp)
         writer.commit()
     return R.summary(out, manifest)
 
@@ -179,8 +181,11 @@ def finetune_clf(
     with R.writing(out, overwrite, resume, reporter) as writer:
         tables = R.clf_tables(cfg, train_src, valid, text_col, label_col)
         table, task, classes, (texts, labels), (vtexts, vlabels) = tables
+        tasks.check_settings(task, cfg)
         R.setup(cfg.seed)
         writer.start(cfg.to_dict(), [table.fingerprint, init, *([str(valid)] if valid else [])])
+        if writer.main:
+            reporter.run_start("finetune-clf", out, writer.tmp, cfg.to_dict())
         tok_path = writer.path(A.TOKENIZER)
         if writer.main:  # data-parallel: rank 0 writes, every rank reads the parent's
             A.copy_file(parent.file("tokenizer"), tok_path)
@@ -192,6 +197,7 @@ def finetune_clf(
         model = R.build_classifier(cfg, parent, tok.get_vocab_size(), tasks.n_outputs(task, classes), init)
         R.place(model, cfg)
         names, groups = bb.classifier_groups(model)
+        weights = tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
         plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing)
         rngs = [np.random.default_rng([cfg.seed, e]) for e in range(cfg.epochs)]
         w = dist.world()
@@ -203,7 +209,7 @@ def finetune_clf(
 
         def loss_fn(batch):
             _, x, yb = batch
-            loss = tasks.loss(task, model(x)[0], yb)
+            loss = tasks.loss(task, model(x)[0], yb, weights)
             return loss, loss.item()
 
         def evaluate():
@@ -227,10 +233,12 @@ def finetune_clf(
             "classes": classes,
             **tasks.run_extras(task, lambda: predict_logits(model.eval(), vdocs, cfg), vy, target, classes, reporter),
             "init": init,
+            **({"class_weights": dict(zip(classes, weights.tolist()))} if weights is not None else {}),
             "columns": {"text": text_col, "label": label_col},
             "plots": pictures,
         }
         manifest = R.manifest("finetune-clf", cfg, tok_path, inputs, parent, history, extra, started, select)
         writer.write_json(A.MANIFEST, manifest)
+        reporter.run_end(manifest, writer.tmp)
         writer.commit()
     return R.summary(out, manifest)

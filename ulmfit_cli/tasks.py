@@ -16,13 +16,59 @@ import math
 import numpy as np
 
 from .errors import InputError, RunFolderError
-from .metrics import micro_f1, regression_report, tune_thresholds
+from .metrics import macro_f1, macro_f1_multi, micro_f1, regression_report, tune_thresholds
 
 SINGLE, MULTI, REGRESSION = "single-label", "multi-label", "regression"
 
 
-# The validation metric that chooses the epoch a run keeps (train.Selection): (key, larger is better).
+# The validation metric that chooses the epoch a run keeps (train.Selection): (key, larger is better); `--metric`
+# chooses another of the task's own.
 SELECTION_METRIC = {SINGLE: ("accuracy", True), MULTI: ("micro_f1", True), REGRESSION: ("mae", False)}
+TASK_METRICS = {
+    SINGLE: ("accuracy", "macro_f1", "micro_f1", "valid_loss"),
+    MULTI: ("micro_f1", "macro_f1", "valid_loss"),
+    REGRESSION: ("mae", "rmse", "valid_loss"),
+}
+HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "micro_f1": True, "valid_loss": False, "mae": False,
+                    "rmse": False}  # fmt: skip
+
+
+def selection_metric(task: str, metric: str) -> tuple[str, bool]:
+    """(validation row key, larger is better) for `--metric` on `task`; a single-label run's micro-F1 is its
+    accuracy. A metric the task does not have is an error before training."""
+    from .errors import ConfigError
+
+    if metric == "auto":
+        return SELECTION_METRIC[task]
+    if metric not in TASK_METRICS[task]:
+        raise ConfigError(f"`--metric {metric}` is not a {task} metric; choose one of {', '.join(TASK_METRICS[task])}")
+    if task == SINGLE and metric == "micro_f1":
+        metric = "accuracy"
+    return metric, HIGHER_IS_BETTER[metric]
+
+
+def check_settings(task: str, cfg) -> None:
+    """`--metric` and `--class-weights` against the task the labels turned out to be, before any training."""
+    from .errors import ConfigError
+
+    selection_metric(task, cfg.metric)
+    if cfg.class_weights != "none" and task == REGRESSION:
+        raise ConfigError("`--class-weights balanced` weighs classes; a regression run (--regression) has none")
+
+
+def class_weights(task: str, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """`--class-weights balanced`: single-label, n / (classes * count) per class (scikit-learn's 'balanced', the
+    mean weight of a training example is 1); multi-label, each label's negatives / positives (the positive weight
+    of BCEWithLogitsLoss). Classes come from the training labels, so every count is at least 1."""
+    from .errors import ConfigError
+
+    if task == SINGLE:
+        counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+        return (len(y) / (n_classes * np.maximum(counts, 1))).astype(np.float32)
+    if task == MULTI:
+        pos = y.sum(0).astype(np.float64)
+        return ((len(y) - pos) / np.maximum(pos, 1)).astype(np.float32)
+    raise ConfigError("`--class-weights balanced` weighs classes; a regression run (--regression) has none")
 
 
 def run_extras(task: str, valid_logits, vy, target, classes, reporter) -> dict:
@@ -131,14 +177,24 @@ def n_outputs(task: str, classes: list[str] | None) -> int:
     return 1 if task == REGRESSION else len(classes)
 
 
-def loss(task: str, logits, y):
-    """The training loss of logits (B, C) against targets from `encode`."""
+def loss_weights(cfg, task: str, y: np.ndarray, classes: list[str] | None, device):
+    """The training loss's class weights under `cfg.class_weights` (a tensor on `device`), or None."""
+    import torch
+
+    if cfg.class_weights == "none":
+        return None
+    return torch.from_numpy(class_weights(task, y, len(classes or []))).to(device)
+
+
+def loss(task: str, logits, y, weights=None):
+    """The training loss of logits (B, C) against targets from `encode`; `weights` (a tensor from class_weights)
+    weighs each class (single-label: the weighted mean, as torch's cross_entropy) or each label's positives."""
     import torch.nn.functional as F
 
     if task == SINGLE:
-        return F.cross_entropy(logits, y)
+        return F.cross_entropy(logits, y, weight=weights)
     if task == MULTI:
-        return F.binary_cross_entropy_with_logits(logits, y)
+        return F.binary_cross_entropy_with_logits(logits, y, pos_weight=weights)
     return F.mse_loss(logits[:, 0], y)
 
 
@@ -148,9 +204,11 @@ def valid_metrics(task: str, logits: np.ndarray, y: np.ndarray, target: dict | N
 
     row = {"valid_loss": loss(task, torch.from_numpy(logits), torch.from_numpy(y)).item()}
     if task == SINGLE:
-        return {**row, "accuracy": float((logits.argmax(1) == y).mean())}
+        pred = logits.argmax(1)
+        return {**row, "accuracy": float((pred == y).mean()), "macro_f1": macro_f1(y, pred, logits.shape[1])}
     if task == MULTI:
-        return {**row, "micro_f1": micro_f1(y > 0.5, logits >= 0.0)}  # sigmoid(z) >= 0.5 <=> z >= 0
+        true, pred = y > 0.5, logits >= 0.0  # sigmoid(z) >= 0.5 <=> z >= 0
+        return {**row, "micro_f1": micro_f1(true, pred), "macro_f1": macro_f1_multi(true, pred)}
     m = regression_report(y * target["std"] + target["mean"], outputs(task, logits, target))
     return {**row, "mae": m["mae"], "rmse": m["rmse"]}
 

@@ -185,7 +185,8 @@ def fit(
                 scaler.update()
                 phase_t += 1
                 tot, n = tot + shown, n + 1
-                reporter.step(shown)
+                lrs = {name: pg["lr"] for name, pg in zip(group_names, opt.param_groups)}
+                reporter.step(shown, lrs, ep.epoch * steps_per_epoch + step + 1)
                 if interrupted:
                     save(ep.epoch, step + 1)
                     stop()

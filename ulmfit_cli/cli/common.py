@@ -112,15 +112,19 @@ def finish(summary: dict, as_json: bool, reporter) -> None:
         emit_json(summary)
 
 
-def start(cfg, quiet: bool):
-    """Join torchrun's process group if there is one, check the device and precision before any work, and
-    return the Reporter (progress from rank 0 only)."""
-    from .. import dist
+def start(cfg, quiet: bool, track: list[str] | None = None, track_dir: Path | None = None):
+    """Join torchrun's process group if there is one, check the device and precision (and the --track
+    libraries) before any work, and return the Reporter (progress and tracking from rank 0 only)."""
+    from .. import dist, tracking
     from ..report import Reporter
 
+    kinds = tracking.check(track)
     w = dist.init(cfg.device)
     dist.check_precision(cfg.precision, dist.resolve_device(cfg.device))
-    return Reporter(quiet or not w.main)
+    reporter = Reporter(quiet or not w.main)
+    if kinds and w.main:
+        reporter.tracking = tracking.Tracking(kinds, track_dir, lambda msg: reporter.notice(f"warning: {msg}"))
+    return reporter
 
 
 def set_pairs(pairs: list[str] | None, flag: str) -> dict:
@@ -152,3 +156,26 @@ def set_pairs(pairs: list[str] | None, flag: str) -> dict:
             raise ConfigError(f"`{flag} {pair}`: {text!r} is not a {type(default).__name__}") from None
         out[name] = value
     return out
+
+
+def stage_flags(stage: str, given: dict, pairs: list[str] | None, flag: str) -> dict:
+    """A stage's settings in pipeline / learning-curve: its --config table, under the command's own flags that
+    were given (not None), under its `flag` SETTING=VALUE pairs."""
+    from ..configfile import stage_settings
+
+    return {**stage_settings(stage), **{k: v for k, v in given.items() if v is not None}, **set_pairs(pairs, flag)}
+
+
+def tracked(reporter, command: str, out: Path, settings: dict, body):
+    """Run `body()` (a multi-stage command) as one tracked parent run whose children are its stages or points."""
+    t = reporter.tracking
+    if t is None:
+        return body()
+    t.group(command, out, settings)
+    try:
+        summary = body()
+    except BaseException:
+        t.group_end(None, failed=True)
+        raise
+    t.group_end(summary)
+    return summary

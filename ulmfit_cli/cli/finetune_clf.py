@@ -14,8 +14,10 @@ from .options import (
     Bptt,
     Bs,
     CheckpointEvery,
+    ClassWeights,
     Clip,
     Compile,
+    ConfigFile,
     CutFrac,
     Dataset,
     Device,
@@ -28,12 +30,14 @@ from .options import (
     LabelCol,
     Lr,
     LrFactor,
+    Metric,
     Out,
     Overwrite,
     Patience,
     Pooling,
     Precision,
     Preset,
+    PrintConfig,
     PrintSchedule,
     Quiet,
     Ratio,
@@ -41,6 +45,8 @@ from .options import (
     Seed,
     Split,
     TextCol,
+    Track,
+    TrackDir,
     ValidPct,
     Wd,
 )
@@ -77,6 +83,8 @@ def finetune_clf(
     backbone: Backbone = None,
     epochs: Epochs = None,
     keep: Keep = None,
+    metric: Metric = None,
+    class_weights: ClassWeights = None,
     patience: Patience = None,
     lr: Lr = None,
     bs: Bs = None,
@@ -118,6 +126,10 @@ def finetune_clf(
     json: Json = False,
     quiet: Quiet = False,
     print_schedule: PrintSchedule = False,
+    config: ConfigFile = None,
+    print_config: PrintConfig = False,
+    track: Track = None,
+    track_dir: TrackDir = None,
 ):
     """Train a classifier on top of a fine-tuned LM (gradual unfreezing, discriminative rates, STLR).
 
@@ -127,6 +139,7 @@ def finetune_clf(
 
     given = flags(locals())  # the settings among the parameters; None = not given
     from ..artifacts import LM_STAGES, open_run
+    from ..configfile import print_config as print_config_file
     from ..data import source_of
     from ..errors import ConfigError
     from ..stages import finetune_clf as core
@@ -138,8 +151,11 @@ def finetune_clf(
         raise ConfigError(f"`--init` must be pretrained or random, got {init!r}")
     if print_schedule:
         return show_schedule("finetune-clf", cfg)
+    if print_config:
+        more = {"text_col": text_col, "label_col": label_col, "encoding": encoding, "init": init}
+        return print_config_file("finetune-clf", cfg, more)
     (src,) = sources([train] if train else None, dataset, split, "training data", text_col, encoding=encoding)
-    reporter = start(cfg, quiet)
+    reporter = start(cfg, quiet, track, track_dir)
     summary = core(
         cfg,
         run,

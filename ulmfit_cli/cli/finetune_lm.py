@@ -18,6 +18,7 @@ from .options import (
     CheckpointEvery,
     Clip,
     Compile,
+    ConfigFile,
     CutFrac,
     Dataset,
     Device,
@@ -37,6 +38,7 @@ from .options import (
     Patience,
     Precision,
     Preset,
+    PrintConfig,
     PrintSchedule,
     Quiet,
     Ratio,
@@ -44,6 +46,8 @@ from .options import (
     Seed,
     Split,
     TextCol,
+    Track,
+    TrackDir,
     ValidPct,
     Wd,
 )
@@ -102,6 +106,10 @@ def finetune_lm(
     json: Json = False,
     quiet: Quiet = False,
     print_schedule: PrintSchedule = False,
+    config: ConfigFile = None,
+    print_config: PrintConfig = False,
+    track: Track = None,
+    track_dir: TrackDir = None,
 ):
     """Fine-tune a pretrained language model on target-domain text (discriminative rates, STLR)."""
     from ..config import flags
@@ -109,6 +117,7 @@ def finetune_lm(
     given = flags(locals())  # first, before other names join the locals
     from ..artifacts import LM_STAGES, open_run
     from ..config import resolve
+    from ..configfile import print_config as print_config_file
     from ..data import source_of
     from ..stages import train_lm_stage
     from .common import finish, show_schedule, sources, start
@@ -117,8 +126,10 @@ def finetune_lm(
     cfg = resolve("finetune-lm", preset, given, run.config)
     if print_schedule:
         return show_schedule("finetune-lm", cfg)
+    if print_config:
+        return print_config_file("finetune-lm", cfg, {"text_col": text_col, "encoding": encoding})
     srcs = sources(texts, dataset, split, "texts", text_col, encoding=encoding)
-    reporter = start(cfg, quiet)
+    reporter = start(cfg, quiet, track, track_dir)
     summary = train_lm_stage(
         "finetune-lm",
         cfg,

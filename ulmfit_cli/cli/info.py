@@ -11,13 +11,19 @@ from .options import Json
 def info(
     run: Annotated[Path, typer.Argument(help="A run folder of any stage.", show_default=False)],
     json: Json = False,
+    config: Annotated[
+        bool, typer.Option("--config", help="Print a --config file (TOML) that reproduces the run, and exit.")
+    ] = False,
 ):
     """Show a run folder: stage, parent runs, backbone and sizes, tokenizer, inputs, final metrics, plots."""
     from ..artifacts import describe, open_run
     from ..config import STAGES
     from ..report import emit_json
 
-    d = describe(open_run(run, STAGES, "info"))
+    opened = open_run(run, STAGES, "info")
+    if config:
+        return _config_file(opened)
+    d = describe(opened)
     if json:
         return emit_json(d)
     _table(d)
@@ -89,3 +95,30 @@ def _table(d: dict) -> None:
     if not console.is_terminal:  # a pipe or a file: wide enough that paths and fingerprints stay on one line
         console = Console(width=max(console.width, 160))
     console.print(t)
+
+
+def _config_file(run) -> None:
+    """`info RUN --config`: the run's resolved settings as a file for its stage's --config, with the command
+    that takes it (parent and inputs as the manifest records them)."""
+    import sys
+
+    from ..config import from_dict
+    from ..configfile import render
+    from ..errors import ConfigError
+
+    m = run.manifest
+    if "imported" in m:
+        raise ConfigError(f"{run.path} was imported (`ulmfit import-{m['imported'].get('from', 'hf')}`), not trained: "
+                          "there are no training settings to write; import it again to reproduce it")  # fmt: skip
+    stage = m["stage"]
+    args = [m["parent"]["path"]] if m.get("parent") else []
+    args += [i["source"] for i in m.get("inputs", [])]
+    header = [f"the settings of {run.path} ({stage}, created {m.get('created')}); reproduce it with:",
+              f"  ulmfit {stage} {' '.join(args)} --config THIS_FILE --out NEW_RUN"]  # fmt: skip
+    if m.get("config_file"):
+        header.append(f"it was configured from {m['config_file']['path']} (sha256 {m['config_file']['sha256'][:12]})")
+    cols = m.get("columns", {})
+    more = {"text_col": cols.get("text") or next((i.get("text_col") for i in m.get("inputs", [])), None)}
+    if stage == "finetune-clf":
+        more.update(label_col=cols.get("label"), init=m.get("init"))
+    sys.stdout.write(render(stage, from_dict(m["config"]), header, more))

@@ -11,6 +11,7 @@ from .options import (
     Bptt,
     Bs,
     CacheDir,
+    ConfigFile,
     Device,
     DropMult,
     Encoding,
@@ -24,6 +25,8 @@ from .options import (
     Quiet,
     Seed,
     TextCol,
+    Track,
+    TrackDir,
     ValidPct,
     Wd,
 )
@@ -93,6 +96,9 @@ def learning_curve(
     overwrite: Overwrite = False,
     json: Json = False,
     quiet: Quiet = False,
+    config: ConfigFile = None,
+    track: Track = None,
+    track_dir: TrackDir = None,
 ):
     """Test error against the number of labelled examples: no pretraining, ULMFiT supervised and semi-supervised.
 
@@ -106,22 +112,20 @@ def learning_curve(
     from ..data import source_of
     from ..learning_curve import Curve, parse_sizes, parse_variants
     from ..learning_curve import run as core
-    from .common import set_pairs, start
+    from .common import stage_flags, start, tracked
 
     size_list, variant_list = parse_sizes(sizes), parse_variants(variants)
     shared = {"bptt": bptt, "valid_pct": valid_pct, "seed": seed, "device": device, "precision": precision}
-    clf_given = {
+    clf_given = stage_flags("finetune-clf", {
         **shared, "epochs": epochs, "lr": lr, "bs": bs, "drop_mult": drop_mult, "wd": wd, "max_len": max_len,
-        "label_delim": label_delim, "regression": regression or None, **set_pairs(clf_set, "--clf-set"),
-    }  # fmt: skip
-    lm_given = {
-        **shared, "epochs": lm_epochs, "lr": lm_lr, "bs": lm_bs, "max_steps": lm_max_steps,
-        **set_pairs(lm_set, "--lm-set"),
-    }  # fmt: skip
+        "label_delim": label_delim, "regression": regression or None}, clf_set, "--clf-set")  # fmt: skip
+    lm_given = stage_flags("finetune-lm", {
+        **shared, "epochs": lm_epochs, "lr": lm_lr, "bs": lm_bs, "max_steps": lm_max_steps}, lm_set, "--lm-set",
+    )  # fmt: skip
     run = open_run(parent, ("pretrain", "finetune-lm"), "learning-curve")
     clf_cfg = resolve("finetune-clf", preset, clf_given, run.config)
     lm_cfg = resolve("finetune-lm", preset, lm_given, run.config)
-    reporter = start(clf_cfg, quiet)
+    reporter = start(clf_cfg, quiet, track, track_dir)
     curve = Curve(
         parent=run,
         train=source_of(train, text_col, encoding),
@@ -139,7 +143,8 @@ def learning_curve(
         keep_runs=keep_runs,
         cache_dir=cache_dir,
     )
-    summary = core(curve, reporter)
+    settings = {"preset": preset, "sizes": sizes, "seeds": seeds, "variants": variants, "train": str(train)}
+    summary = tracked(reporter, "learning-curve", out, settings, lambda: core(curve, reporter))
     if json:
         from ..report import emit_json
 

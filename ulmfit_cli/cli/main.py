@@ -106,6 +106,7 @@ def main(
 
 
 def _register():
+    from .. import configfile
     from . import (
         evaluate,
         export,
@@ -137,6 +138,7 @@ def _register():
         "learning-curve": learning_curve.learning_curve,
         "pipeline": pipeline.pipeline,
     }
+    configfile.COMMANDS.update(commands)  # --config reads the options' annotations
     for name, fn in commands.items():
         command = guarded(fn)
         command.__doc__ = reflow(fn.__doc__)

@@ -112,9 +112,28 @@ Beta2 = Annotated[float | None, typer.Option(help="Adam beta2.", rich_help_panel
 Keep = Annotated[
     str | None,
     typer.Option(
-        help="Publish the weights of the best validation epoch (best: accuracy, micro-F1, MAE, or an LM's "
-        "validation loss) or of the last one (last); auto: best when the classifier has at least 200 validation "
-        "documents to choose by, else last. Without validation data: last. [default: auto]",
+        help="Publish the weights of the best validation epoch (best by --metric, or an LM's validation loss) or "
+        "of the last one (last); auto: best when the classifier has at least 200 validation documents to choose "
+        "by, else last. Without validation data: last. [default: auto]",
+        rich_help_panel=TRAIN,
+        show_default=False,
+    ),
+]
+Metric = Annotated[
+    str | None,
+    typer.Option(
+        help="The validation metric that chooses the epoch kept and the early stop: accuracy | macro_f1 | micro_f1 "
+        "| valid_loss (classifiers), mae | rmse (--regression); auto: accuracy, a multi-label run's micro_f1, a "
+        "regressor's mae. macro_f1 for imbalanced classes. [default: auto]",
+        rich_help_panel=TRAIN,
+        show_default=False,
+    ),
+]
+ClassWeights = Annotated[
+    str | None,
+    typer.Option(
+        help="none | balanced: weigh each class's loss by its inverse frequency in the training data (multi-label: "
+        "each label's positives by negatives/positives), for imbalanced classes. [default: none]",
         rich_help_panel=TRAIN,
         show_default=False,
     ),
@@ -176,4 +195,43 @@ Compile = Annotated[
 BatchSize = Annotated[int, typer.Option(help="Documents per forward pass (sorted by length within it).", min=1)]
 Threads = Annotated[
     int | None, typer.Option(help="CPU threads for torch and --engine onnx (default: torch's choice).", min=1, max=4096)
+]
+
+
+def _config_callback(ctx: typer.Context, param: typer.CallbackParam, value: Path | None):
+    from ..configfile import callback
+
+    return callback(ctx, param, value)
+
+
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A TOML file of this command's flags (keys: the flags' names, e.g. lr = 0.01; a multi-stage command "
+        "takes a [pretrain], [finetune-lm] or [finetune-clf] table per stage); flags given here override it.",
+        is_eager=True,
+        callback=_config_callback,
+        show_default=False,
+    ),
+]
+PrintConfig = Annotated[
+    bool,
+    typer.Option("--print-config", help="Print the resolved settings as a --config file and exit."),
+]
+Track = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--track",
+        help="tensorboard | mlflow (repeatable): log losses, rates, validation metrics and settings there "
+        "(MLflow: to $MLFLOW_TRACKING_URI; needs the tracking extra). A failing tracker never fails the run.",
+        show_default=False,
+    ),
+]
+TrackDir = Annotated[
+    Path | None,
+    typer.Option(
+        help="TensorBoard's folder: event files go to TRACK_DIR/RUN_NAME (default: RUN/tensorboard).",
+        show_default=False,
+    ),
 ]

@@ -5,7 +5,22 @@ from typing import Annotated
 
 import typer
 
-from .options import CacheDir, Device, Encoding, Json, LabelCol, Overwrite, Precision, Preset, Quiet, Seed, TextCol
+from .options import (
+    CacheDir,
+    ConfigFile,
+    Device,
+    Encoding,
+    Json,
+    LabelCol,
+    Overwrite,
+    Precision,
+    Preset,
+    Quiet,
+    Seed,
+    TextCol,
+    Track,
+    TrackDir,
+)
 
 STAGES = "Stage settings"
 
@@ -62,6 +77,9 @@ def pipeline(
     overwrite: Overwrite = False,
     json: Json = False,
     quiet: Quiet = False,
+    config: ConfigFile = None,
+    track: Track = None,
+    track_dir: TrackDir = None,
 ):
     """pretrain -> finetune-lm -> finetune-clf in one line, forward or (--both-directions) forward and backward,
     with the test score of each classifier and of their ensemble (the paper's bidirectional model).
@@ -75,7 +93,7 @@ def pipeline(
     from ..errors import ConfigError
     from ..pipeline import Pipeline, configs
     from ..pipeline import run as core
-    from .common import set_pairs, start
+    from .common import stage_flags, start, tracked
 
     if bool(corpus) == bool(parent):
         raise ConfigError("give the pretraining text (--corpus) or the pretrained LM(s) to start from (--parent)")
@@ -89,16 +107,17 @@ def pipeline(
         texts=[source_of(t, text_col, encoding) for t in texts or []],
         test=source_of(test, text_col, encoding) if test else None,
         both=both_directions,
-        pretrain_flags={**shared, **set_pairs(pretrain_set, "--pretrain-set")},
-        lm_flags={**shared, **set_pairs(lm_set, "--lm-set")},
-        clf_flags={**shared, **set_pairs(clf_set, "--clf-set")},
+        pretrain_flags=stage_flags("pretrain", shared, pretrain_set, "--pretrain-set"),
+        lm_flags=stage_flags("finetune-lm", shared, lm_set, "--lm-set"),
+        clf_flags=stage_flags("finetune-clf", shared, clf_set, "--clf-set"),
         text_col=text_col,
         label_col=label_col,
         overwrite=overwrite,
         cache_dir=cache_dir,
     )
-    reporter = start(configs(p, "fwd")["finetune-clf"], quiet)  # every setting checked before any work
-    summary = core(p, reporter)
+    reporter = start(configs(p, "fwd")["finetune-clf"], quiet, track, track_dir)  # every setting checked first
+    settings = {"preset": preset, "both_directions": both_directions, "train": str(train), "test": str(test)}
+    summary = tracked(reporter, "pipeline", out, settings, lambda: core(p, reporter))
     if json:
         from ..report import emit_json
 

@@ -19,6 +19,7 @@ from .options import (
     CheckpointEvery,
     Clip,
     Compile,
+    ConfigFile,
     CutFrac,
     Dataset,
     Device,
@@ -42,6 +43,7 @@ from .options import (
     Patience,
     Precision,
     Preset,
+    PrintConfig,
     PrintSchedule,
     Quiet,
     Ratio,
@@ -51,6 +53,8 @@ from .options import (
     TextCol,
     Tokenizer,
     TokSample,
+    Track,
+    TrackDir,
     ValidPct,
     VocabSize,
     Wd,
@@ -115,11 +119,16 @@ def pretrain(
     json: Json = False,
     quiet: Quiet = False,
     print_schedule: PrintSchedule = False,
+    config: ConfigFile = None,
+    print_config: PrintConfig = False,
+    track: Track = None,
+    track_dir: TrackDir = None,
 ):
     """Train a general-domain language model (and its subword tokenizer) on a corpus."""
     from ..config import flags, resolve
 
     given = flags(locals())  # the settings among the parameters; None = not given
+    from ..configfile import print_config as print_config_file
     from ..data import source_of
     from ..stages import train_lm_stage
     from .common import finish, show_schedule, sources, start
@@ -127,8 +136,10 @@ def pretrain(
     cfg = resolve("pretrain", preset, given)
     if print_schedule:
         return show_schedule("pretrain", cfg)
+    if print_config:
+        return print_config_file("pretrain", cfg, {"text_col": text_col, "encoding": encoding})
     srcs = sources(corpus, dataset, split, "corpus", text_col, encoding=encoding)
-    reporter = start(cfg, quiet)
+    reporter = start(cfg, quiet, track, track_dir)
     summary = train_lm_stage(
         "pretrain",
         cfg,

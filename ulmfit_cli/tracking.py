@@ -16,6 +16,7 @@ is one line and exit 2 before any work.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -117,7 +118,7 @@ class Tracking:
         """Scalars at `step` (default: the last step logged); `flush` at an epoch's end (MLflow batches steps)."""
         if step is not None:
             self.step = step
-        clean = {NAME_CHARS.sub("_", k): float(v) for k, v in metrics.items() if _number(v)}
+        clean = {_name(k): float(v) for k, v in metrics.items() if _number(v)}
         self._each("log", clean, self.step, flush)
 
     def run_end(self, manifest: dict, folder: Path) -> None:
@@ -140,6 +141,11 @@ class Tracking:
             root = self.track_dir / self.parent["name"] if self.track_dir else self.parent["out"] / "tensorboard"
             return root / rel
         return self.track_dir / out.name if self.track_dir else folder / "tensorboard"
+
+
+@functools.lru_cache(maxsize=1024)
+def _name(key: str) -> str:
+    return NAME_CHARS.sub("_", key)
 
 
 def _relative(out: Path, parent: Path) -> Path:
@@ -172,8 +178,11 @@ class TensorBoard:
         self.w.add_text("settings", "```\n" + json.dumps(self.settings, indent=1, default=str) + "\n```", 0)
 
     def log(self, metrics: dict, step: int, flush: bool) -> None:
-        for k, v in metrics.items():
-            self.w.add_scalar(k, v, step)
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        # one event for every scalar of the step (add_scalar writes one event per value: 1.2x the time of a tiny step)
+        values = [Summary.Value(tag=k, simple_value=v) for k, v in metrics.items()]
+        self.w.file_writer.add_summary(Summary(value=values), step)
         if flush:
             self.w.flush()
 

@@ -12,10 +12,12 @@ def evaluate(
     run: Annotated[
         Path,
         typer.Argument(
-            help="Run folder of `ulmfit finetune-clf` (or a `pipeline` folder: its ensemble).", show_default=False
+            metavar="RUN",
+            help="Run folder of `ulmfit finetune-clf` (or a `pipeline` folder: its ensemble).",
+            show_default=False,
         ),
     ],
-    test: Annotated[Path | None, typer.Argument(help="Labelled test data.", show_default=False)] = None,
+    test: Annotated[Path | None, typer.Argument(metavar="TEST", help="Labelled test data.", show_default=False)] = None,
     ensemble: Ensemble = None,
     text_col: Annotated[str | None, typer.Option(help="Text column (default: the one used in training).")] = None,
     encoding: Encoding = None,

@@ -7,7 +7,9 @@ import typer
 
 
 def export(
-    run: Annotated[Path, typer.Argument(help="Run folder of `ulmfit finetune-clf`.", show_default=False)],
+    run: Annotated[
+        Path, typer.Argument(metavar="RUN", help="Run folder of `ulmfit finetune-clf`.", show_default=False)
+    ],
     onnx: Annotated[
         Path,
         typer.Option(

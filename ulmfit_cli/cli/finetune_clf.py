@@ -52,10 +52,14 @@ from .options import (
 )
 
 Parent = Annotated[
-    Path, typer.Argument(help="Run folder of `ulmfit finetune-lm` (or of `ulmfit pretrain`).", show_default=False)
+    Path,
+    typer.Argument(
+        metavar="PARENT", help="Run folder of `ulmfit finetune-lm` (or of `ulmfit pretrain`).", show_default=False
+    ),
 ]
 Train = Annotated[
-    Path | None, typer.Argument(help="Labelled training data (table with text and label).", show_default=False)
+    Path | None,
+    typer.Argument(metavar="TRAIN", help="Labelled training data (table with text and label).", show_default=False),
 ]
 
 

@@ -53,10 +53,14 @@ from .options import (
 )
 
 Parent = Annotated[
-    Path, typer.Argument(help="Run folder of `ulmfit pretrain` (or of an earlier finetune-lm).", show_default=False)
+    Path,
+    typer.Argument(
+        metavar="PARENT", help="Run folder of `ulmfit pretrain` (or of an earlier finetune-lm).", show_default=False
+    ),
 ]
 Texts = Annotated[
-    list[Path] | None, typer.Argument(help="Target-domain texts (labels, if any, are ignored).", show_default=False)
+    list[Path] | None,
+    typer.Argument(metavar="TEXTS", help="Target-domain texts (labels, if any, are ignored).", show_default=False),
 ]
 
 

@@ -8,10 +8,12 @@ import typer
 from .options import Json, Out, Overwrite, Quiet
 
 Weights = Annotated[
-    Path | None, typer.Argument(help="fastai's language-model weights (.pth, torch.save).", show_default=False)
+    Path | None,
+    typer.Argument(metavar="WEIGHTS", help="fastai's language-model weights (.pth, torch.save).", show_default=False),
 ]
 Vocab = Annotated[
-    Path | None, typer.Argument(help="Its vocabulary (.pkl, a pickled list of words).", show_default=False)
+    Path | None,
+    typer.Argument(metavar="VOCAB", help="Its vocabulary (.pkl, a pickled list of words).", show_default=False),
 ]
 
 

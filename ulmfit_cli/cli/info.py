@@ -9,7 +9,7 @@ from .options import Json
 
 
 def info(
-    run: Annotated[Path, typer.Argument(help="A run folder of any stage.", show_default=False)],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="A run folder of any stage.", show_default=False)],
     json: Json = False,
     config: Annotated[
         bool, typer.Option("--config", help="Print a --config file (TOML) that reproduces the run, and exit.")

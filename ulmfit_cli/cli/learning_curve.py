@@ -37,9 +37,14 @@ SET_HELP = "Any other {} setting as SETTING=VALUE (e.g. {}); repeatable."
 
 def learning_curve(
     parent: Annotated[
-        Path, typer.Argument(help="Run folder of `ulmfit pretrain` (or import-fastai): the LM to start from.")
+        Path,
+        typer.Argument(
+            metavar="PARENT", help="Run folder of `ulmfit pretrain` (or import-fastai): the LM to start from."
+        ),
     ],
-    train: Annotated[Path, typer.Argument(help="Labelled training data; the subsamples come from it.")],
+    train: Annotated[
+        Path, typer.Argument(metavar="TRAIN", help="Labelled training data; the subsamples come from it.")
+    ],
     test: Annotated[Path, typer.Option(help="Labelled test data: every point is scored on it.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the runs, the table and the picture.")] = Path(
         "runs/learning-curve"

@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # rich's markup would eat bracketed text ("pip install 'ulmfit-cli[export]'")
     help="ULMFiT transfer learning for text classification: pretrain -> finetune-lm -> finetune-clf.",
 )
 _state = {"debug": False}

@@ -37,7 +37,7 @@ def _set(stage: str, example: str):
 
 
 def pipeline(
-    train: Annotated[Path, typer.Argument(help="Labelled training data.", show_default=False)],
+    train: Annotated[Path, typer.Argument(metavar="TRAIN", help="Labelled training data.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every run of the pipeline.")] = Path(
         "runs/pipeline"
     ),

@@ -12,11 +12,16 @@ def predict(
     run: Annotated[
         Path,
         typer.Argument(
-            help="Run folder of `ulmfit finetune-clf` (or a `pipeline` folder: its ensemble).", show_default=False
+            metavar="RUN",
+            help="Run folder of `ulmfit finetune-clf` (or a `pipeline` folder: its ensemble).",
+            show_default=False,
         ),
     ],
     input: Annotated[
-        str | None, typer.Argument(help="File to classify, or - for one text per line on stdin.", show_default=False)
+        str | None,
+        typer.Argument(
+            metavar="INPUT", help="File to classify, or - for one text per line on stdin.", show_default=False
+        ),
     ] = None,
     ensemble: Ensemble = None,
     text_col: Annotated[str | None, typer.Option(help="Text column (default: the one used in training).")] = None,

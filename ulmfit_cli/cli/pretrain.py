@@ -62,7 +62,9 @@ from .options import (
 
 Corpus = Annotated[
     list[Path] | None,
-    typer.Argument(help="Text, CSV/TSV, JSON(L), Parquet files or save_to_disk folders.", show_default=False),
+    typer.Argument(
+        metavar="CORPUS", help="Text, CSV/TSV, JSON(L), Parquet files or save_to_disk folders.", show_default=False
+    ),
 ]
 
 

@@ -2,7 +2,7 @@
 a classifier from a parent run (e.g. all-MiniLM-L6 from `import-hf`) with and without `--class-weights balanced`
 and `--metric macro_f1`, per seed; accuracy and macro-F1 on the imbalanced test set.
 
-    python bench/imbalanced.py WORK --parent RUN [--seeds 42 43] [--n-pos 1100] [--valid-pct 0.2]
+    python bench/imbalanced.py WORK --parent RUN [--seeds 42 43] [--n-pos 1100] [--valid-pct 0.2] [--flag=--lr=1e-3]
 
 The rows: N_POS positive training sentences and N_POS/10 negative ones (seeded sample of SST-2's train.csv),
 `--valid-pct` of them held out for validation (0.2: at least 200 validation sentences, so `--keep auto` chooses
@@ -69,7 +69,11 @@ def main() -> None:
     ap.add_argument("--n-pos", type=int, default=1100)
     ap.add_argument("--valid-pct", default="0.2")
     ap.add_argument("--preset", default="small")
+    ap.add_argument(
+        "--flag", action="append", default=[], help="more finetune-clf flags for every run, e.g. --flag=--lr=1e-3"
+    )
     a = ap.parse_args()
+    extra = [p for f in a.flag for p in f.split("=", 1)]
     a.work.mkdir(parents=True, exist_ok=True)
     train, test = a.work / "train.csv", a.work / "test.csv"
     if not train.exists():
@@ -85,12 +89,12 @@ def main() -> None:
             out = a.work / f"{variant}-s{seed}"
             summary, wall = ulmfit(["finetune-clf", str(a.parent), str(train), "--out", str(out), "--preset", a.preset,
                                     "--seed", str(seed), "--valid-pct", a.valid_pct, "--overwrite", "--json",
-                                    *VARIANTS[variant]], a.work / f"{variant}-s{seed}.log")  # fmt: skip
+                                    *VARIANTS[variant], *extra], a.work / f"{variant}-s{seed}.log")  # fmt: skip
             ev, ev_wall = ulmfit(["evaluate", str(out), str(test), "--json"], a.work / f"{variant}-s{seed}-eval.log")
             row = {"variant": variant, "seed": seed, "accuracy": ev["accuracy"], "macro_f1": ev["macro_f1"],
                    "neg_f1": next(c["f1"] for c in ev["per_class"] if c["label"] == "neg"), "n_test": ev["n"],
                    "kept_epoch": summary.get("kept_epoch"), "best_epoch": summary.get("best_epoch"),
-                   "epochs": summary["epochs"], "clf_wall_s": wall, "flags": VARIANTS[variant]}  # fmt: skip
+                   "epochs": summary["epochs"], "clf_wall_s": wall, "flags": VARIANTS[variant] + extra}  # fmt: skip
             with results.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)

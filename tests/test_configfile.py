@@ -115,6 +115,7 @@ def test_a_file_resolves_as_the_same_flags_do(pipeline, ulmfit, values, data):
         ("finetune-clf", "lr = [0.1, 0.2]\n", ["takes one value"]),
         ("finetune-clf", "checkpoint_every = -1\n", ["`checkpoint_every` must be at least 0"]),
         ("finetune-clf", "lr = \n", ["not a TOML file"]),
+        ("finetune-clf", "epochs = -1\n", ["`--epochs` must be >= 0", "a key of --config"]),
     ],
 )
 def test_a_mistake_in_the_file_is_one_line_before_any_work(pipeline, ulmfit, tmp_path, command, text, fragments):

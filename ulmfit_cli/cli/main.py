@@ -47,7 +47,7 @@ def guarded(fn):
         except UlmfitError as e:
             if _state["debug"]:
                 raise
-            sys.stderr.write(f"ulmfit: error: {e}\n")
+            sys.stderr.write(f"ulmfit: error: {e}{_from_config_file(e)}\n")
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt as e:
             stopped = isinstance(e, Terminated)
@@ -55,6 +55,17 @@ def guarded(fn):
             raise typer.Exit(143 if stopped else 130) from None
 
     return wrapper
+
+
+def _from_config_file(e: UlmfitError) -> str:
+    """A bad setting that may have come from --config: say which file, as the flag's name alone would not."""
+    from ..configfile import LOADED
+    from ..errors import ConfigError
+
+    loaded = LOADED.get()
+    if loaded is None or not isinstance(e, ConfigError) or "`--" not in str(e):
+        return ""
+    return f" (a flag here is also a key of --config {loaded['path']})"
 
 
 # writing stdout (or stderr) failed: a full disk, an I/O error, a closed descriptor (a closed pipe is SIGPIPE's)

@@ -3,7 +3,7 @@
 # Per task: fine-tune the LM (from the pretrained tiny LM in $LM), record the range test's curve once per seed
 # (`lr-find --json` carries every rule's rate), then train the classifier with the preset's --lr and with each
 # rate asked for, and evaluate it.
-#   bench/lr_find_rules.sh OUT LM                      # LM: a tiny pretrain run (bench/lr_find_trec.sh makes one)
+#   bench/lr_find_rules.sh OUT LM                      # LM: a tiny pretrain run (bench/probes/lr_find_trec.sh makes one)
 #   bench/lr_find_rules.sh OUT LM train TASK SEED NAME [LR]   # one classifier -> OUT/res-TASK-SEED-NAME.json
 # env: DATA=../shared/data, SEEDS="42 43", ULMFIT=ulmfit. SST-2: a 3,000-row sample of train.csv (pandas,
 # random_state 0) for time, evaluated on dev.csv; TREC-6: train.csv, evaluated on test.csv.

@@ -3,7 +3,7 @@ bench/RESULTS.md 12, stop 19): `old` splits every onnxruntime call's rows betwee
 f5469f6: the threads meet once a chunk, pooling on one thread), `new` deals each batch's rows out once and each
 thread runs its own chunks and pooling (onnx_engine.Recurrence.parts/map). fp32 and int8, rounds interleaved.
 
-  ULMFIT_CACHE=/tmp/ulc OMP_NUM_THREADS=2 python bench/onnx_split_probe.py RUN imdb=imdb/test.csv:500 \
+  ULMFIT_CACHE=/tmp/ulc OMP_NUM_THREADS=2 python bench/probes/onnx_split_probe.py RUN imdb=imdb/test.csv:500 \
       [--rounds 7] [--bs 64,128] [--kinds old,new] [--threads 2]
 
 Prints per system: docs/s and the ratio to fastai at --bs's first size by the median round, by the fastest round,
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for predict_speed
 from predict_speed import fastai_predictor, ours, read  # noqa: E402
 
 from ulmfit_cli import artifacts as A  # noqa: E402

@@ -1,5 +1,5 @@
 """near_key (inspect's duplicate key) by regex only against the str.translate path for ASCII texts, on IMDb's
-50,000 reviews, in one process: `OMP_NUM_THREADS=1 python bench/near_key_speed.py ../shared/data/imdb`."""
+50,000 reviews, in one process: `OMP_NUM_THREADS=1 python bench/probes/near_key_speed.py ../shared/data/imdb`."""
 
 import re
 import sys

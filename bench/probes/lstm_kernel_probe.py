@@ -6,7 +6,7 @@ nothing else), and as a recurrence written by hand in torch ops. If the LSTMs ta
 products, no fp32 recurrence of this model can be much faster, whatever is written around the products.
 Rounds interleaved; medians; GFLOP/s and each against oneDNN's LSTM.
 
-    OMP_NUM_THREADS=1 python bench/lstm_kernel_probe.py [--rounds 7]      (bench/RESULTS.md 12)
+    OMP_NUM_THREADS=1 python bench/probes/lstm_kernel_probe.py [--rounds 7]      (bench/RESULTS.md 12)
 """
 
 import argparse

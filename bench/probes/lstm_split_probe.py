@@ -2,7 +2,7 @@
 batch's rows (what onnx_engine.Recurrence does)? onnxruntime, one thread per session, random weights, fp32 and
 int8 (quantize_dynamic), chunks of 64 rows x 32 steps; chunks per second, median of 3 rounds.
 
-    OMP_NUM_THREADS=1 python bench/lstm_split_probe.py    (bench/RESULTS.md 12)
+    OMP_NUM_THREADS=1 python bench/probes/lstm_split_probe.py    (bench/RESULTS.md 12)
 """
 
 import logging

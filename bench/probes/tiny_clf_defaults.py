@@ -13,9 +13,9 @@ For each task, variant and seed: `finetune-clf --preset PRESET FLAGS --seed S`, 
 epoch, kept epoch, classifier wall seconds) and a mean per variant over tasks and seeds; the lines also go to
 OUT/results.jsonl, and a run already there is not trained again.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/tiny_clf_defaults.py OUT --seeds 1,2 \\
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/probes/tiny_clf_defaults.py OUT --seeds 1,2 \\
         --variant "now:" --variant "lr3e-2:--lr 3e-2" ...
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/tiny_clf_defaults.py OUT --cross-task /tmp/ct_tiny --seeds 42 \\
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/probes/tiny_clf_defaults.py OUT --cross-task /tmp/ct_tiny --seeds 42 \\
         --max-test 5000 --jobs 2 --variant "now:" --variant "len512:--max-len 512" ...
 """
 
@@ -31,7 +31,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is bench/probes/tiny_clf_defaults.py)
 SHARED = Path(os.environ.get("ULMFIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
@@ -60,7 +60,8 @@ def sst2_sample(out: Path, n: int = 2000) -> Path:
 def sampled_test(out: Path, test: Path, n: int) -> Path:
     """A seeded n rows of a test file larger than n (cross_task's reader and atomic writer: text, label), else the
     file itself; the same rows as bench/learning_curve_imdb.sh's test sample."""
-    from cross_task import read, write  # bench/, this script's folder
+    sys.path.insert(0, str(ROOT / "bench"))
+    from cross_task import read, write  # bench/cross_task.py
 
     rows = read(test)
     if not n or len(rows) <= n:

@@ -5,7 +5,7 @@ hooks and the per-block gradient norms are added, exactly as train.fit does. Run
 round: some steps without, then as many with), so a shared machine's load falls on both alike; the figure is
 the ratio of the medians of the rounds.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/diagnostics_overhead.py --emb-sz 128 --n-layers 8
+    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/probes/diagnostics_overhead.py --emb-sz 128 --n-layers 8
 """
 
 from __future__ import annotations

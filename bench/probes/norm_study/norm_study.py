@@ -11,8 +11,9 @@ pipeline, so torch is imported once); `--workers` pipelines run side by side, ea
 A pipeline "diverged" when pretraining stopped on a non-finite loss (exit 1), or its final LM validation loss
 is no better than a uniform guess over the vocabulary (ln V), or worse than after its first epoch.
 
-    PYTHONPATH=. python bench/norm_study.py run WORK [--workers 2] [--depths 4 8 12] ...
-    PYTHONPATH=. python bench/norm_study.py report WORK [--png bench/norm_study.png]   # markdown on stdout
+    PYTHONPATH=. python bench/probes/norm_study/norm_study.py run WORK [--workers 2] [--depths 4 8 12] ...
+    PYTHONPATH=. python bench/probes/norm_study/norm_study.py report WORK \\
+        [--png bench/probes/norm_study/norm_study.png]   # markdown on stdout
 
 Results are appended to WORK/results.jsonl as each pipeline ends; `run` skips pipelines already there or
 started (a run folder exists), counting the unfinished ones against --workers, so a study can be continued or

@@ -3,9 +3,9 @@
 # fine-tune the LM on TREC's training questions, run lr-find for finetune-clf, then train the classifier with
 # the preset's --lr and with the suggested one (same seed) and evaluate both on the 500 test questions. Also prints
 # each stage's time estimate (estimate_s) beside its real training time (train_s) and whole wall time.
-#   bench/lr_find_trec.sh OUT          (env: DATA=../shared/data, PRESET=tiny, ULMFIT=ulmfit)
+#   bench/probes/lr_find_trec.sh OUT          (env: DATA=../shared/data, PRESET=tiny, ULMFIT=ulmfit)
 set -euo pipefail
-OUT=${1:?usage: bench/lr_find_trec.sh OUT}
+OUT=${1:?usage: bench/probes/lr_find_trec.sh OUT}
 DATA=${DATA:-../shared/data}
 PRESET=${PRESET:-tiny}
 U=${ULMFIT:-ulmfit}

@@ -4,7 +4,7 @@ interleaved with fastai's get_preds, fp32 and int8 on the onnx engine. `fixed` i
 chunks of `chunk` steps, each running the rows whose text reaches it, so a row runs up to `chunk` - 1 padded
 steps in its last chunk; `ends` (the code now) stops a chunk where its shortest row's text ends.
 
-  ULMFIT_CACHE=/tmp/ulc OMP_NUM_THREADS=2 python bench/chunk_ends_probe.py RUN imdb=imdb/test.csv:500 \
+  ULMFIT_CACHE=/tmp/ulc OMP_NUM_THREADS=2 python bench/probes/chunk_ends_probe.py RUN imdb=imdb/test.csv:500 \
       [--rounds 7] [--bs 64] [--threads 2] [--engine onnx|torch] [--chunks 64,...]
 
 Prints, per system, docs/s and its ratio to fastai (median round; median of the per-round ratios, "paired"),
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for predict_speed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/probes/, for onnx_split_probe
 from onnx_split_probe import interleave, report  # noqa: E402
 from predict_speed import fastai_predictor, ours, read  # noqa: E402
 

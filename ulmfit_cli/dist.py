@@ -9,6 +9,7 @@ Only rank 0 writes: the run folder, checkpoints, the token cache and progress.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -52,8 +53,24 @@ def init(device: str) -> World:
 
         torch.cuda.set_device(local)
     dist.init_process_group(backend)
+    atexit.register(_leave)
     _WORLD = World(rank, size, local)
     return _WORLD
+
+
+def _leave() -> None:
+    """At exit, every process waits for the others, then leaves the group, as PyTorch asks: a rank with nothing
+    left to do (rank 0 still writes the run folder) that exited with gloo's threads running aborted now and then
+    ("terminate called without an active exception", exit -6: seen once in CI under load)."""
+    import contextlib
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.barrier()
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
 
 
 def _cuda_available() -> bool:

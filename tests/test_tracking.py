@@ -192,3 +192,18 @@ def test_a_tracking_server_killed_mid_run_leaves_the_training_result_intact(pipe
     assert (tmp_path / "tracked" / "model.safetensors").read_bytes() == (
         tmp_path / "plain" / "model.safetensors"
     ).read_bytes()
+
+
+def test_a_learning_curves_points_are_tracked_under_its_folder(pipeline, ulmfit, tmp_path):
+    """learning-curve's runs are scratch (deleted without --keep-runs), so their events go under OUT/tensorboard,
+    one folder per point's LM and classifier."""
+    out = tmp_path / "curve"
+    r = ulmfit("learning-curve", pipeline["lm"], TRAIN, "--test", SAMPLE / "trec_test.csv", "--out", out,
+               "--sizes", "100", "--seeds", "1", "--variants", "supervised", "--preset", "tiny", "--track",
+               "tensorboard", "--quiet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    folders = sorted(p.parent.relative_to(out / "tensorboard") for p in (out / "tensorboard").rglob("events.*"))
+    assert [f.name for f in folders] == ["clf-supervised-n100-s42", "lm-sup-n100-s42"], folders
+    clf, _ = scalars(out / "tensorboard" / folders[0])
+    lm, _ = scalars(out / "tensorboard" / folders[1])
+    assert "valid/accuracy" in clf and "valid/perplexity" in lm

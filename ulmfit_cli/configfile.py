@@ -22,7 +22,6 @@ from pathlib import Path
 
 STAGE_COMMANDS = ("pretrain", "finetune-lm", "finetune-clf")
 MULTI_STAGE = {"pipeline": STAGE_COMMANDS, "learning-curve": ("finetune-lm", "finetune-clf")}
-SET_FLAG = {"pretrain": "--pretrain-set", "finetune-lm": "--lm-set", "finetune-clf": "--clf-set"}
 # one-off actions, not settings: they stay on the command line
 NOT_IN_FILE = {"config", "help", "resume", "print_schedule", "print_config"}
 

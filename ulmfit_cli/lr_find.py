@@ -203,7 +203,6 @@ def clf_setup(cfg: RunConfig, parent: A.Run, src: Source, text_col: str, label_c
     model = R.build_classifier(cfg, parent, tok.get_vocab_size(), tasks.n_outputs(task, classes))
     R.place(model, cfg)
     _, groups = bb.classifier_groups(model)
-    weights = tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
     reporter.info(f"lr-find: {len(docs)} training documents, {task}, {-(-len(docs) // cfg.bs)} batches per pass")
 
     def batches(e):
@@ -212,7 +211,7 @@ def clf_setup(cfg: RunConfig, parent: A.Run, src: Source, text_col: str, label_c
 
     def loss_fn(batch):
         x, yb = batch
-        loss = tasks.loss(task, model(x)[0], yb, weights)
+        loss = tasks.loss(task, model(x)[0], yb)
         return loss, loss.item()
 
     return model, groups, _cycle(batches), loss_fn

@@ -59,16 +59,13 @@ def check_settings(task: str, cfg) -> None:
 def class_weights(task: str, y: np.ndarray, n_classes: int) -> np.ndarray:
     """`--class-weights balanced`: single-label, n / (classes * count) per class (scikit-learn's 'balanced', the
     mean weight of a training example is 1); multi-label, each label's negatives / positives (the positive weight
-    of BCEWithLogitsLoss). Classes come from the training labels, so every count is at least 1."""
-    from .errors import ConfigError
-
+    of BCEWithLogitsLoss). Classes come from the training labels, so every count is at least 1. A regression run
+    has no classes: check_settings refuses the flag for it before training."""
     if task == SINGLE:
         counts = np.bincount(y, minlength=n_classes).astype(np.float64)
         return (len(y) / (n_classes * np.maximum(counts, 1))).astype(np.float32)
-    if task == MULTI:
-        pos = y.sum(0).astype(np.float64)
-        return ((len(y) - pos) / np.maximum(pos, 1)).astype(np.float32)
-    raise ConfigError("`--class-weights balanced` weighs classes; a regression run (--regression) has none")
+    pos = y.sum(0).astype(np.float64)  # multi-label
+    return ((len(y) - pos) / np.maximum(pos, 1)).astype(np.float32)
 
 
 def run_extras(task: str, valid_logits, vy, target, classes, reporter) -> dict:

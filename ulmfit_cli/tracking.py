@@ -19,6 +19,7 @@ import contextlib
 import functools
 import importlib.util
 import json
+import math
 import os
 import re
 import sys
@@ -118,14 +119,13 @@ class Tracking:
         """Scalars at `step` (default: the last step logged); `flush` at an epoch's end (MLflow batches steps)."""
         if step is not None:
             self.step = step
-        clean = {_name(k): float(v) for k, v in metrics.items() if _number(v)}
-        self._each("log", clean, self.step, flush)
+        self._each("log", _scalars(metrics), self.step, flush)
 
     def run_end(self, manifest: dict, folder: Path) -> None:
         kept = manifest.get("best") if manifest.get("kept_epoch") == manifest.get("best_epoch") else None
         final = {f"final/{k}": v for k, v in (kept or manifest.get("final") or {}).items() if k != "epoch"}
         files = [folder / name for name in ("manifest.json", *manifest.get("plots", {}).values())]
-        self._each("end", {k: float(v) for k, v in final.items() if _number(v)}, [f for f in files if f.exists()], "")
+        self._each("end", _scalars(final), [f for f in files if f.exists()], "")
         self.live = []
 
     def run_failed(self, e: BaseException) -> None:
@@ -143,6 +143,11 @@ class Tracking:
         return self.track_dir / out.name if self.track_dir else folder / "tensorboard"
 
 
+def _scalars(metrics: dict) -> dict:
+    """The finite numbers of `metrics` as floats, under names every tracker takes."""
+    return {_name(k): float(v) for k, v in metrics.items() if _number(v)}
+
+
 @functools.lru_cache(maxsize=1024)
 def _name(key: str) -> str:
     return NAME_CHARS.sub("_", key)
@@ -156,8 +161,6 @@ def _relative(out: Path, parent: Path) -> Path:
 
 
 def _number(v) -> bool:
-    import math
-
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -195,8 +198,7 @@ class TensorBoard:
             hp = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in self.settings.items()}
             for s in hparams(hp, final):
                 self.w.file_writer.add_summary(s)
-            for k, v in final.items():
-                self.w.add_scalar(k, v, self.t.step)
+            self.log(final, self.t.step, flush=False)
         self.w.close()
         self.w = None
 

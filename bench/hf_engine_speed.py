@@ -8,12 +8,9 @@ graph fed as its JSON says, against the torch Predictor's probabilities (max abs
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -49,33 +46,19 @@ def exported(run, texts: list[str]) -> np.ndarray:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("run", type=Path)
-    p.add_argument("texts", type=Path)
-    p.add_argument("--n", type=int, default=1821)
-    p.add_argument("--bs", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=2)
-    a = p.parse_args()
-    import torch
+    from hf_predict_speed import alternate, setup  # its setup and its rounds, beside it in bench/
 
-    from ulmfit_cli import artifacts as A
+    a, run, texts = setup(__doc__, 1821)
     from ulmfit_cli.inference import Predictor
 
-    torch.set_num_threads(a.threads)
-    csv.field_size_limit(sys.maxsize)
-    with open(a.texts, newline="", encoding="utf-8") as f:
-        texts = [r["text"] for _, r in zip(range(a.n), csv.DictReader(f))]
-    run = A.open_run(a.run, ("finetune-clf",), "bench")
     kinds = {"torch": ("torch", None), "onnx": ("onnx", None), "onnx_int8": ("onnx", "int8"),
              "torch_int8": ("torch", "int8")}  # fmt: skip
     preds = {k: Predictor([run], a.bs, a.threads, device="cpu", engine=e, quantize=q) for k, (e, q) in kinds.items()}
-    times, outs = {k: [] for k in kinds}, {}
-    for _ in range(a.rounds):
-        for k, pred in preds.items():
-            t0 = time.perf_counter()
-            outs[k] = np.concatenate([pred(texts[i : i + a.bs]) for i in range(0, len(texts), a.bs)])
-            times[k].append(time.perf_counter() - t0)
+    calls = {
+        k: (lambda pred=pred: np.concatenate([pred(texts[i : i + a.bs]) for i in range(0, len(texts), a.bs)]))
+        for k, pred in preds.items()
+    }
+    times, outs = alternate(calls, a.rounds)
     dps = {k: round(len(texts) / min(v), 1) for k, v in times.items()}
     print(
         json.dumps(

@@ -56,11 +56,13 @@ def hf_side(run, texts: list[str], bs: int):
     return run_all
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def setup(doc: str, n: int):
+    """What both hf speed benchmarks start from (this one and hf_engine_speed.py): their arguments, torch's
+    threads, the first --n texts of the table and the run, opened as predict opens it."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("run", type=Path)
-    p.add_argument("test", type=Path)
-    p.add_argument("--n", type=int, default=500)
+    p.add_argument("texts", type=Path)
+    p.add_argument("--n", type=int, default=n)
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=2)
@@ -68,13 +70,29 @@ def main() -> None:
     import torch
 
     from ulmfit_cli import artifacts as A
-    from ulmfit_cli.inference import Predictor
 
     torch.set_num_threads(a.threads)
     csv.field_size_limit(sys.maxsize)
-    with open(a.test, newline="", encoding="utf-8") as f:
+    with open(a.texts, newline="", encoding="utf-8") as f:
         texts = [r["text"] for _, r in zip(range(a.n), csv.DictReader(f))]
-    run = A.open_run(a.run, ("finetune-clf",), "bench")
+    return a, A.open_run(a.run, ("finetune-clf",), "bench"), texts
+
+
+def alternate(calls: dict, rounds: int) -> tuple[dict, dict]:
+    """Each call once a round, in turn, `rounds` times: ({name: seconds of each round}, {name: its last output})."""
+    times, outs = {k: [] for k in calls}, {}
+    for _ in range(rounds):
+        for k, call in calls.items():
+            t0 = time.perf_counter()
+            outs[k] = call()
+            times[k].append(time.perf_counter() - t0)
+    return times, outs
+
+
+def main() -> None:
+    a, run, texts = setup(__doc__, 500)
+    from ulmfit_cli.inference import Predictor
+
     sides = {
         "ours": Predictor([run], a.bs, a.threads, device="cpu"),
         "ours_int8": Predictor([run], a.bs, a.threads, device="cpu", quantize="int8"),
@@ -82,12 +100,7 @@ def main() -> None:
     ours = lambda pred: np.concatenate([pred([*texts[i : i + a.bs]]) for i in range(0, len(texts), a.bs)])  # noqa: E731
     calls = {"ours": lambda: ours(sides["ours"]), "hf": hf_side(run, texts, a.bs),
              "ours_int8": lambda: ours(sides["ours_int8"])}  # fmt: skip
-    times, outs = {k: [] for k in calls}, {}
-    for _ in range(a.rounds):
-        for k, call in calls.items():
-            t0 = time.perf_counter()
-            outs[k] = call()
-            times[k].append(time.perf_counter() - t0)
+    times, outs = alternate(calls, a.rounds)
     dps = {k: round(len(texts) / min(v), 1) for k, v in times.items()}
     print(
         json.dumps(

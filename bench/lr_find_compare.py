@@ -40,8 +40,8 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
+    from ulmfit_cli import dist
     from ulmfit_cli import lr_find as L
-    from ulmfit_cli import runs as R
     from ulmfit_cli.artifacts import LM_STAGES, open_run
     from ulmfit_cli.config import resolve
     from ulmfit_cli.data import Source
@@ -52,14 +52,14 @@ def main() -> None:
     parent = open_run(args.run, LM_STAGES, "bench")
     base = resolve("finetune-clf", args.preset, {}, parent.config)
     src = Source(path=args.train)
-    R.setup(base.seed)
+    dist.seed_all(base.seed)
     model, groups, batches, _ = L.clf_setup(base, parent, src, "text", "label", Reporter(quiet=True))
     data = list(itertools.islice(batches, args.num_it))
     start = {k: v.clone() for k, v in model.state_dict().items()}
 
     def fresh(seed):
         model.load_state_dict(start)
-        R.setup(seed)
+        dist.seed_all(seed)
         return model
 
     def loss_fn(batch):

@@ -12,14 +12,12 @@ import errno
 import fcntl
 import json
 import os
-import re
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RunFolderError, WriteError
+from .errors import RunFolderError, written
 
 FORMAT = "ulmfit-run/1"
 MANIFEST, CONFIG, TOKENIZER, WEIGHTS = "manifest.json", "config.json", "tokenizer.json", "model.safetensors"
@@ -30,21 +28,6 @@ RESUME_MAY_CHANGE = {"lr", "clip", "wd", "device"}  # what a resumed run may cha
 
 # errors that mean "the disk would not take it", whatever the write: caught even where no write site wraps them
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}
-
-
-@contextmanager
-def written(path: Path):
-    """Around a write of `path`: any failure to write it (an OSError, or the safetensors library's error for
-    one) becomes a WriteError naming `path` and the reason, exit 1."""
-    try:
-        yield
-    except OSError as e:
-        raise WriteError(e.filename or path, e) from None
-    except Exception as e:
-        if type(e).__name__ != "SafetensorError":
-            raise
-        io = re.search(r"I/O error: (.*?)(?: \(os error \d+\))?$", str(e))  # "... I/O error: No space left ..."
-        raise WriteError(path, OSError(0, io.group(1)) if io else e) from None
 
 
 def save_tokenizer(tok, path: Path) -> None:

@@ -17,6 +17,23 @@ from dataclasses import dataclass
 
 from .errors import ConfigError, UlmfitError
 
+
+def seed_all(seed: int) -> None:
+    """Seed Python, numpy and torch (every stage and inference starts here; also hides the FutureWarning that
+    fastai's import raises)."""
+    import random
+    import warnings
+
+    import numpy as np
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation raised by fastai's import
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 

@@ -4,6 +4,12 @@ Exit codes (design.md): 0 success; 2 bad invocation or bad input found before tr
 1 a run that started and failed; 130 interrupted (Ctrl-C); 143 stopped by SIGTERM.
 """
 
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class UlmfitError(Exception):
     """A failure the user can act on. `str(err)` is the one line printed on stderr."""
@@ -53,3 +59,18 @@ def reason_of(err: BaseException) -> str:
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler, `timeout`, a container stop): handled as Ctrl-C is, but exits 143, not 130."""
+
+
+@contextmanager
+def written(path: Path):
+    """Around a write of `path`: any failure to write it (an OSError, or the safetensors library's error for
+    one) becomes a WriteError naming `path` and the reason, exit 1."""
+    try:
+        yield
+    except OSError as e:
+        raise WriteError(e.filename or path, e) from None
+    except Exception as e:
+        if type(e).__name__ != "SafetensorError":
+            raise
+        io = re.search(r"I/O error: (.*?)(?: \(os error \d+\))?$", str(e))  # "... I/O error: No space left ..."
+        raise WriteError(path, OSError(0, io.group(1)) if io else e) from None

@@ -22,9 +22,10 @@ from pathlib import Path
 
 from . import artifacts as A
 from .config import HF_TOKENIZER, RunConfig
+from .dist import seed_all
 from .errors import ConfigError, InputError
 from .runs import manifest as run_manifest
-from .runs import setup, summary, writing
+from .runs import summary, writing
 from .tokenizer import CheckpointTokenizer, file_sha256
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16",
@@ -65,7 +66,7 @@ def import_hf(
         local, gguf_file = local.parent, local.name
     need_transformers(gguf_file is not None)
     A.check_out(out, overwrite)
-    setup(RunConfig.seed)
+    seed_all(RunConfig.seed)
     folder, source = _fetch(model, local, gguf_file, revision, reporter)
     if gguf_file is not None and not (folder / gguf_file).is_file():
         raise InputError(f"{folder / gguf_file}: no such GGUF file")

@@ -10,7 +10,6 @@ import numpy as np
 
 from . import artifacts as A
 from . import metrics as M
-from . import runs as R
 from . import tasks
 from .batches import classifier_batches
 from .config import RunConfig, from_dict, hf_is_encoder
@@ -68,7 +67,7 @@ def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = Non
     from . import dist
 
     cfg = from_dict(run.config)
-    R.setup(cfg.seed)
+    dist.seed_all(cfg.seed)
     where = dist.resolve_device("cpu" if quantize or engine == "onnx" else device)
     cfg = dataclasses.replace(
         cfg, device=str(where), precision=cfg.precision if where.type == "cuda" else "fp32", compile=False

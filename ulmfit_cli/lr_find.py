@@ -239,7 +239,9 @@ def lr_find(
         raise InputError(f"`--rule` must be one of {', '.join(RULES)}, got {rule!r}")
     if num_it < 10:
         raise InputError(f"`--num-it` must be >= 10, got {num_it}")
-    R.setup(cfg.seed)
+    from . import dist
+
+    dist.seed_all(cfg.seed)
     if stage == "finetune-clf":
         model, groups, batches, loss_fn = clf_setup(cfg, parent, sources[0], text_col, label_col, reporter)
     else:

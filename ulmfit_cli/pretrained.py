@@ -18,9 +18,10 @@ from pathlib import Path
 
 from . import artifacts as A
 from .config import RunConfig
+from .dist import seed_all
 from .errors import ConfigError, InputError
 from .runs import manifest as run_manifest
-from .runs import setup, summary, writing
+from .runs import summary, writing
 from .tokenizer import file_sha256
 from .words import KIND, WordVocab, read_vocab_pickle
 
@@ -51,7 +52,7 @@ def import_fastai(
         if not p.is_file():
             raise InputError(f"{p}: no such file")
     A.check_out(out, overwrite)  # before a download of hundreds of MB
-    setup(RunConfig.seed)  # the warnings filter (for fastai's import) and seeds, as every stage does
+    seed_all(RunConfig.seed)  # the warnings filter (for fastai's import) and seeds, as every stage does
     url = None
     if download:
         url, (weights, vocab) = fastai_url(direction), fetch(fastai_url(direction), archive_dir(cache_dir), reporter)

@@ -20,19 +20,6 @@ from .models import backbone
 from .schedule import unfreeze_plan
 from .tokenizer import file_sha256
 
-
-def setup(seed: int) -> None:
-    import random
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation raised by fastai's import
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 # `--keep auto` (the default) keeps the best epoch only when the classifier's validation set has at least this many
 # documents, else the last. Below it, the best of 16-25 epochs by a few dozen documents' accuracy is mostly noise
 # and is often an early, under-trained epoch: on TREC-6 and SST-2 (tiny, 2 seeds, 3 variants) with 10 / 30 / 100

@@ -102,7 +102,7 @@ def train_lm_stage(
     fingerprints = [c.fingerprint for c in [*corpora, *([valid_corpus] if valid_corpus else [])]]
     root = cache_root(cache_dir)
     with R.writing(out, overwrite, resume, reporter) as writer:
-        R.setup(cfg.seed)
+        dist.seed_all(cfg.seed)
         tok_path = writer.path(A.TOKENIZER)
 
         def prepare():  # rank 0: the run folder, the tokenizer, the token cache; the other ranks wait for it
@@ -182,7 +182,7 @@ def finetune_clf(
         tables = R.clf_tables(cfg, train_src, valid, text_col, label_col)
         table, task, classes, (texts, labels), (vtexts, vlabels) = tables
         tasks.check_settings(task, cfg)
-        R.setup(cfg.seed)
+        dist.seed_all(cfg.seed)
         writer.start(cfg.to_dict(), [table.fingerprint, init, *([str(valid)] if valid else [])])
         if writer.main:
             reporter.run_start("finetune-clf", out, writer.tmp, cfg.to_dict())

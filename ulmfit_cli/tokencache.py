@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import written
 from .data import UNDECODABLE, Corpus
-from .errors import InputError
+from .errors import InputError, written
 from .tokenizer import ENCODE_CHUNK, StreamEncoder, file_sha256, start_id
 
 FORMAT = "ulmfit-ids/1"

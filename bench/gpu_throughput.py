@@ -1,8 +1,8 @@
 """Transformer LM training throughput on a GPU: tokens/s through our own training loop, and the share of the chip's
 bf16 peak that it reaches (model FLOPs utilisation, MFU).
 
-Runs `ulmfit_cli.train.fit` (the loop every stage uses: STLR, AdamW, gradient clipping) on the transformer LM with
-`--precision bf16` autocast, with and without `torch.compile`, on random token ids already on the GPU.
+Runs `ulmfit_cli.training.loop.fit` (the loop every stage uses: STLR, AdamW, gradient clipping) on the transformer LM
+with `--precision bf16` autocast, with and without `torch.compile`, on random token ids already on the GPU.
 FLOPs per token are counted as training FLOPs = 6 x (non-embedding parameters + the tied output projection)
 + 12 x layers x width x context (the attention scores and their use, forward and backward; Kaplan et al. 2020 /
 PaLM's MFU). `--peak-tflops` is the chip's dense bf16 peak: 989 for an H100/H200 SXM (NVIDIA's datasheets;
@@ -27,12 +27,12 @@ sys.path.insert(0, str(REPO))
 def run(args, compile_: bool) -> dict:
     import torch
 
+    from ulmfit_cli.cli.report import Reporter
     from ulmfit_cli.config import resolve
     from ulmfit_cli.models.transformer import build_lm, lm_groups
-    from ulmfit_cli.report import Reporter
-    from ulmfit_cli.runs import place
-    from ulmfit_cli.schedule import unfreeze_plan
-    from ulmfit_cli.train import fit, lm_loss
+    from ulmfit_cli.training.loop import fit, lm_loss
+    from ulmfit_cli.training.schedule import unfreeze_plan
+    from ulmfit_cli.training.stage_parts import place
 
     cfg = resolve(
         "pretrain",

@@ -24,7 +24,7 @@ def exported(run, texts: list[str]) -> np.ndarray:
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    from ulmfit_cli.export import export_onnx
+    from ulmfit_cli.inference.export import export_onnx
 
     with tempfile.TemporaryDirectory() as d:
         files = export_onnx(run, Path(d) / "m.onnx")
@@ -49,7 +49,7 @@ def main() -> None:
     from hf_predict_speed import alternate, setup  # its setup and its rounds, beside it in bench/
 
     a, run, texts = setup(__doc__, 1821)
-    from ulmfit_cli.inference import Predictor
+    from ulmfit_cli.inference.predictor import Predictor
 
     kinds = {"torch": ("torch", None), "onnx": ("onnx", None), "onnx_int8": ("onnx", "int8"),
              "torch_int8": ("torch", "int8")}  # fmt: skip

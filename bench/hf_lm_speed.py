@@ -4,7 +4,7 @@ Both sides train the same model (an `ulmfit import-hf` run folder's weights), on
 through the checkpoint's tokenizer, as finetune-lm streams them), the same --bs x --bptt batches, fp32 (or
 --precision bf16 on a GPU), for --steps optimizer steps after --warmup untimed ones:
 
-  ours   ulmfit_cli.train.fit as finetune-lm runs it: layer groups with discriminative rates, STLR, clipping
+  ours   ulmfit_cli.training.loop.fit as finetune-lm runs it: layer groups with discriminative rates, STLR, clipping
   hf     the loop of Hugging Face's examples: loss = model(input_ids=x, labels=x).loss; AdamW over every parameter
          with one rate and a linear warm-up/decay (transformers' get_linear_schedule_with_warmup); clipping
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 def token_ids(run: Path, n: int, data: Path) -> np.ndarray:
     import csv
 
-    from ulmfit_cli.tokenizer import StreamEncoder, load_tokenizer
+    from ulmfit_cli.data.tokenizer import StreamEncoder, load_tokenizer
 
     tok = load_tokenizer(run / "tokenizer.json")
     csv.field_size_limit(sys.maxsize)
@@ -47,14 +47,14 @@ def token_ids(run: Path, n: int, data: Path) -> np.ndarray:
 def side(a) -> dict:
     import torch
 
-    from ulmfit_cli import artifacts as A
     from ulmfit_cli import dist
-    from ulmfit_cli.batches import LMStream
+    from ulmfit_cli.cli.report import Reporter
     from ulmfit_cli.config import resolve
+    from ulmfit_cli.data.batches import LMStream
     from ulmfit_cli.models import hf
-    from ulmfit_cli.report import Reporter
-    from ulmfit_cli.schedule import unfreeze_plan
-    from ulmfit_cli.train import fit, lm_loss
+    from ulmfit_cli.runfolder import artifacts as A
+    from ulmfit_cli.training.loop import fit, lm_loss
+    from ulmfit_cli.training.schedule import unfreeze_plan
 
     torch.set_num_threads(a.threads)
     run = A.open_run(a.run, A.LM_STAGES, "bench")

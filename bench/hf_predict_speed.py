@@ -34,7 +34,7 @@ def hf_side(run, texts: list[str], bs: int):
     import torch
     from transformers import PreTrainedTokenizerFast
 
-    from ulmfit_cli.inference import load_classifier
+    from ulmfit_cli.inference.predictor import load_classifier
     from ulmfit_cli.models.hf import pool
 
     cfg, tok, model = load_classifier(run, "cpu")
@@ -69,7 +69,7 @@ def setup(doc: str, n: int):
     a = p.parse_args()
     import torch
 
-    from ulmfit_cli import artifacts as A
+    from ulmfit_cli.runfolder import artifacts as A
 
     torch.set_num_threads(a.threads)
     csv.field_size_limit(sys.maxsize)
@@ -91,7 +91,7 @@ def alternate(calls: dict, rounds: int) -> tuple[dict, dict]:
 
 def main() -> None:
     a, run, texts = setup(__doc__, 500)
-    from ulmfit_cli.inference import Predictor
+    from ulmfit_cli.inference.predictor import Predictor
 
     sides = {
         "ours": Predictor([run], a.bs, a.threads, device="cpu"),

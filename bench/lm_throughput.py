@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 
 def token_stream(data: Path, vocab: int, n_tokens: int) -> np.ndarray:
-    from ulmfit_cli.tokenizer import encode_stream, train_tokenizer
+    from ulmfit_cli.data.tokenizer import encode_stream, train_tokenizer
 
     lines = []
     with open(data / "gutenberg/train_000.txt", encoding="utf-8") as f:
@@ -53,11 +53,11 @@ def cfg_for(args):
 
 
 def ours(args, ids: np.ndarray) -> float:
-    from ulmfit_cli.batches import LMStream
+    from ulmfit_cli.cli.report import Reporter
+    from ulmfit_cli.data.batches import LMStream
     from ulmfit_cli.models.awd_lstm import build_lm, lm_groups
-    from ulmfit_cli.report import Reporter
-    from ulmfit_cli.schedule import unfreeze_plan
-    from ulmfit_cli.train import fit, lm_loss
+    from ulmfit_cli.training.loop import fit, lm_loss
+    from ulmfit_cli.training.schedule import unfreeze_plan
 
     cfg = cfg_for(args)
     torch.manual_seed(0)

@@ -41,12 +41,12 @@ def main() -> None:
     import torch.nn.functional as F
 
     from ulmfit_cli import dist
-    from ulmfit_cli import lr_find as L
-    from ulmfit_cli.artifacts import LM_STAGES, open_run
+    from ulmfit_cli.cli.report import Reporter
     from ulmfit_cli.config import resolve
-    from ulmfit_cli.data import Source
-    from ulmfit_cli.report import Reporter
-    from ulmfit_cli.schedule import discriminative_lrs
+    from ulmfit_cli.data.readers import Source
+    from ulmfit_cli.runfolder.artifacts import LM_STAGES, open_run
+    from ulmfit_cli.training.schedule import discriminative_lrs
+    from ulmfit_cli.workflows import lr_find as L
 
     torch.set_num_threads(1)
     parent = open_run(args.run, LM_STAGES, "bench")

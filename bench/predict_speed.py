@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ulmfit_cli import artifacts as A
 from ulmfit_cli.config import from_dict
-from ulmfit_cli.inference import docs_of, load_classifier, predict_logits
+from ulmfit_cli.inference.predictor import docs_of, load_classifier, predict_logits
+from ulmfit_cli.inference.quantize import quantize
 from ulmfit_cli.models import awd_lstm
-from ulmfit_cli.quantize import quantize
+from ulmfit_cli.runfolder import artifacts as A
 
 
 def fastai_predictor(cfg, run, n_class: int, bs: int):

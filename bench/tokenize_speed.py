@@ -52,10 +52,10 @@ def fastai_side(path: Path, cores: int) -> dict:
 
 def ours_side(path: Path, cores: int) -> dict:
     os.environ["RAYON_NUM_THREADS"] = str(cores)  # the Rust tokenizer's thread pool
-    from ulmfit_cli.data import Source, open_corpus
-    from ulmfit_cli.report import Reporter
-    from ulmfit_cli.tokencache import token_ids
-    from ulmfit_cli.tokenizer import load_tokenizer, train_tokenizer
+    from ulmfit_cli.cli.report import Reporter
+    from ulmfit_cli.data.readers import Source, open_corpus
+    from ulmfit_cli.data.tokencache import token_ids
+    from ulmfit_cli.data.tokenizer import load_tokenizer, train_tokenizer
 
     t0 = time.perf_counter()
     corpus = open_corpus(Source(path=str(path)))

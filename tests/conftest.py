@@ -133,7 +133,7 @@ def one_line_error(r, code, *fragments):
 
 def log_reporter():
     """A quiet Reporter that keeps its info lines (warnings as "warning: ...") in `.lines`, for asserting on them."""
-    from ulmfit_cli.report import Reporter
+    from ulmfit_cli.cli.report import Reporter
 
     class Log(Reporter):
         def __init__(self):

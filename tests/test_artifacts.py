@@ -7,10 +7,10 @@ import shutil
 import pytest
 
 from conftest import SAMPLE
-from ulmfit_cli.artifacts import RunWriter, load_weights, open_run
 from ulmfit_cli.config import from_dict
 from ulmfit_cli.errors import RunFolderError
 from ulmfit_cli.models import awd_lstm
+from ulmfit_cli.runfolder.artifacts import RunWriter, load_weights, open_run
 
 
 def test_weights_round_trip_exactly(pipeline):

@@ -14,11 +14,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ulmfit_cli import artifacts as A
-from ulmfit_cli.batches import classifier_batches
 from ulmfit_cli.config import RunConfig
+from ulmfit_cli.data.batches import classifier_batches
+from ulmfit_cli.data.tokenizer import PAD_ID
 from ulmfit_cli.models import awd_lstm, awd_lstm_infer
-from ulmfit_cli.tokenizer import PAD_ID
+from ulmfit_cli.runfolder import artifacts as A
 
 BPTT, MAX_LEN, VOCAB, N_CLASS = 8, 44, 60, 5  # max_len not a whole number of chunks
 
@@ -103,7 +103,7 @@ def test_trained_run_same_logits_as_fastai(pipeline):
     """The tiny pipeline's classifier, loaded as `predict` loads it and as training built it, on TREC questions
     and on documents longer than bptt (several questions joined), batched by length as predict batches."""
     from ulmfit_cli.config import from_dict
-    from ulmfit_cli.inference import docs_of, load_classifier
+    from ulmfit_cli.inference.predictor import docs_of, load_classifier
 
     run = A.open_run(pipeline["clf"], ("finetune-clf",), "test")
     cfg, tok, light = load_classifier(run, "cpu")
@@ -135,8 +135,8 @@ def _trec_texts() -> list[str]:
 
 def test_loading_for_inference_imports_no_fastai(pipeline):
     code = (
-        "import sys\nfrom pathlib import Path\nimport torch\nfrom ulmfit_cli import artifacts as A\n"
-        "from ulmfit_cli.inference import load_classifier\n"
+        "import sys\nfrom pathlib import Path\nimport torch\nfrom ulmfit_cli.runfolder import artifacts as A\n"
+        "from ulmfit_cli.inference.predictor import load_classifier\n"
         f"run = A.open_run(Path({str(pipeline['clf'])!r}), ('finetune-clf',), 'test')\n"
         "cfg, tok, model = load_classifier(run, 'cpu')\n"
         "print(tuple(model(torch.tensor([[2, 40, 41, 42]]))[0].shape))\n"

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ulmfit_cli.batches import LMStream, classifier_batches, pad_chunks, split_valid
-from ulmfit_cli.data import Source, read_table, read_texts
+from ulmfit_cli.data.batches import LMStream, classifier_batches, pad_chunks, split_valid
+from ulmfit_cli.data.readers import Source, read_table, read_texts
 from ulmfit_cli.errors import InputError
 
 ROWS = [("What is the capital of France ?", "LOC"), ("Who wrote Hamlet ?", "HUM"), ("How far is the moon ?", "NUM")]
@@ -60,7 +60,7 @@ def test_jsonl_with_mixed_types_reads_the_values_as_written(tmp_path, rows):
     `datasets` keeps no difference.)"""
     import datasets
 
-    from ulmfit_cli.rows import table_batches
+    from ulmfit_cli.data.rows import table_batches
 
     path = tmp_path / f"mixed-{abs(hash(repr(rows)))}.jsonl"
     path.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows), encoding="utf-8")
@@ -103,7 +103,7 @@ def test_a_csv_row_with_extra_fields_is_named_by_its_line(tmp_path, capfd, bad, 
     """Not datasets' "An error occurred while generating the dataset": the parser's own words, which name the line
     (counting the header) and the fields found; the same when predict/evaluate stream the file. In the first row,
     where pandas would take the extra cells for an index and shift every column, we say it ourselves."""
-    from ulmfit_cli.rows import table_batches
+    from ulmfit_cli.data.rows import table_batches
 
     rows = [[f"question {i} ?", "A"] + (["x"] * extra if i == bad else []) for i in range(6)]
     path = tmp_path / f"extra-{bad}-{extra}.csv"

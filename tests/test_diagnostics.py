@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ulmfit_cli.diagnostics import LayerDiagnostics
+from ulmfit_cli.training.diagnostics import LayerDiagnostics
 
 
 @pytest.fixture(autouse=True)

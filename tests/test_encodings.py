@@ -92,7 +92,7 @@ def test_a_wrong_or_unknown_encoding_is_one_line(ulmfit, tmp_path):
 )
 def test_count_undecodable_matches_pythons_decoder(tmp_path_factory, lines):
     """Over random bytes: the count is the bytes Python's strict decoder rejects, the line the first's."""
-    from ulmfit_cli.data import count_undecodable
+    from ulmfit_cli.data.readers import count_undecodable
 
     path = tmp_path_factory.mktemp("b") / "f.txt"
     data = b"\n".join(lines)

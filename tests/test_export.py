@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from conftest import SAMPLE, one_line_error
-from ulmfit_cli import artifacts as A
 from ulmfit_cli.config import from_dict
 from ulmfit_cli.models import inference_classifier
+from ulmfit_cli.runfolder import artifacts as A
 
 
 def _texts() -> list[str]:

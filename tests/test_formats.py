@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ulmfit_cli.formats import Formatter
+from ulmfit_cli.inference.formats import Formatter
 from ulmfit_cli.tasks import MULTI
 
 _UNESCAPE = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r", "\\,": ","}

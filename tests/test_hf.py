@@ -45,9 +45,9 @@ def _logits(model, ids):
 
 def _ours(run: Path):
     """The LM of an import-hf run folder as the stages load it."""
-    from ulmfit_cli import artifacts as A
     from ulmfit_cli.config import from_dict
     from ulmfit_cli.models import backbone
+    from ulmfit_cli.runfolder import artifacts as A
 
     r = A.open_run(run, A.LM_STAGES, "test")
     cfg = from_dict(r.config)
@@ -99,7 +99,7 @@ def test_tokenizer_is_the_checkpoints(work, ulmfit, tmp_path):
     """The run's tokenizer gives the checkpoint's ids (transformers' AutoTokenizer, no special tokens added)."""
     from transformers import AutoTokenizer
 
-    from ulmfit_cli.tokenizer import encode_docs, load_tokenizer
+    from ulmfit_cli.data.tokenizer import encode_docs, load_tokenizer
 
     assert ulmfit("import-hf", work / "gpt2", "--out", tmp_path / "lm").returncode == 0
     tok = load_tokenizer(tmp_path / "lm" / "tokenizer.json")
@@ -213,8 +213,8 @@ def test_a_documents_output_does_not_depend_on_its_batch(work, family):
     same logits (the pads it sits beside are invisible to it)."""
     import torch
 
-    from ulmfit_cli.batches import classifier_batches
     from ulmfit_cli.config import RunConfig
+    from ulmfit_cli.data.batches import classifier_batches
     from ulmfit_cli.models import hf
 
     config = json.loads((work / family / "config.json").read_text())
@@ -280,8 +280,8 @@ def test_missing_things_are_one_line(work, ulmfit, tmp_path):
 def test_without_transformers_the_command_says_how_to_get_it(work, tmp_path, monkeypatch):
     import importlib.util
 
-    from ulmfit_cli import hub
     from ulmfit_cli.errors import ConfigError
+    from ulmfit_cli.training import import_hf as hub
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
@@ -373,8 +373,8 @@ def test_a_headless_encoder_goes_straight_to_the_classifier(encoders, ulmfit, tm
     assert not (tmp_path / "ft").exists()
     r = ulmfit("finetune-clf", lm, train, "--out", tmp_path / "clf", "--preset", "tiny", "--epochs", "2", "-q")
     assert r.returncode == 0, r.stderr
-    from ulmfit_cli import artifacts as A
-    from ulmfit_cli.inference import load_classifier
+    from ulmfit_cli.inference.predictor import load_classifier
+    from ulmfit_cli.runfolder import artifacts as A
 
     _, _, clf = load_classifier(A.open_run(tmp_path / "clf", ("finetune-clf",), "test"), "cpu")
     theirs = AutoModel.from_pretrained(str(encoders / f"{family}-nohead"), dtype=torch.float32).eval()
@@ -427,8 +427,8 @@ def test_an_encoders_output_does_not_depend_on_its_batch(encoders, family):
     """Bidirectional attention would read the pads: the attention mask keeps a document's output its own."""
     import torch
 
-    from ulmfit_cli.batches import classifier_batches
     from ulmfit_cli.config import RunConfig
+    from ulmfit_cli.data.batches import classifier_batches
     from ulmfit_cli.models import hf
 
     config = json.loads((encoders / family / "config.json").read_text())
@@ -543,7 +543,7 @@ def test_a_tokenizer_that_pads_and_cuts_is_read_whole(encoders, ulmfit, tmp_path
     tokenizer does neither (the stages pad with a mask and cut by --max-len themselves)."""
     from transformers import AutoTokenizer
 
-    from ulmfit_cli.tokenizer import encode_docs, load_tokenizer
+    from ulmfit_cli.data.tokenizer import encode_docs, load_tokenizer
 
     folder = tmp_path / "st"
     shutil.copytree(encoders / "bert-nohead", folder)

@@ -62,10 +62,10 @@ def imported(fastai_lm, ulmfit, tmp_path_factory):
 
 
 def _our_lm(run_dir):
-    from ulmfit_cli.artifacts import LM_STAGES, load_weights, open_run
     from ulmfit_cli.config import from_dict
+    from ulmfit_cli.data.tokenizer import load_tokenizer
     from ulmfit_cli.models.awd_lstm import build_lm
-    from ulmfit_cli.tokenizer import load_tokenizer
+    from ulmfit_cli.runfolder.artifacts import LM_STAGES, load_weights, open_run
 
     run = open_run(run_dir, LM_STAGES, "test")
     tok = load_tokenizer(run.file("tokenizer"))
@@ -106,7 +106,7 @@ def test_tokenization_gives_fastais_training_ids(imported, fastai_lm):
     from fastai.text.core import tokenize_df
     from fastai.text.data import Numericalize
 
-    from ulmfit_cli.tokenizer import BOS_ID, encode_docs
+    from ulmfit_cli.data.tokenizer import BOS_ID, encode_docs
 
     _, tok, _ = _our_lm(imported)
     ds = fastai_lm["dls"].train_ds
@@ -268,8 +268,8 @@ def _tgz(path, members: dict):
 
 
 def test_fetch_downloads_once_and_extracts_fastais_layout(fastai_lm, tmp_path):
-    from ulmfit_cli.pretrained import fetch
-    from ulmfit_cli.report import Reporter
+    from ulmfit_cli.cli.report import Reporter
+    from ulmfit_cli.training.import_fastai import fetch
 
     src = tmp_path / "wt103-fwd.tgz"
     _tgz(src, {"wt103-fwd/lstm_fwd.pth": fastai_lm["weights"].read_bytes(),
@@ -284,7 +284,7 @@ def test_fetch_downloads_once_and_extracts_fastais_layout(fastai_lm, tmp_path):
 @pytest.mark.parametrize("bad", ["../escape.txt", "/abs.txt", "wt103-fwd/link"])
 def test_unsafe_archive_members_are_refused_before_anything_is_written(tmp_path, bad):
     from ulmfit_cli.errors import InputError
-    from ulmfit_cli.pretrained import extract
+    from ulmfit_cli.training.import_fastai import extract
 
     archive = tmp_path / "a.tgz"
     _tgz(archive, {"wt103-fwd/ok.pth": b"x", bad: None if bad.endswith("link") else b"evil"})
@@ -294,9 +294,9 @@ def test_unsafe_archive_members_are_refused_before_anything_is_written(tmp_path,
 
 
 def test_a_network_failure_is_one_clear_error(tmp_path):
+    from ulmfit_cli.cli.report import Reporter
     from ulmfit_cli.errors import InputError
-    from ulmfit_cli.pretrained import fetch
-    from ulmfit_cli.report import Reporter
+    from ulmfit_cli.training.import_fastai import fetch
 
     with pytest.raises(InputError, match="download failed") as e:
         fetch("http://127.0.0.1:9/wt103-fwd.tgz", tmp_path, Reporter(quiet=True))

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import SAMPLE, one_line_error
-from ulmfit_cli.inspect_data import FileData, near_key, shared
+from ulmfit_cli.workflows.inspect_data import FileData, near_key, shared
 
 
 def _csv(path, rows):
@@ -124,7 +124,7 @@ def test_case_punctuation_and_space_variants_of_training_rows_are_all_found(text
 
 
 def test_duplicates_with_the_same_label_set_in_another_order_do_not_conflict():
-    from ulmfit_cli.inspect_data import file_report
+    from ulmfit_cli.workflows.inspect_data import file_report
 
     texts = ["US urges Japan", "us urges japan.", "Fed sets repo", "FED SETS REPO"]
     rep = file_report(FileData("f", texts, ["trade grain", "grain trade", "interest", "interest money-fx"]), " ")

@@ -1,10 +1,15 @@
-"""Imports run one way, from the commands down to the parts (cli -> stages -> parts -> artifacts): no module of the
-package imports another that imports it back, lazily inside a function or not, and no part imports the cli."""
+"""Imports run one way, from the commands down to the parts: no module of the package imports another that imports
+it back, lazily inside a function or not; a subpackage imports only the root modules and the subpackages below it
+in LAYERS (the order ulmfit_cli/__init__.py describes), and each subpackage's `__init__` says so."""
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ulmfit_cli"
+
+# Bottom to top. The root modules (errors, config, ...) sit below all of them and import none of them.
+LAYERS = ["data", "models", "runfolder", "inference", "training", "workflows", "cli"]
 
 
 def module_name(path: Path) -> str:
@@ -67,8 +72,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_import_graph_is_read_whole():
     graph = import_graph()
-    assert "ulmfit_cli.stages" in graph["ulmfit_cli.cli.pretrain"] | graph["ulmfit_cli.cli.finetune_lm"]
-    assert "ulmfit_cli.errors" in graph["ulmfit_cli.artifacts"]
+    assert "ulmfit_cli.training.stages" in graph["ulmfit_cli.cli.pretrain"] | graph["ulmfit_cli.cli.finetune_lm"]
+    assert "ulmfit_cli.errors" in graph["ulmfit_cli.runfolder.artifacts"]
     assert len(graph) > 40
 
 
@@ -90,4 +95,55 @@ def test_no_part_imports_the_commands():
 
 
 def test_artifacts_is_at_the_bottom():
-    assert import_graph()["ulmfit_cli.artifacts"] <= {"ulmfit_cli.errors", "ulmfit_cli.tokenizer"}
+    assert import_graph()["ulmfit_cli.runfolder.artifacts"] <= {"ulmfit_cli.errors", "ulmfit_cli.data.tokenizer"}
+
+
+def layer(mod: str) -> int:
+    """-1 for a root module of the package, else the index of its subpackage in LAYERS."""
+    parts = mod.split(".")
+    if len(parts) == 2 and (PACKAGE / f"{parts[1]}.py").exists():
+        return -1
+    return LAYERS.index(parts[1])
+
+
+def upward_imports(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Every import from a module to one in a higher layer (a root module to any subpackage counts)."""
+    out = {}
+    for mod, targets in graph.items():
+        if mod in ("ulmfit_cli", "ulmfit_cli.__main__"):  # the package itself and the entry point
+            continue
+        up = sorted(t for t in targets if layer(t) > layer(mod))
+        if up:
+            out[mod] = up
+    return out
+
+
+def test_every_subpackage_has_a_layer_and_every_module_a_home():
+    subpackages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert subpackages == set(LAYERS)
+    roots = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert roots == ["__init__", "__main__", "config", "configfile", "dist", "errors", "metrics", "tasks"]
+
+
+def test_subpackages_import_only_downward():
+    assert upward_imports(import_graph()) == {}
+
+
+def test_the_direction_check_finds_an_upward_import():
+    graph = import_graph()
+    graph["ulmfit_cli.data.readers"] = graph["ulmfit_cli.data.readers"] | {"ulmfit_cli.training.loop"}
+    graph["ulmfit_cli.errors"] = graph["ulmfit_cli.errors"] | {"ulmfit_cli.data.batches"}
+    assert upward_imports(graph) == {
+        "ulmfit_cli.data.readers": ["ulmfit_cli.training.loop"],
+        "ulmfit_cli.errors": ["ulmfit_cli.data.batches"],
+    }
+
+
+def test_each_subpackage_says_what_it_owns_and_may_import():
+    for i, name in enumerate(LAYERS):
+        doc = ast.get_docstring(ast.parse((PACKAGE / name / "__init__.py").read_text())) or ""
+        may = re.search(r"^May import: (.*)$", doc, re.M)
+        assert may, f"{name}/__init__.py: no 'May import:' line"
+        said = [w.strip(" .") for w in may.group(1).split(",")]
+        assert said == ["the root modules", *LAYERS[:i]], name
+        assert len(doc) > len(may.group(0)) + 80, f"{name}/__init__.py does not say what it owns"

@@ -17,7 +17,7 @@ from conftest import SAMPLE, one_line_error
 from ulmfit_cli import tasks
 from ulmfit_cli.cli.common import set_pairs
 from ulmfit_cli.errors import ConfigError
-from ulmfit_cli.learning_curve import parse_sizes, parse_variants, sampling_order
+from ulmfit_cli.workflows.learning_curve import parse_sizes, parse_variants, sampling_order
 
 
 @settings(max_examples=60, deadline=None)
@@ -97,10 +97,10 @@ FLAGS = ["--sizes", "20,40", "--seeds", "1", "--preset", "tiny", "--epochs", "1"
 
 def _curve(lm: Path, train: Path, test: Path, out: Path, lr: float | None = None):
     """The Curve the CLI builds from FLAGS (and --lr), so that a CLI rerun finds the same settings."""
-    from ulmfit_cli.artifacts import open_run
     from ulmfit_cli.config import resolve
-    from ulmfit_cli.data import Source
-    from ulmfit_cli.learning_curve import VARIANTS, Curve
+    from ulmfit_cli.data.readers import Source
+    from ulmfit_cli.runfolder.artifacts import open_run
+    from ulmfit_cli.workflows.learning_curve import VARIANTS, Curve
 
     run = open_run(lm, ("pretrain",), "test")
     shared = {"seed": None, "bptt": None, "valid_pct": None, "device": None, "precision": None}
@@ -124,8 +124,8 @@ class Stop(KeyboardInterrupt):
 
 def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeline, tmp_path, ulmfit, monkeypatch):
     """Stopped (as Ctrl-C stops it) once its first point is recorded, the rerun skips that point and finishes."""
-    from ulmfit_cli.learning_curve import run
-    from ulmfit_cli.report import Reporter
+    from ulmfit_cli.cli.report import Reporter
+    from ulmfit_cli.workflows.learning_curve import run
 
     monkeypatch.setenv("ULMFIT_CACHE", str(tmp_path / "cache"))
     train = _slice(SAMPLE / "trec_train.csv", tmp_path / "train.csv", 100)
@@ -176,7 +176,7 @@ def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeli
 
     # asked for one size of the folder: the summary holds what was asked, the picture the folder's whole curve
     drawn = []
-    monkeypatch.setattr("ulmfit_cli.plots.learning_curve", lambda curve, *args: drawn.append(curve))
+    monkeypatch.setattr("ulmfit_cli.training.plots.learning_curve", lambda curve, *args: drawn.append(curve))
     part = run(dataclasses.replace(curve, sizes=[40]), Reporter(quiet=True))
     assert {p["size"] for p in part["points"]} == {40}
     assert {(r["variant"], r["size"]) for r in drawn[0]} == {
@@ -195,7 +195,7 @@ def test_curve_interrupted_after_a_point_resumes_and_writes_table_and_png(pipeli
 
 
 def test_overwrite_keeps_the_fine_tuned_lms_only_when_what_they_read_is_unchanged(tmp_path):
-    from ulmfit_cli.learning_curve import OWNED, _stale
+    from ulmfit_cli.workflows.learning_curve import OWNED, _stale
 
     (tmp_path / "runs" / "lm-semi-s42").mkdir(parents=True)
     (tmp_path / "runs" / "clf-random-n20-s42").mkdir()
@@ -218,7 +218,7 @@ def test_bad_sizes_is_one_line_error(ulmfit, tmp_path):
 
 def test_workdir_refuses_other_settings_and_overwrite_starts_again(tmp_path):
     from ulmfit_cli.errors import RunFolderError
-    from ulmfit_cli.workdir import Workdir
+    from ulmfit_cli.runfolder.workdir import Workdir
 
     out = tmp_path / "curve"
     Workdir(out, "learning-curve", {"lr": 1}, False, ("points",))
@@ -240,7 +240,7 @@ def test_workdir_refuses_other_settings_and_overwrite_starts_again(tmp_path):
 def test_workdir_with_a_damaged_settings_file_is_refused_and_overwrite_starts_again(tmp_path):
     """Its error says to add --overwrite, and --overwrite then does start again (it used to fail the same way)."""
     from ulmfit_cli.errors import RunFolderError
-    from ulmfit_cli.workdir import Workdir
+    from ulmfit_cli.runfolder.workdir import Workdir
 
     out = tmp_path / "curve"
     Workdir(out, "learning-curve", {"lr": 1}, False, ("points",))
@@ -256,9 +256,9 @@ def test_workdir_with_a_damaged_settings_file_is_refused_and_overwrite_starts_ag
 def test_a_nan_loss_in_a_point_names_the_flag_and_what_overwrite_keeps(pipeline, tmp_path, monkeypatch):
     """The classifier's advice says --overwrite keeps the fine-tuned LMs (it does: _stale), not that it starts
     the folder again; an LM's change does start it again."""
+    from ulmfit_cli.cli.report import Reporter
     from ulmfit_cli.errors import TrainingError
-    from ulmfit_cli.learning_curve import run
-    from ulmfit_cli.report import Reporter
+    from ulmfit_cli.workflows.learning_curve import run
 
     monkeypatch.setenv("ULMFIT_CACHE", str(tmp_path / "cache"))
     train = _slice(SAMPLE / "trec_train.csv", tmp_path / "train.csv", 100)

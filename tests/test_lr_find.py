@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import SAMPLE, one_line_error
-from ulmfit_cli.lr_find import RULES, slide, steep, suggest, valley
+from ulmfit_cli.workflows.lr_find import RULES, slide, steep, suggest, valley
 
 
 def _digest(folder):

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import SAMPLE, one_line_error
-from ulmfit_cli.artifacts import MANIFEST_SCHEMA, OPTIONAL_SCHEMA
+from ulmfit_cli.runfolder.artifacts import MANIFEST_SCHEMA, OPTIONAL_SCHEMA
 
 REQUIRED = sorted({*MANIFEST_SCHEMA["every run"], *MANIFEST_SCHEMA["finetune-clf"]})
 WRONG = [42, "x", [1], {"a": 1}, True, None, 1.5]
@@ -54,7 +54,7 @@ def test_a_value_of_the_wrong_type_is_one_line(pipeline, ulmfit, tmp_path, key, 
 
 def test_the_schemas_task_names_are_the_tasks():
     from ulmfit_cli import tasks
-    from ulmfit_cli.artifacts import TASKS
+    from ulmfit_cli.runfolder.artifacts import TASKS
 
     assert TASKS == (tasks.SINGLE, tasks.MULTI, tasks.REGRESSION)
 

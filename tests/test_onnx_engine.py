@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import one_line_error
-from ulmfit_cli import artifacts as A
-from ulmfit_cli import onnx_engine
 from ulmfit_cli.errors import ConfigError
-from ulmfit_cli.inference import Predictor, docs_of, load_classifier, predict_logits
+from ulmfit_cli.inference import onnx_engine
+from ulmfit_cli.inference.predictor import Predictor, docs_of, load_classifier, predict_logits
+from ulmfit_cli.runfolder import artifacts as A
 
 
 def _texts() -> list[str]:

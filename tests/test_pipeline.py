@@ -16,12 +16,12 @@ from ulmfit_cli.errors import ConfigError
 def both(pipeline, tmp_path_factory):
     """A tiny backward LM (tokenizer only, random weights: `pretrain --epochs 0 --backwards`), then the pipeline
     of both directions from it and the session's forward LM on 100 TREC questions."""
-    from ulmfit_cli.artifacts import open_run
+    from ulmfit_cli.cli.report import Reporter
     from ulmfit_cli.config import resolve
-    from ulmfit_cli.data import Source
-    from ulmfit_cli.pipeline import Pipeline, run
-    from ulmfit_cli.report import Reporter
-    from ulmfit_cli.stages import train_lm_stage
+    from ulmfit_cli.data.readers import Source
+    from ulmfit_cli.runfolder.artifacts import open_run
+    from ulmfit_cli.training.stages import train_lm_stage
+    from ulmfit_cli.workflows.pipeline import Pipeline, run
 
     tmp = tmp_path_factory.mktemp("pipeline")
     bwd = tmp / "lm-bwd"
@@ -68,8 +68,8 @@ def test_both_directions_trains_each_and_scores_the_ensemble(both):
 
 def test_pipeline_folder_is_the_ensemble_for_evaluate_and_predict(both, cli):
     from ulmfit_cli.cli.common import open_models
-    from ulmfit_cli.data import Source
-    from ulmfit_cli.inference import evaluate
+    from ulmfit_cli.data.readers import Source
+    from ulmfit_cli.inference.predictor import evaluate
 
     out, test = both["out"], Source(path=str(both["test"]))
     folder = open_models(out, None, None, "evaluate")  # what `evaluate OUT` and `predict OUT` open
@@ -84,8 +84,8 @@ def test_pipeline_folder_is_the_ensemble_for_evaluate_and_predict(both, cli):
 
 
 def test_rerun_reuses_every_stage_and_changed_settings_are_refused(both):
-    from ulmfit_cli.pipeline import run
-    from ulmfit_cli.report import Reporter
+    from ulmfit_cli.cli.report import Reporter
+    from ulmfit_cli.workflows.pipeline import run
 
     before = {p: p.stat().st_mtime_ns for p in both["out"].glob("*/*/model.safetensors")}
     again = run(both["make"](both["parents"], both["out"]), Reporter(True))
@@ -103,9 +103,9 @@ def test_overwrite_trains_again_from_the_first_changed_stage_and_keeps_those_bef
     than resumed; a changed LM setting or other training data would discard the LMs and the classifiers."""
     import shutil
 
-    from ulmfit_cli.data import Source
-    from ulmfit_cli.pipeline import _key, _stale, configs, run
-    from ulmfit_cli.report import Reporter
+    from ulmfit_cli.cli.report import Reporter
+    from ulmfit_cli.data.readers import Source
+    from ulmfit_cli.workflows.pipeline import _key, _stale, configs, run
 
     out = tmp_path / "p"
     shutil.copytree(both["out"], out)
@@ -149,9 +149,9 @@ def test_an_interrupted_stage_says_how_to_continue(in_workdir, tmp_path, capsys)
     """A stage run as its own command says to rerun it with --resume; a stage of `pipeline` (or `learning-curve`),
     which have no --resume and resume their stages when rerun, says to rerun the command, and the message
     outside the work folder is --resume's again afterwards."""
-    from ulmfit_cli.report import Reporter
-    from ulmfit_cli.runs import writing
-    from ulmfit_cli.workdir import Workdir
+    from ulmfit_cli.cli.report import Reporter
+    from ulmfit_cli.runfolder.workdir import Workdir
+    from ulmfit_cli.training.stage_parts import writing
 
     out = tmp_path / "work" / "run"
 
@@ -172,7 +172,7 @@ def test_an_interrupted_stage_says_how_to_continue(in_workdir, tmp_path, capsys)
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"checkpoint kept in {tmp_path / 'work' / '.run.partial'}" in line
     assert ("--resume" in line) != in_workdir and "rerun the same command" in line
-    from ulmfit_cli.artifacts import ADVICE
+    from ulmfit_cli.runfolder.artifacts import ADVICE
 
     assert "--resume" in ADVICE.get().rerun  # outside the work folder, a stage's own advice again
 
@@ -183,9 +183,9 @@ def test_a_nan_loss_in_a_stage_names_the_pipeline_flag_for_a_lower_rate(both, tm
     the advice names the command's setting flag for that stage, with a rate ten times lower."""
     import dataclasses
 
+    from ulmfit_cli.cli.report import Reporter
     from ulmfit_cli.errors import TrainingError
-    from ulmfit_cli.pipeline import run
-    from ulmfit_cli.report import Reporter
+    from ulmfit_cli.workflows.pipeline import run
 
     p = both["make"](both["parents"][:1], tmp_path / "p")
     p = dataclasses.replace(p, both=False, **{stage: {**getattr(p, stage), "lr": 1e30}})
@@ -194,6 +194,6 @@ def test_a_nan_loss_in_a_stage_names_the_pipeline_flag_for_a_lower_rate(both, tm
     msg = str(e.value)
     assert "loss became" in msg and f"{flag} lr=1e+29 and --overwrite" in msg, msg
     assert "--resume" not in msg and "--lr" not in msg
-    from ulmfit_cli.artifacts import ADVICE
+    from ulmfit_cli.runfolder.artifacts import ADVICE
 
     assert ADVICE.get().lower_lr is None  # outside the work folder, a stage's own advice again

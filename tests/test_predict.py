@@ -19,12 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, SAMPLE
-from ulmfit_cli import inference, metrics, tasks
-from ulmfit_cli.artifacts import open_run
-from ulmfit_cli.data import Source, read_table
+from ulmfit_cli import metrics, tasks
+from ulmfit_cli.data.readers import Source, read_table
+from ulmfit_cli.data.rows import line_batches, table_batches
 from ulmfit_cli.errors import ConfigError, InputError
-from ulmfit_cli.formats import Formatter, escape
-from ulmfit_cli.rows import line_batches, table_batches
+from ulmfit_cli.inference import predictor as inference
+from ulmfit_cli.inference.formats import Formatter, escape
+from ulmfit_cli.runfolder.artifacts import open_run
 
 QUESTIONS = [r[0] for r in csv.reader(open(SAMPLE / "trec_test.csv", encoding="utf-8"))][1:80]
 NEWS = [" ".join(r[0].split()) for r in csv.reader(open(SAMPLE / "reuters_test.csv", encoding="utf-8"))][1:40]

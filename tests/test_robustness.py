@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import SAMPLE, one_line_error
-from ulmfit_cli import artifacts as A
-from ulmfit_cli.batches import classifier_batches, classifier_steps, min_classifier_docs
+from ulmfit_cli.cli.report import Reporter
 from ulmfit_cli.config import resolve
-from ulmfit_cli.data import PIECE_CHARS, Source, cut_long, open_corpus, read_table
+from ulmfit_cli.data.batches import classifier_batches, classifier_steps, min_classifier_docs
+from ulmfit_cli.data.readers import PIECE_CHARS, Source, cut_long, open_corpus, read_table
 from ulmfit_cli.errors import ConfigError, InputError, RunFolderError, WriteError
-from ulmfit_cli.report import Reporter
+from ulmfit_cli.runfolder import artifacts as A
 
 FIXTURES = settings(deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -86,7 +86,7 @@ def questions():
 
 
 def _clf(parent, train, out, task, valid=None, **flags):
-    from ulmfit_cli.stages import finetune_clf
+    from ulmfit_cli.training.stages import finetune_clf
 
     given_flags = {
         "epochs": 1,
@@ -105,7 +105,7 @@ def _clf(parent, train, out, task, valid=None, **flags):
     seed=st.integers(0, 1000),
 )
 def test_every_training_set_size_trains_and_predicts(pipeline, questions, tmp_path_factory, n, bs, task, seed):
-    from ulmfit_cli.inference import Predictor
+    from ulmfit_cli.inference.predictor import Predictor
 
     rng = random.Random(seed)
     root = tmp_path_factory.mktemp("sizes")
@@ -142,7 +142,7 @@ def test_too_small_for_the_processes_names_the_smallest_size(pipeline, tmp_path,
 @FIXTURES
 @given(bs=st.integers(1, 20), bptt=st.integers(1, 40), extra=st.integers(-3, 3))
 def test_a_language_model_corpus_too_small_names_the_smallest_size(bs, bptt, extra):
-    from ulmfit_cli.runs import lm_streams
+    from ulmfit_cli.training.stage_parts import lm_streams
 
     cfg = resolve("pretrain", "tiny", {"bs": bs, "bptt": bptt})
     need = bs + bptt + 1
@@ -212,7 +212,7 @@ def test_cut_long_keeps_every_character_in_bounded_pieces(text, limit):
 
 
 def test_a_huge_line_streams_in_pieces_with_the_ids_of_the_whole(tmp_path):
-    from ulmfit_cli.tokenizer import BOS_ID, StreamEncoder, train_tokenizer
+    from ulmfit_cli.data.tokenizer import BOS_ID, StreamEncoder, train_tokenizer
 
     words = (SAMPLE / "books.txt").read_text(encoding="utf-8").split()
     line = " ".join(words * (3 * PIECE_CHARS // len(" ".join(words)) + 1))
@@ -226,8 +226,8 @@ def test_a_huge_line_streams_in_pieces_with_the_ids_of_the_whole(tmp_path):
     whole = StreamEncoder(tok)([line])
     assert (pieces[pieces != BOS_ID] == whole[whole != BOS_ID]).all()  # the same ids, a <bos> between pieces
     # a classifier keeps a document's first max_len tokens: it encodes only the head of a huge one, same ids
-    from ulmfit_cli.inference import docs_of
-    from ulmfit_cli.tokenizer import encode_docs
+    from ulmfit_cli.data.tokenizer import encode_docs
+    from ulmfit_cli.inference.predictor import docs_of
 
     cfg = resolve("finetune-clf", "tiny", {"max_len": 3000})
     assert len(line) > 100 * cfg.max_len
@@ -267,7 +267,7 @@ def _fail_safetensors(fn, match, monkeypatch, after=0):
 
 
 def _inject(site, monkeypatch):
-    from ulmfit_cli import tokencache
+    from ulmfit_cli.data import tokencache
 
     if site == "config":
         _fail_open(A, "config.json", monkeypatch)
@@ -297,7 +297,7 @@ def _inject(site, monkeypatch):
 
 @pytest.mark.parametrize("site", ["config", "tokenizer", "token cache", "checkpoint", "weights", "manifest", "commit"])
 def test_a_failed_write_is_one_line_and_leaves_nothing_half_written(site, tmp_path, monkeypatch):
-    from ulmfit_cli.stages import train_lm_stage
+    from ulmfit_cli.training.stages import train_lm_stage
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join((SAMPLE / "books.txt").read_text(encoding="utf-8").splitlines(True)[:150]))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ulmfit_cli.schedule import discriminative_lrs, lr_trace, phase_steps, stlr, unfreeze_plan
+from ulmfit_cli.training.schedule import discriminative_lrs, lr_trace, phase_steps, stlr, unfreeze_plan
 
 # T = 100, cut_frac 0.1, ratio 32: cut = 10; decay denominator cut * (1 / cut_frac - 1) = 90.
 STLR_100 = [

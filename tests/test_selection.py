@@ -15,10 +15,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import log_reporter
+from ulmfit_cli.cli.report import Reporter
 from ulmfit_cli.config import RunConfig
-from ulmfit_cli.report import Reporter
-from ulmfit_cli.schedule import unfreeze_plan
-from ulmfit_cli.train import Selection, fit
+from ulmfit_cli.training.loop import Selection, fit
+from ulmfit_cli.training.schedule import unfreeze_plan
 
 # ---- the rule, on any sequence of validation rows ---------------------------------------------------------
 
@@ -118,7 +118,7 @@ ACC = [0.3, 0.5, 0.7, 0.6, 0.65, 0.7, 0.4, 0.5]  # best: epoch 3 (epoch 6 ties i
 @example(n_valid=200, keep="auto")
 @example(n_valid=10, keep="best")
 def test_keep_auto_chooses_the_best_epoch_only_with_enough_validation_documents(n_valid, keep):
-    from ulmfit_cli.runs import MIN_VALID_TO_CHOOSE, kept, report_kept, selection
+    from ulmfit_cli.training.stage_parts import MIN_VALID_TO_CHOOSE, kept, report_kept, selection
 
     cfg = RunConfig(stage="finetune-clf", preset="tiny", epochs=4, keep=keep)
     sel = selection("finetune-clf", cfg, "single-label", n_valid)

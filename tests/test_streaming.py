@@ -17,14 +17,14 @@ import pytest
 import torch
 
 from conftest import SAMPLE, _env, log_reporter
-from ulmfit_cli.artifacts import load_weights, open_run
-from ulmfit_cli.batches import LMStream
 from ulmfit_cli.config import from_dict
-from ulmfit_cli.data import Source, open_corpus, read_texts
+from ulmfit_cli.data.batches import LMStream
+from ulmfit_cli.data.readers import Source, open_corpus, read_texts
+from ulmfit_cli.data.tokencache import token_ids
+from ulmfit_cli.data.tokenizer import encode_stream, load_tokenizer, train_tokenizer
 from ulmfit_cli.models import backbone
-from ulmfit_cli.tokencache import token_ids
-from ulmfit_cli.tokenizer import encode_stream, load_tokenizer, train_tokenizer
-from ulmfit_cli.train import lm_evaluate
+from ulmfit_cli.runfolder.artifacts import load_weights, open_run
+from ulmfit_cli.training.loop import lm_evaluate
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE, one_line_error
-from ulmfit_cli.batches import split_valid
+from ulmfit_cli.data.batches import split_valid
 from ulmfit_cli.metrics import THRESHOLD_GRID
 
 TINY = ("--preset", "tiny", "--quiet")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE
-from ulmfit_cli.tokenizer import BOS_ID, PAD_ID, encode_docs, encode_stream, load_tokenizer, train_tokenizer
+from ulmfit_cli.data.tokenizer import BOS_ID, PAD_ID, encode_docs, encode_stream, load_tokenizer, train_tokenizer
 
 LINES = [line for line in (SAMPLE / "books.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -57,7 +57,7 @@ def test_bpe_training_is_repeatable():
 
 def test_the_ascii_fast_path_gives_the_tokenizers_own_ids(tok):
     """ASCII texts skip the NFKC normaliser (it cannot change them); the ids must be exactly the tokenizer's."""
-    from ulmfit_cli.tokenizer import encodings
+    from ulmfit_cli.data.tokenizer import encodings
 
     texts = [*LINES[:200], "ﬁne ＦＵＬＬ width café", "plain ascii", "x\u00a0y", "", "ﬁ" * 50]
     mine = [e.ids for e in encodings(tok, texts)]
@@ -87,7 +87,7 @@ def _odd_texts(seed: int, n: int) -> list[str]:
 def test_the_word_table_gives_exactly_the_tokenizers_ids(tok):
     """StreamEncoder (the token cache's encoder) looks words up in a table instead of calling the tokenizer per
     text; on real text and on texts made to break it, in several chunks, its stream is the tokenizer's own."""
-    from ulmfit_cli.tokenizer import StreamEncoder
+    from ulmfit_cli.data.tokenizer import StreamEncoder
 
     encode = StreamEncoder(tok)
     assert encode.table == "nfkc"
@@ -99,7 +99,7 @@ def test_the_word_table_gives_exactly_the_tokenizers_ids(tok):
 
 
 def test_a_full_word_table_starts_again_and_stays_exact(tok):
-    from ulmfit_cli.tokenizer import StreamEncoder
+    from ulmfit_cli.data.tokenizer import StreamEncoder
 
     encode = StreamEncoder(tok, max_words=200)
     for i in range(0, 400, 100):
@@ -110,7 +110,7 @@ def test_a_full_word_table_starts_again_and_stays_exact(tok):
 
 def test_the_word_table_falls_back_when_word_boundaries_are_not_visible(tok):
     """If the tokens that begin a word could not be told from the others, each word is encoded on its own."""
-    from ulmfit_cli.tokenizer import StreamEncoder
+    from ulmfit_cli.data.tokenizer import StreamEncoder
 
     encode = StreamEncoder(tok)
     encode.starts_word[:] = False
@@ -122,7 +122,7 @@ def test_tokenizers_of_another_shape_are_encoded_directly():
     """A word table is only used where it is exact: not for a whitespace-split tokenizer, nor BPE with dropout."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from ulmfit_cli.tokenizer import StreamEncoder
+    from ulmfit_cli.data.tokenizer import StreamEncoder
 
     bpe = train_tokenizer(LINES, "bpe", 500)
     other = Tokenizer.from_str(bpe.to_str())
@@ -148,7 +148,7 @@ def test_nfkc_leaves_characters_python_does_not_know_to_the_tokenizers_normalise
     Unicode version (stable by Unicode's policy). Anything else is normalised by the tokenizer's own normaliser."""
     from tokenizers import normalizers
 
-    from ulmfit_cli.tokenizer import _nfkc
+    from ulmfit_cli.data.tokenizer import _nfkc
 
     rust, asked = normalizers.NFKC(), []
 

@@ -61,7 +61,7 @@ def test_track_dir_puts_events_under_the_run_name(pipeline, ulmfit, tmp_path):
 
 
 def test_an_unknown_or_missing_tracker_is_one_line_before_any_work(pipeline, ulmfit, tmp_path, monkeypatch):
-    from ulmfit_cli import tracking
+    from ulmfit_cli.training import tracking
 
     out = tmp_path / "clf"
     r = ulmfit("finetune-clf", pipeline["ft"], TRAIN, "--out", out, "--track", "wandb")

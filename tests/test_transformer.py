@@ -8,8 +8,8 @@ import torch.nn as nn
 from conftest import SAMPLE
 from ulmfit_cli.config import resolve
 from ulmfit_cli.models import transformer as T
-from ulmfit_cli.runs import print_plan
-from ulmfit_cli.schedule import unfreeze_plan
+from ulmfit_cli.training.schedule import unfreeze_plan
+from ulmfit_cli.training.stage_parts import print_plan
 
 V = 300
 
@@ -104,7 +104,7 @@ def test_residual_matches_the_papers_equations():
 
 @pytest.mark.parametrize("position", ["pre", "post", "residual"])
 def test_weights_round_trip_through_safetensors(position, tmp_path):
-    from ulmfit_cli import artifacts as A
+    from ulmfit_cli.runfolder import artifacts as A
 
     c = cfg(norm_position=position, attention="linear")
     lm, again = T.build_lm(c, V).eval(), T.build_lm(c, V).eval()
@@ -123,7 +123,7 @@ def test_weights_round_trip_through_safetensors(position, tmp_path):
     ids=["pre-layernorm", "post-layernorm", "pre-rmsnorm", "linear-attention", "residual-layernorm"],
 )
 def test_every_variant_learns_real_text(kw):
-    from ulmfit_cli.tokenizer import encode_stream, train_tokenizer
+    from ulmfit_cli.data.tokenizer import encode_stream, train_tokenizer
 
     lines = [line for line in (SAMPLE / "books.txt").read_text().splitlines() if line.strip()][:300]
     tok = train_tokenizer(lines, "bpe", V)
@@ -242,7 +242,7 @@ def test_int8_keeps_attention_fp32():
     """--quantize int8 on a transformer: the feed-forward layers and the head become int8, attention's
     projections stay fp32 (quantizing them cost the tiny TREC run 0.4-0.6 points, bench/RESULTS.md 12), and the
     logits stay close."""
-    from ulmfit_cli.quantize import quantize
+    from ulmfit_cli.inference.quantize import quantize
 
     clf = T.build_classifier(cfg(), V, 3).eval()
     x = torch.randint(2, V, (4, 11))

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/probes/, for o
 from onnx_split_probe import interleave, report  # noqa: E402
 from predict_speed import fastai_predictor, ours, read  # noqa: E402
 
-from ulmfit_cli import artifacts as A  # noqa: E402
 from ulmfit_cli.config import from_dict  # noqa: E402
-from ulmfit_cli.inference import docs_of, load_classifier  # noqa: E402
+from ulmfit_cli.inference.predictor import docs_of, load_classifier  # noqa: E402
+from ulmfit_cli.runfolder import artifacts as A  # noqa: E402
 
 
 def fixed_features(self, x: torch.Tensor, lens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from ulmfit_cli.config import resolve
-from ulmfit_cli.diagnostics import LayerDiagnostics
 from ulmfit_cli.models import transformer as T
+from ulmfit_cli.training.diagnostics import LayerDiagnostics
 
 
 def main() -> None:

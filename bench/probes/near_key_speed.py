@@ -5,8 +5,8 @@ import re
 import sys
 import time
 
-from ulmfit_cli.data import Source, read_texts
-from ulmfit_cli.inspect_data import near_key
+from ulmfit_cli.data.readers import Source, read_texts
+from ulmfit_cli.workflows.inspect_data import near_key
 
 PUNCT = re.compile(r"[^\w\s]|_")
 

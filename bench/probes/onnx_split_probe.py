@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for predict_speed
 from predict_speed import fastai_predictor, ours, read  # noqa: E402
 
-from ulmfit_cli import artifacts as A  # noqa: E402
-from ulmfit_cli import onnx_engine as O  # noqa: E402
 from ulmfit_cli.config import from_dict  # noqa: E402
-from ulmfit_cli.inference import docs_of, load_classifier  # noqa: E402
+from ulmfit_cli.inference import onnx_engine as O  # noqa: E402
+from ulmfit_cli.inference.predictor import docs_of, load_classifier  # noqa: E402
+from ulmfit_cli.runfolder import artifacts as A  # noqa: E402
 
 
 class PerCall(O.Recurrence):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import Source, source_of
+from ..data.readers import Source, source_of
 from ..errors import InputError
 
 
@@ -51,7 +51,7 @@ def check_backbone(run, backbone: str | None) -> None:
 def open_models(run: Path, ensemble: list[Path] | None, backbone: str | None, what: str) -> list:
     """RUN and every --ensemble run (an ensemble folder written by `pipeline` counts as its runs), opened and
     checked (kind, backbone, same task and classes) before any input is read."""
-    from ..artifacts import ensemble_members, open_run
+    from ..runfolder.artifacts import ensemble_members, open_run
     from ..tasks import check_ensemble
 
     paths = [m for p in [run, *(ensemble or [])] for m in (ensemble_members(p) or [p])]  # an ensemble folder: its runs
@@ -64,7 +64,7 @@ def open_models(run: Path, ensemble: list[Path] | None, backbone: str | None, wh
 
 def check_engine(engine: str, runs: list) -> None:
     """--engine: known, installed, and able to run every run's backbone (exit 2 before any input is read)."""
-    from ..onnx_engine import check
+    from ..inference.onnx_engine import check
 
     for r in runs:
         check(engine, r.manifest.get("backbone"))
@@ -74,7 +74,7 @@ def show_schedule(stage: str, cfg) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..runs import print_plan
+    from ..training.stage_parts import print_plan
 
     rows = print_plan(stage, cfg)
     t = Table(
@@ -97,7 +97,7 @@ def show_schedule(stage: str, cfg) -> None:
 
 
 def finish(summary: dict, as_json: bool, reporter) -> None:
-    from ..report import emit_json
+    from .report import emit_json
 
     if not summary:  # a data-parallel process other than rank 0: rank 0 reports
         return
@@ -115,8 +115,9 @@ def finish(summary: dict, as_json: bool, reporter) -> None:
 def start(cfg, quiet: bool, track: list[str] | None = None, track_dir: Path | None = None):
     """Join torchrun's process group if there is one, check the device and precision (and the --track
     libraries) before any work, and return the Reporter (progress and tracking from rank 0 only)."""
-    from .. import dist, tracking
-    from ..report import Reporter
+    from .. import dist
+    from ..training import tracking
+    from .report import Reporter
 
     kinds = tracking.check(track)
     w = dist.init(cfg.device)

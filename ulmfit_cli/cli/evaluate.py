@@ -40,11 +40,11 @@ def evaluate(
     Accuracy, macro-F1, a per-class table and the confusion matrix; for multi-label micro/macro-F1 and a
     per-label table at the tuned thresholds; for regression MAE, RMSE, R^2. Nothing is written unless asked: the
     confusion-matrix picture goes only where --confusion-png says, never into the run folder."""
-    from ..inference import evaluate as core
-    from ..quantize import check as check_quantize
-    from ..report import emit_json
+    from ..inference.predictor import evaluate as core
+    from ..inference.quantize import check as check_quantize
     from ..tasks import MULTI, REGRESSION, task_of
     from .common import check_engine, check_file_out, open_models, sources
+    from .report import emit_json
 
     check_quantize(quantize)
     runs = open_models(run, ensemble, backbone, "evaluate")
@@ -73,7 +73,7 @@ def _draw(result: dict, model, src, path: Path) -> str | None:
     after the results, which a failed picture must not cost)."""
     import sys
 
-    from ..plots import confusion
+    from ..training.plots import confusion
 
     title = f"{model.path.name} on {src}: accuracy {result['accuracy']:.4f}, n {result['n']}"
     try:

@@ -23,9 +23,9 @@ def export(
     import json
     import sys
 
-    from ..artifacts import open_run
     from ..errors import ConfigError
-    from ..export import export_onnx
+    from ..inference.export import export_onnx
+    from ..runfolder.artifacts import open_run
     from .common import check_file_out
 
     model = open_run(run, ("finetune-clf",), "export")

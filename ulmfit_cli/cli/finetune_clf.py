@@ -142,11 +142,11 @@ def finetune_clf(
     from ..config import flags, resolve
 
     given = flags(locals())  # the settings among the parameters; None = not given
-    from ..artifacts import LM_STAGES, open_run
     from ..configfile import print_config as print_config_file
-    from ..data import source_of
+    from ..data.readers import source_of
     from ..errors import ConfigError
-    from ..stages import finetune_clf as core
+    from ..runfolder.artifacts import LM_STAGES, open_run
+    from ..training.stages import finetune_clf as core
     from .common import finish, show_schedule, sources, start
 
     run = open_run(parent, LM_STAGES, "finetune-clf")

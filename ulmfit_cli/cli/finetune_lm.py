@@ -119,11 +119,11 @@ def finetune_lm(
     from ..config import flags
 
     given = flags(locals())  # first, before other names join the locals
-    from ..artifacts import LM_STAGES, open_run
     from ..config import resolve
     from ..configfile import print_config as print_config_file
-    from ..data import source_of
-    from ..stages import train_lm_stage
+    from ..data.readers import source_of
+    from ..runfolder.artifacts import LM_STAGES, open_run
+    from ..training.stages import train_lm_stage
     from .common import finish, show_schedule, sources, start
 
     run = open_run(parent, LM_STAGES, "finetune-lm")

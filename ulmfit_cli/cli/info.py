@@ -16,9 +16,9 @@ def info(
     ] = False,
 ):
     """Show a run folder: stage, parent runs, backbone and sizes, tokenizer, inputs, final metrics, plots."""
-    from ..artifacts import describe, open_run
     from ..config import STAGES
-    from ..report import emit_json
+    from ..runfolder.artifacts import describe, open_run
+    from .report import emit_json
 
     opened = open_run(run, STAGES, "info")
     if config:
@@ -31,7 +31,7 @@ def info(
 
 def _kept(d: dict) -> dict:
     """The rows on the epoch chosen on validation (runs written before train.Selection have none)."""
-    from ..report import _fmt
+    from .report import _fmt
 
     if "kept_epoch" not in d:
         return {}
@@ -49,7 +49,7 @@ def _table(d: dict) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from ..report import _fmt
+    from .report import _fmt
 
     def pairs(obj: dict, sep: str = " ") -> str:
         return ", ".join(f"{k}{sep}{_fmt(v)}" for k, v in obj.items())

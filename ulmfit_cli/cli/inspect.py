@@ -39,11 +39,11 @@ def inspect(
     """Check data before training: blank and duplicate texts, rows shared between files, labels, and (with
     --parent) how the run's tokenizer reads it. Each problem found gets a verdict line; exit 0 unless the data
     cannot be read."""
-    from ..artifacts import open_run
     from ..config import STAGES
-    from ..data import source_of
-    from ..inspect_data import inspect as core
-    from ..report import Reporter, emit_json
+    from ..data.readers import source_of
+    from ..runfolder.artifacts import open_run
+    from ..workflows.inspect_data import inspect as core
+    from .report import Reporter, emit_json
 
     run = open_run(parent, STAGES, "inspect") if parent is not None else None
     report = core(

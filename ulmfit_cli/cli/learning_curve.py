@@ -112,11 +112,11 @@ def learning_curve(
     seed). Writes learning_curve.csv and learning_curve.png into --out; rerun the same command to finish an
     interrupted curve (finished points are kept). With other classifier settings, --overwrite trains every point
     again from the same fine-tuned LMs."""
-    from ..artifacts import open_run
     from ..config import resolve
-    from ..data import source_of
-    from ..learning_curve import Curve, parse_sizes, parse_variants
-    from ..learning_curve import run as core
+    from ..data.readers import source_of
+    from ..runfolder.artifacts import open_run
+    from ..workflows.learning_curve import Curve, parse_sizes, parse_variants
+    from ..workflows.learning_curve import run as core
     from .common import stage_flags, start, tracked
 
     size_list, variant_list = parse_sizes(sizes), parse_variants(variants)
@@ -151,7 +151,7 @@ def learning_curve(
     settings = {"preset": preset, "sizes": sizes, "seeds": seeds, "variants": variants, "train": str(train)}
     summary = tracked(reporter, "learning-curve", out, settings, lambda: core(curve, reporter))
     if json:
-        from ..report import emit_json
+        from .report import emit_json
 
         emit_json(summary)
     else:

@@ -93,11 +93,11 @@ def lr_find(
     from ..errors import ConfigError
 
     given = flags(locals())
-    from ..artifacts import LM_STAGES, open_run
-    from ..data import source_of
-    from ..lr_find import lr_find as core
-    from ..report import emit_json
+    from ..data.readers import source_of
+    from ..runfolder.artifacts import LM_STAGES, open_run
+    from ..workflows.lr_find import lr_find as core
     from .common import check_file_out, start
+    from .report import emit_json
 
     if png is not None:  # before minutes of training, not after
         check_file_out(png, "--png", "a PNG", ".png")

@@ -32,7 +32,7 @@ def guarded(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         signal.signal(signal.SIGTERM, _terminate)
-        from ..data import forget_inputs
+        from ..data.readers import forget_inputs
 
         forget_inputs()  # what an earlier command in this process read (in-process tests) is not this one's
         try:

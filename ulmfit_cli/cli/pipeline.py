@@ -88,11 +88,11 @@ def pipeline(
     `ulmfit evaluate OUT` average both directions. Rerun the same command to finish an interrupted pipeline; with
     other settings, --overwrite trains again from each direction's first changed stage and keeps the stages before
     it."""
-    from ..artifacts import LM_STAGES, open_run
-    from ..data import source_of
+    from ..data.readers import source_of
     from ..errors import ConfigError
-    from ..pipeline import Pipeline, configs
-    from ..pipeline import run as core
+    from ..runfolder.artifacts import LM_STAGES, open_run
+    from ..workflows.pipeline import Pipeline, configs
+    from ..workflows.pipeline import run as core
     from .common import stage_flags, start, tracked
 
     if bool(corpus) == bool(parent):
@@ -119,7 +119,7 @@ def pipeline(
     settings = {"preset": preset, "both_directions": both_directions, "train": str(train), "test": str(test)}
     summary = tracked(reporter, "pipeline", out, settings, lambda: core(p, reporter))
     if json:
-        from ..report import emit_json
+        from .report import emit_json
 
         emit_json(summary)
     elif "test" in summary:

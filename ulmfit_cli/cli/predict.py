@@ -55,12 +55,12 @@ def predict(
     import signal
     import sys
 
-    from ..data import Source
-    from ..formats import Formatter
-    from ..inference import Predictor, head
-    from ..inference import predict as core
-    from ..quantize import check as check_quantize
-    from ..rows import is_plain_text, table_batches, text_batches
+    from ..data.readers import Source
+    from ..data.rows import is_plain_text, table_batches, text_batches
+    from ..inference.formats import Formatter
+    from ..inference.predictor import Predictor, head
+    from ..inference.predictor import predict as core
+    from ..inference.quantize import check as check_quantize
     from .common import check_engine, open_models, sources
 
     check_quantize(quantize)
@@ -68,7 +68,7 @@ def predict(
     check_engine(engine, runs)  # checked before reading any input
     line = Formatter(format, *head(runs), top_k).line
     if encoding is not None:
-        from ..data import _codec
+        from ..data.readers import _codec
 
         _codec(encoding)  # an unknown name: one line now, not when the first line is decoded
     given = [Path(input)] if input else None

@@ -131,8 +131,8 @@ def pretrain(
 
     given = flags(locals())  # the settings among the parameters; None = not given
     from ..configfile import print_config as print_config_file
-    from ..data import source_of
-    from ..stages import train_lm_stage
+    from ..data.readers import source_of
+    from ..training.stages import train_lm_stage
     from .common import finish, show_schedule, sources, start
 
     cfg = resolve("pretrain", preset, given)

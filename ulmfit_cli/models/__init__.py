@@ -5,7 +5,10 @@ batch is padded), cut_doc (which tokens of a document longer than --max-len are 
 stage does to a batch before the loss: an encoder's masking). awd_lstm is the paper's,
 transformer our own GPT-shaped model trained from scratch, hf a pretrained Hugging Face checkpoint. Inference
 builds its classifier with `inference_classifier`, which for the AWD-LSTM is awd_lstm_infer's twin of fastai's
-model (no import of fastai's package)."""
+model (no import of fastai's package).
+
+May import: the root modules, data.
+"""
 
 
 def backbone(name: str):

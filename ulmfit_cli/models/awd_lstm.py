@@ -127,6 +127,6 @@ def cut_doc(doc, max_len: int):
 
 def pad_batch(docs, pad_id: int, bptt: int):
     """fastai's chunked padding, padding first (see batches.pad_chunks); rows sorted longest first."""
-    from ..batches import pad_chunks
+    from ..data.batches import pad_chunks
 
     return pad_chunks(docs, pad_id, bptt)

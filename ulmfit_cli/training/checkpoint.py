@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .artifacts import find_checkpoint, load_weights, written
+from ..runfolder.artifacts import find_checkpoint, load_weights, written
 
 
 def _encoder(model):

@@ -9,7 +9,7 @@ costs in accuracy and gains in documents per second is in bench/RESULTS.md (sect
 
 from __future__ import annotations
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 KINDS = ("int8",)
 

@@ -16,14 +16,14 @@ import tarfile
 import time
 from pathlib import Path
 
-from . import artifacts as A
-from .config import RunConfig
-from .dist import seed_all
-from .errors import ConfigError, InputError
-from .runs import manifest as run_manifest
-from .runs import summary, writing
-from .tokenizer import file_sha256
-from .words import KIND, WordVocab, read_vocab_pickle
+from ..config import RunConfig
+from ..data.tokenizer import file_sha256
+from ..data.words import KIND, WordVocab, read_vocab_pickle
+from ..dist import seed_all
+from ..errors import ConfigError, InputError
+from ..runfolder import artifacts as A
+from .stage_parts import manifest as run_manifest
+from .stage_parts import summary, writing
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -152,7 +152,7 @@ def _load_checked(cfg: RunConfig, n_words: int, state: dict, where: Path):
     """Our LM with the file's tensors, after checking names and shapes one for one."""
     import torch
 
-    from .models.awd_lstm import build_lm
+    from ..models.awd_lstm import build_lm
 
     model = build_lm(cfg, n_words)
     want = model.state_dict()
@@ -184,7 +184,7 @@ def word_vocab(parent: A.Run | None) -> WordVocab | None:
     """The parent run's fastai word vocabulary, or None (no parent, or a subword tokenizer)."""
     if parent is None:
         return None
-    from .tokenizer import load_tokenizer
+    from ..data.tokenizer import load_tokenizer
 
     tok = load_tokenizer(parent.file("tokenizer"))
     return tok if isinstance(tok, WordVocab) else None
@@ -193,7 +193,7 @@ def word_vocab(parent: A.Run | None) -> WordVocab | None:
 def target_vocab(parent_tok: WordVocab, corpora, reporter) -> WordVocab:
     """The training corpora's vocabulary (fastai's make_vocab over their words; the validation set is not
     counted, as fastai counts its training set only)."""
-    from .tokenizer import ENCODE_CHUNK
+    from ..data.tokenizer import ENCODE_CHUNK
 
     reporter.info("counting the target corpus's words for its vocabulary (fastai's tokenizer)")
     tok = parent_tok.target_vocab(t for c in corpora for batch in c.batches(ENCODE_CHUNK) for t in batch)
@@ -206,7 +206,7 @@ def matched_state(cfg: RunConfig, parent: A.Run, parent_tok: WordVocab, tok: Wor
     """The parent's LM state dict with its vocabulary rows moved to `tok`'s, by fastai's own match_embeds."""
     from fastai.text.learner import match_embeds
 
-    from .models import backbone
+    from ..models import backbone
 
     lm = backbone(cfg.backbone).build_lm(cfg, parent_tok.get_vocab_size())
     A.load_weights(lm, parent.file("weights"))
@@ -216,7 +216,7 @@ def matched_state(cfg: RunConfig, parent: A.Run, parent_tok: WordVocab, tok: Wor
 def parent_lm(cfg: RunConfig, parent: A.Run | None, words: WordVocab | None, tok):
     """The LM a stage starts from: random weights (no parent), the parent's, or with a fastai word parent its
     rows moved to `tok`'s vocabulary (fastai's match_embeds)."""
-    from .models import backbone
+    from ..models import backbone
 
     model = backbone(cfg.backbone).build_lm(cfg, tok.get_vocab_size())
     if words is not None:
@@ -237,7 +237,7 @@ def fastai_url(direction: str) -> str:
 
 def archive_dir(cache_dir: Path | None) -> Path:
     """fastai's archives live beside the token cache: --cache-dir, else $ULMFIT_CACHE, else ~/.cache/ulmfit."""
-    from .tokencache import cache_root
+    from ..data.tokencache import cache_root
 
     return cache_root(cache_dir) / "fastai"
 

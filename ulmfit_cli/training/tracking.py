@@ -25,7 +25,7 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 KINDS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # --track value: the module it needs
 EXPERIMENT = "ulmfit"  # the MLflow experiment when $MLFLOW_EXPERIMENT_NAME is not set

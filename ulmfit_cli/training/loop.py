@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import Terminated, TrainingError
+from ..errors import Terminated, TrainingError
 from .schedule import EpochPlan, phase_steps, stlr
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -23,7 +23,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def _lower_lr_advice(lr: float, kept: bool) -> str:
     """What to do after a NaN loss: a lower rate, given the way the running command takes it (A.ADVICE)."""
-    from . import artifacts as A
+    from ..runfolder import artifacts as A
 
     how = A.ADVICE.get().lower_lr
     if how is not None:  # a stage of pipeline/learning-curve: its settings come from the command's --*-set
@@ -112,9 +112,10 @@ def fit(
     """
     import torch
 
-    from . import checkpoint, dist
+    from .. import dist
+    from ..models import backbone
+    from . import checkpoint
     from .diagnostics import LayerDiagnostics
-    from .models import backbone
 
     layers = backbone(cfg.backbone).diagnosed_layers(model)
     diag = LayerDiagnostics(layers) if layers else None

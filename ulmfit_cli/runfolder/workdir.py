@@ -14,8 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ..errors import ConfigError, RunFolderError
 from . import artifacts as A
-from .errors import ConfigError, RunFolderError
 
 KEY_FILE = "settings.json"
 

@@ -20,13 +20,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import artifacts as A
-from .config import HF_TOKENIZER, RunConfig
-from .dist import seed_all
-from .errors import ConfigError, InputError
-from .runs import manifest as run_manifest
-from .runs import summary, writing
-from .tokenizer import CheckpointTokenizer, file_sha256
+from ..config import HF_TOKENIZER, RunConfig
+from ..data.tokenizer import CheckpointTokenizer, file_sha256
+from ..dist import seed_all
+from ..errors import ConfigError, InputError
+from ..runfolder import artifacts as A
+from .stage_parts import manifest as run_manifest
+from .stage_parts import summary, writing
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16",
           "fp16": "float16"}  # fmt: skip
@@ -73,7 +73,7 @@ def import_hf(
     config = _config(folder, gguf_file, model)
     reporter.info(f"loading {model}{f' ({gguf_file})' if gguf_file else ''}: {config.model_type}, "
                   f"{config.num_hidden_layers} blocks, width {config.hidden_size}")  # fmt: skip
-    from .config import hf_is_encoder
+    from ..config import hf_is_encoder
 
     encoder = hf_is_encoder({"model_type": config.model_type})
     lm_head = not encoder or _has_mlm_head(config)
@@ -94,7 +94,7 @@ def import_hf(
         n_heads=int(config.num_attention_heads),
         hf_config=hf_config,
     )
-    from .models.hf import HFLM, blocks_of
+    from ..models.hf import HFLM, blocks_of
 
     try:
         blocks_of(hf_model.base_model)
@@ -229,7 +229,7 @@ def _load_model(folder: Path, gguf_file: str | None, config, model: str, encoder
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
-    from .models.hf import _quiet_transformers
+    from ..models.hf import _quiet_transformers
 
     _quiet_transformers()
     auto = AutoModelForCausalLM if not encoder else AutoModelForMaskedLM if lm_head else AutoModel
@@ -248,7 +248,7 @@ def _with_fresh_head(cfg: RunConfig, body, model: str):
     embeddings): what `finetune-lm --new-lm-head` trains, and never used by finetune-clf, which reads the body."""
     import torch
 
-    from .models.hf import HFLM
+    from ..models.hf import HFLM
 
     torch.manual_seed(RunConfig.seed)
     lm = HFLM(cfg)

@@ -21,8 +21,8 @@ import os
 import warnings
 from pathlib import Path
 
-from . import artifacts as A
-from .errors import ConfigError, OutputError
+from ..errors import ConfigError, OutputError
+from ..runfolder import artifacts as A
 
 ENGINES = ("torch", "onnx")
 GRAPH_VERSION = 1  # bump when chunk_graph changes: cached graphs of other versions are never read
@@ -44,7 +44,7 @@ def check(engine: str, backbone: str | None = None) -> None:
 
 def cache_dir() -> Path:
     """Where the graphs are kept: onnx/ in the token cache's folder ($ULMFIT_CACHE, else ~/.cache/ulmfit)."""
-    from .tokencache import cache_root
+    from ..data.tokencache import cache_root
 
     return cache_root() / "onnx"
 

@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from .data import TABLE_BUILDERS, Source, check_file, decode_json, load, parse_errors, quiet_datasets, table_kwargs
-from .errors import InputError
+from ..errors import InputError
+from .readers import TABLE_BUILDERS, Source, check_file, decode_json, load, parse_errors, quiet_datasets, table_kwargs
 
 READ_SIZE = 1 << 16  # bytes per os.read
 

@@ -33,10 +33,10 @@ import shutil
 import warnings
 from pathlib import Path
 
-from . import artifacts as A
-from . import tasks
-from .errors import OutputError
-from .tokenizer import BOS_ID, PAD_ID
+from .. import tasks
+from ..data.tokenizer import BOS_ID, PAD_ID
+from ..errors import OutputError
+from ..runfolder import artifacts as A
 
 OPSET = 17
 
@@ -52,7 +52,7 @@ def graph(run: A.Run):
     import torch.nn as nn
     import torch.nn.functional as F
 
-    from .inference import load_classifier
+    from .predictor import load_classifier
 
     cfg, tok, model = load_classifier(run, "cpu")
     _decompose_rmsnorm(model)
@@ -127,10 +127,10 @@ def _pool(h, mask):
 def feeding(cfg, tok) -> tuple[int, int, int | None]:
     """The pad, start and end ids of the graph's input: ours (<pad>, <bos>, none), or a checkpoint's (HF_PAD, its
     start token, an encoder's [SEP])."""
-    from .tokenizer import end_ids, start_id
+    from ..data.tokenizer import end_ids, start_id
 
     if cfg.backbone == "hf":
-        from .models.hf import HF_PAD
+        from ..models.hf import HF_PAD
 
         return HF_PAD, start_id(tok), (end_ids(tok) or (None,))[0]
     return PAD_ID, BOS_ID, None

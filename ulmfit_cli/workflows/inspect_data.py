@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .data import Source, read_raw
+from ..data.readers import Source, read_raw
 
 IMBALANCE = 5.0  # largest class / smallest class above which inspect suggests --class-weights and --metric
 MIN_CLASS = 10  # a 10% validation split of a class this small expects one example or none
@@ -347,7 +347,7 @@ def inspect(
         if reporter:
             reporter.info(f"reading {src}")
         files += read([src], text_col, label_col, explicit_label)
-    from .data import UNDECODABLE
+    from ..data.readers import UNDECODABLE
 
     reps = [file_report(fd, label_delim) for fd in files]
     for rep in reps:  # what data.source_of counted when the command opened the file

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RunFolderError, written
+from ..errors import RunFolderError, written
 
 FORMAT = "ulmfit-run/1"
 MANIFEST, CONFIG, TOKENIZER, WEIGHTS = "manifest.json", "config.json", "tokenizer.json", "model.safetensors"
@@ -217,7 +217,7 @@ class RunWriter:
 @dataclass(frozen=True)
 class Advice:
     """What a failing stage tells the user to do, which depends on the command running it. A stage run as its
-    own command continues with --resume (`rerun`, runs.writing after an interruption) and takes a lower --lr
+    own command continues with --resume (`rerun`, stage_parts.writing after an interruption) and takes a lower --lr
     after a NaN loss (`lower_lr` None: train.fit says so itself). A command that runs its stages in a work
     folder (workdir.Workdir.stage: pipeline, learning-curve) resumes them when simply rerun and has neither
     flag: its stage's settings come through the command's --lm-set/--clf-set, a change the folder refuses
@@ -396,7 +396,7 @@ def open_run(path: Path, stages: tuple[str, ...], what: str) -> Run:
         raise RunFolderError(f"{path}: is a {run.stage} run, but {what} needs a {' or '.join(stages)} run")
     if not manifest.get("complete"):
         raise RunFolderError(f"{path}: the run did not complete; run that stage again")
-    from .tokenizer import file_sha256
+    from ..data.tokenizer import file_sha256
 
     tok = run.file("tokenizer")
     if file_sha256(tok) != manifest.get("tokenizer_sha256"):
@@ -462,7 +462,7 @@ def describe(run: Run) -> dict:
 def parent_chain(manifest: dict) -> list[dict]:
     """Each ancestor, nearest first, with its status now: ok (its weights are the ones this run started from),
     changed (replaced or retrained since), incomplete, or missing; the walk stops where the chain breaks."""
-    from .tokenizer import file_sha256
+    from ..data.tokenizer import file_sha256
 
     chain, seen = [], set()
     rec = manifest.get("parent")

@@ -8,16 +8,16 @@ from typing import TextIO
 
 import numpy as np
 
-from . import artifacts as A
-from . import metrics as M
-from . import tasks
-from .batches import classifier_batches
-from .config import RunConfig, from_dict, hf_is_encoder
-from .data import PIECE_CHARS, REPLACEMENT, Source, Table, text_head
-from .errors import InputError
-from .models import backbone, inference_classifier
-from .rows import table_batches
-from .tokenizer import PAD_ID, encode_docs, load_tokenizer
+from .. import metrics as M
+from .. import tasks
+from ..config import RunConfig, from_dict, hf_is_encoder
+from ..data.batches import classifier_batches
+from ..data.readers import PIECE_CHARS, REPLACEMENT, Source, Table, text_head
+from ..data.rows import table_batches
+from ..data.tokenizer import PAD_ID, encode_docs, load_tokenizer
+from ..errors import InputError
+from ..models import backbone, inference_classifier
+from ..runfolder import artifacts as A
 
 
 def docs_of(tok, texts: list[str], cfg: RunConfig) -> list[np.ndarray]:
@@ -42,7 +42,7 @@ def predict_logits(model, docs: list[np.ndarray], cfg: RunConfig, bs: int | None
     """Logits (N, C) in input order, batches of `bs` (default: the run's) sorted by length."""
     import torch
 
-    from . import dist
+    from .. import dist
 
     device = next(model.parameters()).device
     out = None
@@ -64,7 +64,7 @@ def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = Non
     runs the AWD-LSTM's LSTMs in onnxruntime on the CPU, quantized there with `quantize`."""
     import dataclasses
 
-    from . import dist
+    from .. import dist
 
     cfg = from_dict(run.config)
     dist.seed_all(cfg.seed)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 TEXT_SUFFIXES = {".txt", ".text", ".tok"}
 # Streaming bounds, so that memory depends on settings, never on how a corpus is broken into lines: a longer line

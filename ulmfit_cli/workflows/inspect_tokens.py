@@ -11,7 +11,7 @@ import numpy as np
 def token_report(tok, texts: list[str], max_len: int, word_level: bool) -> dict:
     """Token lengths of the documents (no <bos>), the share cut by `max_len`, the <unk> rate, and the share of
     words (by occurrence) split into 4+ pieces: many such words mean the tokenizer was built for other text."""
-    from .tokenizer import encode_docs, unk_id
+    from ..data.tokenizer import encode_docs, unk_id
 
     docs = encode_docs(tok, texts, bos=False)
     lens = np.array([len(d) for d in docs])
@@ -51,7 +51,7 @@ def suggest(stats: dict, cfg) -> dict:
     halved until bs x min(p99, max_len) fits in what that bs holds with documents of 8 bptt windows, the
     classifier's memory growing with the tokens of a batch (BPT3C keeps every chunk's activations).
     """
-    from .config import hf_positions
+    from ..config import hf_positions
 
     bptt = cfg.bptt
     max_len = max(bptt, -(-stats["p99"] // bptt) * bptt)
@@ -65,8 +65,8 @@ def suggest(stats: dict, cfg) -> dict:
 
 
 def with_parent(parent, files: list, reps: list[dict], max_len: int | None, reporter) -> dict:
-    from .config import WORD_TOKENIZER, resolve
-    from .tokenizer import load_tokenizer
+    from ..config import WORD_TOKENIZER, resolve
+    from ..data.tokenizer import load_tokenizer
 
     pc = parent.config
     cfg = resolve("finetune-clf", pc.get("preset", "small"), {"max_len": max_len}, pc)

@@ -1,6 +1,6 @@
-"""What every training stage shares: seeding, the layer-group plan, placing the model on its device, the run
-writer's life cycle, the manifest, the pictures and the summary. `stages` and `pretrained` build on these; this
-module imports nothing above it."""
+"""What every training stage shares: the layer-group plan, placing the model on its device, the run writer's life
+cycle, the manifest, the pictures and the summary (seeding is `dist.seed_all`). `stages`, `import_fastai` and
+`import_hf` build on these; this module imports nothing above it."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import artifacts as A
-from . import configfile, tasks
-from .batches import LMStream, check_trainable, split_valid
-from .config import RunConfig
-from .data import Source, read_table
-from .errors import InputError, WriteError
-from .models import backbone
+from .. import configfile, tasks
+from ..config import RunConfig
+from ..data.batches import LMStream, check_trainable, split_valid
+from ..data.readers import Source, read_table
+from ..data.tokenizer import file_sha256
+from ..errors import InputError, WriteError
+from ..models import backbone
+from ..runfolder import artifacts as A
 from .schedule import unfreeze_plan
-from .tokenizer import file_sha256
 
 # `--keep auto` (the default) keeps the best epoch only when the classifier's validation set has at least this many
 # documents, else the last. Below it, the best of 16-25 epochs by a few dozen documents' accuracy is mostly noise
@@ -34,7 +34,7 @@ def selection(stage: str, cfg: RunConfig, task: str | None = None, n_valid: int 
     by its task's metric, on `n_valid` validation documents (`--keep auto`: the best epoch from
     MIN_VALID_TO_CHOOSE documents on, else the last); patience counts only from the first epoch that trains every
     layer group, since an epoch with frozen groups is not yet the model being tuned."""
-    from .train import Selection
+    from .loop import Selection
 
     metric, higher = ("valid_loss", False) if task is None else tasks.selection_metric(task, cfg.metric)
     _, plan = plan_of(stage, cfg)
@@ -149,7 +149,7 @@ def place(model, cfg: RunConfig):
     each its own dropout masks), and compile it when asked."""
     import torch
 
-    from . import dist
+    from .. import dist
 
     device = dist.resolve_device(cfg.device)
     dist.check_precision(cfg.precision, device)
@@ -167,7 +167,7 @@ def writing(out: Path, overwrite: bool, resume: bool, reporter):
     """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming. A
     failed write (a full disk, a read-only place, a quota) becomes one line naming the path, the reason and what
     to do; the checkpoint already on disk is kept (checkpoint.save never touches it until the new one is whole)."""
-    from . import dist
+    from .. import dist
 
     writer = A.RunWriter(out, overwrite, resume) if dist.world().main else A.Follower(out, resume)
     try:
@@ -264,7 +264,7 @@ def build_classifier(cfg: RunConfig, parent, vocab_size: int, n_out: int, init: 
 
 def sample_tokenizer(cfg: RunConfig, corpora: list, reporter):
     """A new `cfg.tokenizer` tokenizer trained on up to --tokenizer-sample-lines lines spread over the corpora."""
-    from .tokenizer import train_tokenizer
+    from ..data.tokenizer import train_tokenizer
 
     sample = [t for c in corpora for t in c.sample(max(1, cfg.tokenizer_sample_lines // len(corpora)))]
     reporter.info(f"training a {cfg.tokenizer} tokenizer ({cfg.vocab_size} pieces) on {len(sample)} lines")
@@ -273,7 +273,7 @@ def sample_tokenizer(cfg: RunConfig, corpora: list, reporter):
 
 def lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
     """Training and validation LM streams; without validation ids, the last --valid-pct of the stream."""
-    from . import dist
+    from .. import dist
 
     if valid_ids is None:
         n_valid = int(len(ids) * cfg.valid_pct)
@@ -292,7 +292,7 @@ def lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
 
 def clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col: str, label_col: str):
     """Training and validation texts and labels, the task and the classes; every label problem found up front."""
-    from . import dist
+    from .. import dist
 
     table = read_table(train_src, text_col, label_col)
     n = len(table.texts)

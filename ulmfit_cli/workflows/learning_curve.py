@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import artifacts as A
-from . import tasks
-from .config import RunConfig
-from .data import Source, read_table
-from .errors import ConfigError
-from .workdir import Workdir, write_atomic, write_json
+from .. import tasks
+from ..config import RunConfig
+from ..data.readers import Source, read_table
+from ..errors import ConfigError
+from ..runfolder import artifacts as A
+from ..runfolder.workdir import Workdir, write_atomic, write_json
 
 VARIANTS = ("random", "supervised", "semi-supervised")
 ALL = "all"
@@ -101,8 +101,8 @@ class Curve:
 
 def _key(c: Curve, train_fp: str) -> dict:
     """What the finished points depend on: a rerun with another key must not mix its points with these."""
-    from .data import open_corpus
-    from .tokenizer import file_sha256
+    from ..data.readers import open_corpus
+    from ..data.tokenizer import file_sha256
 
     def settings(cfg: RunConfig) -> dict:
         return {k: v for k, v in cfg.to_dict().items() if k not in HARDWARE}
@@ -133,7 +133,7 @@ def _stale(out: Path, saved: dict, key: dict) -> list[str]:
 
 def _fingerprint(src: Source) -> str | None:
     """The test file's content hash: points scored on other data must not join these (a Hub split: None)."""
-    from .data import file_fingerprint
+    from ..data.readers import file_fingerprint
 
     path = Path(str(src.path)) if src.path is not None else None
     return file_fingerprint(path) if path is not None and path.is_file() else None
@@ -213,8 +213,8 @@ def _subsample_file(c: Curve, table, labels: list, task: str, size, seed: int) -
 
 
 def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed: int, reporter) -> dict:
-    from .inference import evaluate
-    from .stages import finetune_clf
+    from ..inference.predictor import evaluate
+    from ..training.stages import finetune_clf
 
     src, n = _subsample_file(c, table, labels, task, size, seed)
     clf_cfg = dataclasses.replace(c.clf_cfg, seed=seed)
@@ -262,7 +262,7 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
 
 def _lm(c: Curve, wd: Workdir, sources: list[Source], name: str, seed: int, reporter, cap: bool = False) -> A.Run:
     """The parent LM fine-tuned on `sources` into runs/NAME (reused when finished before)."""
-    from .stages import train_lm_stage
+    from ..training.stages import train_lm_stage
 
     cfg = dataclasses.replace(c.lm_cfg, seed=seed)
     if cap:
@@ -281,7 +281,7 @@ def _lm(c: Curve, wd: Workdir, sources: list[Source], name: str, seed: int, repo
 def _fit_bs(c: Curve, cfg: RunConfig, src: Source, reporter) -> RunConfig:
     """A few labelled texts may hold too few tokens for --lm-bs rows of a --bptt window: fewer, longer-lived rows
     then (the LM still sees every token), rather than no supervised point at the small sizes the curve is for."""
-    from .tokenizer import encode_stream, load_tokenizer
+    from ..data.tokenizer import encode_stream, load_tokenizer
 
     texts = read_table(src, c.text_col, c.label_col).texts
     n = int(len(encode_stream(load_tokenizer(c.parent.file("tokenizer")), texts)) * (1 - cfg.valid_pct) * 0.95)
@@ -342,7 +342,7 @@ def _curve(points: list[dict]) -> list[dict]:
 
 def _draw(c: Curve, curve: list[dict], percent: bool, reporter) -> dict:
     """learning_curve.png; a picture that cannot be drawn is a warning: the table holds the results."""
-    from .plots import learning_curve
+    from ..training.plots import learning_curve
 
     def short(src: Source) -> str:  # trec/train.csv: the file and its folder, enough to tell tasks apart
         return "/".join(Path(str(src)).parts[-2:])

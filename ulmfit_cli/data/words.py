@@ -17,8 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import WORD_TOKENIZER as KIND
-from .errors import InputError, RunFolderError
+from ..config import WORD_TOKENIZER as KIND
+from ..errors import InputError, RunFolderError
 
 # fastai's first four special tokens sit where ours do (tokenizer.SPECIALS: unk, pad, bos, eos at 0..3); the
 # model's pad id (1) and the <bos> the stages put before every document (2) depend on it.

@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import artifacts as A
-from .config import RunConfig, resolve
-from .data import Source, open_corpus, read_table
-from .errors import ConfigError
-from .workdir import Workdir, write_json
+from ..config import RunConfig, resolve
+from ..data.readers import Source, open_corpus, read_table
+from ..errors import ConfigError
+from ..runfolder import artifacts as A
+from ..runfolder.workdir import Workdir, write_json
 
 DIRECTIONS = ("fwd", "bwd")
 ENSEMBLE, ENSEMBLE_FORMAT = A.ENSEMBLE, A.ENSEMBLE_FORMAT
@@ -73,7 +73,7 @@ def configs(p: Pipeline, direction: str) -> dict[str, RunConfig]:
 
 
 def _key(p: Pipeline, cfgs: dict) -> dict:
-    from .tokenizer import file_sha256
+    from ..data.tokenizer import file_sha256
 
     hardware = ("device", "precision", "compile")
     return {
@@ -120,7 +120,7 @@ def _stale(saved: dict, key: dict) -> list[str]:
 
 def run(p: Pipeline, reporter) -> dict:
     """Every stage of every direction not finished before, then the test scores; the summary."""
-    from .stages import finetune_clf, train_lm_stage
+    from ..training.stages import finetune_clf, train_lm_stage
 
     cfgs = {d: configs(p, d) for d in directions(p)}
     key = _key(p, cfgs)
@@ -156,7 +156,7 @@ def _stage(wd: Workdir, out: Path, reporter, sets: str, fn, *args, **kwargs) -> 
 
 def _scores(p: Pipeline, clfs: dict, reporter) -> dict:
     """Each classifier's test metrics, and the ensemble's (the mean of their probabilities)."""
-    from .inference import evaluate
+    from ..inference.predictor import evaluate
 
     keep = ("accuracy", "macro_f1", "micro_f1", "mae", "rmse", "n")
     sets = {d: [c] for d, c in clfs.items()}

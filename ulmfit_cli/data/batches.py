@@ -1,12 +1,12 @@
 """Token ids -> batches: the validation split, contiguous LM batches (fastai LMDataLoader) and sorted, padded
 classifier batches (fastai SortedDL with its chunked padding), and the checks that a table can train at all.
-Reading and tokenizing the inputs is data.py's."""
+Reading and tokenizing the inputs is readers.py's."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def split_valid(n: int, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

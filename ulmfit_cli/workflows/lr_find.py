@@ -30,16 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import artifacts as A
-from . import runs as R
-from . import tasks
-from .batches import LMStream, classifier_batches
-from .config import RunConfig
-from .data import Source, open_corpus
-from .errors import InputError
-from .models import backbone
-from .schedule import discriminative_lrs
-from .tokenizer import PAD_ID, encode_stream, load_tokenizer
+from .. import tasks
+from ..config import RunConfig
+from ..data.batches import LMStream, classifier_batches
+from ..data.readers import Source, open_corpus
+from ..data.tokenizer import PAD_ID, encode_stream, load_tokenizer
+from ..errors import InputError
+from ..models import backbone
+from ..runfolder import artifacts as A
+from ..training import stage_parts as R
+from ..training.schedule import discriminative_lrs
 
 BETA = 0.98  # fastai Recorder's smoothing
 DIVERGE = 4.0  # fastai LRFinder: stop once the smoothed loss is above 4x its minimum
@@ -122,8 +122,8 @@ def range_test(model, groups, batches, loss_fn, cfg: RunConfig, start_lr: float,
     """Train `num_it` steps at exponentially growing rates; returns (top group's rates, smoothed losses)."""
     import torch
 
-    from . import dist
-    from .train import make_optimizer
+    from .. import dist
+    from ..training.loop import make_optimizer
 
     device = next(model.parameters()).device
     for p in model.parameters():
@@ -166,8 +166,8 @@ def _cycle(make):
 def lm_setup(cfg: RunConfig, parent: A.Run | None, sources: list[Source], text_col: str, num_it: int, reporter):
     """The LM, its groups, batches and loss for pretrain (no parent: a tokenizer is trained, in memory only) or
     finetune-lm. Only the first tokens the test needs are encoded: (num_it + 1) windows of every row."""
-    from .pretrained import parent_lm, target_vocab, word_vocab
-    from .train import lm_loss
+    from ..training.import_fastai import parent_lm, target_vocab, word_vocab
+    from ..training.loop import lm_loss
 
     corpora = [open_corpus(s, text_col) for s in sources]
     words = word_vocab(parent)
@@ -192,7 +192,7 @@ def lm_setup(cfg: RunConfig, parent: A.Run | None, sources: list[Source], text_c
 
 def clf_setup(cfg: RunConfig, parent: A.Run, src: Source, text_col: str, label_col: str, reporter):
     """The classifier (encoder from the parent LM), its groups, batches of the training split and its loss."""
-    from .inference import docs_of
+    from ..inference.predictor import docs_of
 
     _, task, classes, (texts, labels), _ = R.clf_tables(cfg, src, None, text_col, label_col)
     tok = load_tokenizer(parent.file("tokenizer"))
@@ -239,7 +239,7 @@ def lr_find(
         raise InputError(f"`--rule` must be one of {', '.join(RULES)}, got {rule!r}")
     if num_it < 10:
         raise InputError(f"`--num-it` must be >= 10, got {num_it}")
-    from . import dist
+    from .. import dist
 
     dist.seed_all(cfg.seed)
     if stage == "finetune-clf":
@@ -261,7 +261,7 @@ def lr_find(
         "png": None,
     }
     if png is not None:
-        from . import plots
+        from ..training import plots
 
         plots.lr_find(lrs, losses, found["suggested_lr"], found["suggested_loss"], png, f"lr-find: {stage}")
         out["png"] = str(png)

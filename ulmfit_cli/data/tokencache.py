@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import UNDECODABLE, Corpus
-from .errors import InputError, written
+from ..errors import InputError, written
+from .readers import UNDECODABLE, Corpus
 from .tokenizer import ENCODE_CHUNK, StreamEncoder, file_sha256, start_id
 
 FORMAT = "ulmfit-ids/1"

@@ -20,8 +20,8 @@ import json
 
 import numpy as np
 
-from .errors import ConfigError
-from .tasks import MULTI, REGRESSION
+from ..errors import ConfigError
+from ..tasks import MULTI, REGRESSION
 
 FORMATS = ("jsonl", "tsv", "label")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

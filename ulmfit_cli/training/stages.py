@@ -1,8 +1,8 @@
-"""pretrain / finetune-lm / finetune-clf as plain functions on the shared parts in `runs`.
+"""pretrain / finetune-lm / finetune-clf as plain functions on the shared parts in `stage_parts`.
 
 Each stage checks everything it can before any work (parent run, output folder, inputs, labels), writes the
 resolved config into its (temporary) run folder before training, and publishes the folder atomically at the end.
-Inference (predict, evaluate) lives in `inference`.
+Inference (predict, evaluate) lives in `inference.predictor`.
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import artifacts as A
-from . import runs as R
-from . import tasks
-from .batches import LMStream, classifier_batches, classifier_steps
-from .config import RunConfig
-from .data import Source, open_corpus
-from .errors import ConfigError
-from .inference import docs_of, predict_logits
-from .models import backbone
+from .. import tasks
+from ..config import RunConfig
+from ..data.batches import LMStream, classifier_batches, classifier_steps
+from ..data.readers import Source, open_corpus
+from ..data.tokenizer import PAD_ID, file_sha256, load_tokenizer
+from ..errors import ConfigError
+from ..inference.predictor import docs_of, predict_logits
+from ..models import backbone
+from ..runfolder import artifacts as A
+from . import stage_parts as R
 from .schedule import unfreeze_plan
-from .tokenizer import PAD_ID, file_sha256, load_tokenizer
 
 # ---- language-model stages -------------------------------------------------------------------------------
 
@@ -37,7 +37,7 @@ def _lm_steps(cfg: RunConfig, steps_per_epoch: int) -> int:
 def _train_lm(model, cfg: RunConfig, tok, train: LMStream, valid: LMStream, reporter, select, **ckpt) -> list:
     """The LM stages' loop; the backbone's lm_objective (an encoder's masking) turns each batch into its target,
     seeded per epoch (and once for validation, the same masks every epoch)."""
-    from .train import fit, lm_evaluate, lm_loss
+    from .loop import fit, lm_evaluate, lm_loss
 
     bb = backbone(cfg.backbone)
     names, groups = bb.lm_groups(model)
@@ -83,9 +83,9 @@ def train_lm_stage(
 ) -> dict:
     """pretrain (parent None: trains a tokenizer, random weights) or finetune-lm (tokenizer and weights from
     the parent run). The corpus is streamed: tokenized once into a memory-mapped cache, trained on from there."""
-    from . import dist
-    from .pretrained import parent_lm, target_vocab, word_vocab
-    from .tokencache import cache_root, token_ids
+    from .. import dist
+    from ..data.tokencache import cache_root, token_ids
+    from .import_fastai import parent_lm, target_vocab, word_vocab
 
     started = time.time()
     if parent is not None:
@@ -173,8 +173,8 @@ def finetune_clf(
     checkpoint_every: int = 0,
     reporter,
 ) -> dict:
-    from . import dist
-    from .train import fit
+    from .. import dist
+    from .loop import fit
 
     started = time.time()
     A.check_apart(out, parent.path)

@@ -6,8 +6,8 @@ order, same threads:
   ours       inference.Predictor, as `ulmfit predict` runs it (batches of --bs texts, tokenized by the run's
              tokenizer, cut by the backbone's rule), fp32; and again with --quantize int8
   hf         what `pipeline("text-classification", batch_size=bs)` does for a model of this shape: the checkpoint's
-             tokenizer through transformers (PreTrainedTokenizerFast, padding=True, the same start token), the base
-             model with its attention mask, the run's pooling and head, softmax
+             tokenizer through transformers (PreTrainedTokenizerFast, padding=True, the same start token, and an
+             encoder's end token), the base model with its attention mask, the run's pooling and head, softmax
 
 Rounds alternate (ours, hf, ours int8) --rounds times; the best time of each is kept. Prints one JSON line.
 
@@ -41,15 +41,17 @@ def hf_side(run, texts: list[str], bs: int):
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok.tok)
     hf_tok.pad_token_id, hf_tok.padding_side = tok.start_id, "right"
     start = hf_tok.convert_ids_to_tokens(tok.start_id)
+    end = "" if tok.end_id is None else hf_tok.convert_ids_to_tokens(tok.end_id)  # an encoder's [SEP]
 
     def run_all():
         outs = []
         with torch.inference_mode():
             for i in range(0, len(texts), bs):
-                enc = hf_tok([start + t for t in texts[i : i + bs]], padding=True, truncation=True,
+                enc = hf_tok([start + t + end for t in texts[i : i + bs]], padding=True, truncation=True,
                              max_length=cfg.max_len, return_tensors="pt", add_special_tokens=False)  # fmt: skip
-                h = model.body(**enc, use_cache=False).last_hidden_state
-                logits = model.head(pool(h, enc["attention_mask"].bool()).float())
+                h = model.body(**enc, **({} if model.encoder else {"use_cache": False})).last_hidden_state
+                mask = enc["attention_mask"].bool()
+                logits = model.head(pool(h, mask, model.pooling, skip_first=not model.encoder).float())
                 outs.append(torch.softmax(logits, -1).numpy())
         return np.concatenate(outs)
 

@@ -55,6 +55,11 @@ def test_bad_stage_and_wrong_parent_are_one_line_errors(ulmfit, pipeline):
     one_line_error(ulmfit("lr-find", pipeline["ft"], "--stage", "finetune-lm"), 2, "needs PARENT and DATA")
 
 
+def test_the_head_multiplier_is_refused_for_a_language_model_stage(ulmfit, pipeline):
+    r = ulmfit("lr-find", pipeline["lm"], SAMPLE / "books.txt", "--stage", "finetune-lm", "--head-lr-mult", "5")
+    one_line_error(r, 2, "--head-lr-mult", "language model")
+
+
 def test_a_png_that_cannot_be_written_is_refused_before_the_range_test(cli, tmp_path):
     base = ("lr-find", SAMPLE / "books.txt", "--stage", "pretrain", "--preset", "tiny", "--num-it", "20")
     for png, says in ((tmp_path / "no" / "lr.png", "does not exist"), (tmp_path / "lr.jpg", "ending in .png")):

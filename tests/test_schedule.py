@@ -1,6 +1,8 @@
 """Schedule arithmetic against hand-computed tables (Howard & Ruder 2018, eq. 3 and section 3.2)."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ulmfit_cli.training.schedule import discriminative_lrs, lr_trace, phase_steps, stlr, unfreeze_plan
 
@@ -43,6 +45,23 @@ def test_discriminative_rates_divide_by_the_factor_per_group():
     four = discriminative_lrs(0.004, 4, 2.6)
     assert [four[i + 1] / four[i] for i in range(3)] == pytest.approx([2.6, 2.6, 2.6])
     assert discriminative_lrs(0.01, 3, 1.0) == [0.01, 0.01, 0.01]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(1e-6, 1.0),
+    st.integers(1, 12),
+    st.floats(1.0, 5.0),
+    st.floats(0.1, 50.0),
+    st.integers(1, 12),
+    st.booleans(),
+)
+def test_the_head_multiplier_moves_the_top_group_alone(lr, n, factor, mult, epochs, gradual):
+    plain, headed = discriminative_lrs(lr, n, factor), discriminative_lrs(lr, n, factor, mult)
+    assert headed[:-1] == plain[:-1] and headed[-1] == pytest.approx(lr * mult)
+    for a, b in zip(unfreeze_plan(n, epochs, lr, factor, gradual), unfreeze_plan(n, epochs, lr, factor, gradual, mult)):
+        assert a.trainable == b.trainable and b.trainable[-1] == n - 1  # the head trains every epoch
+        assert b.peak_lrs[:-1] == a.peak_lrs[:-1] and b.peak_lrs[-1] == pytest.approx(a.peak_lrs[-1] * mult)
 
 
 def test_gradual_unfreezing_plan_for_the_five_group_classifier():

@@ -51,6 +51,20 @@ def test_tensorboard_event_files_hold_steps_rates_epochs_and_settings(pipeline, 
     assert ea.PluginTagToContent("hparams"), "the settings as the HParams plugin's hyperparameters"
 
 
+def test_the_head_trains_at_its_own_rate_in_the_real_loop(pipeline, ulmfit, tmp_path):
+    """--head-lr-mult reaches the optimizer: at every step where both train, the head's rate is the group below's
+    times the factor times the multiplier (read from the rates the loop set, as the tracker saw them)."""
+    run = tmp_path / "clf"
+    r = ulmfit("finetune-clf", pipeline["ft"], TRAIN, "--out", run, "--preset", "tiny", "--epochs", "3", "--lr", "0.01",
+               "--head-lr-mult", "4", "--track", "tensorboard", "--quiet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads((run / "manifest.json").read_text())["config"]["head_lr_mult"] == 4
+    found, _ = scalars(run / "tensorboard")
+    pairs = [(h.value, b.value) for h, b in zip(found["lr/head"], found["lr/lstm2"]) if b.value > 0]
+    assert pairs and all(h == pytest.approx(b * 2.6 * 4, rel=1e-4) for h, b in pairs)
+    assert max(e.value for e in found["lr/head"]) == pytest.approx(0.04, rel=0.05)  # STLR's peak of 0.01 x 4
+
+
 def test_track_dir_puts_events_under_the_run_name(pipeline, ulmfit, tmp_path):
     r = ulmfit("finetune-lm", pipeline["lm"], TRAIN, "--out", tmp_path / "ft", "--preset", "tiny", "--track",
                "tensorboard", "--track-dir", tmp_path / "tb", "--quiet")  # fmt: skip

@@ -79,6 +79,10 @@ class RunConfig:
     beta1: float = 0.7
     beta2: float = 0.99
     lr_factor: float = 2.6  # discriminative rate divisor per layer group
+    # finetune-clf: the head's rate is --lr times this. A fresh head starts from zero, and Adam moves a weight by
+    # about its rate a step, so at a rate fit for pretrained blocks (2e-4) it cannot reach a skewed class prior in a
+    # few hundred steps (bench/RESULTS.md 18, stop 27)
+    head_lr_mult: float = 1.0
     cut_frac: float = 0.1
     ratio: float = 32.0
     gradual_unfreezing: bool = True  # finetune-clf only
@@ -154,6 +158,7 @@ class RunConfig:
         need(0 <= c.beta1 < 1, "beta1", "in [0, 1)", c.beta1)
         need(0 <= c.beta2 < 1, "beta2", "in [0, 1)", c.beta2)
         need(c.lr_factor >= 1, "lr_factor", ">= 1", c.lr_factor)
+        need(c.head_lr_mult > 0, "head_lr_mult", "> 0", c.head_lr_mult)
         need(0 < c.cut_frac < 1, "cut_frac", "in (0, 1)", c.cut_frac)
         need(c.ratio >= 1, "ratio", ">= 1", c.ratio)
         need(0 <= c.valid_pct < 1, "valid_pct", "in [0, 1)", c.valid_pct)

@@ -78,7 +78,9 @@ def show_schedule(stage: str, cfg) -> None:
 
     rows = print_plan(stage, cfg)
     t = Table(
-        title=f"{stage} schedule: lr {cfg.lr}, /{cfg.lr_factor} per lower group, STLR cut_frac "
+        title=f"{stage} schedule: lr {cfg.lr}, /{cfg.lr_factor} per lower group"
+        + (f", head x{cfg.head_lr_mult:g}" if stage == "finetune-clf" and cfg.head_lr_mult != 1 else "")
+        + f", STLR cut_frac "
         f"{cfg.cut_frac} ratio {cfg.ratio:g}"
     )
     if not rows:

@@ -17,6 +17,7 @@ from .options import (
     EmbSz,
     Encoding,
     Groups,
+    HeadLrMult,
     Json,
     LrFactor,
     NHid,
@@ -77,6 +78,7 @@ def lr_find(
     drop_mult: DropMult = None,
     wd: Wd = None,
     lr_factor: LrFactor = None,
+    head_lr_mult: HeadLrMult = None,
     groups: Groups = None,
     pooling: Pooling = None,
     clip: Clip = None,
@@ -103,6 +105,8 @@ def lr_find(
         check_file_out(png, "--png", "a PNG", ".png")
     if stage not in STAGES:
         raise ConfigError(f"`--stage` must be one of {', '.join(STAGES)}, got {stage!r}")
+    if head_lr_mult is not None and stage != "finetune-clf":
+        raise ConfigError(f"`--head-lr-mult` is the classifier head's; --stage {stage} trains a language model")
     if stage == "pretrain":
         parent, data = None, paths
     else:
@@ -133,6 +137,7 @@ def lr_find(
     print(f"suggested --lr {out['suggested_lr']:.2e} ({out['rule']}; {others})")
     print(
         f"  {out['steps']} of {out['num_it']} steps; layer groups bottom to top: {groups} "
-        f"(--lr-factor {out['lr_factor']:g})"
+        f"(--lr-factor {out['lr_factor']:g}"
+        + (f", head x{out['head_lr_mult']:g})" if out["head_lr_mult"] != 1 else ")")
     )
     print(f"  the preset's --lr is {out['preset_lr']:.2e}" + (f"; picture: {out['png']}" if out["png"] else ""))

@@ -77,6 +77,14 @@ Wd = Annotated[float | None, typer.Option(help="Decoupled weight decay.", rich_h
 LrFactor = Annotated[
     float | None, typer.Option(help="Each lower layer group's rate is the one above / this.", rich_help_panel=TRAIN)
 ]
+HeadLrMult = Annotated[
+    float | None,
+    typer.Option(
+        help="The classifier head's rate is --lr times this (the groups below keep theirs): a fresh head learns "
+        "from zero, a pretrained checkpoint's blocks need small rates. Preset: 1, 5 for --backbone hf.",
+        rich_help_panel=TRAIN,
+    ),
+]
 Groups = Annotated[
     int | None,
     typer.Option(

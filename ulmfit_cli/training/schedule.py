@@ -11,12 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 
-def discriminative_lrs(lr: float, n_groups: int, factor: float) -> list[float]:
-    """eta_l = eta_(l+1) / factor, the top group getting `lr` (recipe section 2), whatever the group count.
+def discriminative_lrs(lr: float, n_groups: int, factor: float, head_mult: float = 1.0) -> list[float]:
+    """eta_l = eta_(l+1) / factor, the top group getting `lr` (recipe section 2), whatever the group count; a
+    classifier's top group (its fresh head) gets `lr * head_mult` instead, the groups below keeping theirs.
 
     Unlike fastai's `slice(lo, hi)`, which spaces rates geometrically between two ends, the factor is per group.
     """
-    return [lr / factor ** (n_groups - 1 - g) for g in range(n_groups)]
+    lrs = [lr / factor ** (n_groups - 1 - g) for g in range(n_groups)]
+    return [*lrs[:-1], lrs[-1] * head_mult] if lrs else lrs
 
 
 def stlr(t: int, total: int, cut_frac: float = 0.1, ratio: float = 32.0) -> float:
@@ -47,12 +49,14 @@ class EpochPlan:
     peak_lrs: tuple[float, ...]  # per group; 0.0 for frozen groups
 
 
-def unfreeze_plan(n_groups: int, epochs: int, lr: float, factor: float, gradual: bool) -> list[EpochPlan]:
+def unfreeze_plan(
+    n_groups: int, epochs: int, lr: float, factor: float, gradual: bool, head_mult: float = 1.0
+) -> list[EpochPlan]:
     """Gradual unfreezing (recipe section 3): epoch e trains the top e + 1 groups, one STLR cycle per epoch;
     once every group is unfrozen, the remaining epochs form one last phase with one STLR cycle over them all.
     Without `gradual`, every epoch trains every group in a single phase.
     """
-    lrs = discriminative_lrs(lr, n_groups, factor)
+    lrs = discriminative_lrs(lr, n_groups, factor, head_mult)
     plan = []
     for e in range(epochs):
         k = min(e + 1, n_groups) if gradual else n_groups

@@ -127,7 +127,10 @@ def plan_of(stage: str, cfg: RunConfig):
     """The layer groups' names and the per-epoch plan of a stage, known before any model is built."""
     kind = "classifier" if stage == "finetune-clf" else "lm"
     names = backbone(cfg.backbone).group_names(kind, cfg)
-    return names, unfreeze_plan(len(names), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing and kind != "lm")
+    clf = kind == "classifier"
+    return names, unfreeze_plan(
+        len(names), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing and clf, cfg.head_lr_mult if clf else 1.0
+    )
 
 
 def print_plan(stage: str, cfg: RunConfig) -> list[dict]:

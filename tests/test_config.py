@@ -1,6 +1,6 @@
 import pytest
 
-from ulmfit_cli.config import PRESETS, RunConfig, resolve
+from ulmfit_cli.config import PRESETS, RunConfig, from_dict, resolve
 from ulmfit_cli.errors import ConfigError
 
 
@@ -46,6 +46,23 @@ def test_transformer_presets_follow_the_normalisation_study():
     parent = resolve("pretrain", "small", {"backbone": "transformer", "norm_position": "pre"}).to_dict()
     assert resolve("finetune-clf", "small", {}, parent).norm_position == "pre"
     assert resolve("pretrain", "tiny", {"backbone": "transformer"}).norm_position == "pre"
+
+
+def test_a_checkpoints_fresh_head_trains_at_its_own_rate_and_only_the_classifiers():
+    """hf small/paper: the head at 5x --lr (RESULTS 18, stop 27); a flag wins; the other backbones, the LM stages
+    and an older run's config without the field keep 1."""
+    hf = {"model_type": "llama", "max_position_embeddings": 2048}
+    parent = resolve("pretrain", "tiny", {}).to_dict() | {"backbone": "hf", "tokenizer": "hf", "hf_config": hf}
+    for preset in ("small", "paper"):
+        assert resolve("finetune-clf", preset, {}, parent).head_lr_mult == 5.0
+        assert resolve("finetune-clf", preset, {"head_lr_mult": 2.0}, parent).head_lr_mult == 2.0
+        assert resolve("finetune-lm", preset, {}, parent).head_lr_mult == 1.0
+        assert resolve("finetune-clf", preset, {}, resolve("pretrain", "tiny", {}).to_dict()).head_lr_mult == 1.0
+    old = resolve("finetune-clf", "small", {}, parent).to_dict()
+    del old["head_lr_mult"]
+    assert from_dict(old).head_lr_mult == 1.0
+    with pytest.raises(ConfigError, match="head-lr-mult"):
+        resolve("finetune-clf", "small", {"head_lr_mult": 0.0}, parent)
 
 
 def test_unknown_preset():

@@ -81,7 +81,7 @@ HeadLrMult = Annotated[
     float | None,
     typer.Option(
         help="The classifier head's rate is --lr times this (the groups below keep theirs): a fresh head learns "
-        "from zero, a pretrained checkpoint's blocks need small rates. Preset: 1, 5 for --backbone hf.",
+        "from zero, a pretrained checkpoint's blocks need small rates. Preset: 1; 5 for --backbone hf (small, paper).",
         rich_help_panel=TRAIN,
     ),
 ]

@@ -79,8 +79,8 @@ class RunConfig:
     beta1: float = 0.7
     beta2: float = 0.99
     lr_factor: float = 2.6  # discriminative rate divisor per layer group
-    # finetune-clf: the head's rate is --lr times this. A fresh head starts from zero, and Adam moves a weight by
-    # about its rate a step, so at a rate fit for pretrained blocks (2e-4) it cannot reach a skewed class prior in a
+    # finetune-clf: the head's rate is --lr times this. A fresh head starts from nothing, and Adam moves a weight by
+    # about its rate a step, so at a rate fit for pretrained blocks (2e-4) it did not reach a 10:1 class prior in a
     # few hundred steps (bench/RESULTS.md 18, stop 27)
     head_lr_mult: float = 1.0
     cut_frac: float = 0.1

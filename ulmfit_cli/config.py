@@ -86,7 +86,7 @@ class RunConfig:
     cut_frac: float = 0.1
     ratio: float = 32.0
     gradual_unfreezing: bool = True  # finetune-clf only
-    keep: str = "auto"  # best | last | auto: best with enough validation documents to rank epochs (runs.selection)
+    keep: str = "auto"  # best | last | auto: best with enough validation documents to rank them (stage_parts.selection)
     patience: int = 0  # stop after this many epochs without a better validation metric (0: never early)
     metric: str = "auto"  # finetune-clf: the validation metric that chooses the epoch kept (auto: the task's own)
     class_weights: str = "none"  # finetune-clf: none | balanced (inverse class frequency; multi-label: per label)

@@ -21,7 +21,7 @@ from .metrics import macro_f1, macro_f1_multi, micro_f1, regression_report, tune
 SINGLE, MULTI, REGRESSION = "single-label", "multi-label", "regression"
 
 
-# The validation metric that chooses the epoch a run keeps (train.Selection): (key, larger is better); `--metric`
+# The validation metric that chooses the epoch a run keeps (loop.Selection): (key, larger is better); `--metric`
 # chooses another of the task's own.
 SELECTION_METRIC = {SINGLE: ("accuracy", True), MULTI: ("micro_f1", True), REGRESSION: ("mae", False)}
 TASK_METRICS = {

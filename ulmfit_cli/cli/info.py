@@ -30,7 +30,7 @@ def info(
 
 
 def _kept(d: dict) -> dict:
-    """The rows on the epoch chosen on validation (runs written before train.Selection have none)."""
+    """The rows on the epoch chosen on validation (runs written before loop.Selection have none)."""
     from .report import _fmt
 
     if "kept_epoch" not in d:

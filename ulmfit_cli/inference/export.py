@@ -9,7 +9,7 @@ small JSON that says how to feed it, side by side:
 How to feed it: per text, <bos> then `tokenizer.encode(text, add_special_tokens=False).ids` (a run imported
 with `import-fastai` has fastai's word list instead, tokenized with spaCy and fastai's rules, see words.py);
 rows padded with <pad> at the end to the longest in the batch. The graph itself cuts each document to
-`max_len` tokens and reverses it for a backwards run, exactly as `predict` does (inference.docs_of), so the
+`max_len` tokens and reverses it for a backwards run, exactly as `predict` does (predictor.docs_of), so the
 outputs are predict's probabilities for the same texts (tests/test_export.py checks both backbones).
 
 A Hugging Face checkpoint's classifier (--backbone hf) is fed its own way, which OUT.json spells out: the start

@@ -35,7 +35,7 @@ def build_classifier(cfg: RunConfig, vocab_sz: int, n_class: int):
     The head is the paper's: concat pooling (3 * emb_sz features), then two blocks of batch-norm + dropout +
     linear with `lin_ftrs` hidden units and ReLU between them.
 
-    Documents are cut to `max_len` tokens before batching (inference.docs_of) and batches are padded to whole
+    Documents are cut to `max_len` tokens before batching (predictor.docs_of) and batches are padded to whole
     `bptt` chunks (batches.pad_chunks), so a batch can be up to `max_len` rounded up to a chunk wide. fastai's
     SentenceEncoder leaves out of pooling every chunk that starts before `width - max_len`; given `max_len`
     itself, a batch 1470 wide (small preset: 1440 / 70) would lose its first chunk, and what a document pools would
@@ -121,7 +121,7 @@ def lm_objective(cfg: RunConfig, tok):
 
 
 def cut_doc(doc, max_len: int):
-    """A document's first `max_len` tokens (see inference.docs_of)."""
+    """A document's first `max_len` tokens (see predictor.docs_of)."""
     return doc[:max_len]
 
 

@@ -14,7 +14,7 @@ chunks before the text, the rest after; batches.pad_chunks), padding first, or p
 the left and the LSTMs run from a zero state, bptt steps at a time (see `features`). That is what fastai's
 SentenceEncoder (BPT3C) computes at inference: it feeds a row chunk by chunk from its first real token, carrying
 the hidden state, and the LSTM is causal, so padding after the text never changes a real position. Documents
-are cut to `max_len` by the caller (inference.docs_of), so no chunk is ever dropped by fastai's `max_len` either.
+are cut to `max_len` by the caller (predictor.docs_of), so no chunk is ever dropped by fastai's `max_len` either.
 
 Each document's logits here are fastai's for that document alone, never dependent on the batch. With our
 batches (batches.pad_chunks pads to whole `bptt` chunks) and the encoder's `max_len` rounded up to whole chunks

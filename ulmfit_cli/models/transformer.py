@@ -231,7 +231,7 @@ def lm_objective(cfg: RunConfig, tok):
 
 
 def cut_doc(doc: np.ndarray, max_len: int) -> np.ndarray:
-    """A document's first `max_len` tokens (see inference.docs_of)."""
+    """A document's first `max_len` tokens (see predictor.docs_of)."""
     return doc[:max_len]
 
 

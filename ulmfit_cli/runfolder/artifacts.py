@@ -218,7 +218,7 @@ class RunWriter:
 class Advice:
     """What a failing stage tells the user to do, which depends on the command running it. A stage run as its
     own command continues with --resume (`rerun`, stage_parts.writing after an interruption) and takes a lower --lr
-    after a NaN loss (`lower_lr` None: train.fit says so itself). A command that runs its stages in a work
+    after a NaN loss (`lower_lr` None: loop.fit says so itself). A command that runs its stages in a work
     folder (workdir.Workdir.stage: pipeline, learning-curve) resumes them when simply rerun and has neither
     flag: its stage's settings come through the command's --lm-set/--clf-set, a change the folder refuses
     without --overwrite; there `lower_lr` is that advice, "{lr}" standing for the rate to try."""

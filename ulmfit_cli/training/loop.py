@@ -45,7 +45,7 @@ class Selection:
     keep: str = "best"  # best | last
     patience: int = 0  # 0: never stop early
     from_epoch: int = 0
-    few_valid: int | None = None  # `--keep auto` chose last: this many validation documents (runs.selection)
+    few_valid: int | None = None  # `--keep auto` chose last: this many validation documents (stage_parts.selection)
 
     def _score(self, row: dict) -> tuple | None:
         v = row.get(self.metric)

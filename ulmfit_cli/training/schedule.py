@@ -76,7 +76,7 @@ def phase_steps(plan: list[EpochPlan], steps_per_epoch: int) -> dict[int, int]:
 
 
 def lr_trace(plan: list[EpochPlan], steps_per_epoch: int, cut_frac: float, ratio: float) -> Iterator[tuple[float, ...]]:
-    """The rate of every group at every optimizer step of the run (0.0 while frozen), as train.fit sets it:
+    """The rate of every group at every optimizer step of the run (0.0 while frozen), as loop.fit sets it:
     each phase runs one STLR cycle over its T steps, restarting when gradual unfreezing opens a new phase.
     Lazy: a long pretraining run has millions of steps."""
     totals = phase_steps(plan, steps_per_epoch)

@@ -30,7 +30,7 @@ MIN_VALID_TO_CHOOSE = 200
 
 
 def selection(stage: str, cfg: RunConfig, task: str | None = None, n_valid: int | None = None):
-    """How a stage chooses the epoch it publishes (train.Selection): an LM stage by validation loss, a classifier
+    """How a stage chooses the epoch it publishes (loop.Selection): an LM stage by validation loss, a classifier
     by its task's metric, on `n_valid` validation documents (`--keep auto`: the best epoch from
     MIN_VALID_TO_CHOOSE documents on, else the last); patience counts only from the first epoch that trains every
     layer group, since an epoch with frozen groups is not yet the model being tuned."""

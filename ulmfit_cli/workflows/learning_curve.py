@@ -350,7 +350,7 @@ def _draw(c: Curve, curve: list[dict], percent: bool, reporter) -> dict:
     title = f"{short(c.train)} -> {short(c.test)} ({c.clf_cfg.preset} preset, parent {c.parent.path.name})"
     try:
         learning_curve(curve, c.out / PNG, title, percent)
-    except Exception as e:  # never lose the table to a picture (as runs.draw_plots)
+    except Exception as e:  # never lose the table to a picture (as stage_parts.draw_plots)
         reporter.notice(f"warning: could not draw {PNG} ({type(e).__name__}: {e}); {CSV} holds the results")
         return {}
     return {"learning_curve": str(c.out / PNG)}

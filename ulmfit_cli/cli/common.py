@@ -74,12 +74,12 @@ def show_schedule(stage: str, cfg) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..training.stage_parts import print_plan
+    from ..training.stage_parts import head_mult, print_plan
 
     rows = print_plan(stage, cfg)
     t = Table(
         title=f"{stage} schedule: lr {cfg.lr}, /{cfg.lr_factor} per lower group"
-        + (f", head x{cfg.head_lr_mult:g}" if stage == "finetune-clf" and cfg.head_lr_mult != 1 else "")
+        + (f", head x{head_mult(cfg):g}" if head_mult(cfg) != 1 else "")
         + f", STLR cut_frac "
         f"{cfg.cut_frac} ratio {cfg.ratio:g}"
     )

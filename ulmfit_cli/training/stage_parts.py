@@ -123,14 +123,18 @@ def manifest(
     }
 
 
+def head_mult(cfg: RunConfig) -> float:
+    """The top group's rate multiplier as the stage trains it: a classifier's fresh head --head-lr-mult, an LM's
+    pretrained top group 1."""
+    return cfg.head_lr_mult if cfg.stage == "finetune-clf" else 1.0
+
+
 def plan_of(stage: str, cfg: RunConfig):
     """The layer groups' names and the per-epoch plan of a stage, known before any model is built."""
     kind = "classifier" if stage == "finetune-clf" else "lm"
     names = backbone(cfg.backbone).group_names(kind, cfg)
-    clf = kind == "classifier"
-    return names, unfreeze_plan(
-        len(names), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing and clf, cfg.head_lr_mult if clf else 1.0
-    )
+    gradual = cfg.gradual_unfreezing and kind == "classifier"
+    return names, unfreeze_plan(len(names), cfg.epochs, cfg.lr, cfg.lr_factor, gradual, head_mult(cfg))
 
 
 def print_plan(stage: str, cfg: RunConfig) -> list[dict]:

@@ -198,7 +198,7 @@ def finetune_clf(
         R.place(model, cfg)
         names, groups = bb.classifier_groups(model)
         weights = tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
-        plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing, cfg.head_lr_mult)
+        plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing, R.head_mult(cfg))
         rngs = [np.random.default_rng([cfg.seed, e]) for e in range(cfg.epochs)]
         w = dist.world()
         steps = classifier_steps(len(docs), cfg.bs, w.size)  # data-parallel: each process every size-th batch

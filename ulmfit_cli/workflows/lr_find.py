@@ -118,11 +118,6 @@ def suggest(lrs: list[float], losses: list[float], num_it: int, rule: str = RULE
     }
 
 
-def head_mult(cfg: RunConfig) -> float:
-    """The head's rate multiplier as the stage trains with it: a classifier's --head-lr-mult, 1 for an LM."""
-    return cfg.head_lr_mult if cfg.stage == "finetune-clf" else 1.0
-
-
 def range_test(model, groups, batches, loss_fn, cfg: RunConfig, start_lr: float, end_lr: float, num_it: int):
     """Train `num_it` steps at exponentially growing rates; returns (top group's rates, smoothed losses)."""
     import torch
@@ -135,7 +130,7 @@ def range_test(model, groups, batches, loss_fn, cfg: RunConfig, start_lr: float,
         p.requires_grad_(True)
     params = [p for g in groups for p in g]
     opt = make_optimizer(groups, cfg)
-    mults = discriminative_lrs(1.0, len(groups), cfg.lr_factor, head_mult(cfg))
+    mults = discriminative_lrs(1.0, len(groups), cfg.lr_factor, R.head_mult(cfg))
     lrs, losses, avg, best = [], [], 0.0, math.inf
     model.train()
     model.reset()
@@ -256,9 +251,9 @@ def lr_find(
     out = {
         "stage": stage,
         **found,
-        "group_lrs": discriminative_lrs(found["suggested_lr"], len(groups), cfg.lr_factor, head_mult(cfg)),
+        "group_lrs": discriminative_lrs(found["suggested_lr"], len(groups), cfg.lr_factor, R.head_mult(cfg)),
         "lr_factor": cfg.lr_factor,
-        "head_lr_mult": head_mult(cfg),
+        "head_lr_mult": R.head_mult(cfg),
         "preset_lr": cfg.lr,
         "steps": len(lrs),
         "num_it": num_it,

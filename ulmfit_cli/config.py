@@ -1,6 +1,8 @@
 """Resolved configuration of a run: one frozen dataclass, presets as data, validation with flag names.
 
-One concept, one name: the flag `--drop-mult`, the field `drop_mult` and the JSON key "drop_mult".
+One concept, one name: the flag `--drop-mult`, the field `drop_mult` and the JSON key "drop_mult". Each setting
+is declared once, as a RunConfig field with its help, panel, commands and rule (`setting`): the command line, the
+`--config` keys, the reference page and `validate` all come from that declaration.
 A stage's configuration is `preset defaults for that stage` updated with every flag the user gave.
 """
 
@@ -8,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ConfigError
 
@@ -41,70 +45,233 @@ ARCH_FIELDS = (
 )
 
 
+# ---- the settings' schema ---------------------------------------------------------------------------------
+# Each setting is declared once, as a field of RunConfig below: its type and default (the field's), its help text,
+# help panel, the commands that take it as a flag, and the rule its value must satisfy. The CLI builds each command's
+# options from these declarations (cli/options.py: `takes_settings`), `--config` files check their keys against the
+# options built from them, and `validate` checks every rule with the flag's name.
+
+# help panels of `--help`
+TRAIN = "Training"
+DATA = "Data"
+MODEL = "Model (pretrain only; later stages take it from the parent)"
+HARDWARE = "Hardware"
+
+# the commands that take settings; "learning-curve/lm" is learning-curve's LM stage, whose flags are --lm-NAME
+PT, LM, CLF, LRF, LC, LC_LM, PIPE = (
+    "pretrain", "finetune-lm", "finetune-clf", "lr-find", "learning-curve", "learning-curve/lm", "pipeline"
+)  # fmt: skip
+SETTING_COMMANDS = (PT, LM, CLF, LRF, LC, LC_LM, PIPE)
+STAGE_SET = (PT, LM, CLF)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a value must be: `text` completes "`--flag` must be ...", `ok` tells whether a value is."""
+
+    text: str
+    ok: Callable[[Any], bool]
+
+
+def one_of(*choices: str, text: str | None = None) -> Rule:
+    return Rule(text or ", ".join(choices[:-1]) + f" or {choices[-1]}", lambda v: v in choices)
+
+
+def at_least(lo: float) -> Rule:
+    return Rule(f">= {lo}", lambda v: v >= lo)
+
+
+def above(lo: float) -> Rule:
+    return Rule(f"> {lo}", lambda v: v > lo)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a RunConfig field is offered on the command line (`field(metadata={"flag": Flag(...)})`)."""
+
+    help: str
+    on: tuple[str, ...]  # the commands (SETTING_COMMANDS) that take it
+    panel: str = TRAIN
+    decls: tuple[str, ...] = ()  # flag names when not --the-field-name (a switch's on/off pair)
+    helps: dict = field(default_factory=dict)  # command: help text where it reads otherwise there
+    rule: Rule | None = None  # what `validate` checks; rules between fields are written out in `validate`
+    show_default: bool = True
+
+    def help_on(self, command: str) -> str:
+        return self.helps.get(command, self.help)
+
+
+def setting(default, help: str, on: tuple[str, ...], **flag) -> Any:
+    """A RunConfig field that is a setting: its default and how the command line offers it."""
+    return field(default=default, metadata={"flag": Flag(help, on, **flag)})
+
+
+def flag_of(f: dataclasses.Field) -> Flag | None:
+    return f.metadata.get("flag")
+
+
+def settings_on(command: str) -> list[dataclasses.Field]:
+    """The RunConfig fields `command` takes as flags, in declaration order."""
+    return [f for f in dataclasses.fields(RunConfig) if flag_of(f) and command in flag_of(f).on]
+
+
+_RATE = "Peak learning rate of the top layer group."
+_LABEL_DELIM = "Multi-label: split each label on this string."
+
+
+def _is_device(v: str) -> bool:
+    return v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+
+
 @dataclass(frozen=True)
 class RunConfig:
     stage: str = "pretrain"
     preset: str = "small"
-    backbone: str = "awd-lstm"
-    # tokenizer (pretrain only)
-    tokenizer: str = "bpe"  # deterministic; unigram ties come out in hash order (see tokenizer.py)
-    vocab_size: int = 15000  # MultiFiT's 15k subword vocabulary
-    tokenizer_sample_lines: int = 50_000  # lines of the corpus the tokenizer is trained on
+    backbone: str = setting(
+        "awd-lstm", "awd-lstm (default) | transformer.", (PT, LM, CLF, LRF), panel=MODEL,
+        rule=one_of(*BACKBONES, text=" or ".join(BACKBONES)),
+    )  # fmt: skip
+    # tokenizer (pretrain only); bpe is deterministic, unigram ties come out in hash order (see tokenizer.py)
+    tokenizer: str = setting("bpe", "bpe (repeatable) | unigram.", (PT, LRF), panel=MODEL)
+    vocab_size: int = setting(  # MultiFiT's 15k subword vocabulary
+        15000, "Subword vocabulary size.", (PT, LRF), panel=MODEL,
+        rule=Rule("between 64 and 1000000", lambda v: 64 <= v <= 1_000_000),
+    )  # fmt: skip
+    tokenizer_sample_lines: int = setting(
+        50_000, "Corpus lines the tokenizer is trained on.", (PT,), panel=MODEL, rule=at_least(1)
+    )
     # AWD-LSTM sizes (pretrain only)
-    emb_sz: int = 400
-    n_hid: int = 1152
-    n_layers: int = 3
+    emb_sz: int = setting(400, "Embedding size.", (PT, LRF), panel=MODEL, rule=at_least(1))
+    n_hid: int = setting(1152, "LSTM hidden size.", (PT, LRF), panel=MODEL, rule=at_least(1))
+    n_layers: int = setting(3, "LSTM layers.", (PT, LRF), panel=MODEL, rule=at_least(1))
     # transformer only (emb_sz is the model width, n_hid the feed-forward width, n_layers the blocks)
-    n_heads: int = 4
-    norm: str = "layernorm"  # layernorm | rmsnorm
-    norm_position: str = "pre"  # pre | post (Xiong et al. 2020) | residual (ResiDual, Xie et al. 2023)
-    attention: str = "softmax"  # softmax | linear (Katharopoulos et al. 2020)
-    backwards: bool = False  # read every text from its end (the paper's backward model, for ensembles)
+    n_heads: int = setting(4, "Transformer: attention heads.", (PT,), panel=MODEL)
+    norm: str = setting(
+        "layernorm", "Transformer: layernorm | rmsnorm.", (PT,), panel=MODEL, rule=one_of("layernorm", "rmsnorm")
+    )
+    norm_position: str = setting(  # post: Xiong et al. 2020; residual: ResiDual, Xie et al. 2023
+        "pre", "Transformer: pre (Pre-LN) | post (Post-LN) | residual (ResiDual).", (PT,), panel=MODEL,
+        rule=one_of(*NORM_POSITIONS),
+    )  # fmt: skip
+    attention: str = setting(  # linear: Katharopoulos et al. 2020
+        "softmax", "Transformer: softmax | linear.", (PT,), panel=MODEL, rule=one_of("softmax", "linear")
+    )
+    backwards: bool = setting(  # the paper's backward model, for ensembles
+        False, "Read texts from the end (the paper's backward model; later stages take it from the parent).",
+        STAGE_SET, panel=MODEL, decls=("--backwards/--forwards",),
+    )  # fmt: skip
     # hf only: the checkpoint's config.json (as transformers writes it), from `ulmfit import-hf`; the architecture
     hf_config: dict | None = None
-    groups: int = 4  # hf only: the blocks are split into this many contiguous layer groups
-    pooling: str = "auto"  # hf only: concat | mean | cls; auto: concat for a decoder, mean for an encoder
-    new_lm_head: bool = False  # hf encoders without an MLM head: finetune-lm trains a fresh one (recorded)
     # regularisation (recipe section 1 and 3); every dropout ends in _p and is scaled by drop_mult
-    drop_mult: float = 1.0
-    wd: float = 0.01
-    alpha: float = 2.0  # AR
-    beta: float = 1.0  # TAR
-    clip: float = 0.4
+    drop_mult: float = setting(1.0, "Scales every dropout.", (PT, LM, CLF, LRF, LC), rule=at_least(0))
+    wd: float = setting(0.01, "Decoupled weight decay.", (PT, LM, CLF, LRF, LC), rule=at_least(0))
+    alpha: float = setting(2.0, "AR regularisation.", (PT, LM), rule=at_least(0))
+    beta: float = setting(1.0, "TAR regularisation.", (PT, LM), rule=at_least(0))
+    clip: float = setting(0.4, "Gradient norm clip (0 = none).", (PT, LM, CLF, LRF), rule=at_least(0))
     # optimisation
-    epochs: int = 1
-    lr: float = 4e-3
-    bs: int = 64
-    bptt: int = 70
-    beta1: float = 0.7
-    beta2: float = 0.99
-    lr_factor: float = 2.6  # discriminative rate divisor per layer group
+    epochs: int = setting(1, "Epochs.", (PT, LM, CLF, LC, LC_LM), helps={LC_LM: "LM epochs."}, rule=at_least(0))
+    lr: float = setting(4e-3, _RATE, (PT, LM, CLF, LC, LC_LM), helps={LC_LM: "LM peak learning rate."}, rule=above(0))
+    bs: int = setting(
+        64, "Batch size.", (PT, LM, CLF, LRF, LC, LC_LM), helps={LC_LM: "LM batch size (rows)."}, rule=at_least(1)
+    )
+    bptt: int = setting(70, "Tokens per backpropagation window.", (PT, LM, CLF, LRF, LC), rule=at_least(1))
+    beta1: float = setting(0.7, "Adam beta1.", STAGE_SET, rule=Rule("in [0, 1)", lambda v: 0 <= v < 1))
+    beta2: float = setting(0.99, "Adam beta2.", STAGE_SET, rule=Rule("in [0, 1)", lambda v: 0 <= v < 1))
+    lr_factor: float = setting(  # the discriminative rates' divisor
+        2.6, "Each lower layer group's rate is the one above / this.", (PT, LM, CLF, LRF), rule=at_least(1)
+    )
     # finetune-clf: the head's rate is --lr times this. A fresh head starts from nothing, and Adam moves a weight by
     # about its rate a step, so at a rate fit for pretrained blocks (2e-4) it did not reach a 10:1 class prior in a
-    # few hundred steps (bench/RESULTS.md 18, stop 27)
-    head_lr_mult: float = 1.0
-    cut_frac: float = 0.1
-    ratio: float = 32.0
-    gradual_unfreezing: bool = True  # finetune-clf only
-    keep: str = "auto"  # best | last | auto: best with enough validation documents to rank them (stage_parts.selection)
-    patience: int = 0  # stop after this many epochs without a better validation metric (0: never early)
-    metric: str = "auto"  # finetune-clf: the validation metric that chooses the epoch kept (auto: the task's own)
-    class_weights: str = "none"  # finetune-clf: none | balanced (inverse class frequency; multi-label: per label)
+    # few hundred steps
+    head_lr_mult: float = setting(
+        1.0, "The classifier head's rate is --lr times this (the groups below keep theirs): a fresh head learns from "
+        "zero, a pretrained checkpoint's blocks need small rates. Preset: 1; 5 for --backbone hf (small, paper).",
+        (CLF, LRF), rule=above(0),
+    )  # fmt: skip
+    cut_frac: float = setting(
+        0.1, "STLR: share of a phase spent warming up.", STAGE_SET, rule=Rule("in (0, 1)", lambda v: 0 < v < 1)
+    )
+    ratio: float = setting(32.0, "STLR: peak rate / lowest rate.", STAGE_SET, rule=at_least(1))
+    gradual_unfreezing: bool = setting(
+        True, "Unfreeze one layer group per epoch from the top.", (CLF,),
+        decls=("--gradual-unfreezing/--no-gradual-unfreezing",),
+    )  # fmt: skip
+    keep: str = setting(  # auto: best with enough validation documents to rank them (stage_parts.selection)
+        "auto", "Publish the weights of the best validation epoch (best by --metric, or an LM's validation loss) or "
+        "of the last one (last); auto: best when the classifier has at least 200 validation documents to choose by, "
+        "else last. Without validation data: last. [default: auto]",
+        STAGE_SET, rule=one_of("auto", "best", "last"), show_default=False,
+    )  # fmt: skip
+    patience: int = setting(  # 0: never early
+        0, "Stop after this many epochs without a better validation metric, counted once every layer group trains "
+        "(0: run every epoch). [default: 0]", STAGE_SET, rule=at_least(0), show_default=False,
+    )  # fmt: skip
+    metric: str = setting(  # which of them a task has is checked once its labels are read (tasks.selection_metric)
+        "auto", "The validation metric that chooses the epoch kept and the early stop: accuracy | macro_f1 | micro_f1 "
+        "| valid_loss (classifiers), mae | rmse (--regression); auto: accuracy, a multi-label run's micro_f1, a "
+        "regressor's mae. macro_f1 for imbalanced classes. [default: auto]",
+        (CLF,), rule=one_of(*METRICS, text=" | ".join(METRICS)), show_default=False,
+    )  # fmt: skip
+    class_weights: str = setting(
+        "none", "none | balanced: weigh each class's loss by its inverse frequency in the training data (multi-label: "
+        "each label's positives by negatives/positives), for imbalanced classes. [default: none]",
+        (CLF,), rule=one_of("none", "balanced"), show_default=False,
+    )  # fmt: skip
+    # --backbone hf only
+    groups: int = setting(
+        4, "--backbone hf: split the checkpoint's blocks into this many layer groups (between the embeddings and the "
+        "top).", (LM, CLF, LRF), rule=at_least(1),
+    )  # fmt: skip
+    pooling: str = setting(
+        "auto", "--backbone hf: concat (last token, max, mean; a decoder's default) | mean (an encoder's default) | "
+        "cls (an encoder's first token).", (CLF, LRF), rule=one_of("auto", "concat", "mean", "cls"),
+    )  # fmt: skip
+    new_lm_head: bool = setting(  # hf encoders without an MLM head: finetune-lm trains a fresh one (recorded)
+        False, "An encoder checkpoint without a masked-LM head: train a fresh one, tied to its input embeddings.",
+        (LM,), decls=("--new-lm-head",), show_default=False,
+    )  # fmt: skip
     # data
-    valid_pct: float = 0.1
-    max_tokens: int = 0  # 0 = use the whole corpus
-    max_steps: int = 0  # LM stages: at most this many optimizer steps in all, spread over the epochs (0 = no cap)
-    max_len: int = 20 * 72  # BPT3C: tokens of a document the classifier keeps (fastai SentenceEncoder)
-    lin_ftrs: int = 50  # classifier head hidden size
-    # finetune-clf task: string labels split on label_delim (or a list column) -> multi-label; regression ->
-    # one numeric output (tasks.py)
-    label_delim: str | None = None
-    regression: bool = False
-    seed: int = 42
+    valid_pct: float = setting(
+        0.1, "Share held out for validation.", (PT, LM, CLF, LC), panel=DATA,
+        rule=Rule("in [0, 1)", lambda v: 0 <= v < 1),
+    )  # fmt: skip
+    max_tokens: int = setting(
+        0, "Use at most this many tokens of the corpus (0 = all).", (PT, LM), panel=DATA, rule=at_least(0)
+    )
+    max_steps: int = setting(  # LM stages
+        0, "At most this many optimizer steps in all, spread over the epochs (0 = no cap).", (PT, LM, LC_LM),
+        helps={LC_LM: "LM: at most this many steps."}, rule=at_least(0),
+    )  # fmt: skip
+    max_len: int = setting(  # BPT3C (fastai's SentenceEncoder)
+        20 * 72, "BPT3C: tokens of a document kept.", (CLF, LRF, LC), helps={LC: "BPT3C: tokens kept."}
+    )
+    lin_ftrs: int = setting(50, "Hidden units of the classifier head.", (CLF,), rule=at_least(1))
+    # the task: string labels split on label_delim (or a list column) -> multi-label; regression -> one numeric
+    # output (tasks.py)
+    label_delim: str | None = setting(
+        None, _LABEL_DELIM[:-1] + " (e.g. ' '); a list column is multi-label already.", (CLF, LRF, LC), panel=DATA,
+        helps={LRF: _LABEL_DELIM, LC: _LABEL_DELIM},
+    )  # fmt: skip
+    regression: bool = setting(
+        False, "Numeric labels: train a regressor (MSE).", (CLF, LRF, LC), panel=DATA, decls=("--regression",),
+        helps={LRF: "Numeric labels.", LC: "Numeric labels (error = test MAE)."},
+    )  # fmt: skip
+    seed: int = setting(
+        42, "Random seed (CPU runs repeat exactly).", (PT, LM, CLF, LRF, LC, PIPE),
+        rule=Rule(f"in [0, {MAX_SEED}] (numpy's seeds)", lambda v: 0 <= v <= MAX_SEED),
+    )  # fmt: skip
     # hardware (not inherited by later stages)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (mixed precision, CUDA only)
-    compile: bool = False  # torch.compile the model
+    device: str = setting(
+        "auto", "auto | cpu | cuda | cuda:N | mps (auto: a GPU when there is one).", (PT, LM, CLF, LRF, LC, PIPE),
+        panel=HARDWARE, rule=Rule("auto, cpu, cuda, cuda:N or mps", _is_device),
+    )  # fmt: skip
+    precision: str = setting(  # mixed precision, CUDA only
+        "fp32", "fp32 | bf16 | fp16 (mixed precision on CUDA GPUs).", (PT, LM, CLF, LRF, LC, PIPE), panel=HARDWARE,
+        rule=one_of("fp32", "bf16", "fp16"),
+    )  # fmt: skip
+    compile: bool = setting(
+        False, "torch.compile the model.", STAGE_SET, panel=HARDWARE, decls=("--compile/--no-compile",)
+    )
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -119,10 +286,13 @@ class RunConfig:
                 problems.append(f"`--{name.replace('_', '-')}` must be {rule}, got {value!r}")
 
         c = self
-        need(c.backbone in BACKBONES, "backbone", " or ".join(BACKBONES), c.backbone)
-        need(c.norm in ("layernorm", "rmsnorm"), "norm", "layernorm or rmsnorm", c.norm)
-        need(c.norm_position in NORM_POSITIONS, "norm_position", "pre, post or residual", c.norm_position)
-        need(c.attention in ("softmax", "linear"), "attention", "softmax or linear", c.attention)
+        for f in dataclasses.fields(c):  # each setting's own rule (its declaration above)
+            v = getattr(c, f.name)
+            if isinstance(v, float) and not math.isfinite(v):  # NaN fails every comparison; infinity passes some
+                need(False, f.name, "a finite number", v)
+            elif (flag := flag_of(f)) is not None and flag.rule is not None and v is not None:
+                need(flag.rule.ok(v), f.name, flag.rule.text, v)
+        # rules between settings
         need(
             c.n_heads >= 1 and c.emb_sz % max(c.n_heads, 1) == 0,
             "n_heads",
@@ -135,48 +305,12 @@ class RunConfig:
             " or ".join(TOKENIZERS),
             c.tokenizer,
         )
-        need(64 <= c.vocab_size <= 1_000_000, "vocab_size", "between 64 and 1000000", c.vocab_size)
-        need(c.tokenizer_sample_lines >= 1, "tokenizer_sample_lines", ">= 1", c.tokenizer_sample_lines)
-        for name in ("emb_sz", "n_hid", "n_layers", "bs", "bptt", "lin_ftrs"):
-            need(getattr(c, name) >= 1, name, ">= 1", getattr(c, name))
         if c.stage == "finetune-clf":  # the head's batch-norm cannot train on a batch of one document
             need(c.bs >= 2, "bs", ">= 2 for finetune-clf (its batch-norm needs two documents a batch)", c.bs)
-        need(c.epochs >= 0, "epochs", ">= 0", c.epochs)
-        need(0 <= c.seed <= MAX_SEED, "seed", f"in [0, {MAX_SEED}] (numpy's seeds)", c.seed)
-        for f in dataclasses.fields(c):  # NaN fails every comparison below; infinity would pass some of them
-            v = getattr(c, f.name)
-            if isinstance(v, float) and not math.isfinite(v):
-                need(False, f.name, "a finite number", v)
-        need(c.keep in ("auto", "best", "last"), "keep", "auto, best or last", c.keep)
-        need(c.patience >= 0, "patience", ">= 0", c.patience)
-        need(c.metric in METRICS, "metric", " | ".join(METRICS), c.metric)
-        need(c.class_weights in ("none", "balanced"), "class_weights", "none or balanced", c.class_weights)
-        need(c.lr > 0, "lr", "> 0", c.lr)
-        need(c.drop_mult >= 0, "drop_mult", ">= 0", c.drop_mult)
-        for name in ("wd", "alpha", "beta", "clip"):
-            need(getattr(c, name) >= 0, name, ">= 0", getattr(c, name))
-        need(0 <= c.beta1 < 1, "beta1", "in [0, 1)", c.beta1)
-        need(0 <= c.beta2 < 1, "beta2", "in [0, 1)", c.beta2)
-        need(c.lr_factor >= 1, "lr_factor", ">= 1", c.lr_factor)
-        need(c.head_lr_mult > 0, "head_lr_mult", "> 0", c.head_lr_mult)
-        need(0 < c.cut_frac < 1, "cut_frac", "in (0, 1)", c.cut_frac)
-        need(c.ratio >= 1, "ratio", ">= 1", c.ratio)
-        need(0 <= c.valid_pct < 1, "valid_pct", "in [0, 1)", c.valid_pct)
-        need(c.max_tokens >= 0, "max_tokens", ">= 0", c.max_tokens)
-        need(c.max_steps >= 0, "max_steps", ">= 0", c.max_steps)
-        need(c.precision in ("fp32", "bf16", "fp16"), "precision", "fp32, bf16 or fp16", c.precision)
-        need(
-            c.device in ("auto", "cpu", "cuda", "mps") or (c.device.startswith("cuda:") and c.device[5:].isdigit()),
-            "device",
-            "auto, cpu, cuda, cuda:N or mps",
-            c.device,
-        )
         need(c.max_len >= c.bptt, "max_len", f">= --bptt ({c.bptt})", c.max_len)
         need(c.label_delim is None or c.label_delim != "", "label_delim", "a non-empty string", c.label_delim)
         if c.regression and c.label_delim is not None:
             problems.append("`--regression` and `--label-delim` cannot be combined (numbers vs label lists)")
-        need(c.groups >= 1, "groups", ">= 1", c.groups)
-        need(c.pooling in ("auto", "concat", "mean", "cls"), "pooling", "auto, concat, mean or cls", c.pooling)
         if c.backbone == "hf":
             problems += _hf_problems(c)
         if problems:

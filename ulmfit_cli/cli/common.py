@@ -182,3 +182,34 @@ def tracked(reporter, command: str, out: Path, settings: dict, body):
         raise
     t.group_end(summary)
     return summary
+
+
+def lm_stage(stage: str, cfg, parent, paths, out: Path, valid, source, cache_dir, opts) -> None:
+    """pretrain and finetune-lm once their settings are resolved: --print-schedule, --print-config, or the run
+    (`source`, `opts`: the TEXT_SOURCE and STAGE_RUN option blocks; `parent`: the run folder, None to pretrain)."""
+    from ..configfile import print_config
+    from ..data.readers import source_of
+    from ..training.stages import train_lm_stage
+
+    if opts.print_schedule:
+        return show_schedule(stage, cfg)
+    if opts.print_config:
+        return print_config(stage, cfg, {"text_col": source.text_col, "encoding": source.encoding})
+    what = "corpus" if parent is None else "texts"
+    srcs = sources(paths, source.dataset, source.split, what, source.text_col, encoding=source.encoding)
+    reporter = start(cfg, opts.quiet, opts.track, opts.track_dir)
+    summary = train_lm_stage(
+        stage,
+        cfg,
+        srcs,
+        out,
+        text_col=source.text_col,
+        parent=parent,
+        valid=source_of(valid, source.text_col, source.encoding) if valid else None,
+        overwrite=opts.overwrite,
+        resume=opts.resume,
+        checkpoint_every=opts.checkpoint_every,
+        cache_dir=cache_dir,
+        reporter=reporter,
+    )
+    finish(summary, opts.json, reporter)

@@ -5,52 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .options import (
-    Alpha,
-    Backbone,
-    Backwards,
-    Beta,
-    Beta1,
-    Beta2,
-    Bptt,
-    Bs,
-    CacheDir,
-    CheckpointEvery,
-    Clip,
-    Compile,
-    ConfigFile,
-    CutFrac,
-    Dataset,
-    Device,
-    DropMult,
-    Encoding,
-    Epochs,
-    Groups,
-    Json,
-    Keep,
-    Lr,
-    LrFactor,
-    MaxSteps,
-    MaxTokens,
-    NewLmHead,
-    Out,
-    Overwrite,
-    Patience,
-    Precision,
-    Preset,
-    PrintConfig,
-    PrintSchedule,
-    Quiet,
-    Ratio,
-    Resume,
-    Seed,
-    Split,
-    TextCol,
-    Track,
-    TrackDir,
-    ValidPct,
-    Wd,
-)
+from .options import STAGE_RUN, TEXT_SOURCE, CacheDir, Opts, Out, Preset, takes_settings
 
 Parent = Annotated[
     Path,
@@ -64,6 +19,7 @@ Texts = Annotated[
 ]
 
 
+@takes_settings("finetune-lm", source=TEXT_SOURCE, opts=STAGE_RUN)
 def finetune_lm(
     parent: Parent,
     texts: Texts = None,
@@ -72,80 +28,16 @@ def finetune_lm(
         Path | None, typer.Option(help="Validation texts (default: the last --valid-pct of the tokens).")
     ] = None,
     preset: Preset = "small",
-    text_col: TextCol = "text",
-    encoding: Encoding = None,
-    dataset: Dataset = None,
-    split: Split = "train",
-    backbone: Backbone = None,
-    epochs: Epochs = None,
-    keep: Keep = None,
-    patience: Patience = None,
-    lr: Lr = None,
-    bs: Bs = None,
-    bptt: Bptt = None,
-    drop_mult: DropMult = None,
-    wd: Wd = None,
-    lr_factor: LrFactor = None,
-    groups: Groups = None,
-    new_lm_head: NewLmHead = None,
-    cut_frac: CutFrac = None,
-    ratio: Ratio = None,
-    clip: Clip = None,
-    alpha: Alpha = None,
-    beta: Beta = None,
-    beta1: Beta1 = None,
-    beta2: Beta2 = None,
-    seed: Seed = None,
-    valid_pct: ValidPct = None,
-    max_tokens: MaxTokens = None,
-    backwards: Backwards = None,
-    max_steps: MaxSteps = None,
+    source: Opts = None,
+    settings: dict | None = None,  # every setting declared for finetune-lm (config.RunConfig)
     cache_dir: CacheDir = None,
-    device: Device = None,
-    precision: Precision = None,
-    compile: Compile = None,
-    overwrite: Overwrite = False,
-    resume: Resume = False,
-    checkpoint_every: CheckpointEvery = 200,
-    json: Json = False,
-    quiet: Quiet = False,
-    print_schedule: PrintSchedule = False,
-    config: ConfigFile = None,
-    print_config: PrintConfig = False,
-    track: Track = None,
-    track_dir: TrackDir = None,
+    opts: Opts = None,
 ):
     """Fine-tune a pretrained language model on target-domain text (discriminative rates, STLR)."""
-    from ..config import flags
-
-    given = flags(locals())  # first, before other names join the locals
     from ..config import resolve
-    from ..configfile import print_config as print_config_file
-    from ..data.readers import source_of
     from ..runfolder.artifacts import LM_STAGES, open_run
-    from ..training.stages import train_lm_stage
-    from .common import finish, show_schedule, sources, start
+    from .common import lm_stage
 
     run = open_run(parent, LM_STAGES, "finetune-lm")
-    cfg = resolve("finetune-lm", preset, given, run.config)
-    if print_schedule:
-        return show_schedule("finetune-lm", cfg)
-    if print_config:
-        return print_config_file("finetune-lm", cfg, {"text_col": text_col, "encoding": encoding})
-    srcs = sources(texts, dataset, split, "texts", text_col, encoding=encoding)
-    reporter = start(cfg, quiet, track, track_dir)
-    summary = train_lm_stage(
-        "finetune-lm",
-        cfg,
-        srcs,
-        out,
-        text_col=text_col,
-        parent=run,
-        valid=source_of(valid, text_col, encoding) if valid else None,
-        overwrite=overwrite,
-        resume=resume,
-        checkpoint_every=checkpoint_every,
-        cache_dir=cache_dir,
-        reporter=reporter,
-    )
-    finish(summary, json, reporter)
+    cfg = resolve("finetune-lm", preset, settings, run.config)
+    lm_stage("finetune-lm", cfg, run, texts, out, valid, source, cache_dir, opts)

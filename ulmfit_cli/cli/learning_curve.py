@@ -6,35 +6,21 @@ from typing import Annotated
 import typer
 
 from .options import (
-    DATA,
+    LM_PANEL,
+    MULTI_RUN,
     TRAIN,
-    Bptt,
-    Bs,
-    CacheDir,
-    ConfigFile,
-    Device,
-    DropMult,
     Encoding,
-    Epochs,
-    Json,
     LabelCol,
-    Lr,
-    Overwrite,
-    Precision,
+    Opts,
     Preset,
-    Quiet,
-    Seed,
     TextCol,
-    Track,
-    TrackDir,
-    ValidPct,
-    Wd,
+    takes_settings,
 )
 
-LM = "Language-model fine-tuning (the supervised and semi-supervised variants)"
 SET_HELP = "Any other {} setting as SETTING=VALUE (e.g. {}); repeatable."
 
 
+@takes_settings("learning-curve", opts=MULTI_RUN)
 def learning_curve(
     parent: Annotated[
         Path,
@@ -67,43 +53,20 @@ def learning_curve(
     text_col: TextCol = "text",
     encoding: Encoding = None,
     label_col: LabelCol = "label",
-    label_delim: Annotated[
-        str | None, typer.Option(help="Multi-label: split each label on this string.", rich_help_panel=DATA)
-    ] = None,
-    regression: Annotated[
-        bool, typer.Option("--regression", help="Numeric labels (error = test MAE).", rich_help_panel=DATA)
-    ] = False,
-    epochs: Epochs = None,
-    lr: Lr = None,
-    bs: Bs = None,
-    bptt: Bptt = None,
-    drop_mult: DropMult = None,
-    wd: Wd = None,
-    max_len: Annotated[int | None, typer.Option(help="BPT3C: tokens kept.", rich_help_panel=TRAIN)] = None,
-    seed: Seed = None,
-    valid_pct: ValidPct = None,
+    settings: dict | None = None,  # the classifier's settings declared for learning-curve (config.RunConfig)
     clf_set: Annotated[
         list[str] | None,
         typer.Option(help=SET_HELP.format("finetune-clf", "lin_ftrs=100"), rich_help_panel=TRAIN, show_default=False),
     ] = None,
-    lm_epochs: Annotated[int | None, typer.Option(help="LM epochs.", rich_help_panel=LM)] = None,
-    lm_lr: Annotated[float | None, typer.Option(help="LM peak learning rate.", rich_help_panel=LM)] = None,
-    lm_bs: Annotated[int | None, typer.Option(help="LM batch size (rows).", rich_help_panel=LM)] = None,
-    lm_max_steps: Annotated[int | None, typer.Option(help="LM: at most this many steps.", rich_help_panel=LM)] = None,
+    lm_settings: dict | None = None,  # the LM stage's: --lm-epochs, --lm-lr, ...
     lm_set: Annotated[
         list[str] | None,
-        typer.Option(help=SET_HELP.format("finetune-lm", "drop_mult=0.3"), rich_help_panel=LM, show_default=False),
+        typer.Option(
+            help=SET_HELP.format("finetune-lm", "drop_mult=0.3"), rich_help_panel=LM_PANEL, show_default=False
+        ),
     ] = None,
-    cache_dir: CacheDir = None,
-    device: Device = None,
-    precision: Precision = None,
     keep_runs: Annotated[bool, typer.Option("--keep-runs", help="Keep each point's run folders.")] = False,
-    overwrite: Overwrite = False,
-    json: Json = False,
-    quiet: Quiet = False,
-    config: ConfigFile = None,
-    track: Track = None,
-    track_dir: TrackDir = None,
+    opts: Opts = None,
 ):
     """Test error against the number of labelled examples: no pretraining, ULMFiT supervised and semi-supervised.
 
@@ -120,17 +83,15 @@ def learning_curve(
     from .common import stage_flags, start, tracked
 
     size_list, variant_list = parse_sizes(sizes), parse_variants(variants)
-    shared = {"bptt": bptt, "valid_pct": valid_pct, "seed": seed, "device": device, "precision": precision}
-    clf_given = stage_flags("finetune-clf", {
-        **shared, "epochs": epochs, "lr": lr, "bs": bs, "drop_mult": drop_mult, "wd": wd, "max_len": max_len,
-        "label_delim": label_delim, "regression": regression or None}, clf_set, "--clf-set")  # fmt: skip
-    lm_given = stage_flags("finetune-lm", {
-        **shared, "epochs": lm_epochs, "lr": lm_lr, "bs": lm_bs, "max_steps": lm_max_steps}, lm_set, "--lm-set",
-    )  # fmt: skip
+    # the classifier's flags; those the LM stage shares (its window, validation share, seed, hardware) go to both
+    shared = {k: settings[k] for k in ("bptt", "valid_pct", "seed", "device", "precision")}
+    clf_given = stage_flags("finetune-clf", {**settings, "regression": settings["regression"] or None}, clf_set,
+                            "--clf-set")  # fmt: skip
+    lm_given = stage_flags("finetune-lm", {**shared, **lm_settings}, lm_set, "--lm-set")
     run = open_run(parent, ("pretrain", "finetune-lm"), "learning-curve")
     clf_cfg = resolve("finetune-clf", preset, clf_given, run.config)
     lm_cfg = resolve("finetune-lm", preset, lm_given, run.config)
-    reporter = start(clf_cfg, quiet, track, track_dir)
+    reporter = start(clf_cfg, opts.quiet, opts.track, opts.track_dir)
     curve = Curve(
         parent=run,
         train=source_of(train, text_col, encoding),
@@ -144,13 +105,13 @@ def learning_curve(
         out=out,
         text_col=text_col,
         label_col=label_col,
-        overwrite=overwrite,
+        overwrite=opts.overwrite,
         keep_runs=keep_runs,
-        cache_dir=cache_dir,
+        cache_dir=opts.cache_dir,
     )
     settings = {"preset": preset, "sizes": sizes, "seeds": seeds, "variants": variants, "train": str(train)}
     summary = tracked(reporter, "learning-curve", out, settings, lambda: core(curve, reporter))
-    if json:
+    if opts.json:
         from .report import emit_json
 
         emit_json(summary)

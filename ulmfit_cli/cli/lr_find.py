@@ -8,34 +8,18 @@ import typer
 from .options import (
     DATA,
     TRAIN,
-    Backbone,
-    Bptt,
-    Bs,
-    Clip,
-    Device,
-    DropMult,
-    EmbSz,
     Encoding,
-    Groups,
-    HeadLrMult,
     Json,
-    LrFactor,
-    NHid,
-    NLayers,
-    Pooling,
-    Precision,
     Preset,
     Quiet,
-    Seed,
     TextCol,
-    Tokenizer,
-    VocabSize,
-    Wd,
+    takes_settings,
 )
 
 STAGES = ("pretrain", "finetune-lm", "finetune-clf")
 
 
+@takes_settings("lr-find")
 def lr_find(
     paths: Annotated[
         list[Path],
@@ -63,39 +47,15 @@ def lr_find(
     text_col: TextCol = "text",
     encoding: Encoding = None,
     label_col: Annotated[str, typer.Option(help="Column holding the label.", rich_help_panel=DATA)] = "label",
-    label_delim: Annotated[
-        str | None, typer.Option(help="Multi-label: split each label on this string.", rich_help_panel=DATA)
-    ] = None,
-    regression: Annotated[bool, typer.Option("--regression", help="Numeric labels.", rich_help_panel=DATA)] = False,
-    backbone: Backbone = None,
-    tokenizer: Tokenizer = None,
-    vocab_size: VocabSize = None,
-    emb_sz: EmbSz = None,
-    n_hid: NHid = None,
-    n_layers: NLayers = None,
-    bs: Bs = None,
-    bptt: Bptt = None,
-    drop_mult: DropMult = None,
-    wd: Wd = None,
-    lr_factor: LrFactor = None,
-    head_lr_mult: HeadLrMult = None,
-    groups: Groups = None,
-    pooling: Pooling = None,
-    clip: Clip = None,
-    max_len: Annotated[int | None, typer.Option(help="BPT3C: tokens of a document kept.")] = None,
-    seed: Seed = None,
-    device: Device = None,
-    precision: Precision = None,
+    settings: dict | None = None,  # every setting declared for lr-find (config.RunConfig)
     json: Json = False,
     quiet: Quiet = False,
 ):
     """Learning-rate range test: the stage's model trained a few steps at growing rates; prints the suggested
     peak --lr (the bottom of the loss's longest valley; --rule). Writes nothing but --png; the parent is only read."""
-    from ..config import flags, resolve
-    from ..errors import ConfigError
-
-    given = flags(locals())
+    from ..config import resolve
     from ..data.readers import source_of
+    from ..errors import ConfigError
     from ..runfolder.artifacts import LM_STAGES, open_run
     from ..workflows.lr_find import lr_find as core
     from .common import check_file_out, start
@@ -105,7 +65,7 @@ def lr_find(
         check_file_out(png, "--png", "a PNG", ".png")
     if stage not in STAGES:
         raise ConfigError(f"`--stage` must be one of {', '.join(STAGES)}, got {stage!r}")
-    if head_lr_mult is not None and stage != "finetune-clf":
+    if settings["head_lr_mult"] is not None and stage != "finetune-clf":
         raise ConfigError(f"`--head-lr-mult` is the classifier head's; --stage {stage} trains a language model")
     if stage == "pretrain":
         parent, data = None, paths
@@ -114,7 +74,7 @@ def lr_find(
             raise ConfigError(f"--stage {stage} needs PARENT and DATA, got {len(paths)} path(s)")
         wanted = LM_STAGES if stage == "finetune-clf" else ("pretrain", "finetune-lm")
         parent, data = open_run(paths[0], wanted, "lr-find"), paths[1:]
-    cfg = resolve(stage, preset, given, parent.config if parent else None)
+    cfg = resolve(stage, preset, settings, parent.config if parent else None)
     reporter = start(cfg, quiet)
     out = core(
         stage,

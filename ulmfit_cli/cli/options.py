@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated
 
 import typer
 
-TRAIN = "Training"
-DATA = "Data"
-MODEL = "Model (pretrain only; later stages take it from the parent)"
-HARDWARE = "Hardware"
+from ..config import DATA
+from ..config import TRAIN as TRAIN  # the panel of the commands' own training options
+
+Opts = SimpleNamespace  # what a command gets for an option block of takes_settings (its values by name)
+LM_PANEL = "Language-model fine-tuning (the supervised and semi-supervised variants)"  # learning-curve's LM stage
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (written atomically).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")]
@@ -63,142 +65,16 @@ Encoding = Annotated[
         show_default=False,
     ),
 ]
-ValidPct = Annotated[float | None, typer.Option(help="Share held out for validation.", rich_help_panel=DATA)]
-MaxTokens = Annotated[
-    int | None, typer.Option(help="Use at most this many tokens of the corpus (0 = all).", rich_help_panel=DATA)
-]
-
-Epochs = Annotated[int | None, typer.Option(help="Epochs.", rich_help_panel=TRAIN)]
-Lr = Annotated[float | None, typer.Option(help="Peak learning rate of the top layer group.", rich_help_panel=TRAIN)]
-Bs = Annotated[int | None, typer.Option(help="Batch size.", rich_help_panel=TRAIN)]
-Bptt = Annotated[int | None, typer.Option(help="Tokens per backpropagation window.", rich_help_panel=TRAIN)]
-DropMult = Annotated[float | None, typer.Option(help="Scales every dropout.", rich_help_panel=TRAIN)]
-Wd = Annotated[float | None, typer.Option(help="Decoupled weight decay.", rich_help_panel=TRAIN)]
-LrFactor = Annotated[
-    float | None, typer.Option(help="Each lower layer group's rate is the one above / this.", rich_help_panel=TRAIN)
-]
-HeadLrMult = Annotated[
-    float | None,
-    typer.Option(
-        help="The classifier head's rate is --lr times this (the groups below keep theirs): a fresh head learns "
-        "from zero, a pretrained checkpoint's blocks need small rates. Preset: 1; 5 for --backbone hf (small, paper).",
-        rich_help_panel=TRAIN,
-    ),
-]
-Groups = Annotated[
-    int | None,
-    typer.Option(
-        help="--backbone hf: split the checkpoint's blocks into this many layer groups (between the embeddings "
-        "and the top).",
-        rich_help_panel=TRAIN,
-    ),
-]
-Pooling = Annotated[
-    str | None,
-    typer.Option(
-        help="--backbone hf: concat (last token, max, mean; a decoder's default) | mean (an encoder's default) | cls "
-        "(an encoder's first token).",
-        rich_help_panel=TRAIN,
-    ),
-]
-NewLmHead = Annotated[
-    bool | None,
-    typer.Option(
-        "--new-lm-head",
-        help="An encoder checkpoint without a masked-LM head: train a fresh one, tied to its input embeddings.",
-        rich_help_panel=TRAIN,
-        show_default=False,
-    ),
-]
-CutFrac = Annotated[float | None, typer.Option(help="STLR: share of a phase spent warming up.", rich_help_panel=TRAIN)]
-Ratio = Annotated[float | None, typer.Option(help="STLR: peak rate / lowest rate.", rich_help_panel=TRAIN)]
-Clip = Annotated[float | None, typer.Option(help="Gradient norm clip (0 = none).", rich_help_panel=TRAIN)]
-Alpha = Annotated[float | None, typer.Option(help="AR regularisation.", rich_help_panel=TRAIN)]
-Beta = Annotated[float | None, typer.Option(help="TAR regularisation.", rich_help_panel=TRAIN)]
-Beta1 = Annotated[float | None, typer.Option(help="Adam beta1.", rich_help_panel=TRAIN)]
-Beta2 = Annotated[float | None, typer.Option(help="Adam beta2.", rich_help_panel=TRAIN)]
-Keep = Annotated[
-    str | None,
-    typer.Option(
-        help="Publish the weights of the best validation epoch (best by --metric, or an LM's validation loss) or "
-        "of the last one (last); auto: best when the classifier has at least 200 validation documents to choose "
-        "by, else last. Without validation data: last. [default: auto]",
-        rich_help_panel=TRAIN,
-        show_default=False,
-    ),
-]
-Metric = Annotated[
-    str | None,
-    typer.Option(
-        help="The validation metric that chooses the epoch kept and the early stop: accuracy | macro_f1 | micro_f1 "
-        "| valid_loss (classifiers), mae | rmse (--regression); auto: accuracy, a multi-label run's micro_f1, a "
-        "regressor's mae. macro_f1 for imbalanced classes. [default: auto]",
-        rich_help_panel=TRAIN,
-        show_default=False,
-    ),
-]
-ClassWeights = Annotated[
-    str | None,
-    typer.Option(
-        help="none | balanced: weigh each class's loss by its inverse frequency in the training data (multi-label: "
-        "each label's positives by negatives/positives), for imbalanced classes. [default: none]",
-        rich_help_panel=TRAIN,
-        show_default=False,
-    ),
-]
-Patience = Annotated[
-    int | None,
-    typer.Option(
-        help="Stop after this many epochs without a better validation metric, counted once every layer group "
-        "trains (0: run every epoch). [default: 0]",
-        rich_help_panel=TRAIN,
-        show_default=False,
-    ),
-]
-Seed = Annotated[int | None, typer.Option(help="Random seed (CPU runs repeat exactly).", rich_help_panel=TRAIN)]
-
-Backbone = Annotated[str | None, typer.Option(help="awd-lstm (default) | transformer.", rich_help_panel=MODEL)]
-Tokenizer = Annotated[str | None, typer.Option(help="bpe (repeatable) | unigram.", rich_help_panel=MODEL)]
-VocabSize = Annotated[int | None, typer.Option(help="Subword vocabulary size.", rich_help_panel=MODEL)]
-EmbSz = Annotated[int | None, typer.Option(help="Embedding size.", rich_help_panel=MODEL)]
-NHid = Annotated[int | None, typer.Option(help="LSTM hidden size.", rich_help_panel=MODEL)]
-NLayers = Annotated[int | None, typer.Option(help="LSTM layers.", rich_help_panel=MODEL)]
-TokSample = Annotated[int | None, typer.Option(help="Corpus lines the tokenizer is trained on.", rich_help_panel=MODEL)]
-
-NHeads = Annotated[int | None, typer.Option(help="Transformer: attention heads.", rich_help_panel=MODEL)]
-Norm = Annotated[str | None, typer.Option(help="Transformer: layernorm | rmsnorm.", rich_help_panel=MODEL)]
-NormPosition = Annotated[
-    str | None,
-    typer.Option(help="Transformer: pre (Pre-LN) | post (Post-LN) | residual (ResiDual).", rich_help_panel=MODEL),
-]
-Attention = Annotated[str | None, typer.Option(help="Transformer: softmax | linear.", rich_help_panel=MODEL)]
-Backwards = Annotated[
-    bool | None,
-    typer.Option(
-        "--backwards/--forwards",
-        help="Read texts from the end (the paper's backward model; later stages take it from the parent).",
-        rich_help_panel=MODEL,
-    ),
-]
-MaxSteps = Annotated[
-    int | None,
-    typer.Option(
-        help="At most this many optimizer steps in all, spread over the epochs (0 = no cap).", rich_help_panel=TRAIN
-    ),
-]
 CacheDir = Annotated[
     Path | None,
     typer.Option(help="Token-id cache (default $ULMFIT_CACHE or ~/.cache/ulmfit).", rich_help_panel=DATA),
 ]
-Device = Annotated[
+Backbone = Annotated[
     str | None,
-    typer.Option(help="auto | cpu | cuda | cuda:N | mps (auto: a GPU when there is one).", rich_help_panel=HARDWARE),
-]
-Precision = Annotated[
-    str | None, typer.Option(help="fp32 | bf16 | fp16 (mixed precision on CUDA GPUs).", rich_help_panel=HARDWARE)
-]
-Compile = Annotated[
-    bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.", rich_help_panel=HARDWARE)
+    typer.Option(
+        help="Check that RUN holds a model of this backbone (awd-lstm | transformer | hf): an error if not.",
+        show_default=False,
+    ),
 ]
 BatchSize = Annotated[int, typer.Option(help="Documents per forward pass (sorted by length within it).", min=1)]
 Threads = Annotated[
@@ -243,3 +119,106 @@ TrackDir = Annotated[
         show_default=False,
     ),
 ]
+
+
+def takes_settings(command: str, **blocks: dict):
+    """Give the decorated command the flags of every setting declared for it (config.RunConfig's fields whose
+    Flag names `command`), and call it with what was given as `settings` ({field: value or None}); a parameter
+    `lm_settings` gets those declared for `command/lm` (flags --lm-NAME: learning-curve's LM stage).
+
+    `blocks` are option blocks that several commands share (STAGE_RUN, TEXT_SOURCE): the command names a
+    parameter after each (`run: Opts = None`) and is called with a namespace of the block's values there.
+    The flags take the place of those parameters in the signature typer reads, so the command's own options keep
+    their places around them."""
+
+    def decorate(fn):
+        import functools
+        import inspect
+        from types import SimpleNamespace
+
+        own = inspect.signature(fn, eval_str=True).parameters
+        groups = {"settings": _flags(command, ""), "lm_settings": _flags(f"{command}/lm", "lm_")}
+        groups.update({name: _block(options) for name, options in blocks.items()})
+        params = []
+        for p in own.values():
+            # keyword-only, all of them: typer calls a command with keywords, and a signature may not put
+            # positional parameters after keyword-only ones
+            params += groups[p.name].values() if p.name in groups else [p.replace(kind=p.KEYWORD_ONLY)]
+        used = {name: g for name, g in groups.items() if name in own}
+
+        @functools.wraps(fn)
+        def command_with_settings(**kwargs):
+            for name, group in used.items():
+                values = {key: kwargs.pop(p.name) for key, p in group.items()}
+                kwargs[name] = values if name in ("settings", "lm_settings") else SimpleNamespace(**values)
+            return fn(**kwargs)
+
+        command_with_settings.__signature__ = inspect.Signature(params)
+        command_with_settings.__annotations__ = {p.name: p.annotation for p in params}
+        return command_with_settings
+
+    return decorate
+
+
+def _block(options: dict) -> dict:
+    import inspect
+
+    return {
+        name: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, (annotation, default) in options.items()
+    }
+
+
+def _flags(target: str, prefix: str) -> dict:
+    """{field: the keyword parameter typer reads for it} for the settings declared for `target`."""
+    import inspect
+    import typing
+
+    from ..config import RunConfig, flag_of, settings_on
+
+    hints = typing.get_type_hints(RunConfig)
+    out = {}
+    for f in settings_on(target):
+        flag = flag_of(f)
+        kind = hints[f.name]
+        option = typer.Option(
+            *flag.decls,
+            help=flag.help_on(target),
+            rich_help_panel=LM_PANEL if prefix else flag.panel,
+            show_default=flag.show_default,
+        )
+        annotation = Annotated[kind | None, option]  # None: not given (the preset decides)
+        out[f.name] = inspect.Parameter(
+            prefix + f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+        )
+    return out
+
+
+# The option blocks several commands share (`takes_settings(..., run=STAGE_RUN)`): name: (annotation, default).
+TEXT_SOURCE = {  # where a stage's text comes from, beside its file arguments
+    "text_col": (TextCol, "text"),
+    "encoding": (Encoding, None),
+    "dataset": (Dataset, None),
+    "split": (Split, "train"),
+}
+STAGE_RUN = {  # how a training stage runs and reports (pretrain, finetune-lm, finetune-clf)
+    "overwrite": (Overwrite, False),
+    "resume": (Resume, False),
+    "checkpoint_every": (CheckpointEvery, 200),
+    "json": (Json, False),
+    "quiet": (Quiet, False),
+    "print_schedule": (PrintSchedule, False),
+    "config": (ConfigFile, None),
+    "print_config": (PrintConfig, False),
+    "track": (Track, None),
+    "track_dir": (TrackDir, None),
+}
+MULTI_RUN = {  # how a command of many runs runs and reports (pipeline, learning-curve)
+    "cache_dir": (CacheDir, None),
+    "overwrite": (Overwrite, False),
+    "json": (Json, False),
+    "quiet": (Quiet, False),
+    "config": (ConfigFile, None),
+    "track": (Track, None),
+    "track_dir": (TrackDir, None),
+}

@@ -6,20 +6,13 @@ from typing import Annotated
 import typer
 
 from .options import (
-    CacheDir,
-    ConfigFile,
-    Device,
+    MULTI_RUN,
     Encoding,
-    Json,
     LabelCol,
-    Overwrite,
-    Precision,
+    Opts,
     Preset,
-    Quiet,
-    Seed,
     TextCol,
-    Track,
-    TrackDir,
+    takes_settings,
 )
 
 STAGES = "Stage settings"
@@ -36,6 +29,7 @@ def _set(stage: str, example: str):
     ]
 
 
+@takes_settings("pipeline", opts=MULTI_RUN)
 def pipeline(
     train: Annotated[Path, typer.Argument(metavar="TRAIN", help="Labelled training data.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every run of the pipeline.")] = Path(
@@ -67,19 +61,11 @@ def pipeline(
     text_col: TextCol = "text",
     encoding: Encoding = None,
     label_col: LabelCol = "label",
-    seed: Seed = None,
+    settings: dict | None = None,  # the settings declared for pipeline (config.RunConfig): every stage's
     pretrain_set: _set("pretrain", "max_tokens=2000000") = None,
     lm_set: _set("finetune-lm", "epochs=5") = None,
     clf_set: _set("finetune-clf", "lr=0.02") = None,
-    cache_dir: CacheDir = None,
-    device: Device = None,
-    precision: Precision = None,
-    overwrite: Overwrite = False,
-    json: Json = False,
-    quiet: Quiet = False,
-    config: ConfigFile = None,
-    track: Track = None,
-    track_dir: TrackDir = None,
+    opts: Opts = None,
 ):
     """pretrain -> finetune-lm -> finetune-clf in one line, forward or (--both-directions) forward and backward,
     with the test score of each classifier and of their ensemble (the paper's bidirectional model).
@@ -97,7 +83,7 @@ def pipeline(
 
     if bool(corpus) == bool(parent):
         raise ConfigError("give the pretraining text (--corpus) or the pretrained LM(s) to start from (--parent)")
-    shared = {"seed": seed, "device": device, "precision": precision}
+    shared = settings  # seed, device, precision: every stage's
     p = Pipeline(
         train=source_of(train, text_col, encoding),
         out=out,
@@ -112,13 +98,14 @@ def pipeline(
         clf_flags=stage_flags("finetune-clf", shared, clf_set, "--clf-set"),
         text_col=text_col,
         label_col=label_col,
-        overwrite=overwrite,
-        cache_dir=cache_dir,
+        overwrite=opts.overwrite,
+        cache_dir=opts.cache_dir,
     )
-    reporter = start(configs(p, "fwd")["finetune-clf"], quiet, track, track_dir)  # every setting checked first
+    # every stage's settings resolved and checked first
+    reporter = start(configs(p, "fwd")["finetune-clf"], opts.quiet, opts.track, opts.track_dir)
     settings = {"preset": preset, "both_directions": both_directions, "train": str(train), "test": str(test)}
     summary = tracked(reporter, "pipeline", out, settings, lambda: core(p, reporter))
-    if json:
+    if opts.json:
         from .report import emit_json
 
         emit_json(summary)

@@ -242,6 +242,15 @@ class RunConfig:
         0, "At most this many optimizer steps in all, spread over the epochs (0 = no cap).", (PT, LM, LC_LM),
         helps={LC_LM: "LM: at most this many steps."}, rule=at_least(0),
     )  # fmt: skip
+    min_steps: int = setting(  # a few labelled rows make a handful of steps an epoch: the schedule is set in steps
+        0, "Train at least this many optimizer steps in all: with few training rows, more epochs than --epochs "
+        "(0: --epochs as given).", (CLF, LC), rule=at_least(0),
+    )  # fmt: skip
+    contrastive_steps: int = setting(  # SetFit's idea (training/contrastive.py)
+        0, "Before the classifier, train the body this many steps to pull texts of one class together and push "
+        "texts of two classes apart (pairs of the labelled rows, --bs pairs a step; single-label tasks, transformer "
+        "and hf backbones; 0: no such step).", (CLF, LC), rule=at_least(0),
+    )  # fmt: skip
     max_len: int = setting(  # BPT3C (fastai's SentenceEncoder)
         20 * 72, "BPT3C: tokens of a document kept.", (CLF, LRF, LC), helps={LC: "BPT3C: tokens kept."}
     )
@@ -309,6 +318,10 @@ class RunConfig:
             need(c.bs >= 2, "bs", ">= 2 for finetune-clf (its batch-norm needs two documents a batch)", c.bs)
         need(c.max_len >= c.bptt, "max_len", f">= --bptt ({c.bptt})", c.max_len)
         need(c.label_delim is None or c.label_delim != "", "label_delim", "a non-empty string", c.label_delim)
+        if c.contrastive_steps and (c.regression or c.label_delim is not None):
+            problems.append("`--contrastive-steps` pairs texts of one class; it needs single-label classes")
+        if c.contrastive_steps and c.backbone == "awd-lstm":
+            problems.append("`--contrastive-steps` needs --backbone transformer or hf (the AWD-LSTM has no such step)")
         if c.regression and c.label_delim is not None:
             problems.append("`--regression` and `--label-delim` cannot be combined (numbers vs label lists)")
         if c.backbone == "hf":

@@ -86,6 +86,26 @@ def run_extras(task: str, valid_logits, vy, target, classes, reporter) -> dict:
     return {"thresholds": {c: float(t) for c, t in zip(classes, cuts)}, "thresholds_valid": tuned}
 
 
+def majority_baseline(task: str, y: np.ndarray, vy: np.ndarray, classes: list[str] | None) -> dict | None:
+    """Always answering the training rows' most common class (`y`: class indices): its accuracy on the validation
+    labels `vy`. None for other tasks and without validation rows."""
+    if task != SINGLE or len(vy) == 0 or len(y) == 0:
+        return None
+    top = int(np.bincount(y, minlength=len(classes)).argmax())
+    return {"class": classes[top], "accuracy": float((vy == top).mean()), "documents": len(vy)}
+
+
+def no_better_than_majority(row: dict, baseline: dict | None) -> str | None:
+    """A warning when the validation `row` of the published epoch scores no better than `baseline`; else None."""
+    if baseline is None or row.get("accuracy") is None or row["accuracy"] > baseline["accuracy"]:
+        return None
+    return (
+        f"the classifier's validation accuracy {row['accuracy']:.1%} is no better than always answering the most "
+        f"common class {baseline['class']!r} ({baseline['accuracy']:.1%}) on {baseline['documents']} validation "
+        "documents; train more steps (--min-steps) or give more labelled rows"
+    )
+
+
 def task_of(manifest: dict) -> str:
     return manifest.get("task", SINGLE)  # runs written before multi-label and regression existed
 

@@ -4,6 +4,7 @@ cycle, the manifest, the pictures and the summary (seeding is `dist.seed_all`). 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,19 @@ def selection(stage: str, cfg: RunConfig, task: str | None = None, n_valid: int 
         few = n_valid if n_valid is not None and n_valid < MIN_VALID_TO_CHOOSE else None
         keep = "last" if few is not None else "best"
     return Selection(metric, higher, keep, cfg.patience, last, few_valid=few)
+
+
+def step_floor(cfg: RunConfig, steps_per_epoch: int, n_docs: int, reporter) -> RunConfig:
+    """`cfg` with enough epochs for `--min-steps` optimizer steps in all (a few labelled rows make a step or two an
+    epoch, and a schedule of eight steps leaves a fresh head where it started); said on stderr when it adds any."""
+    if not cfg.min_steps or steps_per_epoch < 1 or cfg.epochs * steps_per_epoch >= cfg.min_steps:
+        return cfg
+    epochs = -(-cfg.min_steps // steps_per_epoch)
+    reporter.info(
+        f"{n_docs} training documents make {steps_per_epoch} step(s) an epoch: training {epochs} epochs instead "
+        f"of {cfg.epochs}, for --min-steps {cfg.min_steps}"
+    )
+    return dataclasses.replace(cfg, epochs=epochs)
 
 
 def kept(select, history: list, planned: int) -> dict:

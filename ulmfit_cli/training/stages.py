@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..inference.predictor import docs_of, predict_logits
 from ..models import backbone
 from ..runfolder import artifacts as A
+from . import checkpoint, contrastive
 from . import stage_parts as R
 from .schedule import unfreeze_plan
 
@@ -198,10 +199,11 @@ def finetune_clf(
         R.place(model, cfg)
         names, groups = bb.classifier_groups(model)
         weights = tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
-        plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing, R.head_mult(cfg))
-        rngs = [np.random.default_rng([cfg.seed, e]) for e in range(cfg.epochs)]
         w = dist.world()
         steps = classifier_steps(len(docs), cfg.bs, w.size)  # data-parallel: each process every size-th batch
+        cfg = R.step_floor(cfg, steps, len(docs), reporter)
+        plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing, R.head_mult(cfg))
+        rngs = [np.random.default_rng([cfg.seed, e]) for e in range(cfg.epochs)]
         reporter.info(
             f"finetune-clf: {len(docs)} training and {len(vdocs)} validation documents, "
             f"{task}{f', {len(classes)} classes' if classes else ''}, {steps} steps per epoch"
@@ -219,12 +221,20 @@ def finetune_clf(
             return classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e], bb.pad_batch, w.rank, w.size)
 
         ckpt = R.ckpt_args(writer, resume, checkpoint_every)
+        pairing = None
+        if cfg.contrastive_steps and not (resume and checkpoint.position(writer.tmp)):  # a checkpoint has it done
+            pairing = contrastive.train_body(model, groups, docs, y, cfg, bb.pad_batch, reporter)
         select = R.selection("finetune-clf", cfg, task, len(vdocs))
         history = fit(
             model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt, select=select
         )
         if not writer.main:
             return {}
+        baseline = tasks.majority_baseline(task, y, vy, classes)
+        published = R.kept(select, history, len(plan))["kept_epoch"]
+        warning = tasks.no_better_than_majority(history[published - 1] if published else {}, baseline)
+        if warning:
+            reporter.warn(warning)
         pictures = R.publish_model(writer, model, "finetune-clf", cfg, history, steps, reporter, select)
         inputs = [{"source": str(train_src), "fingerprint": table.fingerprint, "documents": len(table.texts)}]
         extra = {
@@ -233,6 +243,8 @@ def finetune_clf(
             "classes": classes,
             **tasks.run_extras(task, lambda: predict_logits(model.eval(), vdocs, cfg), vy, target, classes, reporter),
             "init": init,
+            **({"majority_baseline": baseline} if baseline else {}),
+            **({"contrastive": pairing} if pairing else {}),
             **({"class_weights": dict(zip(classes, weights.tolist()))} if weights is not None else {}),
             "columns": {"text": text_col, "label": label_col},
             "plots": pictures,

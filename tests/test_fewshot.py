@@ -1,0 +1,176 @@
+"""A classifier from a handful of labels (issue 37): the step floor, the contrastive step's pairs and loss, the
+no-better-than-the-majority warning, and tiny data that trains end to end on a tiny pretrained model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import hf_tiny
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import log_reporter
+from ulmfit_cli import tasks
+from ulmfit_cli.config import resolve
+from ulmfit_cli.training.contrastive import cosine_similarity_loss, pairs
+from ulmfit_cli.training.stage_parts import step_floor
+
+labels = st.lists(st.integers(0, 5), min_size=2, max_size=40).map(np.array)
+
+
+@settings(max_examples=60, deadline=None)
+@given(y=labels, n=st.integers(1, 60), seed=st.integers(0, 2**32 - 1))
+def test_pairs_are_what_they_say_half_of_one_class_and_reproducible(y, n, seed):
+    out = pairs(y, n, np.random.default_rng(seed))
+    assert out.shape == (n, 3)
+    i, j, same = out.T
+    assert (i != j).all() and (i < len(y)).all() and (j < len(y)).all()
+    assert (same == (y[i] == y[j])).all()  # the flag is the truth about the two rows
+    counts = np.bincount(y)
+    many, twos = (counts > 0).sum() > 1, (counts >= 2).any()
+    expected = (n // 2 if many else n) if twos else 0
+    assert same.sum() == expected
+    assert (pairs(y, n, np.random.default_rng(seed)) == out).all()
+
+
+def test_pairs_mix_both_kinds_in_every_stretch():
+    """Positives and negatives are shuffled together: a batch of pairs is never all of one kind (a run of all
+    positives, then all negatives, trained the body on one half of the loss at a time)."""
+    y = np.repeat(np.arange(4), 8)
+    same = pairs(y, 16 * 40, np.random.default_rng(0))[:, 2].reshape(40, 16)
+    assert ((same.sum(1) > 0) & (same.sum(1) < 16)).all()
+
+
+def test_the_loss_is_sentence_transformers_cosine_similarity_loss():
+    import torch
+
+    u, v = torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    # cos = 0 (label 1: error 1) and 1 (label 0: error 1)
+    assert float(cosine_similarity_loss(u, v, torch.tensor([1, 0]))) == pytest.approx(1.0)
+    assert float(cosine_similarity_loss(u, v, torch.tensor([0, 1]))) == pytest.approx(0.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(epochs=st.integers(0, 30), steps=st.integers(1, 50), floor=st.integers(0, 500))
+def test_the_step_floor_adds_the_fewest_epochs_that_reach_it(epochs, steps, floor):
+    cfg = resolve("finetune-clf", "tiny", {"epochs": epochs, "min_steps": floor})
+    log = log_reporter()
+    out = step_floor(cfg, steps, 10, log)
+    if epochs * steps >= floor:
+        assert out.epochs == epochs and log.lines == []
+    else:
+        assert out.epochs * steps >= floor > (out.epochs - 1) * steps
+        assert f"training {out.epochs} epochs instead of {epochs}" in log.lines[0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    y=st.lists(st.integers(0, 3), min_size=1, max_size=30).map(np.array),
+    vy=st.lists(st.integers(0, 3), min_size=0, max_size=30).map(np.array),
+    acc=st.floats(0, 1),
+)
+def test_the_majority_warning_fires_exactly_when_the_classifier_is_no_better(y, vy, acc):
+    classes = ["a", "b", "c", "d"]
+    base = tasks.majority_baseline(tasks.SINGLE, y, vy, classes)
+    if len(vy) == 0:
+        assert base is None
+        return
+    top = np.bincount(y, minlength=4).argmax()
+    assert base["class"] == classes[top] and base["accuracy"] == pytest.approx((vy == top).mean())
+    msg = tasks.no_better_than_majority({"accuracy": acc}, base)
+    assert (msg is not None) == (acc <= base["accuracy"])
+    if msg:
+        assert f"{acc:.1%}" in msg and f"{base['accuracy']:.1%}" in msg and repr(base["class"]) in msg
+    assert tasks.majority_baseline(tasks.MULTI, y, vy, classes) is None
+
+
+# ---- end to end, on a tiny random encoder ------------------------------------------------------------------
+
+WORDS = ["apple", "river", "guitar", "planet", "candle"]
+
+
+def _synthetic(path: Path, n_classes: int, per_class: int, seed: int) -> None:
+    """A task a tiny model can learn: the class is the one keyword a text holds, among filler words."""
+    rng = random.Random(seed)
+    filler = " ".join(hf_tiny.CORPUS).lower().replace(".", "").replace(",", "").split()
+    rows = []
+    for c in range(n_classes):
+        for _ in range(per_class):
+            words = rng.sample(filler, 4)
+            words.insert(rng.randrange(5), WORDS[c])
+            rows.append((" ".join(words), f"class{c}"))
+    rng.shuffle(rows)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def encoder_run(tmp_path_factory, ulmfit) -> Path:
+    root = tmp_path_factory.mktemp("fewshot")
+    hf_tiny.write_encoder(root / "bert", "bert", seed=4)
+    r = ulmfit("import-hf", root / "bert", "--out", root / "lm")
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+@pytest.mark.parametrize("n_classes, per_class", [(2, 4), (5, 2)])
+def test_tiny_data_trains_better_than_chance_with_the_contrastive_step(encoder_run, ulmfit, tmp_path, n_classes,
+                                                                       per_class):  # fmt: skip
+    _synthetic(tmp_path / "train.csv", n_classes, per_class, seed=1)
+    _synthetic(tmp_path / "test.csv", n_classes, 20, seed=2)
+    args = ["--preset", "tiny", "--min-steps", "80", "--contrastive-steps", "40", "--lr", "3e-3", "--bs", "8"]
+    r = ulmfit("finetune-clf", encoder_run / "lm", tmp_path / "train.csv", "--out", tmp_path / "clf", *args)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "clf" / "manifest.json").read_text())
+    assert m["contrastive"]["steps"] == 40 and m["contrastive"]["loss_last"] < m["contrastive"]["loss_first"]
+    steps_per_epoch = m["config"]["epochs"]  # one step an epoch: fewer rows than --bs
+    assert steps_per_epoch * 1 >= 80
+    r = ulmfit("evaluate", tmp_path / "clf", tmp_path / "test.csv", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accuracy"] > 1.5 / n_classes  # chance: 1 / n_classes
+
+
+def _imbalanced(path: Path, seed: int) -> None:
+    """Three texts of class0 to one of class1, the keyword telling them apart."""
+    _synthetic(path, 2, 30, seed)
+    rows = list(csv.reader(open(path, encoding="utf-8")))
+    header, body = rows[0], rows[1:]
+    ones = [r for r in body if r[1] == "class1"][:10]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *[r for r in body if r[1] == "class0"], *ones])
+
+
+@pytest.mark.parametrize("learns", [False, True])
+def test_the_majority_warning_on_the_command_line(encoder_run, ulmfit, tmp_path, learns):
+    """Where the classifier cannot have learnt (a rate of 1e-9: a fresh head answers at random) it ends below the
+    75% of always answering class0 and says so, with both numbers; where it learns the keyword, it says nothing.
+    Either way the manifest records the baseline."""
+    _imbalanced(tmp_path / "train.csv", seed=3)
+    flags = ["--min-steps", "150", "--lr", "3e-3"] if learns else ["--epochs", "1", "--lr", "1e-9"]
+    r = ulmfit("finetune-clf", encoder_run / "lm", tmp_path / "train.csv", "--out", tmp_path / "clf", "--preset",
+               "tiny", "--valid-pct", "0.5", "--bs", "8", *flags)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "clf" / "manifest.json").read_text())
+    base, final = m["majority_baseline"], m["history"][m["kept_epoch"] - 1]["accuracy"]
+    assert base["class"] == "class0" and base["documents"] == 20
+    warned = "no better than always answering the most common class 'class0'" in r.stderr
+    assert warned == (final <= base["accuracy"])
+    assert warned != learns, (final, base)
+    if warned:
+        assert f"{final:.1%}" in r.stderr and f"{base['accuracy']:.1%}" in r.stderr
+
+
+def test_the_contrastive_step_needs_classes_and_a_backbone_that_has_it():
+    from ulmfit_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs single-label classes"):
+        resolve("finetune-clf", "tiny", {"contrastive_steps": 5, "regression": True})
+    with pytest.raises(ConfigError, match="needs --backbone transformer or hf"):
+        resolve("finetune-clf", "tiny", {"contrastive_steps": 5})

@@ -1,0 +1,89 @@
+"""The contrastive step before the classifier (SetFit's idea, Tunstall et al. 2022): with a handful of labelled
+rows, first teach the pretrained body that texts of one class belong together and texts of two classes apart,
+then train the classifier on top.
+
+Pairs are drawn from the labelled rows, half of one class and half of two (SetFit balances them the same way),
+each pair's two texts pooled as the classifier pools them, and the loss is sentence-transformers'
+CosineSimilarityLoss: the squared difference between the pair's cosine similarity and 1 (same class) or 0. The
+body trains by ULMFiT's layer groups and discriminative rates, every group at once, on one slanted triangular
+cycle; the head is not touched (its turn comes next, in loop.fit).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import RunConfig
+from .schedule import discriminative_lrs, stlr
+
+
+def pairs(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` pairs (i, j, same) of row indices, i != j: the first half of one class (drawn over the classes that
+    have two rows or more, the class first, so a large class does not crowd out the others), the second half of
+    two different classes, in random order; (n, 3) int64. A task where no class has two rows gets only the second kind, and one
+    class alone only the first."""
+    classes = np.unique(y)
+    rows = {c: np.flatnonzero(y == c) for c in classes}
+    twos = [c for c in classes if len(rows[c]) >= 2]
+    n_same = n // 2 if len(classes) > 1 else n
+    if not twos:
+        n_same = 0
+    out = np.zeros((n, 3), dtype=np.int64)
+    for k in range(n):
+        if k < n_same:
+            c = twos[rng.integers(len(twos))]
+            i, j = rng.choice(rows[c], size=2, replace=False)
+            out[k] = (i, j, 1)
+        else:
+            a, b = rng.choice(classes, size=2, replace=False)
+            out[k] = (rng.choice(rows[a]), rng.choice(rows[b]), 0)
+    return out[rng.permutation(n)]  # the kinds mixed: every batch of pairs has both
+
+
+def cosine_similarity_loss(u, v, same):
+    """sentence-transformers' CosineSimilarityLoss: mean squared error of cos(u, v) against the pair's label."""
+    import torch.nn.functional as F
+
+    return F.mse_loss(F.cosine_similarity(u.float(), v.float()), same.float())
+
+
+def train_body(model, groups: list[list], docs: list[np.ndarray], y: np.ndarray, cfg: RunConfig, pad, reporter):
+    """`cfg.contrastive_steps` optimizer steps of the contrastive loss on pairs of `docs` (labels `y`), `cfg.bs`
+    pairs a step, every layer group below the head at its discriminative rate. Returns the mean loss of the first
+    and of the last tenth of the steps, for the manifest."""
+    import torch
+
+    from .. import dist
+    from ..data.tokenizer import PAD_ID
+
+    steps = cfg.contrastive_steps
+    device = next(model.parameters()).device
+    body = groups[:-1]  # the top group holds the head: the classifier's to train
+    rates = discriminative_lrs(cfg.lr, len(groups), cfg.lr_factor)[:-1]
+    opt = torch.optim.AdamW(
+        [{"params": g, "lr": lr} for g, lr in zip(body, rates)], betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.wd
+    )
+    rng = np.random.default_rng([cfg.seed, 1 << 20])  # apart from the classifier's epochs' streams
+    chosen = pairs(y, steps * cfg.bs, rng).reshape(steps, cfg.bs, 3)
+    losses = []
+    model.train()
+    reporter.info(f"contrastive step: {steps} steps of {cfg.bs} pairs of the {len(docs)} labelled documents")
+    for t, batch in enumerate(chosen):
+        for g, lr in zip(opt.param_groups, rates):
+            g["lr"] = lr * stlr(t, steps, cfg.cut_frac, cfg.ratio)
+        texts = [docs[i] for i in batch[:, 0]] + [docs[j] for j in batch[:, 1]]
+        x = torch.as_tensor(pad(texts, PAD_ID, cfg.bptt)).to(device)
+        with dist.autocast(device, cfg.precision):
+            feats = model.features(x)
+        u, v = feats[: len(batch)], feats[len(batch) :]
+        loss = cosine_similarity_loss(u, v, torch.as_tensor(batch[:, 2], device=device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_([p for g in body for p in g], cfg.clip)
+        opt.step()
+        losses.append(loss.item())
+    tenth = max(1, steps // 10)
+    first, last = float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:]))
+    reporter.info(f"contrastive step: loss {first:.4f} -> {last:.4f}")
+    return {"steps": steps, "pairs_per_step": cfg.bs, "loss_first": first, "loss_last": last}

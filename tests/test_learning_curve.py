@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -267,3 +268,57 @@ def test_a_nan_loss_in_a_point_names_the_flag_and_what_overwrite_keeps(pipeline,
     with pytest.raises(TrainingError) as e:
         run(curve, Reporter(quiet=True))
     assert "--clf-set lr=1e+29 and --overwrite (the fine-tuned LMs are kept)" in str(e.value), str(e.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=st.lists(st.integers(1, 30), min_size=1, max_size=6), seed=st.integers(0, 2**16), data=st.data())
+def test_per_class_samples_hold_exactly_k_of_every_class_nested_and_seeded(counts, seed, data):
+    from ulmfit_cli.workflows.learning_curve import per_class_rows
+
+    labels = [f"c{k}" for k, n in enumerate(counts) for _ in range(n)]
+    random.Random(seed).shuffle(labels)
+    k = data.draw(st.integers(1, min(counts)))
+    rows = per_class_rows(labels, k, seed)
+    assert Counter(labels[i] for i in rows) == {f"c{j}": k for j in range(len(counts))}  # stratified, exactly
+    assert list(rows) == list(per_class_rows(labels, k, seed))  # reproducible
+    smaller = per_class_rows(labels, data.draw(st.integers(1, k)), seed)
+    assert set(smaller) <= set(rows)  # a seed's smaller samples lie inside its larger ones
+    if k < min(counts):  # another seed draws other rows (every class has rows to choose among)
+        others = [set(per_class_rows(labels, k, seed + d)) for d in range(1, 6)]
+        assert any(o != set(rows) for o in others)
+
+
+def test_per_class_refuses_a_class_too_small_and_other_tasks():
+    from ulmfit_cli.workflows.learning_curve import check_per_class
+
+    labels = ["a"] * 10 + ["b"] * 3
+    check_per_class(labels, tasks.SINGLE, [2, 3])
+    with pytest.raises(ConfigError, match=r"`--per-class 4`: class 'b' has only 3 training rows"):
+        check_per_class(labels, tasks.SINGLE, [2, 4])
+    with pytest.raises(ConfigError, match="needs single-label classes"):
+        check_per_class([["a"], ["b"]], tasks.MULTI, [1])
+
+
+def test_per_class_curve_from_the_command_line(pipeline, tmp_path, ulmfit, monkeypatch):
+    """--per-class 2,3 --seeds 2 --variants random,parent: every point trains on exactly K rows of each of the six
+    classes, the same rows for both variants; the table has the spread over the seeds."""
+    monkeypatch.setenv("ULMFIT_CACHE", str(tmp_path / "cache"))
+    train = _slice(SAMPLE / "trec_train.csv", tmp_path / "train.csv", 200)
+    test = _slice(SAMPLE / "trec_test.csv", tmp_path / "test.csv", 20)
+    out = tmp_path / "curve"
+    flags = ["--seeds", "2", "--variants", "random,parent", "--preset", "tiny", "--epochs", "1", "--json"]
+    r = ulmfit("learning-curve", pipeline["lm"], train, "--test", test, "--out", out, "--per-class", "2,3", *flags)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert sorted((p["variant"], p["size"], p["n"], p["seed"]) for p in summary["points"]) == sorted(
+        (v, k, 6 * k, s) for v in ("random", "parent") for k in (2, 3) for s in (42, 43)
+    )
+    assert all(p["per_class"] for p in summary["points"])
+    for k in (2, 3):
+        for s in (42, 43):
+            sample = [json.loads(x) for x in (out / "data" / f"train-k{k}-s{s}.jsonl").read_text().splitlines()]
+            assert set(Counter(row["label"] for row in sample).values()) == {k}
+    assert all(row["error_std"] is not None and row["seeds"] == 2 for row in summary["curve"])
+    r = ulmfit("learning-curve", pipeline["lm"], train, "--test", test, "--out", tmp_path / "c2", "--per-class",
+               "2,999", "--preset", "tiny")  # fmt: skip
+    one_line_error(r, 2, "`--per-class 999`: class")

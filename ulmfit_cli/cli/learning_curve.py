@@ -45,8 +45,19 @@ def learning_curve(
     sizes: Annotated[str, typer.Option(help="Labelled examples per point, comma-separated; 'all' = TRAIN.")] = (
         "100,200,500,1000,all"
     ),
-    seeds: Annotated[int, typer.Option(help="Seeds per point (--seed, --seed + 1, ...).", min=1)] = 2,
-    variants: Annotated[str, typer.Option(help="Which of random,supervised,semi-supervised to run.")] = (
+    per_class: Annotated[
+        str | None,
+        typer.Option(
+            help="Examples of every class per point instead of --sizes, comma-separated (e.g. 8,16,32,64): exactly "
+            "that many rows of each class (single-label), the same rows for every variant.",
+            show_default=False,
+        ),
+    ] = None,
+    seeds: Annotated[
+        int,
+        typer.Option(help="Seeded samples per point (--seed, --seed + 1, ...): each draws its rows and trains.", min=1),
+    ] = 2,
+    variants: Annotated[str, typer.Option(help="Which of random,supervised,semi-supervised,parent to run.")] = (
         "random,supervised,semi-supervised"
     ),
     preset: Preset = "small",
@@ -82,7 +93,8 @@ def learning_curve(
     from ..workflows.learning_curve import run as core
     from .common import stage_flags, start, tracked
 
-    size_list, variant_list = parse_sizes(sizes), parse_variants(variants)
+    flag = "--per-class" if per_class else "--sizes"
+    size_list, variant_list = parse_sizes(per_class or sizes, flag), parse_variants(variants)
     # the classifier's flags; those the LM stage shares (its window, validation share, seed, hardware) go to both
     shared = {k: settings[k] for k in ("bptt", "valid_pct", "seed", "device", "precision")}
     clf_given = stage_flags("finetune-clf", {**settings, "regression": settings["regression"] or None}, clf_set,
@@ -108,8 +120,16 @@ def learning_curve(
         overwrite=opts.overwrite,
         keep_runs=keep_runs,
         cache_dir=opts.cache_dir,
+        per_class=per_class is not None,
     )
-    settings = {"preset": preset, "sizes": sizes, "seeds": seeds, "variants": variants, "train": str(train)}
+    settings = {
+        "preset": preset,
+        "sizes": per_class or sizes,
+        "per_class": per_class is not None,
+        "seeds": seeds,
+        "variants": variants,
+        "train": str(train),
+    }
     summary = tracked(reporter, "learning-curve", out, settings, lambda: core(curve, reporter))
     if opts.json:
         from .report import emit_json
@@ -124,11 +144,11 @@ def _table(summary: dict) -> None:
     from rich.table import Table
 
     t = Table(title=f"test error ({summary['task']}): {summary['csv']}")
-    for col in ("variant", "size", "n", "seeds", "error (mean)", "lowest", "highest"):
+    for col in ("variant", "size", "n", "seeds", "error (mean)", "std", "lowest", "highest"):
         t.add_column(col, justify="right")
     for r in summary["curve"]:
         t.add_row(
             r["variant"], str(r["size"]), str(r["n"]), str(r["seeds"]),
-            *(f"{r[k]:.4f}" for k in ("error_mean", "error_min", "error_max")),
+            *("-" if r[k] is None else f"{r[k]:.4f}" for k in ("error_mean", "error_std", "error_min", "error_max")),
         )  # fmt: skip
     Console(width=120).print(t)

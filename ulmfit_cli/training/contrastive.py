@@ -18,10 +18,10 @@ from .schedule import discriminative_lrs, stlr
 
 
 def pairs(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """`n` pairs (i, j, same) of row indices, i != j: the first half of one class (drawn over the classes that
-    have two rows or more, the class first, so a large class does not crowd out the others), the second half of
-    two different classes, in random order; (n, 3) int64. A task where no class has two rows gets only the second kind, and one
-    class alone only the first."""
+    """`n` pairs (i, j, same) of row indices, i != j, in random order: half of one class (drawn over the classes
+    that have two rows or more, the class first, so a large class does not crowd out the others), half of two
+    different classes; (n, 3) int64. A task where no class has two rows gets only the second kind, and one class
+    alone only the first."""
     classes = np.unique(y)
     rows = {c: np.flatnonzero(y == c) for c in classes}
     twos = [c for c in classes if len(rows[c]) >= 2]

@@ -10,6 +10,11 @@ the test data:
   then the classifier.
 - `semi-supervised`: ULMFiT semi-supervised. The parent LM fine-tuned on all the task's text without its labels
   (`--unlabelled` files and every text of TRAIN), once per seed and shared by every size, then the classifier.
+- `parent`: the classifier straight on the parent, no LM fine-tuning (a pretrained checkpoint's usual path, and
+  the only one for an encoder without a masked-LM head).
+
+With `per_class`, a size is a number of examples of every class (single-label tasks): exactly that many rows of
+each class, drawn by the seed, again nested (a seed's K rows of a class are the first K of one seeded order).
 
 Everything lives in the output folder (see workdir.Workdir): `points/` one JSON per finished point (kept across
 interruptions, skipped on a rerun), `runs/` the stages' run folders, `data/` the subsamples, and the results
@@ -34,15 +39,28 @@ from ..errors import ConfigError
 from ..runfolder import artifacts as A
 from ..runfolder.workdir import Workdir, write_atomic, write_json
 
-VARIANTS = ("random", "supervised", "semi-supervised")
+VARIANTS = ("random", "supervised", "semi-supervised")  # the paper's three (Figure 3)
+KINDS = (*VARIANTS, "parent")  # every variant the command runs
 ALL = "all"
 CSV, PNG = "learning_curve.csv", "learning_curve.png"
 OWNED = ("points", "runs", "data", CSV, PNG)  # what the command writes in its folder (a user's file there stays)
-COLUMNS = ("variant", "size", "n", "seed", "metric", "score", "error", "macro_f1", "clf_wall_s", "lm_wall_s")
+COLUMNS = (
+    "variant",
+    "size",
+    "per_class",
+    "n",
+    "seed",
+    "metric",
+    "score",
+    "error",
+    "macro_f1",
+    "clf_wall_s",
+    "lm_wall_s",
+)
 HARDWARE = ("device", "precision", "compile")  # may change between a run and its rerun
 
 
-def parse_sizes(text: str) -> list[int | str]:
+def parse_sizes(text: str, flag: str = "--sizes") -> list[int | str]:
     """`100,200,all` -> [100, 200, "all"], ascending, each once."""
     out = []
     for part in (p.strip() for p in text.split(",")):
@@ -51,16 +69,41 @@ def parse_sizes(text: str) -> list[int | str]:
         elif part.isdigit() and int(part) >= 2:
             out.append(int(part))
         else:
-            raise ConfigError(f"`--sizes` takes whole numbers >= 2 and 'all', comma-separated; got {part!r}")
+            raise ConfigError(f"`{flag}` takes whole numbers >= 2 and 'all', comma-separated; got {part!r}")
     return sorted(set(out), key=lambda s: float("inf") if s == ALL else s)
+
+
+def per_class_rows(labels: list, k: int, seed: int) -> np.ndarray:
+    """Exactly `k` rows of every class, sorted: each class's rows in an order of their own drawn by `seed`, the
+    first `k` of it, so that a seed's smaller samples lie inside its larger ones."""
+    classes = sorted(set(labels))
+    rows = []
+    for c, label in enumerate(classes):
+        mine = np.array([i for i, v in enumerate(labels) if v == label])
+        rows.append(np.random.default_rng([seed, 17, c]).permutation(mine)[:k])
+    return np.sort(np.concatenate(rows))
+
+
+def check_per_class(labels: list, task: str, sizes: list) -> None:
+    """--per-class: single-label classes with at least the largest size's rows each, refused before any work."""
+    if task != tasks.SINGLE:
+        raise ConfigError("`--per-class` draws examples of every class: it needs single-label classes")
+    counts = {v: labels.count(v) for v in set(labels)}
+    fewest = min(counts, key=lambda v: (counts[v], str(v)))
+    k = max((s for s in sizes if s != ALL), default=0)
+    if counts[fewest] < k:
+        raise ConfigError(
+            f"`--per-class {k}`: class {fewest!r} has only {counts[fewest]} training rows; give sizes up to "
+            f"{counts[fewest]}"
+        )
 
 
 def parse_variants(text: str) -> list[str]:
     out = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in out if v not in VARIANTS]
+    bad = [v for v in out if v not in KINDS]
     if bad or not out:
-        raise ConfigError(f"`--variants` takes {', '.join(VARIANTS)} (comma-separated); got {text!r}")
-    return [v for v in VARIANTS if v in out]
+        raise ConfigError(f"`--variants` takes {', '.join(KINDS)} (comma-separated); got {text!r}")
+    return [v for v in KINDS if v in out]
 
 
 def sampling_order(labels: list, task: str, seed: int) -> np.ndarray:
@@ -97,6 +140,7 @@ class Curve:
     overwrite: bool = False
     keep_runs: bool = False
     cache_dir: Path | None = None
+    per_class: bool = False  # sizes are examples of every class
 
 
 def _key(c: Curve, train_fp: str) -> dict:
@@ -115,6 +159,7 @@ def _key(c: Curve, train_fp: str) -> dict:
         "columns": {"text": c.text_col, "label": c.label_col},
         "finetune_lm": settings(c.lm_cfg),
         "finetune_clf": settings(c.clf_cfg),
+        **({"per_class": True} if c.per_class else {}),  # a curve of total sizes keeps its earlier key
     }
 
 
@@ -146,7 +191,11 @@ def run(c: Curve, reporter, on_point=None) -> dict:
     task = tasks.detect(table.labels, c.clf_cfg)
     labels = tasks.parse(table, c.train, c.label_col, task, c.clf_cfg.label_delim)
     tasks.classes_of(task, labels, c.train, c.label_col)
-    sizes = sorted({ALL if s == ALL or s >= len(labels) else s for s in c.sizes}, key=_size_order)
+    if c.per_class:
+        check_per_class(labels, task, c.sizes)
+        sizes = list(c.sizes)
+    else:
+        sizes = sorted({ALL if s == ALL or s >= len(labels) else s for s in c.sizes}, key=_size_order)
     if len(sizes) < len(c.sizes):
         reporter.info(f"learning-curve: TRAIN has {len(labels)} labelled rows; larger sizes are 'all'")
     key = _key(c, table.fingerprint)
@@ -192,20 +241,28 @@ def _seeds(c: Curve) -> list[int]:
     return [c.clf_cfg.seed + i for i in range(c.seeds)]
 
 
-def _name(variant: str, size, seed: int) -> str:
-    return f"{variant}-n{size}-s{seed}"
+def _sample(c: Curve, size, seed: int) -> str:
+    """The subsample's name: n100-s42 (100 rows), k8-s42 (--per-class: 8 rows of every class)."""
+    return f"{'k' if c.per_class and size != ALL else 'n'}{size}-s{seed}"
+
+
+def _name(c: Curve, variant: str, size, seed: int) -> str:
+    return f"{variant}-{_sample(c, size, seed)}"
 
 
 def _point_path(c: Curve, variant: str, size, seed: int) -> Path:
-    return c.out / "points" / f"{_name(variant, size, seed)}.json"
+    return c.out / "points" / f"{_name(c, variant, size, seed)}.json"
 
 
 def _subsample_file(c: Curve, table, labels: list, task: str, size, seed: int) -> tuple[Source, int]:
     """The subsample as a JSONL file (rows as read, so the stages parse labels as they would TRAIN's)."""
     if size == ALL:
         return c.train, len(labels)
-    rows = np.sort(sampling_order(labels, task, seed)[:size])
-    path = c.out / "data" / f"train-n{size}-s{seed}.jsonl"
+    if c.per_class:
+        rows = per_class_rows(labels, size, seed)
+    else:
+        rows = np.sort(sampling_order(labels, task, seed)[:size])
+    path = c.out / "data" / f"train-{_sample(c, size, seed)}.jsonl"
     lines = (json.dumps({c.text_col: table.texts[i], c.label_col: table.labels[i]}) for i in rows)
     if not path.exists():  # the same rows every time (seeded): written once, so a resumed stage sees the same file
         write_atomic(path, "\n".join(lines) + "\n")
@@ -220,12 +277,15 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
     clf_cfg = dataclasses.replace(c.clf_cfg, seed=seed)
     parent, lm_wall = c.parent, None
     if variant == "supervised" and not (size == ALL and not c.unlabelled):
-        parent = _lm(c, wd, [src], f"lm-sup-n{size}-s{seed}", seed, reporter, cap=True)
-    elif variant != "random":  # all of TRAIN without --unlabelled: the supervised LM is the semi-supervised one
+        parent = _lm(c, wd, [src], f"lm-sup-{_sample(c, size, seed)}", seed, reporter, cap=True)
+    elif variant not in (
+        "random",
+        "parent",
+    ):  # all of TRAIN without --unlabelled: the supervised LM is the semi-supervised one
         parent = _lm(c, wd, [*c.unlabelled, c.train], f"lm-semi-s{seed}", seed, reporter)
     if parent is not c.parent:
         lm_wall = parent.manifest.get("wall_s")
-    out = c.out / "runs" / f"clf-{_name(variant, size, seed)}"
+    out = c.out / "runs" / f"clf-{_name(c, variant, size, seed)}"
     init = "random" if variant == "random" else "pretrained"
 
     def call(resume: bool, overwrite: bool):
@@ -242,6 +302,7 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
     point = {
         "variant": variant,
         "size": size,
+        "per_class": c.per_class and size != ALL,
         "n": n,
         "seed": seed,
         "metric": metric,
@@ -297,14 +358,14 @@ def _clean(c: Curve, variant: str, size, seed: int) -> None:
     each with the small preset. The semi-supervised LM stays: every size of its seed starts from it."""
     if c.keep_runs:
         return
-    shutil.rmtree(c.out / "runs" / f"clf-{_name(variant, size, seed)}", ignore_errors=True)
+    shutil.rmtree(c.out / "runs" / f"clf-{_name(c, variant, size, seed)}", ignore_errors=True)
     if variant == "supervised":
-        shutil.rmtree(c.out / "runs" / f"lm-sup-n{size}-s{seed}", ignore_errors=True)
+        shutil.rmtree(c.out / "runs" / f"lm-sup-{_sample(c, size, seed)}", ignore_errors=True)
 
 
 def _finished(c: Curve) -> list[dict]:
     points = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((c.out / "points").glob("*.json"))]
-    return sorted(points, key=lambda p: (VARIANTS.index(p["variant"]), _size_order(p["size"]), p["seed"]))
+    return sorted(points, key=lambda p: (KINDS.index(p["variant"]), _size_order(p["size"]), p["seed"]))
 
 
 def _write_csv(c: Curve) -> None:
@@ -320,9 +381,9 @@ def _write_csv(c: Curve) -> None:
 
 
 def _curve(points: list[dict]) -> list[dict]:
-    """Per variant and size: the test error's mean, lowest and highest over the seeds."""
+    """Per variant and size: the test error's mean, sample standard deviation, lowest and highest over the seeds."""
     rows = []
-    for v in VARIANTS:
+    for v in KINDS:
         for size in sorted({p["size"] for p in points if p["variant"] == v}, key=_size_order):
             errs = [p["error"] for p in points if p["variant"] == v and p["size"] == size]
             n = next(p["n"] for p in points if p["variant"] == v and p["size"] == size)
@@ -333,6 +394,7 @@ def _curve(points: list[dict]) -> list[dict]:
                     "n": n,
                     "seeds": len(errs),
                     "error_mean": round(float(np.mean(errs)), 6),
+                    "error_std": round(float(np.std(errs, ddof=1)), 6) if len(errs) > 1 else None,
                     "error_min": round(float(np.min(errs)), 6),
                     "error_max": round(float(np.max(errs)), 6),
                 }

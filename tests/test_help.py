@@ -52,3 +52,25 @@ def test_arguments_show_as_capitalised_names(name):
 def test_bracketed_install_hints_survive():
     assert "pip install 'ulmfit-cli[export]'" in rendered("export")
     assert "[default: auto]" in rendered("finetune-clf")
+
+
+@pytest.mark.parametrize("name", [None, *sorted(COMMANDS)])
+def test_usage_names_arguments_plainly_and_switches_show_no_type(name):
+    """`Usage: ulmfit predict [OPTIONS] RUN [INPUT]` (typer 0.29 writes a required argument as {RUN}), and a switch
+    such as --json or --help shows no `<bool>` beside it."""
+    r = CliRunner().invoke(app, [*([name] if name else []), "--help"], env={"COLUMNS": "400", "NO_COLOR": "1"})
+    assert r.exit_code == 0, r.output
+    usage = next(line for line in r.output.splitlines() if "Usage:" in line)
+    assert "{" not in usage and "}" not in usage, usage
+    assert "<bool>" not in r.output
+    if name:
+        for p in COMMANDS[name].params:
+            if p.param_type_name == "argument":
+                shown = p.metavar or p.name.upper()
+                shown = (shown if p.required else f"[{shown}]") + ("..." if p.nargs != 1 else "")
+                assert f" {shown}" in usage, (usage, p.name)
+
+
+def test_export_takes_quiet_as_the_training_commands_do():
+    for name in ("export", "pretrain", "finetune-clf", "import-hf"):
+        assert any(p.opts == ["--quiet", "-q"] for p in COMMANDS[name].params), name

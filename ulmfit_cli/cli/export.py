@@ -5,6 +5,8 @@ from typing import Annotated
 
 import typer
 
+from .options import Quiet
+
 
 def export(
     run: Annotated[
@@ -16,6 +18,7 @@ def export(
             "--onnx", help="ONNX file to write; OUT.tokenizer.json and OUT.json go beside it.", show_default=False
         ),
     ],
+    quiet: Quiet = False,
 ):
     """Export a classifier for serving elsewhere: an ONNX graph (ids in, probabilities out), its tokenizer and a
     JSON that says how to feed it. Needs the `export` extra (pip install 'ulmfit-cli[export]')."""
@@ -33,5 +36,6 @@ def export(
     if importlib.util.find_spec("onnx") is None:
         raise ConfigError("`ulmfit export` needs the onnx package: pip install 'ulmfit-cli[export]'")
     files = export_onnx(model, onnx)
-    sys.stderr.write(f"exported {model.path} to {files['onnx']}\n")
+    if not quiet:
+        sys.stderr.write(f"exported {model.path} to {files['onnx']}\n")
     print(json.dumps({k: str(v) for k, v in files.items()}))

@@ -13,7 +13,37 @@ import typer
 
 from ..errors import Terminated, UlmfitError
 
+
+class _SwitchesShowNoType:
+    """Help for switches (--json, --debug, --help): no value type beside them (typer would write <bool>)."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""  # the help shows a metavar in the type column; a switch takes no value
+        return params
+
+
+class Command(_SwitchesShowNoType, typer.core.TyperCommand):
+    """A command's help as users read it elsewhere: `Usage: ulmfit predict [OPTIONS] RUN [INPUT]` (typer writes a
+    required argument as {RUN}), and switches without a value type."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for p in self.get_params(ctx):
+            if p.param_type_name == "argument":
+                name = p.metavar or p.name.upper()
+                pieces.append((name if p.required else f"[{name}]") + ("..." if p.nargs != 1 else ""))
+        return pieces
+
+
+class Group(_SwitchesShowNoType, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=Group,
     name="ulmfit",
     no_args_is_help=True,
     add_completion=False,
@@ -154,7 +184,7 @@ def _register():
     for name, fn in commands.items():
         command = guarded(fn)
         command.__doc__ = reflow(fn.__doc__)
-        app.command(name)(command)
+        app.command(name, cls=Command)(command)
 
 
 def reflow(doc: str | None) -> str:

@@ -41,8 +41,8 @@ Quantize = Annotated[
 Engine = Annotated[
     str,
     typer.Option(
-        help="torch | onnx: run the AWD-LSTM's LSTMs in onnxruntime on the CPU (faster, with or without --quantize; "
-        "needs the export extra; the graph is cached, see README).",
+        help="torch | onnx: run the model in onnxruntime on the CPU (AWD-LSTM and --backbone hf runs; faster, with "
+        "or without --quantize; needs the export extra; the graph is cached, see README).",
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]

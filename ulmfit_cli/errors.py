@@ -41,6 +41,13 @@ class OutputError(UlmfitError):
     exit_code = 1
 
 
+class QualityError(UlmfitError):
+    """A model that scored past a bound the user set (`evaluate --fail-under`): the results are out, the gate
+    failed, as a CI job needs it to."""
+
+    exit_code = 1
+
+
 class WriteError(TrainingError):
     """An output could not be written (no space, read-only, quota, a vanished folder): exit 1, with the path,
     the reason and what to do."""

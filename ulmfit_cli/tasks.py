@@ -86,6 +86,14 @@ def run_extras(task: str, valid_logits, vy, target, classes, reporter) -> dict:
     return {"thresholds": {c: float(t) for c, t in zip(classes, cuts)}, "thresholds_valid": tuned}
 
 
+# the metrics `ulmfit evaluate` reports for each task (and --fail-under / --fail-over can gate on)
+REPORTED = {
+    SINGLE: ("accuracy", "macro_f1"),
+    MULTI: ("micro_f1", "macro_f1", "micro_precision", "micro_recall", "exact_match"),
+    REGRESSION: ("mae", "rmse", "r2"),
+}
+
+
 def majority_baseline(task: str, y: np.ndarray, vy: np.ndarray, classes: list[str] | None) -> dict | None:
     """Always answering the training rows' most common class (`y`: class indices): its accuracy on the validation
     labels `vy`. None for other tasks and without validation rows."""

@@ -34,6 +34,22 @@ def evaluate(
     ] = None,
     batch_size: BatchSize = 64,
     threads: Threads = None,
+    fail_under: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="METRIC=BOUND: exit 1, after the results, when the metric is below the bound (e.g. accuracy=0.9; "
+            "any metric evaluate reports for the task); repeatable. For a CI job that must fail when a model "
+            "regresses.",
+            show_default=False,
+        ),
+    ] = None,
+    fail_over: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="METRIC=BOUND: exit 1 when the metric is above the bound (an error such as mae=0.5); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
 ):
     """Metrics of a classifier (or an ensemble) on labelled data, on stdout (JSON with --json).
 
@@ -49,6 +65,9 @@ def evaluate(
     check_quantize(quantize)
     runs = open_models(run, ensemble, backbone, "evaluate")
     check_engine(engine, runs)
+    gates = _gates(fail_under, "--fail-under", task_of(runs[0].manifest)) + _gates(
+        fail_over, "--fail-over", task_of(runs[0].manifest)
+    )
     if confusion_png is not None:
         check_file_out(confusion_png, "--confusion-png", "a PNG", ".png")
         if task_of(runs[0].manifest) in (MULTI, REGRESSION):
@@ -66,6 +85,40 @@ def evaluate(
         from ..errors import OutputError
 
         raise OutputError(f"{confusion_png}: could not draw the confusion matrix ({failed}); the results are complete")
+    under = {"--fail-under": True, "--fail-over": False}
+    missed = [
+        f"{m} {result[m]:.4f} is {'below' if under[flag] else 'above'} the bound of {flag} {m}={bound:g}"
+        for flag, m, bound in gates
+        if (result[m] < bound if under[flag] else result[m] > bound)
+    ]
+    if missed:
+        from ..errors import QualityError
+
+        raise QualityError("; ".join(missed))
+
+
+def _gates(pairs: list[str] | None, flag: str, task: str) -> list[tuple[str, str, float]]:
+    """`METRIC=BOUND` pairs as (flag, metric, bound), refused before any work when malformed or naming a metric
+    this run's task does not report."""
+    import math
+
+    from ..errors import ConfigError
+    from ..tasks import REPORTED
+
+    out = []
+    for pair in pairs or []:
+        name, eq, text = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        try:
+            bound = float(text)
+        except ValueError:
+            bound = math.nan
+        if not eq or not math.isfinite(bound):
+            raise ConfigError(f"`{flag}` takes METRIC=BOUND, e.g. accuracy=0.9; got {pair!r}")
+        if name not in REPORTED[task]:
+            raise ConfigError(f"`{flag} {pair}`: a {task} run reports {', '.join(REPORTED[task])}; not {name!r}")
+        out.append((flag, name, bound))
+    return out
 
 
 def _draw(result: dict, model, src, path: Path) -> str | None:

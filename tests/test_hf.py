@@ -581,3 +581,20 @@ def test_multi_label_and_regression_on_a_checkpoint(work, ulmfit, tmp_path, task
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["task"] == task and (0 <= rep["micro_f1"] <= 1 if task == "multi-label" else rep["mae"] >= 0)
+
+
+@pytest.mark.parametrize("family", ["llama", "bert"])
+@pytest.mark.parametrize("keep", [0.0, 0.01, 0.5, 0.99])
+def test_a_damaged_safetensors_file_is_one_line(ulmfit, tmp_path, family, keep):
+    """A download cut short (any share of the weights file kept, the empty file included) is a one-line input
+    error naming the model, never a SafetensorError traceback; nothing is written."""
+    folder = tmp_path / family
+    if family == "bert":
+        hf_tiny.write_encoder(folder, family, seed=4)
+    else:
+        hf_tiny.write_model(folder, family)
+    (weights,) = folder.glob("*.safetensors")
+    data = weights.read_bytes()
+    weights.write_bytes(data[: int(len(data) * keep)])
+    one_line_error(ulmfit("import-hf", folder, "--out", tmp_path / "lm"), 2, "could not load its weights")
+    assert not (tmp_path / "lm").exists()

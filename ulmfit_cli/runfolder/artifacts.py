@@ -44,8 +44,30 @@ def copy_file(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def check_links(out: Path) -> None:
+    """Refuse, before any work, an --out that is (or lies under) a symbolic link leading nowhere: a loop, or a link
+    whose target is missing. Each would otherwise fail only when the first file is written, with advice about
+    free space that cannot help."""
+    import errno
+    import os
+
+    for p in [out, *out.parents]:
+        if not p.is_symlink():
+            continue
+        try:
+            os.stat(p)
+        except OSError as e:
+            target = os.readlink(p)
+            why = "loops back on itself" if e.errno == errno.ELOOP else f"does not exist ({e.strerror})"
+            where = "--out" if p == out else f"a folder above --out {out},"
+            raise RunFolderError(
+                f"{where} {p} is a symbolic link to {target!r}, which {why}; remove the link or choose another --out"
+            ) from None
+
+
 def check_out(out: Path, overwrite: bool) -> None:
     """Refuse, before any work, to replace an existing folder without --overwrite, or a file with it."""
+    check_links(out)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"{out}: is a file, not a run folder; choose another --out (nothing was deleted)")
     if out.exists() and not overwrite:
@@ -80,6 +102,7 @@ class OutputLock:
 
     def __init__(self, out: Path):
         self.path = out.parent / f".{out.name}.lock"
+        check_links(out)
         if not out.parent.is_dir():
             raise RunFolderError(f"{out.parent}: the folder for --out does not exist; create it first")
         key = str(self.path.resolve())

@@ -41,6 +41,7 @@ class Workdir:
         self.out, self.command, self.key_file = out, command, out / KEY_FILE
         self.keeps_on_overwrite = stale is not None
         key = {"command": command, **key}
+        A.check_links(out)
         if not out.parent.exists():
             raise RunFolderError(f"{out.parent}: the folder for --out does not exist; create it first")
         # the folder is this command's for as long as this object lives (the kernel's lock; see A.OutputLock):

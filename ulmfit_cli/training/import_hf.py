@@ -227,6 +227,7 @@ def _load_model(folder: Path, gguf_file: str | None, config, model: str, encoder
     """The checkpoint's language model (causal, or masked with its head), or an encoder's bare body when it has
     no head."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
     from ..models.hf import _quiet_transformers
@@ -239,7 +240,7 @@ def _load_model(folder: Path, gguf_file: str | None, config, model: str, encoder
                 str(folder), gguf_file=gguf_file, config=config, dtype=torch.float32, trust_remote_code=False,
                 attn_implementation="sdpa",
             ).eval()  # fmt: skip
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:  # e.g. a truncated download
         raise InputError(f"{model}: could not load its weights ({str(e).splitlines()[0][:200]})") from None
 
 

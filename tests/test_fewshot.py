@@ -174,3 +174,20 @@ def test_the_contrastive_step_needs_classes_and_a_backbone_that_has_it():
         resolve("finetune-clf", "tiny", {"contrastive_steps": 5, "regression": True})
     with pytest.raises(ConfigError, match="needs --backbone transformer or hf"):
         resolve("finetune-clf", "tiny", {"contrastive_steps": 5})
+
+
+def test_epochs_added_by_the_step_floor_checkpoint_by_steps_not_by_epoch(encoder_run, ulmfit, tmp_path, monkeypatch):
+    """8 rows make one step an epoch: 60 epochs for --min-steps 60. A save per epoch would write the whole model 60
+    times; the run saves every --checkpoint-every steps of the run instead (steps 20, 40, 60)."""
+    from ulmfit_cli.training import checkpoint
+
+    saved = []
+    real = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda folder, model, opt, pos, best=None: (
+        saved.append((pos["epoch"], pos["step"])), real(folder, model, opt, pos, best)))  # fmt: skip
+    _synthetic(tmp_path / "train.csv", 2, 4, seed=1)
+    r = ulmfit("finetune-clf", encoder_run / "lm", tmp_path / "train.csv", "--out", tmp_path / "clf", "--preset",
+               "tiny", "--min-steps", "60", "--checkpoint-every", "20", "--bs", "8")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "clf" / "manifest.json").read_text())["config"]["epochs"] == 60
+    assert saved == [(19, 1), (39, 1), (59, 1)]

@@ -44,7 +44,7 @@ def test_no_command_gathers_its_settings_from_its_locals():
     assert "flags(locals())" not in code
 
 
-PROBE = r'''
+PROBE = r"""
 import dataclasses, json, sys
 from ulmfit_cli import config
 
@@ -70,7 +70,7 @@ _, defaults = configfile.read(__import__("pathlib").Path(sys.argv[1]), "finetune
 out["file"] = {k: v for k, v in defaults.items()}
 out["reference"] = reference.render()
 print(json.dumps(out))
-'''
+"""
 
 
 def test_a_field_declared_in_a_test_reaches_every_surface(tmp_path):

@@ -201,6 +201,7 @@ def finetune_clf(
         weights = tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
         w = dist.world()
         steps = classifier_steps(len(docs), cfg.bs, w.size)  # data-parallel: each process every size-th batch
+        asked = cfg.epochs
         cfg = R.step_floor(cfg, steps, len(docs), reporter)
         plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing, R.head_mult(cfg))
         rngs = [np.random.default_rng([cfg.seed, e]) for e in range(cfg.epochs)]
@@ -226,8 +227,9 @@ def finetune_clf(
             pairing = contrastive.train_body(model, groups, docs, y, cfg, bb.pad_batch, reporter)
         select = R.selection("finetune-clf", cfg, task, len(vdocs))
         history = fit(
-            model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt, select=select
-        )
+            model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt, select=select,
+            epoch_checkpoints=cfg.epochs == asked,  # epochs added by --min-steps: a step or two each
+        )  # fmt: skip
         if not writer.main:
             return {}
         baseline = tasks.majority_baseline(task, y, vy, classes)

@@ -148,13 +148,67 @@ def source_of_bytes(path, text_col: str = "text") -> Source:
             mode = os.stat(p).st_mode
         except OSError:  # missing or unreadable: the reader says which, with the path
             return Source(path=p)
-        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        if stat.S_ISDIR(mode) or (stat.S_ISREG(mode) and _compression(p) is None):
             return Source(path=p)
+        if stat.S_ISREG(mode):  # gzip, bz2, xz or zstd (by its first bytes): read from a decompressed copy
+            if p not in _COPIES:
+                _COPIES[p] = _decompress(p, text_col)
+            return Source(path=_COPIES[p], shown=p)
     elif sys.stdin is None or sys.stdin.isatty():
         raise InputError("-: reads the data from standard input, which is a terminal here; pipe the data in")
     if p not in _COPIES:
         _COPIES[p] = _copy_once(p, text_col)
     return Source(path=_COPIES[p], shown="stdin" if p == "-" else p)
+
+
+# compressed files, known by their first bytes (as pandas and `datasets` read train.csv.gz, corpus.txt.xz, ...)
+MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zstd")
+
+
+def _compression(p: str) -> str | None:
+    try:
+        with open(p, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return None
+    return next((kind for magic, kind in MAGIC.items() if head.startswith(magic)), None)
+
+
+def _open_compressed(p: str, kind: str):
+    if kind == "zstd":
+        try:
+            import zstandard
+        except ModuleNotFoundError:
+            raise InputError(
+                f"{p}: zstd-compressed; reading it needs the zstandard package (pip install zstandard)"
+            ) from None
+        return zstandard.open(p, "rb")
+    import bz2
+    import gzip
+    import lzma
+
+    return {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind](p, "rb")
+
+
+def _decompress(p: str, text_col: str) -> str:
+    """A compressed file decompressed, block by block, into a temporary file (removed at exit) named for what it
+    holds: the name without its compression suffix (train.csv.gz -> .csv, corpus.txt.xz -> .txt), else sniffed as
+    stdin's copy is."""
+    import shutil
+
+    kind = _compression(p)
+    inner = Path(p[: -len(Path(p).suffix)] if Path(p).suffix.lower() in COMPRESSED_SUFFIXES else p).suffix.lower()
+    tmp = _scratch("input")
+    try:
+        with _open_compressed(p, kind) as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (OSError, EOFError, ValueError) as e:  # a truncated or damaged archive
+        raise InputError(f"{p}: could not decompress it as {kind} ({e}); check the file") from None
+    if tmp.stat().st_size == 0:
+        raise InputError(f"{p}: empty once decompressed")
+    suffix = inner if inner in TABLE_BUILDERS or inner == ".txt" else _sniff(tmp, text_col)
+    return str(tmp.rename(tmp.with_suffix(suffix)))
 
 
 def _scratch(name: str) -> Path:

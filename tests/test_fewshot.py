@@ -18,7 +18,7 @@ from conftest import log_reporter
 from ulmfit_cli import tasks
 from ulmfit_cli.config import resolve
 from ulmfit_cli.training.contrastive import cosine_similarity_loss, pairs
-from ulmfit_cli.training.stage_parts import step_floor
+from ulmfit_cli.training.stage_parts import passes_per_epoch
 
 labels = st.lists(st.integers(0, 5), min_size=2, max_size=40).map(np.array)
 
@@ -57,15 +57,15 @@ def test_the_loss_is_sentence_transformers_cosine_similarity_loss():
 
 @settings(max_examples=100, deadline=None)
 @given(epochs=st.integers(0, 30), steps=st.integers(1, 50), floor=st.integers(0, 500))
-def test_the_step_floor_adds_the_fewest_epochs_that_reach_it(epochs, steps, floor):
+def test_the_step_floor_reads_the_rows_the_fewest_times_that_reach_it(epochs, steps, floor):
     cfg = resolve("finetune-clf", "tiny", {"epochs": epochs, "min_steps": floor})
     log = log_reporter()
-    out = step_floor(cfg, steps, 10, log)
-    if epochs * steps >= floor:
-        assert out.epochs == epochs and log.lines == []
+    passes = passes_per_epoch(cfg, steps, 10, log)
+    if epochs == 0 or epochs * steps >= floor:
+        assert passes == 1 and log.lines == []
     else:
-        assert out.epochs * steps >= floor > (out.epochs - 1) * steps
-        assert f"training {out.epochs} epochs instead of {epochs}" in log.lines[0]
+        assert epochs * steps * passes >= floor > epochs * steps * (passes - 1)
+        assert f"reads them {passes} times ({passes * steps} steps)" in log.lines[0]
 
 
 @settings(max_examples=100, deadline=None)
@@ -130,8 +130,7 @@ def test_tiny_data_trains_better_than_chance_with_the_contrastive_step(encoder_r
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "clf" / "manifest.json").read_text())
     assert m["contrastive"]["steps"] == 40 and m["contrastive"]["loss_last"] < m["contrastive"]["loss_first"]
-    steps_per_epoch = m["config"]["epochs"]  # one step an epoch: fewer rows than --bs
-    assert steps_per_epoch * 1 >= 80
+    assert m["config"]["epochs"] == 4 and m["passes_per_epoch"] == 20  # one step a pass (fewer rows than --bs)
     r = ulmfit("evaluate", tmp_path / "clf", tmp_path / "test.csv", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["accuracy"] > 1.5 / n_classes  # chance: 1 / n_classes
@@ -176,9 +175,9 @@ def test_the_contrastive_step_needs_classes_and_a_backbone_that_has_it():
         resolve("finetune-clf", "tiny", {"contrastive_steps": 5})
 
 
-def test_epochs_added_by_the_step_floor_checkpoint_by_steps_not_by_epoch(encoder_run, ulmfit, tmp_path, monkeypatch):
-    """8 rows make one step an epoch: 60 epochs for --min-steps 60. A save per epoch would write the whole model 60
-    times; the run saves every --checkpoint-every steps of the run instead (steps 20, 40, 60)."""
+def test_the_step_floor_keeps_the_epochs_and_their_checkpoints(encoder_run, ulmfit, tmp_path, monkeypatch):
+    """8 rows make one step a pass: --epochs 3 --min-steps 60 reads them 20 times an epoch. Three epochs, so three
+    validation rows and one checkpoint at each epoch end, plus one every --checkpoint-every steps of the run."""
     from ulmfit_cli.training import checkpoint
 
     saved = []
@@ -187,7 +186,8 @@ def test_epochs_added_by_the_step_floor_checkpoint_by_steps_not_by_epoch(encoder
         saved.append((pos["epoch"], pos["step"])), real(folder, model, opt, pos, best)))  # fmt: skip
     _synthetic(tmp_path / "train.csv", 2, 4, seed=1)
     r = ulmfit("finetune-clf", encoder_run / "lm", tmp_path / "train.csv", "--out", tmp_path / "clf", "--preset",
-               "tiny", "--min-steps", "60", "--checkpoint-every", "20", "--bs", "8")  # fmt: skip
+               "tiny", "--epochs", "3", "--min-steps", "60", "--checkpoint-every", "25", "--bs", "8")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "clf" / "manifest.json").read_text())["config"]["epochs"] == 60
-    assert saved == [(19, 1), (39, 1), (59, 1)]
+    m = json.loads((tmp_path / "clf" / "manifest.json").read_text())
+    assert m["config"]["epochs"] == 3 and len(m["history"]) == 3 and m["passes_per_epoch"] == 20
+    assert saved == [(1, 0), (1, 5), (2, 0), (2, 10), (3, 0)]  # epoch ends, and steps 25 and 50 of the run

@@ -243,8 +243,8 @@ class RunConfig:
         helps={LC_LM: "LM: at most this many steps."}, rule=at_least(0),
     )  # fmt: skip
     min_steps: int = setting(  # a few labelled rows make a handful of steps an epoch: the schedule is set in steps
-        0, "Train at least this many optimizer steps in all: with few training rows, more epochs than --epochs "
-        "(0: --epochs as given).", (CLF, LC), rule=at_least(0),
+        0, "Train at least this many optimizer steps in all: with few training rows, each epoch reads them "
+        "several times (0: once).", (CLF, LC), rule=at_least(0),
     )  # fmt: skip
     contrastive_steps: int = setting(  # SetFit's idea (training/contrastive.py)
         0, "Before the classifier, train the body this many steps to pull texts of one class together and push "

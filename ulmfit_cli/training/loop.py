@@ -95,7 +95,6 @@ def fit(
     checkpoint_every: int = 0,
     resume: bool = False,
     select: Selection | None = None,
-    epoch_checkpoints: bool = True,
 ) -> list:
     """Train `model` along `plan`. `batches(epoch)` yields training batches, `loss_fn(batch)` returns
     (loss to minimise, loss to report), `evaluate()` returns validation metrics. Returns per-epoch rows.
@@ -107,10 +106,9 @@ def fit(
     Transformer runs also record, per epoch, each block's mean gradient norm and the cosine similarity of its
     output to its input (`grad_norm`, `layer_cos`: lists, bottom block first; see diagnostics.py).
 
-    With `ckpt_dir`, a checkpoint is saved at every epoch end (unless not `epoch_checkpoints`: epochs of a step or
-    two, where a save per epoch would cost more than the training), every `checkpoint_every` steps of the run, and
-    on Ctrl-C or SIGTERM (after the step in progress, then KeyboardInterrupt, or its subclass Terminated for
-    SIGTERM); with `resume`, training continues from it.
+    With `ckpt_dir`, a checkpoint is saved at every epoch end, every `checkpoint_every` steps of the run, and on
+    Ctrl-C or SIGTERM (after the step in progress, then KeyboardInterrupt, or its subclass Terminated for SIGTERM);
+    with `resume`, training continues from it.
     """
     import torch
 
@@ -204,8 +202,7 @@ def fit(
             history.append({**row, **(diag.epoch() if diag is not None else {})})
             if select is not None and select.keep == "best" and select.best(history) == ep.epoch:
                 best = (ep.epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            if epoch_checkpoints or interrupted:
-                save(ep.epoch + 1, 0)
+            save(ep.epoch + 1, 0)
             if interrupted:
                 stop()
             if select is not None and select.should_stop(history):

@@ -4,7 +4,6 @@ cycle, the manifest, the pictures and the summary (seeding is `dist.seed_all`). 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,17 +46,19 @@ def selection(stage: str, cfg: RunConfig, task: str | None = None, n_valid: int 
     return Selection(metric, higher, keep, cfg.patience, last, few_valid=few)
 
 
-def step_floor(cfg: RunConfig, steps_per_epoch: int, n_docs: int, reporter) -> RunConfig:
-    """`cfg` with enough epochs for `--min-steps` optimizer steps in all (a few labelled rows make a step or two an
-    epoch, and a schedule of eight steps leaves a fresh head where it started); said on stderr when it adds any."""
-    if not cfg.min_steps or steps_per_epoch < 1 or cfg.epochs * steps_per_epoch >= cfg.min_steps:
-        return cfg
-    epochs = -(-cfg.min_steps // steps_per_epoch)
+def passes_per_epoch(cfg: RunConfig, steps_per_epoch: int, n_docs: int, reporter) -> int:
+    """How many times an epoch reads the training documents so that the run has `--min-steps` optimizer steps:
+    a few labelled rows make a step or two an epoch, and a schedule of eight steps leaves a fresh head where it
+    started. The epochs keep their meaning (gradual unfreezing, validation, checkpoints: one each); each just
+    reads the rows more than once. Said on stderr when it is more than once."""
+    if not cfg.min_steps or steps_per_epoch < 1 or cfg.epochs < 1 or cfg.epochs * steps_per_epoch >= cfg.min_steps:
+        return 1
+    passes = -(-cfg.min_steps // (cfg.epochs * steps_per_epoch))
     reporter.info(
-        f"{n_docs} training documents make {steps_per_epoch} step(s) an epoch: training {epochs} epochs instead "
-        f"of {cfg.epochs}, for --min-steps {cfg.min_steps}"
+        f"{n_docs} training documents make {steps_per_epoch} step(s) an epoch: each of the {cfg.epochs} epochs "
+        f"reads them {passes} times ({passes * steps_per_epoch} steps), for --min-steps {cfg.min_steps}"
     )
-    return dataclasses.replace(cfg, epochs=epochs)
+    return passes
 
 
 def kept(select, history: list, planned: int) -> dict:

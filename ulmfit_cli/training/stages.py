@@ -7,6 +7,7 @@ Inference (predict, evaluate) lives in `inference.predictor`.
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -201,8 +202,8 @@ def finetune_clf(
         weights = tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
         w = dist.world()
         steps = classifier_steps(len(docs), cfg.bs, w.size)  # data-parallel: each process every size-th batch
-        asked = cfg.epochs
-        cfg = R.step_floor(cfg, steps, len(docs), reporter)
+        passes = R.passes_per_epoch(cfg, steps, len(docs), reporter)  # --min-steps: few rows read several times
+        steps *= passes
         plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing, R.head_mult(cfg))
         rngs = [np.random.default_rng([cfg.seed, e]) for e in range(cfg.epochs)]
         reporter.info(
@@ -218,8 +219,11 @@ def finetune_clf(
         def evaluate():
             return tasks.valid_metrics(task, predict_logits(model, vdocs, cfg), vy, target)
 
-        def batches(e):
-            return classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e], bb.pad_batch, w.rank, w.size)
+        def batches(e):  # each pass shuffled anew: the epoch's generator moves on
+            return itertools.chain.from_iterable(
+                classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e], bb.pad_batch, w.rank, w.size)
+                for _ in range(passes)
+            )
 
         ckpt = R.ckpt_args(writer, resume, checkpoint_every)
         pairing = None
@@ -227,9 +231,8 @@ def finetune_clf(
             pairing = contrastive.train_body(model, groups, docs, y, cfg, bb.pad_batch, reporter)
         select = R.selection("finetune-clf", cfg, task, len(vdocs))
         history = fit(
-            model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt, select=select,
-            epoch_checkpoints=cfg.epochs == asked,  # epochs added by --min-steps: a step or two each
-        )  # fmt: skip
+            model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt, select=select
+        )
         if not writer.main:
             return {}
         baseline = tasks.majority_baseline(task, y, vy, classes)
@@ -246,6 +249,7 @@ def finetune_clf(
             **tasks.run_extras(task, lambda: predict_logits(model.eval(), vdocs, cfg), vy, target, classes, reporter),
             "init": init,
             **({"majority_baseline": baseline} if baseline else {}),
+            **({"passes_per_epoch": passes} if passes > 1 else {}),
             **({"contrastive": pairing} if pairing else {}),
             **({"class_weights": dict(zip(classes, weights.tolist()))} if weights is not None else {}),
             "columns": {"text": text_col, "label": label_col},

@@ -20,6 +20,7 @@ from ..data.readers import Source, read_raw
 
 IMBALANCE = 5.0  # largest class / smallest class above which inspect suggests --class-weights and --metric
 MIN_CLASS = 10  # a 10% validation split of a class this small expects one example or none
+FEW_LABELS = 64  # examples of the rarest class up to which a task is few-shot (docs: the few labels guide)
 NUMERIC_CLASSES = 20  # more distinct numbers than this (or any fraction) look like a regression target
 DELIMS = (" ", ",", ";", "|")  # tried, in order, when a string label column may hold label sets
 EXAMPLES = 3
@@ -279,6 +280,18 @@ def verdicts(report: dict) -> list[dict]:
                 f"{files[0]['source']}: the largest class has {most / least:.1f}x the examples of the smallest "
                 f"({most} vs {least}); train with --class-weights balanced and choose epochs with --metric macro_f1 "
                 "(bench/RESULTS.md 18 has what they change)",
+            )
+    if first and first.get("kind") == "single-label" and first.get("counts"):
+        total, fewest = sum(first["counts"].values()), min(first["counts"].values())
+        if fewest <= FEW_LABELS:
+            held = max(1, round(total * 0.1))
+            say(
+                "few_labels",
+                f"{files[0]['source']}: {total} labelled rows, {fewest} of the rarest class: a few-shot task. "
+                f"The default 10% validation share ({held} rows) is too few to choose an epoch by, so the last is "
+                "kept; train on a schedule of steps (--min-steps) rather than epochs, and from a pretrained "
+                "checkpoint with the contrastive step (--contrastive-steps); the 'Few labels' guide has what to "
+                "expect at each size",
             )
     if first and "counts" in first:
         small = [c for c, n in first["counts"].items() if n < MIN_CLASS]

@@ -191,3 +191,18 @@ def test_the_step_floor_keeps_the_epochs_and_their_checkpoints(encoder_run, ulmf
     m = json.loads((tmp_path / "clf" / "manifest.json").read_text())
     assert m["config"]["epochs"] == 3 and len(m["history"]) == 3 and m["passes_per_epoch"] == 20
     assert saved == [(1, 0), (1, 5), (2, 0), (2, 10), (3, 0)]  # epoch ends, and steps 25 and 50 of the run
+
+
+@settings(max_examples=100, deadline=None)
+@given(counts=st.lists(st.integers(1, 100), min_size=1, max_size=8), bs=st.integers(2, 64))
+def test_auto_steps_draw_setfits_pairs_for_few_rows_and_none_for_many(counts, bs):
+    from ulmfit_cli.training.contrastive import AUTO_MAX, FEW, auto_steps
+
+    y = np.repeat(np.arange(len(counts)), counts)
+    steps = auto_steps(y, bs)
+    different = sum(a * b for i, a in enumerate(counts) for b in counts[i + 1 :])
+    if len(counts) < 2 or min(counts) > FEW:
+        assert steps == 0
+    else:
+        assert steps == min(AUTO_MAX, -(-2 * different // bs))
+        assert steps * bs >= min(AUTO_MAX * bs, 2 * different)  # every cross-class pair's worth, twice

@@ -249,7 +249,8 @@ class RunConfig:
     contrastive_steps: int = setting(  # SetFit's idea (training/contrastive.py)
         0, "Before the classifier, train the body this many steps to pull texts of one class together and push "
         "texts of two classes apart (pairs of the labelled rows, --bs pairs a step; single-label tasks, transformer "
-        "and hf backbones; 0: no such step).", (CLF, LC), rule=at_least(0),
+        "and hf backbones). -1: auto: as many pairs as SetFit draws (at most 500 steps) when the rarest class has "
+        "at most 64 rows, none with more; 0: none.", (CLF, LC), rule=at_least(-1),
     )  # fmt: skip
     max_len: int = setting(  # BPT3C (fastai's SentenceEncoder)
         20 * 72, "BPT3C: tokens of a document kept.", (CLF, LRF, LC), helps={LC: "BPT3C: tokens kept."}
@@ -318,9 +319,9 @@ class RunConfig:
             need(c.bs >= 2, "bs", ">= 2 for finetune-clf (its batch-norm needs two documents a batch)", c.bs)
         need(c.max_len >= c.bptt, "max_len", f">= --bptt ({c.bptt})", c.max_len)
         need(c.label_delim is None or c.label_delim != "", "label_delim", "a non-empty string", c.label_delim)
-        if c.contrastive_steps and (c.regression or c.label_delim is not None):
+        if c.contrastive_steps > 0 and (c.regression or c.label_delim is not None):
             problems.append("`--contrastive-steps` pairs texts of one class; it needs single-label classes")
-        if c.contrastive_steps and c.backbone == "awd-lstm":
+        if c.contrastive_steps > 0 and c.backbone == "awd-lstm":
             problems.append("`--contrastive-steps` needs --backbone transformer or hf (the AWD-LSTM has no such step)")
         if c.regression and c.label_delim is not None:
             problems.append("`--regression` and `--label-delim` cannot be combined (numbers vs label lists)")

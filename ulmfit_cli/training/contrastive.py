@@ -40,6 +40,26 @@ def pairs(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return out[rng.permutation(n)]  # the kinds mixed: every batch of pairs has both
 
 
+FEW = 64  # examples of the rarest class up to which --contrastive-steps -1 (auto) runs the step
+AUTO_MAX = 500  # auto's ceiling on steps: SetFit's pair count grows with the square of the rows
+
+
+def auto_steps(y: np.ndarray, bs: int) -> int:
+    """--contrastive-steps -1: as many pairs as SetFit draws by default (every pair of rows of two different
+    classes, twice: as many positive pairs again), `bs` pairs a step, at most AUTO_MAX steps; none when the
+    rarest class has more than FEW rows (the classifier alone then has rows enough)."""
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    if len(counts) < 2 or counts.min() > FEW:
+        return 0
+    different = (counts.sum() ** 2 - (counts**2).sum()) // 2
+    return int(min(AUTO_MAX, -(-2 * different // bs)))
+
+
+def steps_of(cfg: RunConfig, y: np.ndarray) -> int:
+    return auto_steps(y, cfg.bs) if cfg.contrastive_steps < 0 else cfg.contrastive_steps
+
+
 def cosine_similarity_loss(u, v, same):
     """sentence-transformers' CosineSimilarityLoss: mean squared error of cos(u, v) against the pair's label."""
     import torch.nn.functional as F
@@ -48,7 +68,7 @@ def cosine_similarity_loss(u, v, same):
 
 
 def train_body(model, groups: list[list], docs: list[np.ndarray], y: np.ndarray, cfg: RunConfig, pad, reporter):
-    """`cfg.contrastive_steps` optimizer steps of the contrastive loss on pairs of `docs` (labels `y`), `cfg.bs`
+    """`steps_of(cfg, y)` optimizer steps of the contrastive loss on pairs of `docs` (labels `y`), `cfg.bs`
     pairs a step, every layer group below the head at its discriminative rate. Returns the mean loss of the first
     and of the last tenth of the steps, for the manifest."""
     import torch
@@ -56,7 +76,7 @@ def train_body(model, groups: list[list], docs: list[np.ndarray], y: np.ndarray,
     from .. import dist
     from ..data.tokenizer import PAD_ID
 
-    steps = cfg.contrastive_steps
+    steps = steps_of(cfg, y)
     device = next(model.parameters()).device
     body = groups[:-1]  # the top group holds the head: the classifier's to train
     rates = discriminative_lrs(cfg.lr, len(groups), cfg.lr_factor)[:-1]

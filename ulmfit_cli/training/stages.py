@@ -227,7 +227,8 @@ def finetune_clf(
 
         ckpt = R.ckpt_args(writer, resume, checkpoint_every)
         pairing = None
-        if cfg.contrastive_steps and not (resume and checkpoint.position(writer.tmp)):  # a checkpoint has it done
+        pairs = task == tasks.SINGLE and cfg.backbone != "awd-lstm" and contrastive.steps_of(cfg, y) > 0
+        if pairs and not (resume and checkpoint.position(writer.tmp)):  # a checkpoint holds the step's weights
             pairing = contrastive.train_body(model, groups, docs, y, cfg, bb.pad_batch, reporter)
         select = R.selection("finetune-clf", cfg, task, len(vdocs))
         history = fit(

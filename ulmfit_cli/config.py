@@ -252,6 +252,10 @@ class RunConfig:
         "and hf backbones). -1: auto: as many pairs as SetFit draws (at most 500 steps) when the rarest class has "
         "at most 64 rows, none with more; 0: none.", (CLF, LC), rule=at_least(-1),
     )  # fmt: skip
+    contrastive_lr: float = setting(  # SetFit trains every layer at one rate (2e-5); 5e-5 measured best here
+        5e-5, "The contrastive step's peak rate, the same for every layer group of the body (one slanted "
+        "triangular cycle).", (CLF, LC), rule=above(0),
+    )  # fmt: skip
     max_len: int = setting(  # BPT3C (fastai's SentenceEncoder)
         20 * 72, "BPT3C: tokens of a document kept.", (CLF, LRF, LC), helps={LC: "BPT3C: tokens kept."}
     )

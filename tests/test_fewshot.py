@@ -125,7 +125,20 @@ def test_tiny_data_trains_better_than_chance_with_the_contrastive_step(encoder_r
                                                                        per_class):  # fmt: skip
     _synthetic(tmp_path / "train.csv", n_classes, per_class, seed=1)
     _synthetic(tmp_path / "test.csv", n_classes, 20, seed=2)
-    args = ["--preset", "tiny", "--min-steps", "80", "--contrastive-steps", "40", "--lr", "3e-3", "--bs", "8"]
+    args = [
+        "--preset",
+        "tiny",
+        "--min-steps",
+        "80",
+        "--contrastive-steps",
+        "40",
+        "--lr",
+        "3e-3",
+        "--bs",
+        "8",
+        "--contrastive-lr",
+        "3e-3",
+    ]  # a tiny random model learns at rates a pretrained one would not take
     r = ulmfit("finetune-clf", encoder_run / "lm", tmp_path / "train.csv", "--out", tmp_path / "clf", *args)
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "clf" / "manifest.json").read_text())

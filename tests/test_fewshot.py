@@ -219,3 +219,25 @@ def test_auto_steps_draw_setfits_pairs_for_few_rows_and_none_for_many(counts, bs
     else:
         assert steps == min(AUTO_MAX, -(-2 * different // bs))
         assert steps * bs >= min(AUTO_MAX * bs, 2 * different)  # every cross-class pair's worth, twice
+
+
+@pytest.mark.parametrize("per_class, few", [(4, True), (66, False)])  # 66: 65 or more of each in training
+def test_auto_pairs_few_rows_then_trains_the_head_alone_and_leaves_more_rows_alone(encoder_run, ulmfit, tmp_path,
+                                                                                   per_class, few):  # fmt: skip
+    """--contrastive-steps -1 (the hf presets' default): with at most 64 rows of the rarest class, SetFit's pair
+    count and one epoch of the head; with more (after the held-out row), neither."""
+    from ulmfit_cli.training.contrastive import auto_steps
+
+    _synthetic(tmp_path / "train.csv", 2, per_class, seed=1)
+    r = ulmfit("finetune-clf", encoder_run / "lm", tmp_path / "train.csv", "--out", tmp_path / "clf", "--preset",
+               "tiny", "--contrastive-steps", "-1", "--contrastive-lr", "3e-3", "--epochs", "3", "--bs", "8",
+               "--valid-pct", "0.01")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "clf" / "manifest.json").read_text())
+    n_train = 2 * per_class - 1  # one row held out
+    if few:
+        y = np.array([0] * per_class + [1] * (per_class - 1))  # the held-out row is of one class or the other
+        assert m["contrastive"]["steps"] in (auto_steps(y, 8), auto_steps(1 - y, 8)) and m["contrastive"]["steps"] > 0
+        assert m["config"]["epochs"] == 1 and "then one epoch the classifier's head" in r.stderr
+    else:
+        assert "contrastive" not in m and m["config"]["epochs"] == 3 and n_train > 64

@@ -41,7 +41,14 @@ def finetune_clf(
     """Train a classifier on top of a fine-tuned LM (gradual unfreezing, discriminative rates, STLR).
 
     One label per text, several (--label-delim or a list column: sigmoid outputs, thresholds tuned per label
-    on the validation data) or a number (--regression)."""
+    on the validation data) or a number (--regression).
+
+    With few labelled rows (64 or fewer of the rarest class) a pretrained checkpoint (--backbone hf) first learns
+    from pairs of them which texts belong together (--contrastive-steps, SetFit's idea), then trains its head for at
+    least --min-steps steps, and keeps the last epoch: a handful of validation rows cannot choose one. Against
+    SetFit on the same checkpoint and rows this matched or beat it, where the classifier alone scored at or below
+    always answering the most common class (the few labels guide has the figures). A classifier that ends no better
+    than that constant answer on its validation rows says so."""
     from ..config import resolve
     from ..configfile import print_config
     from ..data.readers import source_of

@@ -79,8 +79,8 @@ def train_body(model, groups: list[list], docs: list[np.ndarray], y: np.ndarray,
     steps = steps_of(cfg, y)
     device = next(model.parameters()).device
     body = groups[:-1]  # the top group holds the head: the classifier's to train
-    # one rate for every group: discriminative rates (--lr 2e-4 over 2.6 a group) left the lower layers at 1e-5
-    # and scored 10 points under one rate of 2e-5 or 5e-5 on TREC-6 at 8 a class (bench/README.md)
+    # one rate for every group, as SetFit trains: discriminative rates (--lr 2e-4 over 2.6 a group) left the lower
+    # layers at 1e-5 and scored 10 points under one rate of 2e-5 or 5e-5 on TREC-6 at 8 a class
     rates = [cfg.contrastive_lr] * len(body)
     opt = torch.optim.AdamW(
         [{"params": g, "lr": lr} for g, lr in zip(body, rates)], betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.wd

@@ -7,6 +7,7 @@ Inference (predict, evaluate) lives in `inference.predictor`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from pathlib import Path
@@ -200,6 +201,13 @@ def finetune_clf(
         R.place(model, cfg)
         names, groups = bb.classifier_groups(model)
         weights = tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
+        pair_steps = contrastive.steps_of(cfg, y) if task == tasks.SINGLE and cfg.backbone != "awd-lstm" else 0
+        if pair_steps and cfg.contrastive_steps < 0 and cfg.epochs != 1:  # auto: SetFit's split of the work
+            reporter.info(
+                "few labelled rows: the contrastive step trains the body, then one epoch the classifier's head "
+                "(--contrastive-steps N keeps --epochs)"
+            )
+            cfg = dataclasses.replace(cfg, epochs=1)
         w = dist.world()
         steps = classifier_steps(len(docs), cfg.bs, w.size)  # data-parallel: each process every size-th batch
         passes = R.passes_per_epoch(cfg, steps, len(docs), reporter)  # --min-steps: few rows read several times
@@ -227,8 +235,7 @@ def finetune_clf(
 
         ckpt = R.ckpt_args(writer, resume, checkpoint_every)
         pairing = None
-        pairs = task == tasks.SINGLE and cfg.backbone != "awd-lstm" and contrastive.steps_of(cfg, y) > 0
-        if pairs and not (resume and checkpoint.position(writer.tmp)):  # a checkpoint holds the step's weights
+        if pair_steps and not (resume and checkpoint.position(writer.tmp)):  # a checkpoint holds the step's weights
             pairing = contrastive.train_body(model, groups, docs, y, cfg, bb.pad_batch, reporter)
         select = R.selection("finetune-clf", cfg, task, len(vdocs))
         history = fit(

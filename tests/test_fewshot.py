@@ -234,10 +234,30 @@ def test_auto_pairs_few_rows_then_trains_the_head_alone_and_leaves_more_rows_alo
                "--valid-pct", "0.01")  # fmt: skip
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "clf" / "manifest.json").read_text())
-    n_train = 2 * per_class - 1  # one row held out
-    if few:
-        y = np.array([0] * per_class + [1] * (per_class - 1))  # the held-out row is of one class or the other
-        assert m["contrastive"]["steps"] in (auto_steps(y, 8), auto_steps(1 - y, 8)) and m["contrastive"]["steps"] > 0
+    if few:  # every row trains (none held out) and the warning, if any, speaks of the training rows
+        assert m["contrastive"]["steps"] == auto_steps(np.repeat([0, 1], per_class), 8) > 0
         assert m["config"]["epochs"] == 1 and "then one epoch the classifier's head" in r.stderr
+        assert f"{2 * per_class} training and 0 validation documents" in r.stderr
+        assert m["majority_baseline"]["on"] == "training" and m["majority_baseline"]["documents"] == 2 * per_class
     else:
-        assert "contrastive" not in m and m["config"]["epochs"] == 3 and n_train > 64
+        assert "contrastive" not in m and m["config"]["epochs"] == 3
+        assert f"{2 * per_class - 1} training and 1 validation documents" in r.stderr
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_valid_pct_0_trains_on_every_row(encoder_run, ulmfit, tmp_path, multi):
+    """--valid-pct 0 holds out nothing (it held out one row): every row trains, the epochs have no validation
+    metrics, the last is kept, and a multi-label run keeps its thresholds at 0.5 (nothing to tune them on)."""
+    _synthetic(tmp_path / "train.csv", 3, 5, seed=4)
+    extra = ["--label-delim", " "] if multi else []
+    r = ulmfit("finetune-clf", encoder_run / "lm", tmp_path / "train.csv", "--out", tmp_path / "clf", "--preset",
+               "tiny", "--valid-pct", "0", "--contrastive-steps", "0", *extra)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "15 training and 0 validation documents" in r.stderr
+    m = json.loads((tmp_path / "clf" / "manifest.json").read_text())
+    assert m["kept_epoch"] == len(m["history"]) == m["config"]["epochs"]
+    assert all(set(row) <= {"epoch", "train_loss"} for row in m["history"])
+    if multi:
+        assert set(m["thresholds"].values()) == {0.5}
+    r = ulmfit("evaluate", tmp_path / "clf", tmp_path / "train.csv", "--json")
+    assert r.returncode == 0, r.stderr

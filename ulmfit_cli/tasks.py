@@ -75,6 +75,8 @@ def run_extras(task: str, valid_logits, vy, target, classes, reporter) -> dict:
         return {"target": target}
     if task != MULTI:
         return {}
+    if len(vy) == 0:  # no validation rows to tune on: every label at 0.5
+        return {"thresholds": {c: 0.5 for c in classes}}
     probs = outputs(task, valid_logits())
     true = vy > 0.5
     cuts = tune_thresholds(probs, true)
@@ -107,9 +109,10 @@ def no_better_than_majority(row: dict, baseline: dict | None) -> str | None:
     """A warning when the validation `row` of the published epoch scores no better than `baseline`; else None."""
     if baseline is None or row.get("accuracy") is None or row["accuracy"] > baseline["accuracy"]:
         return None
+    rows = baseline.get("on", "validation")
     return (
-        f"the classifier's validation accuracy {row['accuracy']:.1%} is no better than always answering the most "
-        f"common class {baseline['class']!r} ({baseline['accuracy']:.1%}) on {baseline['documents']} validation "
+        f"the classifier's {rows} accuracy {row['accuracy']:.1%} is no better than always answering the most "
+        f"common class {baseline['class']!r} ({baseline['accuracy']:.1%}) on {baseline['documents']} {rows} "
         "documents; train more steps (--min-steps) or give more labelled rows"
     )
 

@@ -9,10 +9,15 @@ import numpy as np
 from ..errors import InputError
 
 
+def held_out(n: int, valid_pct: float) -> int:
+    """How many of `n` rows --valid-pct holds out: at least one, unless it is 0 (train on every row)."""
+    return 0 if valid_pct == 0 else max(1, int(round(n * valid_pct)))
+
+
 def split_valid(n: int, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random train/valid indices (fastai RandomSplitter), at least one of each."""
+    """Random train/valid indices (fastai RandomSplitter): at least one of each, or no valid with valid_pct 0."""
     idx = np.random.default_rng(seed).permutation(n)
-    n_valid = max(1, int(round(n * valid_pct)))
+    n_valid = held_out(n, valid_pct)
     if n_valid >= n:
         raise InputError(f"--valid-pct {valid_pct} leaves no training rows out of {n}; lower it")
     return np.sort(idx[n_valid:]), np.sort(idx[:n_valid])

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import configfile, tasks
 from ..config import RunConfig
-from ..data.batches import LMStream, check_trainable, split_valid
+from ..data.batches import LMStream, check_trainable, held_out, split_valid
 from ..data.readers import Source, read_table
 from ..data.tokenizer import file_sha256
 from ..errors import InputError, WriteError
@@ -312,6 +312,19 @@ def lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
     return train, LMStream(valid_ids, vbs, cfg.bptt, cfg.backwards)
 
 
+def few_rows(cfg: RunConfig, task: str, labels: list) -> bool:
+    """The few-labels recipe applies (the hf presets' --contrastive-steps -1): single-label classes of 64 rows or
+    fewer at the rarest, on a backbone with the contrastive step. It trains on every row: a handful held out could
+    not choose an epoch, and the run keeps the last."""
+    from collections import Counter
+
+    from .contrastive import FEW
+
+    if cfg.contrastive_steps >= 0 or task != tasks.SINGLE or cfg.backbone == "awd-lstm" or not labels:
+        return False
+    return min(Counter(labels).values()) <= FEW
+
+
 def clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col: str, label_col: str):
     """Training and validation texts and labels, the task and the classes; every label problem found up front."""
     from .. import dist
@@ -319,7 +332,7 @@ def clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col
     table = read_table(train_src, text_col, label_col)
     n = len(table.texts)
     held = None if valid is not None else cfg.valid_pct
-    check_trainable(n if held is None else n - max(1, int(round(n * held))), cfg.bs, dist.world().size, train_src, held)
+    check_trainable(n if held is None else n - held_out(n, held), cfg.bs, dist.world().size, train_src, held)
     task = tasks.detect(table.labels, cfg)
     labels = tasks.parse(table, train_src, label_col, task, cfg.label_delim)
     classes = tasks.classes_of(task, labels, train_src, label_col)
@@ -334,7 +347,8 @@ def clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col
             )
         texts = table.texts
     else:
-        tr, va = split_valid(len(labels), cfg.valid_pct, cfg.seed)
+        pct = 0.0 if few_rows(cfg, task, labels) else cfg.valid_pct  # every row trains: too few to choose by
+        tr, va = split_valid(len(labels), pct, cfg.seed)
         vtexts, vlabels = [table.texts[i] for i in va], [labels[i] for i in va]
         texts, labels = [table.texts[i] for i in tr], [labels[i] for i in tr]
     return table, task, classes, (texts, labels), (vtexts, vlabels)

@@ -224,8 +224,8 @@ def finetune_clf(
             loss = tasks.loss(task, model(x)[0], yb, weights)
             return loss, loss.item()
 
-        def evaluate():
-            return tasks.valid_metrics(task, predict_logits(model, vdocs, cfg), vy, target)
+        def evaluate():  # no validation rows (--valid-pct 0, or few labelled rows): nothing to measure
+            return tasks.valid_metrics(task, predict_logits(model, vdocs, cfg), vy, target) if vdocs else {}
 
         def batches(e):  # each pass shuffled anew: the epoch's generator moves on
             return itertools.chain.from_iterable(
@@ -243,9 +243,14 @@ def finetune_clf(
         )
         if not writer.main:
             return {}
-        baseline = tasks.majority_baseline(task, y, vy, classes)
         published = R.kept(select, history, len(plan))["kept_epoch"]
-        warning = tasks.no_better_than_majority(history[published - 1] if published else {}, baseline)
+        row = history[published - 1] if published else {}
+        baseline = tasks.majority_baseline(task, y, vy, classes)
+        if baseline is None and task == tasks.SINGLE and published:  # no validation rows: its training rows
+            baseline = {**tasks.majority_baseline(task, y, y, classes), "on": "training"}
+            train_pred = predict_logits(model.eval(), docs, cfg).argmax(1)
+            row = {"accuracy": float((train_pred == y).mean())}
+        warning = tasks.no_better_than_majority(row, baseline)
         if warning:
             reporter.warn(warning)
         pictures = R.publish_model(writer, model, "finetune-clf", cfg, history, steps, reporter, select)

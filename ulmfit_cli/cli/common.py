@@ -206,10 +206,12 @@ def lm_stage(stage: str, cfg, parent, paths, out: Path, valid, source, cache_dir
         text_col=source.text_col,
         parent=parent,
         valid=source_of(valid, source.text_col, source.encoding) if valid else None,
-        overwrite=opts.overwrite,
-        resume=opts.resume,
-        checkpoint_every=opts.checkpoint_every,
         cache_dir=cache_dir,
-        reporter=reporter,
+        **run_args(opts, reporter),
     )
     finish(summary, opts.json, reporter)
+
+
+def run_args(opts, reporter) -> dict:
+    """What a training stage takes from the STAGE_RUN options block: how to treat the folder, and the reporter."""
+    return dict(overwrite=opts.overwrite, resume=opts.resume, checkpoint_every=opts.checkpoint_every, reporter=reporter)

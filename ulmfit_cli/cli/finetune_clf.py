@@ -55,7 +55,7 @@ def finetune_clf(
     from ..errors import ConfigError
     from ..runfolder.artifacts import LM_STAGES, open_run
     from ..training.stages import finetune_clf as core
-    from .common import finish, show_schedule, sources, start
+    from .common import finish, run_args, show_schedule, sources, start
 
     run = open_run(parent, LM_STAGES, "finetune-clf")
     cfg = resolve("finetune-clf", preset, settings, run.config)
@@ -79,9 +79,6 @@ def finetune_clf(
         text_col=text_col,
         label_col=label_col,
         init=init,
-        overwrite=opts.overwrite,
-        resume=opts.resume,
-        checkpoint_every=opts.checkpoint_every,
-        reporter=reporter,
+        **run_args(opts, reporter),
     )
     finish(summary, opts.json, reporter)

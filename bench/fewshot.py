@@ -29,7 +29,10 @@ training labels: earn, acq, crude, trade, money-fx, interest, money-supply, ship
     python bench/fewshot.py run WORK --system tfidf [--tasks ...] [--per-class ...] [--seeds ...]
     python bench/fewshot.py run WORK --system setfit --model MINILM/model [--python /work/venv-setfit/bin/python]
     python bench/fewshot.py run WORK --system ulmfit --parent RUN [--tag defaults] [--flag=--epochs=8 ...]
-    python bench/fewshot.py report WORK [--metric accuracy|macro_f1]
+    python bench/fewshot.py report WORK [--metric accuracy|macro_f1] [--columns tfidf setfit ulmfit/now ...]
+        [--tasks-shown trec6 sst2] [--k-shown 8 16]
+
+To measure another checkout than the installed one: PYTHONPATH=CHECKOUT (the ulmfit runs import from it).
 
 (RUN: `ulmfit import-hf MINILM/model --out RUN`.) `run` needs scikit-learn for tfidf (the project's venv has it);
 every subprocess gets OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, TOKENIZERS_PARALLELISM=false and HF offline mode.

@@ -34,7 +34,8 @@ Ensemble = Annotated[
 Quantize = Annotated[
     str | None,
     typer.Option(
-        help="int8: dynamic quantization of the Linear and LSTM layers, on the CPU (bench/RESULTS.md).",
+        help="int8: dynamic quantization of the Linear and LSTM layers, on the CPU (the export and serve guide has "
+        "what it costs and gains).",
         show_default=False,
     ),
 ]

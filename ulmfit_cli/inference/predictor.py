@@ -83,7 +83,7 @@ def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = Non
 
         sys.stderr.write(
             f"warning: {run.path}: int8 changes a pretrained decoder's predictions a lot (its activations have "
-            "outliers that per-batch int8 cannot hold: SmolLM2-135M on TREC-6 lost 14-27 points, bench/RESULTS.md 16); "
+            "outliers that per-batch int8 cannot hold: SmolLM2-135M on TREC-6 lost 14-27 points); "
             "check with `ulmfit evaluate` before you rely on it\n"
         )
     if engine == "onnx":

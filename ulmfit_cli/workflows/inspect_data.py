@@ -279,7 +279,7 @@ def verdicts(report: dict) -> list[dict]:
                 "imbalanced",
                 f"{files[0]['source']}: the largest class has {most / least:.1f}x the examples of the smallest "
                 f"({most} vs {least}); train with --class-weights balanced and choose epochs with --metric macro_f1 "
-                "(bench/RESULTS.md 18 has what they change)",
+                "(the config and tracking guide has what they change)",
             )
     if first and first.get("kind") == "single-label" and first.get("counts"):
         total, fewest = sum(first["counts"].values()), min(first["counts"].values())

@@ -148,11 +148,12 @@ def source_of_bytes(path, text_col: str = "text") -> Source:
             mode = os.stat(p).st_mode
         except OSError:  # missing or unreadable: the reader says which, with the path
             return Source(path=p)
-        if stat.S_ISDIR(mode) or (stat.S_ISREG(mode) and _compression(p) is None):
+        kind = _compression(p) if stat.S_ISREG(mode) else None
+        if stat.S_ISDIR(mode) or (stat.S_ISREG(mode) and kind is None):
             return Source(path=p)
-        if stat.S_ISREG(mode):  # gzip, bz2, xz or zstd (by its first bytes): read from a decompressed copy
+        if kind is not None:  # gzip, bz2, xz or zstd (by its first bytes): read from a decompressed copy
             if p not in _COPIES:
-                _COPIES[p] = _decompress(p, text_col)
+                _COPIES[p] = _decompress(p, kind, text_col)
             return Source(path=_COPIES[p], shown=p)
     elif sys.stdin is None or sys.stdin.isatty():
         raise InputError("-: reads the data from standard input, which is a terminal here; pipe the data in")
@@ -191,13 +192,12 @@ def _open_compressed(p: str, kind: str):
     return {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind](p, "rb")
 
 
-def _decompress(p: str, text_col: str) -> str:
+def _decompress(p: str, kind: str, text_col: str) -> str:
     """A compressed file decompressed, block by block, into a temporary file (removed at exit) named for what it
     holds: the name without its compression suffix (train.csv.gz -> .csv, corpus.txt.xz -> .txt), else sniffed as
     stdin's copy is."""
     import shutil
 
-    kind = _compression(p)
     inner = Path(p[: -len(Path(p).suffix)] if Path(p).suffix.lower() in COMPRESSED_SUFFIXES else p).suffix.lower()
     tmp = _scratch("input")
     try:

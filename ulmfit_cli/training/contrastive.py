@@ -56,6 +56,13 @@ def auto_steps(y: np.ndarray, bs: int) -> int:
     return int(min(AUTO_MAX, -(-2 * different // bs)))
 
 
+def applies(cfg: RunConfig, task: str) -> bool:
+    """Whether a run can take the step: classes to pair, and a backbone that pools (the AWD-LSTM's does not)."""
+    from ..tasks import SINGLE
+
+    return task == SINGLE and cfg.backbone != "awd-lstm"
+
+
 def steps_of(cfg: RunConfig, y: np.ndarray) -> int:
     return auto_steps(y, cfg.bs) if cfg.contrastive_steps < 0 else cfg.contrastive_steps
 

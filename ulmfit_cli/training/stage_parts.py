@@ -318,9 +318,9 @@ def few_rows(cfg: RunConfig, task: str, labels: list) -> bool:
     not choose an epoch, and the run keeps the last."""
     from collections import Counter
 
-    from .contrastive import FEW
+    from .contrastive import FEW, applies
 
-    if cfg.contrastive_steps >= 0 or task != tasks.SINGLE or cfg.backbone == "awd-lstm" or not labels:
+    if cfg.contrastive_steps >= 0 or not applies(cfg, task) or not labels:
         return False
     return min(Counter(labels).values()) <= FEW
 

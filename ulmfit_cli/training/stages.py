@@ -201,7 +201,7 @@ def finetune_clf(
         R.place(model, cfg)
         names, groups = bb.classifier_groups(model)
         weights = tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
-        pair_steps = contrastive.steps_of(cfg, y) if task == tasks.SINGLE and cfg.backbone != "awd-lstm" else 0
+        pair_steps = contrastive.steps_of(cfg, y) if contrastive.applies(cfg, task) else 0
         if pair_steps and cfg.contrastive_steps < 0 and cfg.epochs != 1:  # auto: SetFit's split of the work
             reporter.info(
                 "few labelled rows: the contrastive step trains the body, then one epoch the classifier's head "

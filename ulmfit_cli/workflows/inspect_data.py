@@ -16,11 +16,13 @@ from functools import cached_property
 
 import numpy as np
 
+from ..config import RunConfig
+from ..data.batches import held_out
 from ..data.readers import Source, read_raw
+from ..training.contrastive import FEW  # the rarest class's rows up to which finetune-clf's few-labels recipe runs
 
 IMBALANCE = 5.0  # largest class / smallest class above which inspect suggests --class-weights and --metric
 MIN_CLASS = 10  # a 10% validation split of a class this small expects one example or none
-FEW_LABELS = 64  # examples of the rarest class up to which a task is few-shot (docs: the few labels guide)
 NUMERIC_CLASSES = 20  # more distinct numbers than this (or any fraction) look like a regression target
 DELIMS = (" ", ",", ";", "|")  # tried, in order, when a string label column may hold label sets
 EXAMPLES = 3
@@ -283,8 +285,8 @@ def verdicts(report: dict) -> list[dict]:
             )
     if first and first.get("kind") == "single-label" and first.get("counts"):
         total, fewest = sum(first["counts"].values()), min(first["counts"].values())
-        if fewest <= FEW_LABELS:
-            held = max(1, round(total * 0.1))
+        if fewest <= FEW:
+            held = held_out(total, RunConfig.valid_pct)
             say(
                 "few_labels",
                 f"{files[0]['source']}: {total} labelled rows, {fewest} of the rarest class: a few-shot task. "

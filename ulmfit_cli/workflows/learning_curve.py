@@ -27,6 +27,7 @@ import dataclasses
 import json
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def check_per_class(labels: list, task: str, sizes: list) -> None:
     """--per-class: single-label classes with at least the largest size's rows each, refused before any work."""
     if task != tasks.SINGLE:
         raise ConfigError("`--per-class` draws examples of every class: it needs single-label classes")
-    counts = {v: labels.count(v) for v in set(labels)}
+    counts = Counter(labels)
     fewest = min(counts, key=lambda v: (counts[v], str(v)))
     k = max((s for s in sizes if s != ALL), default=0)
     if counts[fewest] < k:
@@ -278,10 +279,7 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
     parent, lm_wall = c.parent, None
     if variant == "supervised" and not (size == ALL and not c.unlabelled):
         parent = _lm(c, wd, [src], f"lm-sup-{_sample(c, size, seed)}", seed, reporter, cap=True)
-    elif variant not in (
-        "random",
-        "parent",
-    ):  # all of TRAIN without --unlabelled: the supervised LM is the semi-supervised one
+    elif variant in ("supervised", "semi-supervised"):  # all of TRAIN, no --unlabelled: the semi-supervised LM
         parent = _lm(c, wd, [*c.unlabelled, c.train], f"lm-semi-s{seed}", seed, reporter)
     if parent is not c.parent:
         lm_wall = parent.manifest.get("wall_s")

@@ -261,3 +261,46 @@ def test_valid_pct_0_trains_on_every_row(encoder_run, ulmfit, tmp_path, multi):
         assert set(m["thresholds"].values()) == {0.5}
     r = ulmfit("evaluate", tmp_path / "clf", tmp_path / "train.csv", "--json")
     assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_classifiers(encoder_run):
+    """An encoder and a decoder classifier, random, built in-process (their pooling differs: mean and concat)."""
+    import torch
+
+    from ulmfit_cli.config import RunConfig
+    from ulmfit_cli.models import hf
+
+    hf_tiny.write_model(encoder_run / "gpt2", "gpt2", seed=1)
+    out = []
+    for folder in ("bert", "gpt2"):
+        config = json.loads((encoder_run / folder / "config.json").read_text())
+        cfg = RunConfig(stage="finetune-clf", backbone="hf", tokenizer="hf", hf_config=config, n_layers=2, bs=5)
+        torch.manual_seed(0)
+        out.append((cfg, hf.build_classifier(cfg, None, 3)))
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=23), seed=st.integers(0, 2**16))
+def test_features_in_shares_and_the_frozen_cache_are_each_documents_own(tiny_classifiers, lengths, seed):
+    """The contrastive step's forwards in shares of similar length, and the head's features computed once, give
+    every document, in its own place, the features it gets alone: the pads beside it change nothing."""
+    import torch
+
+    from ulmfit_cli.models import hf
+    from ulmfit_cli.training.contrastive import head_features, pooled
+
+    rng = np.random.default_rng(seed)
+    docs = [np.concatenate([[0], rng.integers(5, 300, size=k - 1)]).astype(np.int64) for k in lengths]
+    for cfg, model in tiny_classifiers:
+        model.eval()
+        with torch.no_grad():
+            alone = torch.cat([model.features(torch.as_tensor(hf.pad_batch([d], 0, 0))) for d in docs])
+            shared = pooled(model, docs, hf.pad_batch, cfg.bptt, torch.device("cpu"))
+        cached = head_features(model.train(), docs, cfg, hf.pad_batch)
+        assert model.training  # left as it was found
+        assert torch.allclose(shared, alone, atol=1e-5) and torch.allclose(cached, alone, atol=1e-5)
+        with torch.no_grad():  # and the head on them is the classifier's own answer
+            model.eval()
+            assert torch.allclose(model.head(cached), model(torch.as_tensor(hf.pad_batch(docs, 0, 0)))[0], atol=1e-4)

@@ -6,7 +6,8 @@ Pairs are drawn from the labelled rows, half of one class and half of two (SetFi
 each pair's two texts pooled as the classifier pools them, and the loss is sentence-transformers'
 CosineSimilarityLoss: the squared difference between the pair's cosine similarity and 1 (same class) or 0. The
 body trains by ULMFiT's layer groups, every group at once at one rate (--contrastive-lr), on one slanted
-triangular cycle; the head is not touched (its turn comes next, in loop.fit).
+triangular cycle; the head is not touched. Its turn comes next, in loop.fit: where every epoch trains the head
+alone, on the body's features computed once (head_features), as SetFit fits its head on frozen embeddings.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import RunConfig
+from .loop import make_optimizer
 from .schedule import stlr
 
 
@@ -74,6 +76,48 @@ def cosine_similarity_loss(u, v, same):
     return F.mse_loss(F.cosine_similarity(u.float(), v.float()), same.float())
 
 
+SHARES = 2  # a step's texts go through the body in this many forwards of similar lengths
+
+
+def pooled(model, texts: list[np.ndarray], pad, bptt: int, device):
+    """model.features of `texts` (in their order), computed in SHARES forwards of texts of similar length: the
+    pairs are drawn at random, so one forward of them all would pad every text to the longest of the step."""
+    import torch
+
+    from ..data.tokenizer import PAD_ID
+
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    parts = [
+        model.features(torch.as_tensor(pad([texts[i] for i in share], PAD_ID, bptt)).to(device))
+        for share in np.array_split(order, min(SHARES, len(texts)))
+    ]
+    return torch.cat(parts)[torch.as_tensor(np.argsort(order), device=device)]
+
+
+def head_features(model, docs: list[np.ndarray], cfg: RunConfig, pad):
+    """The pooled features of every document through the body in eval mode, computed once (float32, on the
+    model's device): after the contrastive step the classifier's head trains alone on the frozen body, as
+    SetFit fits its head on the body's embeddings, so the body need not run again at every step."""
+    import torch
+
+    from .. import dist
+
+    device = next(model.parameters()).device
+    order = np.argsort([len(d) for d in docs], kind="stable")  # batches of similar lengths, as predict makes them
+    out = None
+    was = model.training
+    model.eval()
+    with torch.no_grad(), dist.autocast(device, cfg.precision):
+        for start in range(0, len(docs), cfg.bs):
+            rows = order[start : start + cfg.bs]
+            feats = pooled(model, [docs[i] for i in rows], pad, cfg.bptt, device).float()
+            if out is None:
+                out = torch.zeros(len(docs), feats.shape[1], device=device)
+            out[torch.as_tensor(rows, device=device)] = feats
+    model.train(was)
+    return out
+
+
 def train_body(model, groups: list[list], docs: list[np.ndarray], y: np.ndarray, cfg: RunConfig, pad, reporter):
     """`steps_of(cfg, y)` optimizer steps of the contrastive loss on pairs of `docs` (labels `y`), `cfg.bs`
     pairs a step, every layer group below the head at --contrastive-lr. Returns the mean loss of the first
@@ -81,7 +125,6 @@ def train_body(model, groups: list[list], docs: list[np.ndarray], y: np.ndarray,
     import torch
 
     from .. import dist
-    from ..data.tokenizer import PAD_ID
 
     steps = steps_of(cfg, y)
     device = next(model.parameters()).device
@@ -89,9 +132,7 @@ def train_body(model, groups: list[list], docs: list[np.ndarray], y: np.ndarray,
     # one rate for every group, as SetFit trains: discriminative rates (--lr 2e-4 over 2.6 a group) left the lower
     # layers at 1e-5 and scored 10 points under one rate of 2e-5 or 5e-5 on TREC-6 at 8 a class
     rates = [cfg.contrastive_lr] * len(body)
-    opt = torch.optim.AdamW(
-        [{"params": g, "lr": lr} for g, lr in zip(body, rates)], betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.wd
-    )
+    opt = make_optimizer(body, cfg, rates)
     rng = np.random.default_rng([cfg.seed, 1 << 20])  # apart from the classifier's epochs' streams
     chosen = pairs(y, steps * cfg.bs, rng).reshape(steps, cfg.bs, 3)
     losses = []
@@ -101,9 +142,8 @@ def train_body(model, groups: list[list], docs: list[np.ndarray], y: np.ndarray,
         for g, lr in zip(opt.param_groups, rates):
             g["lr"] = lr * stlr(t, steps, cfg.cut_frac, cfg.ratio)
         texts = [docs[i] for i in batch[:, 0]] + [docs[j] for j in batch[:, 1]]
-        x = torch.as_tensor(pad(texts, PAD_ID, cfg.bptt)).to(device)
         with dist.autocast(device, cfg.precision):
-            feats = model.features(x)
+            feats = pooled(model, texts, pad, cfg.bptt, device)
         u, v = feats[: len(batch)], feats[len(batch) :]
         loss = cosine_similarity_loss(u, v, torch.as_tensor(batch[:, 2], device=device))
         opt.zero_grad(set_to_none=True)

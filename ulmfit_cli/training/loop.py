@@ -72,11 +72,20 @@ class Selection:
         return b is not None and counted >= self.patience
 
 
-def make_optimizer(groups: list[list], cfg):
+def make_optimizer(groups: list[list], cfg, lrs: list[float] | None = None):
+    """AdamW over the layer groups (each its own parameter group, at `lrs` or 0 until the schedule sets them),
+    fused where torch has the fused kernel for the parameters' device: on a CPU its step is several times faster
+    than the default's, a sizeable share of a small model's training step."""
     import torch
 
+    params = [p for g in groups for p in g]
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     return torch.optim.AdamW(
-        [{"params": g, "lr": 0.0} for g in groups], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.wd
+        [{"params": g, "lr": lr} for g, lr in zip(groups, lrs or [0.0] * len(groups))],
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        weight_decay=cfg.wd,
+        fused=fused or None,
     )
 
 

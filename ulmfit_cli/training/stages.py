@@ -219,9 +219,12 @@ def finetune_clf(
             f"{task}{f', {len(classes)} classes' if classes else ''}, {steps} steps per epoch"
         )
 
+        frozen = None  # the body's features, when every epoch trains the head alone after the contrastive step
+
         def loss_fn(batch):
-            _, x, yb = batch
-            loss = tasks.loss(task, model(x)[0], yb, weights)
+            idx, x, yb = batch
+            logits = model.head(frozen[idx]) if frozen is not None else model(x)[0]
+            loss = tasks.loss(task, logits, yb, weights)
             return loss, loss.item()
 
         def evaluate():  # no validation rows (--valid-pct 0, or few labelled rows): nothing to measure
@@ -237,6 +240,8 @@ def finetune_clf(
         pairing = None
         if pair_steps and not (resume and checkpoint.position(writer.tmp)):  # a checkpoint holds the step's weights
             pairing = contrastive.train_body(model, groups, docs, y, cfg, bb.pad_batch, reporter)
+        if pair_steps and all(ep.trainable == (len(groups) - 1,) for ep in plan):
+            frozen = contrastive.head_features(model, docs, cfg, bb.pad_batch)
         select = R.selection("finetune-clf", cfg, task, len(vdocs))
         history = fit(
             model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt, select=select

@@ -2,7 +2,7 @@
 the point), offline, one thread; one tiny three-stage pipeline per session.
 
 Pinning torch to one thread matters on 2-core machines: a tiny epoch takes a fraction of a second with one
-thread and many seconds with two fighting each other (design.md).
+thread and many seconds with two fighting each other.
 """
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ def test_later_stages_inherit_sizes_and_refuse_contradicting_flags():
 
 
 def test_transformer_presets_follow_the_normalisation_study():
-    """small and paper transformers are shallow ResiDual (bench/RESULTS.md 13); a flag still wins, later stages
-    take the parent's, and the AWD-LSTM presets are untouched by the transformer's overrides."""
+    """small and paper transformers are shallow ResiDual (it trained where Post-LN did not); a flag still wins,
+    later stages take the parent's, and the AWD-LSTM presets are untouched by the transformer's overrides."""
     for preset in ("small", "paper"):
         cfg = resolve("pretrain", preset, {"backbone": "transformer"})
         assert (cfg.norm_position, cfg.n_layers) == ("residual", 3)
@@ -49,8 +49,8 @@ def test_transformer_presets_follow_the_normalisation_study():
 
 
 def test_a_checkpoints_fresh_head_trains_at_its_own_rate_and_only_the_classifiers():
-    """hf small/paper: the head at 5x --lr (RESULTS 18, stop 27); a flag wins; the other backbones, the LM stages
-    and an older run's config without the field keep 1."""
+    """hf small/paper: the head at 5x --lr (at --lr alone it could not learn a skewed class prior); a flag wins;
+    the other backbones, the LM stages and an older run's config without the field keep 1."""
     hf = {"model_type": "llama", "max_position_embeddings": 2048}
     parent = resolve("pretrain", "tiny", {}).to_dict() | {"backbone": "hf", "tokenizer": "hf", "hf_config": hf}
     for preset in ("small", "paper"):

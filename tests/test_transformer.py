@@ -178,7 +178,7 @@ def test_the_whole_pipeline_through_the_cli(cli, ulmfit, tmp_path):
         ("pretrain", SAMPLE / "books.txt", *arch, "--max-steps", "60", "--out", lm),
         ("finetune-lm", lm, SAMPLE / "trec_train.csv", "--max-steps", "20", "--out", ft),
         ("finetune-clf", ft, SAMPLE / "trec_train.csv", "--epochs", "3", "--out", clf),
-    ]  # shortened where only the plumbing is checked; section 5 of bench/RESULTS.md has the full-length runs
+    ]  # shortened: only the plumbing is checked here
     for step in steps:
         r = ulmfit(*step, "--preset", "tiny", "--quiet")
         assert r.returncode == 0, r.stderr
@@ -240,8 +240,7 @@ def test_linear_attention_stays_fp32_under_bf16_autocast():
 
 def test_int8_keeps_attention_fp32():
     """--quantize int8 on a transformer: the feed-forward layers and the head become int8, attention's
-    projections stay fp32 (quantizing them cost the tiny TREC run 0.4-0.6 points, bench/RESULTS.md 12), and the
-    logits stay close."""
+    projections stay fp32 (quantizing them cost the tiny TREC run 0.4-0.6 points), and the logits stay close."""
     from ulmfit_cli.inference.quantize import quantize
 
     clf = T.build_classifier(cfg(), V, 3).eval()

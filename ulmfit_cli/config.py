@@ -380,9 +380,9 @@ def hf_positions(hf_config: dict) -> int | None:
 
 # Presets are data: per stage, the values that differ from RunConfig's defaults.
 # tiny: the real code path in seconds on a CPU (CI, the demo); its classifier rate and dropout were chosen on
-# TREC-6 and SST-2 together (bench/RESULTS.md 10); it reads as much of a document as the others (max_len 1440:
-# cut to 128, IMDb lost 11 points; bench/RESULTS.md 14). paper: Howard & Ruder's sizes and dropouts.
-# small: where a 60-minute, 2-core budget is best spent on TREC-6 (bench/RESULTS.md has the search).
+# TREC-6 and SST-2 together; it reads as much of a document as the others (max_len 1440: cut to 128, IMDb lost
+# 11 points). paper: Howard & Ruder's sizes and dropouts. small: the sizes and rates a search found best for a
+# 60-minute, 2-core budget on TREC-6.
 PRESETS: dict[str, dict[str, dict]] = {
     "tiny": {
         "pretrain": dict(vocab_size=800, emb_sz=32, n_hid=64, n_layers=2, epochs=1, bs=16, bptt=32, lr=1e-2,
@@ -407,8 +407,8 @@ PRESETS: dict[str, dict[str, dict]] = {
 
 # What differs for the transformer, on top of the preset: Adam rates for transformers are lower, AR/TAR are
 # LSTM regularisers, and the head count must divide the width. small and paper are shallow ResiDual (3 blocks):
-# at 4 blocks it matched or beat Pre-LN at every warm-up, and Post-LN did not train (bench/RESULTS.md 13); tiny,
-# the CI path, stays Pre-LN.
+# at 4 blocks it matched or beat Pre-LN at every warm-up, and Post-LN did not train; tiny, the CI path, stays
+# Pre-LN.
 BACKBONE_PRESETS: dict[str, dict[str, dict]] = {
     "transformer": {
         "tiny": dict(n_heads=2, alpha=0.0, beta=0.0, lr_scale=0.5),
@@ -420,11 +420,10 @@ BACKBONE_PRESETS: dict[str, dict[str, dict]] = {
 
 # A pretrained Hugging Face checkpoint: its sizes come from the checkpoint, so a preset only sets the schedule.
 # Rates and Adam's betas are those usual for fine-tuning pretrained transformers (Hugging Face's Trainer: AdamW
-# (0.9, 0.999), clipping at 1.0); the recipe's discriminative rates and STLR stay. bench/RESULTS.md 16 has the
-# measurements behind them. The head is fresh, so it trains at 5x the rate (head_lr_mult): at 2e-4 alone it could
-# not learn a 10:1 class prior (all-MiniLM-L6 on SST-2 made 10:1: 71.7 / 57.4% on two seeds against 87.7 / 87.6%
-# with it, the majority class alone 90.9%), and on balanced TREC-6 and SST-2 it changed nothing beyond a seed's
-# noise (RESULTS 18, stop 27). tiny is the CI path on tiny random models.
+# (0.9, 0.999), clipping at 1.0); the recipe's discriminative rates and STLR stay. The head is fresh, so it trains
+# at 5x the rate (head_lr_mult): at 2e-4 alone it could not learn a 10:1 class prior (all-MiniLM-L6 on SST-2 made
+# 10:1: 71.7 / 57.4% on two seeds against 87.7 / 87.6% with it, the majority class alone 90.9%), and on balanced
+# TREC-6 and SST-2 it changed nothing beyond a seed's noise. tiny is the CI path on tiny random models.
 # With a handful of labelled rows (64 or fewer of the rarest class), SetFit's recipe inside ULMFiT's: the contrastive
 # step on pairs of the rows trains the body, then the head alone, for at least 200 steps; against SetFit on the
 # same checkpoint and rows it matched or beat it where the classifier alone scored 10-30 points under. Neither

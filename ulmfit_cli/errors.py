@@ -1,6 +1,6 @@
 """Every user-facing failure is a UlmfitError: one line, and an exit code that means something.
 
-Exit codes (design.md): 0 success; 2 bad invocation or bad input found before training starts;
+Exit codes (docs/guides/troubleshooting.md): 0 success; 2 bad invocation or bad input found before training starts;
 1 a run that started and failed; 130 interrupted (Ctrl-C); 143 stopped by SIGTERM.
 """
 

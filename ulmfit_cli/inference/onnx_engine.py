@@ -6,7 +6,7 @@ ids and the LSTMs' states in, the last LSTM's outputs and the new states out) is
 and kept in a cache (`cache_dir`), keyed by the run's weights and config, so later calls only load it. With
 `--quantize int8` the graph's LSTMs are quantized by onnxruntime's `quantize_dynamic` (int8 weights, activations
 quantized on the fly: its DynamicQuantizeLSTM), the head stays fp32. Why: onnxruntime's CPU LSTM kernels are
-faster than torch's on short documents, and its int8 LSTM faster than torch's on all (bench/RESULTS.md 12).
+faster than torch's on short documents, and its int8 LSTM faster than torch's on all.
 
 The one-pass graph of `ulmfit export` is not used here: on long documents one pass materialises every step's
 gates for the whole batch at once (memory-bound); short chunks keep them in cache, as the torch model does.
@@ -172,8 +172,8 @@ class Recurrence:
     (`map`; onnxruntime and torch release the GIL), torch on one thread (attach): torch's idle OpenMP threads
     spin for a while after each operator, on the cores the onnxruntime calls need. Why rows and not operators:
     onnxruntime's own 2 threads inside each operator gave int8 1.13x (TREC-6) and 1.53x (IMDb) its 1-thread
-    speed, where fastai gains 1.70x and 1.90x (bench/RESULTS.md 12); and why whole parts rather than each call's
-    rows: the threads then meet once a batch, not once a chunk, and pool in parallel (RESULTS 12, stop 19)."""
+    speed, where fastai gains 1.70x and 1.90x; and why whole parts rather than each call's rows: the threads
+    then meet once a batch, not once a chunk, and pool in parallel."""
 
     def __init__(self, path: Path, sizes: list[int], threads: int):
         import onnxruntime as ort

@@ -3,8 +3,7 @@
 Weights are stored as int8 with one scale per tensor; activations are quantized on the fly per batch, so nothing
 needs calibrating. It runs on the CPU only (torch's quantized kernels). A transformer's attention projections
 (q, k, v and the output projection) stay fp32: their errors pass through the softmax, and quantizing them cost
-the tiny TREC transformer 0.4-0.6 points where the feed-forward layers and the head alone cost none. What it
-costs in accuracy and gains in documents per second is in bench/RESULTS.md (sections 8 and 10).
+the tiny TREC transformer 0.4-0.6 points where the feed-forward layers and the head alone cost none.
 """
 
 from __future__ import annotations

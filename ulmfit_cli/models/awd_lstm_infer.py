@@ -169,7 +169,7 @@ class AWDLSTMClassifier(nn.Module):
 
 # Steps per chunk at inference, at most (chunks also end where a row's text ends, so this no longer sets how many
 # padded steps run: none do). Chosen when it did: 100 IMDb reviews, `small`, batch 64, CPU seconds at chunk
-# 10/18/35/70: torch 4.71/4.51/4.43/4.58, onnxruntime int8 2.15/2.17/2.20/2.30 (bench/RESULTS.md 12).
+# 10/18/35/70: torch 4.71/4.51/4.43/4.58, onnxruntime int8 2.15/2.17/2.20/2.30.
 CHUNK = 32
 
 

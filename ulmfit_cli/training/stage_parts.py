@@ -24,7 +24,7 @@ from .schedule import unfreeze_plan
 # documents, else the last. Below it, the best of 16-25 epochs by a few dozen documents' accuracy is mostly noise
 # and is often an early, under-trained epoch: on TREC-6 and SST-2 (tiny, 2 seeds, 3 variants) with 10 / 30 / 100
 # validation documents the last epoch had 7.5 / 3.2 / 1.4 points less test error on average (better in 15 of 18
-# cells, worse in 2 by at most 0.8); with 200 the two were within the seeds' spread (bench/RESULTS.md 10 and 15).
+# cells, worse in 2 by at most 0.8); with 200 the two were within the seeds' spread.
 # An LM's validation set is tokens, always enough.
 MIN_VALID_TO_CHOOSE = 200
 

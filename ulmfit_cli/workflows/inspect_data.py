@@ -27,7 +27,7 @@ NUMERIC_CLASSES = 20  # more distinct numbers than this (or any fraction) look l
 DELIMS = (" ", ",", ";", "|")  # tried, in order, when a string label column may hold label sets
 EXAMPLES = 3
 _PUNCT = re.compile(r"[^\w\s]|_")
-# _PUNCT as a str.translate table for ASCII text: 2.2x faster (bench/probes/near_key_speed.py)
+# _PUNCT as a str.translate table for ASCII text: 2.2x faster than _PUNCT.sub
 _ASCII_PUNCT = {c: " " for c in range(128) if _PUNCT.match(chr(c))}
 
 

@@ -4,7 +4,7 @@ The rate grows exponentially from `start_lr` to `end_lr` over `num_it` optimizer
 data; the loss is smoothed as fastai's Recorder does (exponential moving average, beta 0.98, debiased) and the
 test stops once the smoothed loss exceeds 4x its minimum (fastai's stop_div). Every rule reads the curve as
 fastai's lr_find slices it (from step num_it // 10 to the last 5) and all are reported; the suggestion is
-RULE's (see bench/RESULTS.md section 6 for the measurements behind it):
+RULE's:
   bottom    the bottom of fastai's valley: the last, lowest point of the longest run of falling loss. --lr is the
             peak of the stage's slanted triangular schedule, and Smith's range test puts a one-cycle peak where
             the loss stops falling, not halfway down (fastai's valley, made for a constant rate, is 4-10x lower

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import SAMPLE, one_line_error
-from ulmfit_cli.data.readers import forget_inputs, open_corpus, read_table, source_of
+from ulmfit_cli.data.readers import open_corpus, read_table, source_of
 from ulmfit_cli.errors import InputError
 
 COMPRESS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
@@ -48,7 +48,6 @@ def test_a_compressed_table_reads_as_the_table_it_holds(tmp_path_factory, rows, 
     plain.write_bytes(_table(fmt, labelled))
     packed = folder / (f"data.{fmt}.{kind}" if named else "data")  # unnamed: a tsv/jsonl sniffed from its content
     packed.write_bytes(COMPRESS[kind](plain.read_bytes()))
-    forget_inputs()
     want = read_table(source_of(plain))
     got = read_table(source_of(packed))
     assert (got.texts, got.labels) == (want.texts, want.labels)
@@ -60,7 +59,6 @@ def test_a_compressed_corpus_reads_line_by_line(tmp_path, kind):
     raw = (SAMPLE / "books.txt").read_bytes()[:200_000]
     (tmp_path / "plain.txt").write_bytes(raw)
     (tmp_path / f"corpus.txt.{kind}").write_bytes(COMPRESS[kind](raw))
-    forget_inputs()
     want = [t for b in open_corpus(source_of(tmp_path / "plain.txt")).batches() for t in b]
     got = [t for b in open_corpus(source_of(tmp_path / f"corpus.txt.{kind}")).batches() for t in b]
     assert got == want and len(got) > 100
@@ -78,14 +76,12 @@ def test_zstd_reads_or_says_what_it_needs(tmp_path):
     path = tmp_path / "t.csv.zst"
     if importlib.util.find_spec("zstandard") is None:
         path.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 20)
-        forget_inputs()
         with pytest.raises(InputError, match="needs the zstandard package"):
             source_of(path)
     else:
         import zstandard
 
         path.write_bytes(zstandard.ZstdCompressor().compress((SAMPLE / "trec_test.csv").read_bytes()))
-        forget_inputs()
         assert read_table(source_of(path)).texts == read_table(source_of(SAMPLE / "trec_test.csv")).texts
 
 

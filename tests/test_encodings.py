@@ -143,3 +143,22 @@ def test_predict_streaming_stdin_counts_and_reads_encoding(pipeline, cli):
     r = run("--encoding", "latin-1")
     assert r.returncode == 0 and "not UTF-8" not in r.stderr.decode()
     assert [x.split("\t")[-1] for x in r.stdout.decode().splitlines()] == text.splitlines()
+
+
+def test_a_command_in_the_same_process_sees_nothing_of_the_one_before(pipeline, ulmfit, tmp_path):
+    """Each command reads and says its inputs itself (a second `inspect` of the file counts its bytes again and
+    says so again), and a --config file belongs to the command that read it (the next --print-config, without
+    one, names no file)."""
+    table = tmp_path / "latin.csv"
+    _latin1_table(table)
+    for _ in range(2):
+        r = ulmfit("inspect", table, "--json")
+        assert json.loads(r.stdout)["files"][0]["undecodable_bytes"] > 0
+        assert len(_warnings(r.stderr)) == 1, r.stderr
+    settings = tmp_path / "s.toml"
+    settings.write_text('preset = "tiny"\nepochs = 3\n')
+    first = ulmfit("finetune-clf", pipeline["ft"], table, "--config", settings, "--print-config")
+    second = ulmfit("finetune-clf", pipeline["ft"], table, "--print-config")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert str(settings) in first.stdout and "epochs = 3" in first.stdout
+    assert str(settings) not in second.stdout and "epochs = 3" not in second.stdout

@@ -147,3 +147,44 @@ def test_each_subpackage_says_what_it_owns_and_may_import():
         said = [w.strip(" .") for w in may.group(1).split(",")]
         assert said == ["the root modules", *LAYERS[:i]], name
         assert len(doc) > len(may.group(0)) + 80, f"{name}/__init__.py does not say what it owns"
+
+
+# Below the commands nothing writes to the terminal: what the user sees goes through the Reporter (or a `warn`
+# callable) that a command hands down. The one exception, defended where it stands: tracking.py points stdout at
+# stderr while MLflow prints its run links, so that stdout keeps carrying results only.
+REDIRECTS = {"ulmfit_cli.training.tracking"}
+
+
+def terminal_writes(source: str, module: str) -> list[str]:
+    """The lines of `source` that print, or reach sys.stdout / sys.stderr other than to redirect MLflow's prints."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            found.append(f"{module}:{node.lineno}: print")
+        if isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr", "__stdout__", "__stderr__"):
+            if isinstance(node.value, ast.Name) and node.value.id == "sys" and module not in REDIRECTS:
+                found.append(f"{module}:{node.lineno}: sys.{node.attr}")
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "Console":
+            found.append(f"{module}:{node.lineno}: Console")
+    return found
+
+
+def test_no_module_below_the_commands_writes_to_the_terminal():
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if "cli" not in path.relative_to(PACKAGE).parts[:1]:
+            found += terminal_writes(path.read_text(), module_name(path))
+    assert not found, found
+
+
+def test_the_terminal_check_finds_each_kind_of_write():
+    for snippet in ("print('x')", "import sys\nsys.stderr.write('x')", "from rich.console import Console\nConsole()"):
+        assert terminal_writes(snippet, "ulmfit_cli.data.readers"), snippet
+    assert not terminal_writes("import sys\nsys.stdin.read()", "ulmfit_cli.data.readers")
+
+
+def test_no_state_is_kept_aside_between_commands():
+    """What a command knows (its --config file, its inputs, its advice) is handed down as arguments, never kept in
+    a context variable or gathered from a command's locals."""
+    text = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py"))
+    assert "ContextVar" not in text and "flags(locals())" not in text

@@ -147,16 +147,16 @@ def test_both_directions_needs_a_backward_parent(both, ulmfit, tmp_path):
 @pytest.mark.parametrize("in_workdir", [False, True], ids=["stage-alone", "stage-of-pipeline"])
 def test_an_interrupted_stage_says_how_to_continue(in_workdir, tmp_path, capsys):
     """A stage run as its own command says to rerun it with --resume; a stage of `pipeline` (or `learning-curve`),
-    which have no --resume and resume their stages when rerun, says to rerun the command, and the message
-    outside the work folder is --resume's again afterwards."""
+    which have no --resume and resume their stages when rerun, says to rerun the command."""
     from ulmfit_cli.cli.report import Reporter
+    from ulmfit_cli.runfolder.artifacts import ON_ITS_OWN
     from ulmfit_cli.runfolder.workdir import Workdir
     from ulmfit_cli.training.stage_parts import writing
 
     out = tmp_path / "work" / "run"
 
-    def stage(resume, overwrite):
-        with writing(out, overwrite, resume, Reporter(quiet=True)) as w:
+    def stage(resume, overwrite, caller=ON_ITS_OWN):
+        with writing(out, overwrite, resume, Reporter(quiet=True), caller) as w:
             (w.tmp / "ckpt").mkdir()
             (w.tmp / "ckpt" / "position.json").write_text("{}")  # a checkpoint worth keeping
             raise KeyboardInterrupt
@@ -172,9 +172,6 @@ def test_an_interrupted_stage_says_how_to_continue(in_workdir, tmp_path, capsys)
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"checkpoint kept in {tmp_path / 'work' / '.run.partial'}" in line
     assert ("--resume" in line) != in_workdir and "rerun the same command" in line
-    from ulmfit_cli.runfolder.artifacts import ADVICE
-
-    assert "--resume" in ADVICE.get().rerun  # outside the work folder, a stage's own advice again
 
 
 @pytest.mark.parametrize("stage,flag", [("lm_flags", "--lm-set"), ("clf_flags", "--clf-set")])
@@ -194,6 +191,3 @@ def test_a_nan_loss_in_a_stage_names_the_pipeline_flag_for_a_lower_rate(both, tm
     msg = str(e.value)
     assert "loss became" in msg and f"{flag} lr=1e+29 and --overwrite" in msg, msg
     assert "--resume" not in msg and "--lr" not in msg
-    from ulmfit_cli.runfolder.artifacts import ADVICE
-
-    assert ADVICE.get().lower_lr is None  # outside the work folder, a stage's own advice again

@@ -13,7 +13,6 @@ line. The file's text and hash go into every run's manifest (`config_file`); `ul
 
 from __future__ import annotations
 
-import contextvars
 import difflib
 import hashlib
 import json
@@ -27,8 +26,9 @@ NOT_IN_FILE = {"config", "help", "resume", "print_schedule", "print_config"}
 
 COMMANDS: dict = {}  # command name: its function; the CLI registers them (cli/main.py), this module reads them
 
-# The file this command read: {"path", "sha256", "text", "stages": {stage: {field: value}}}; None without --config.
-LOADED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("config_file", default=None)
+# Where `callback` leaves the file the command read, {"path", "sha256", "text", "stages": {stage: {field: value}}}:
+# in the meta of the command's own click context, so it lives and dies with that one command (`loaded`)
+META_KEY = "ulmfit.config_file"
 
 
 def callback(ctx, param, value):
@@ -37,7 +37,7 @@ def callback(ctx, param, value):
     before any other parameter is read."""
     import typer
 
-    LOADED.set(None)
+    ctx.meta[META_KEY] = None
     if value is None:
         return None
     try:
@@ -45,8 +45,13 @@ def callback(ctx, param, value):
     except ValueError as e:
         raise typer.BadParameter(str(e), ctx=ctx, param=param) from None
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
-    LOADED.set(record)
+    ctx.meta[META_KEY] = record
     return value
+
+
+def loaded(ctx) -> dict | None:
+    """The file the command of click context `ctx` read with --config (`callback`), or None."""
+    return ctx.meta.get(META_KEY) if ctx is not None else None
 
 
 def read(path: Path, command: str) -> tuple[dict, dict]:
@@ -211,16 +216,14 @@ def check_one(spec: Spec, value, where: str):
     return float(value) if t is float else Path(value) if t is Path else value
 
 
-def stage_settings(stage: str) -> dict:
-    """The settings of `stage` from the loaded file's [stage] table (a multi-stage command), as RunConfig fields."""
-    loaded = LOADED.get()
-    return dict(loaded["stages"].get(stage, {})) if loaded else {}
+def stage_settings(stage: str, file: dict | None) -> dict:
+    """The settings of `stage` from a loaded file's [stage] table (a multi-stage command), as RunConfig fields."""
+    return dict(file["stages"].get(stage, {})) if file else {}
 
 
-def manifest_record() -> dict:
-    """The manifest's record of the file this run was configured from: {"config_file": {path, sha256, text}}."""
-    loaded = LOADED.get()
-    return {"config_file": {k: loaded[k] for k in ("path", "sha256", "text")}} if loaded else {}
+def manifest_record(file: dict | None) -> dict:
+    """The manifest's record of the file a run was configured from: {"config_file": {path, sha256, text}}."""
+    return {"config_file": {k: file[k] for k in ("path", "sha256", "text")}} if file else {}
 
 
 # ---- writing a config file -----------------------------------------------------------------------------
@@ -255,14 +258,3 @@ def render(stage: str, cfg, header: list[str], more: dict | None = None) -> str:
         if name in params and v is not None:
             lines.append(f"{name} = {toml_value(v)}")
     return "\n".join(lines) + "\n"
-
-
-def print_config(stage: str, cfg, more: dict | None = None) -> None:
-    """`--print-config`: the resolved settings as a file for `--config`, on stdout."""
-    import sys
-
-    loaded = LOADED.get()
-    header = [f"ulmfit {stage} --config FILE: the resolved settings"]
-    if loaded:
-        header.append(f"from {loaded['path']} (sha256 {loaded['sha256'][:12]}) and the command line")
-    sys.stdout.write(render(stage, cfg, header, more))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from ..data.readers import Source, source_of
+from ..data import readers
+from ..data.readers import Source
 from ..errors import InputError
 
 
@@ -166,7 +168,60 @@ def stage_flags(stage: str, given: dict, pairs: list[str] | None, flag: str) -> 
     were given (not None), under its `flag` SETTING=VALUE pairs."""
     from ..configfile import stage_settings
 
-    return {**stage_settings(stage), **{k: v for k, v in given.items() if v is not None}, **set_pairs(pairs, flag)}
+    file = caller().config_file
+    return {
+        **stage_settings(stage, file),
+        **{k: v for k, v in given.items() if v is not None},
+        **set_pairs(pairs, flag),
+    }
+
+
+def inputs() -> readers.Inputs:
+    """The running command's readers.Inputs (what it has read: each input read and said once), kept in its click
+    context so that it lives and dies with the command; outside one (a direct call), a fresh one."""
+    ctx = current_context()
+    if ctx is None:
+        return readers.Inputs(warn=warning)
+    return ctx.meta.setdefault("ulmfit.inputs", readers.Inputs(warn=warning))
+
+
+def warning(msg: str) -> None:
+    sys.stderr.write(f"warning: {msg}\n")  # said before the command's Reporter exists, and even with --quiet
+
+
+def source_of(path, text_col: str = "text", encoding: str | None = None) -> Source:
+    """readers.source_of with the command's inputs()."""
+    return readers.source_of(path, text_col, encoding, inputs())
+
+
+def caller():
+    """What the running command hands its stages (artifacts.Caller): the file it read with --config, if any,
+    which its click context holds (configfile.callback put it there)."""
+    from ..configfile import loaded
+    from ..runfolder.artifacts import Caller
+
+    return Caller(config_file=loaded(current_context()))
+
+
+def current_context():
+    """The click context of the command running, None outside one. Recent typer runs its own copy of click
+    (typer._click), whose contexts click's own get_current_context does not see."""
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+    return get_current_context(silent=True)
+
+
+def print_config(stage: str, cfg, more: dict | None = None) -> None:
+    """`--print-config`: the resolved settings as a file for `--config`, on stdout."""
+    from ..configfile import render
+
+    file = caller().config_file
+    header = [f"ulmfit {stage} --config FILE: the resolved settings"]
+    if file:
+        header.append(f"from {file['path']} (sha256 {file['sha256'][:12]}) and the command line")
+    sys.stdout.write(render(stage, cfg, header, more))
 
 
 def tracked(reporter, command: str, out: Path, settings: dict, body):
@@ -187,8 +242,6 @@ def tracked(reporter, command: str, out: Path, settings: dict, body):
 def lm_stage(stage: str, cfg, parent, paths, out: Path, valid, source, cache_dir, opts) -> None:
     """pretrain and finetune-lm once their settings are resolved: --print-schedule, --print-config, or the run
     (`source`, `opts`: the TEXT_SOURCE and STAGE_RUN option blocks; `parent`: the run folder, None to pretrain)."""
-    from ..configfile import print_config
-    from ..data.readers import source_of
     from ..training.stages import train_lm_stage
 
     if opts.print_schedule:
@@ -214,4 +267,10 @@ def lm_stage(stage: str, cfg, parent, paths, out: Path, valid, source, cache_dir
 
 def run_args(opts, reporter) -> dict:
     """What a training stage takes from the STAGE_RUN options block: how to treat the folder, and the reporter."""
-    return dict(overwrite=opts.overwrite, resume=opts.resume, checkpoint_every=opts.checkpoint_every, reporter=reporter)
+    return dict(
+        overwrite=opts.overwrite,
+        resume=opts.resume,
+        checkpoint_every=opts.checkpoint_every,
+        reporter=reporter,
+        caller=caller(),
+    )

@@ -59,7 +59,7 @@ def evaluate(
     from ..inference.predictor import evaluate as core
     from ..inference.quantize import check as check_quantize
     from ..tasks import MULTI, REGRESSION, task_of
-    from .common import check_engine, check_file_out, open_models, sources
+    from .common import check_engine, check_file_out, open_models, sources, warning
     from .report import emit_json
 
     check_quantize(quantize)
@@ -75,7 +75,7 @@ def evaluate(
 
             raise ConfigError("`--confusion-png` is for single-label classifiers; this run is not one")
     (src,) = sources([test] if test else None, dataset, split, "test data", text_col, encoding=encoding)
-    result = core(runs, src, text_col, label_col, batch_size, threads, quantize, engine)
+    result = core(runs, src, text_col, label_col, batch_size, threads, quantize, engine, warning)
     failed = _draw(result, runs[0], src, confusion_png) if confusion_png is not None else None
     if json:
         emit_json(result)

@@ -50,12 +50,10 @@ def finetune_clf(
     always answering the most common class (the few labels guide has the figures). A classifier that ends no better
     than that constant answer on its validation rows says so."""
     from ..config import resolve
-    from ..configfile import print_config
-    from ..data.readers import source_of
     from ..errors import ConfigError
     from ..runfolder.artifacts import LM_STAGES, open_run
     from ..training.stages import finetune_clf as core
-    from .common import finish, run_args, show_schedule, sources, start
+    from .common import finish, print_config, run_args, show_schedule, source_of, sources, start
 
     run = open_run(parent, LM_STAGES, "finetune-clf")
     cfg = resolve("finetune-clf", preset, settings, run.config)

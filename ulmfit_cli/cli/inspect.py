@@ -40,9 +40,9 @@ def inspect(
     --parent) how the run's tokenizer reads it. Each problem found gets a verdict line; exit 0 unless the data
     cannot be read."""
     from ..config import STAGES
-    from ..data.readers import source_of
     from ..runfolder.artifacts import open_run
     from ..workflows.inspect_data import inspect as core
+    from .common import source_of
     from .report import Reporter, emit_json
 
     run = open_run(parent, STAGES, "inspect") if parent is not None else None

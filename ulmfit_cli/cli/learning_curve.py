@@ -87,11 +87,10 @@ def learning_curve(
     interrupted curve (finished points are kept). With other classifier settings, --overwrite trains every point
     again from the same fine-tuned LMs."""
     from ..config import resolve
-    from ..data.readers import source_of
     from ..runfolder.artifacts import open_run
     from ..workflows.learning_curve import Curve, parse_sizes, parse_variants
     from ..workflows.learning_curve import run as core
-    from .common import stage_flags, start, tracked
+    from .common import caller, source_of, stage_flags, start, tracked
 
     flag = "--per-class" if per_class else "--sizes"
     size_list, variant_list = parse_sizes(per_class or sizes, flag), parse_variants(variants)
@@ -121,6 +120,7 @@ def learning_curve(
         keep_runs=keep_runs,
         cache_dir=opts.cache_dir,
         per_class=per_class is not None,
+        caller=caller(),
     )
     settings = {
         "preset": preset,

@@ -54,11 +54,10 @@ def lr_find(
     """Learning-rate range test: the stage's model trained a few steps at growing rates; prints the suggested
     peak --lr (the bottom of the loss's longest valley; --rule). Writes nothing but --png; the parent is only read."""
     from ..config import resolve
-    from ..data.readers import source_of
     from ..errors import ConfigError
     from ..runfolder.artifacts import LM_STAGES, open_run
     from ..workflows.lr_find import lr_find as core
-    from .common import check_file_out, start
+    from .common import check_file_out, source_of, start
     from .report import emit_json
 
     if png is not None:  # before minutes of training, not after

@@ -13,6 +13,11 @@ import typer
 
 from ..errors import Terminated, UlmfitError
 
+try:  # the UsageError typer raises: from its own copy of click in recent typer, else click's
+    from typer._click.exceptions import UsageError
+except ImportError:
+    from click.exceptions import UsageError
+
 
 class _SwitchesShowNoType:
     """Help for switches (--json, --debug, --help): no value type beside them (typer would write <bool>)."""
@@ -39,7 +44,31 @@ class Command(_SwitchesShowNoType, typer.core.TyperCommand):
 
 
 class Group(_SwitchesShowNoType, typer.core.TyperGroup):
-    pass
+    """The `ulmfit` group, which also gives usage errors their one line: it parses its own arguments in
+    make_context and each command's in invoke, so a usage error of any command passes through one of the two."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as e:
+            _usage_error(e)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            _usage_error(e)
+
+
+def _usage_error(e) -> None:
+    """A usage error (an unknown flag, a value typer's own range check refuses, a missing argument) as every
+    other error is: one line on stderr, exit 2 (typer would draw a box of several lines). `ulmfit` alone, or an
+    error without a message, goes on to typer, which shows the help."""
+    if type(e).__name__ == "NoArgsIsHelpError" or not e.format_message().strip():
+        raise e
+    command = e.ctx.command_path if getattr(e, "ctx", None) is not None else "ulmfit"
+    sys.stderr.write(f"ulmfit: error: {' '.join(e.format_message().split())} (see `{command} --help`)\n")
+    raise typer.Exit(2)
 
 
 app = typer.Typer(
@@ -62,9 +91,6 @@ def guarded(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         signal.signal(signal.SIGTERM, _terminate)
-        from ..data.readers import forget_inputs
-
-        forget_inputs()  # what an earlier command in this process read (in-process tests) is not this one's
         try:
             result = fn(*args, **kwargs)
             if sys.stdout is not None:  # None: started with fd 1 closed
@@ -89,10 +115,10 @@ def guarded(fn):
 
 def _from_config_file(e: UlmfitError) -> str:
     """A bad setting that may have come from --config: say which file, as the flag's name alone would not."""
-    from ..configfile import LOADED
     from ..errors import ConfigError
+    from .common import caller
 
-    loaded = LOADED.get()
+    loaded = caller().config_file
     if loaded is None or not isinstance(e, ConfigError) or "`--" not in str(e):
         return ""
     return f" (a flag here is also a key of --config {loaded['path']})"
@@ -195,29 +221,6 @@ def reflow(doc: str | None) -> str:
 
 
 _register()
-
-
-_typer_format_error = None  # typer's own formatter, kept for `ulmfit` alone (its help)
-
-
-def _usage_error(e) -> None:
-    """A usage error (an unknown flag, a value typer's own range check refuses, a missing argument) as every
-    other error is: one line on stderr, exit 2 (typer would draw a box of several lines)."""
-    if type(e).__name__ == "NoArgsIsHelpError" or not e.format_message().strip():  # `ulmfit` alone: the help
-        return _typer_format_error(e)
-    command = e.ctx.command_path if getattr(e, "ctx", None) is not None else "ulmfit"
-    sys.stderr.write(f"ulmfit: error: {' '.join(e.format_message().split())} (see `{command} --help`)\n")
-
-
-def _one_line_usage_errors() -> None:
-    import typer.rich_utils
-
-    global _typer_format_error
-    _typer_format_error = typer.rich_utils.rich_format_error
-    typer.rich_utils.rich_format_error = _usage_error
-
-
-_one_line_usage_errors()
 
 
 class _ClosedStdout:

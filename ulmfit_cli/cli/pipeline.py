@@ -74,12 +74,11 @@ def pipeline(
     `ulmfit evaluate OUT` average both directions. Rerun the same command to finish an interrupted pipeline; with
     other settings, --overwrite trains again from each direction's first changed stage and keeps the stages before
     it."""
-    from ..data.readers import source_of
     from ..errors import ConfigError
     from ..runfolder.artifacts import LM_STAGES, open_run
     from ..workflows.pipeline import Pipeline, configs
     from ..workflows.pipeline import run as core
-    from .common import stage_flags, start, tracked
+    from .common import caller, source_of, stage_flags, start, tracked
 
     if bool(corpus) == bool(parent):
         raise ConfigError("give the pretraining text (--corpus) or the pretrained LM(s) to start from (--parent)")
@@ -100,6 +99,7 @@ def pipeline(
         label_col=label_col,
         overwrite=opts.overwrite,
         cache_dir=opts.cache_dir,
+        caller=caller(),
     )
     # every stage's settings resolved and checked first
     reporter = start(configs(p, "fwd")["finetune-clf"], opts.quiet, opts.track, opts.track_dir)

@@ -61,7 +61,7 @@ def predict(
     from ..inference.predictor import Predictor, head
     from ..inference.predictor import predict as core
     from ..inference.quantize import check as check_quantize
-    from .common import check_engine, open_models, sources
+    from .common import check_engine, open_models, sources, warning
 
     check_quantize(quantize)
     runs = open_models(run, ensemble, backbone, "predict")
@@ -80,11 +80,12 @@ def predict(
         else sources(given, dataset, split, "input", text_col, copy=copy, encoding=encoding)
     )
     if is_plain_text(src):
-        batches = text_batches(src, batch_size, max_wait, encoding)
+        batches = text_batches(src, batch_size, max_wait, encoding, warning)
     else:
         col = text_col or runs[0].manifest.get("columns", {}).get("text", "text")
         batches = (
             ["" if t is None else str(t) for t in b[col]] for b in table_batches(src, [col], ["--text-col"], batch_size)
         )
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head`: end quietly when the reader has gone, as cat does
-    core(Predictor(runs, batch_size, threads, quantize=quantize, engine=engine), batches, line, sys.stdout)
+    predictor = Predictor(runs, batch_size, threads, quantize=quantize, engine=engine, warn=warning)
+    core(predictor, batches, line, sys.stdout)

@@ -7,9 +7,10 @@ Problems are found here, before any training step, and raised as InputError with
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ class Source:
     dataset: str | None = None
     split: str = "train"
     shown: str | None = None  # the name the user gave, when `path` is a copy of it (source_of)
+    # (bytes not UTF-8, the first line holding one), counted and said by source_of; None: not counted
+    undecodable: tuple[int, int] | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         if self.shown is not None:
@@ -42,38 +45,41 @@ class Source:
         return self.path if self.path is not None else f"{self.dataset}[{self.split}]"
 
 
-_COPIES: dict[str, str] = {}  # what source_of copied: the user's name -> the copy
-UNDECODABLE: dict[str, tuple[int, int]] = {}  # what source_of found: the user's name -> (bytes not UTF-8, first line)
+@dataclass
+class Inputs:
+    """What one command has read, so that it reads and says each input once: a pipe, stdin or a compressed file is
+    copied once (`copies`: the user's name -> the copy), a file in another --encoding transcoded once, and the
+    bytes of a file that are not UTF-8 counted and said once (`counted`), through `warn`. Each command makes its
+    own (cli.common.inputs) and hands it down; nothing here outlives the command."""
+
+    warn: Callable[[str], None] | None = None
+    copies: dict[str, str] = field(default_factory=dict)
+    counted: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
-def forget_inputs() -> None:
-    """A new command: nothing read yet (the copies and counts above are per command, not per process)."""
-    _COPIES.clear()
-    UNDECODABLE.clear()
-
-
-def source_of(path, text_col: str = "text", encoding: str | None = None) -> Source:
+def source_of(path, text_col: str = "text", encoding: str | None = None, inputs: Inputs | None = None) -> Source:
     """source_of_bytes (pipes and stdin read once into a file), then the text's encoding: with `encoding` (not
     UTF-8) the file is read as that encoding into a UTF-8 copy; without, the bytes that are not UTF-8 are counted
-    and said on stderr once per file, with the first line holding one (they are read as U+FFFD)."""
-    src = source_of_bytes(path, text_col)
+    (Source.undecodable) and said through `inputs.warn` once per file, with the first line holding one (they are
+    read as U+FFFD). Without `inputs`, nothing is shared with another call and nothing said."""
+    inputs = Inputs() if inputs is None else inputs
+    src = source_of_bytes(path, text_col, inputs)
     if src.path is None or not Path(src.path).is_file() or Path(src.path).suffix.lower() == ".parquet":
         return src
     name, codec = str(src), None if encoding is None else _codec(encoding)
     if codec is not None and codec != "utf-8":
         key = f"{name}\0{codec}"
-        if key not in _COPIES:
-            _COPIES[key] = _transcode(Path(src.path), name, encoding)
-        return Source(path=_COPIES[key], shown=name)
-    if name not in UNDECODABLE:
-        UNDECODABLE[name] = count_undecodable(Path(src.path))
-        n, line = UNDECODABLE[name]
-        if n:
-            sys.stderr.write(
-                f"warning: {name}: {n} byte(s) are not UTF-8 (the first on line {line}) and are read as U+FFFD; "
-                "if the file has another encoding, give it with --encoding (e.g. --encoding latin-1)\n"
+        if key not in inputs.copies:
+            inputs.copies[key] = _transcode(Path(src.path), name, encoding)
+        return Source(path=inputs.copies[key], shown=name)
+    if name not in inputs.counted:
+        inputs.counted[name] = n, line = count_undecodable(Path(src.path))
+        if n and inputs.warn is not None:
+            inputs.warn(
+                f"{name}: {n} byte(s) are not UTF-8 (the first on line {line}) and are read as U+FFFD; "
+                "if the file has another encoding, give it with --encoding (e.g. --encoding latin-1)"
             )
-    return src
+    return dataclasses.replace(src, undecodable=inputs.counted[name])
 
 
 def _codec(name: str) -> str:
@@ -134,14 +140,16 @@ def _transcode(path: Path, name: str, encoding: str) -> str:
     return str(out)
 
 
-def source_of_bytes(path, text_col: str = "text") -> Source:
+def source_of_bytes(path, text_col: str = "text", inputs: Inputs | None = None) -> Source:
     """A user's input as a Source. What is not a regular file or a folder (`-` for stdin, a FIFO, the /dev/fd/N of
     a shell's `<(...)`) can be read only once, and the readers read a table more than once (its header, then its
     rows): it is copied whole into a temporary file (removed at exit) and read from there, as a table when its
     first line holds the text column's name (comma- or tab-separated) or starts a JSON object, else as plain
-    text. Messages still name it as the user did."""
+    text. Messages still name it as the user did. `inputs` (a new one when None) keeps the copies made, so that
+    one command reads each such input once."""
     import stat
 
+    copies = (Inputs() if inputs is None else inputs).copies
     p = str(path)
     if p != "-":
         try:
@@ -152,14 +160,14 @@ def source_of_bytes(path, text_col: str = "text") -> Source:
         if stat.S_ISDIR(mode) or (stat.S_ISREG(mode) and kind is None):
             return Source(path=p)
         if kind is not None:  # gzip, bz2, xz or zstd (by its first bytes): read from a decompressed copy
-            if p not in _COPIES:
-                _COPIES[p] = _decompress(p, kind, text_col)
-            return Source(path=_COPIES[p], shown=p)
+            if p not in copies:
+                copies[p] = _decompress(p, kind, text_col)
+            return Source(path=copies[p], shown=p)
     elif sys.stdin is None or sys.stdin.isatty():
         raise InputError("-: reads the data from standard input, which is a terminal here; pipe the data in")
-    if p not in _COPIES:
-        _COPIES[p] = _copy_once(p, text_col)
-    return Source(path=_COPIES[p], shown="stdin" if p == "-" else p)
+    if p not in copies:
+        copies[p] = _copy_once(p, text_col)
+    return Source(path=copies[p], shown="stdin" if p == "-" else p)
 
 
 # compressed files, known by their first bytes (as pandas and `datasets` read train.csv.gz, corpus.txt.xz, ...)

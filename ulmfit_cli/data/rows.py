@@ -28,8 +28,8 @@ class _Lines:
     """Lines of a file descriptor, decoded as UTF-8 (undecodable bytes replaced), without their line ends. Reads
     only when no complete line is left, so it holds at most one read's worth of lines plus one partial line."""
 
-    def __init__(self, fd: int, encoding: str | None = None, name: str = "stdin"):
-        self.fd, self.lines, self.partial, self.eof = fd, deque(), [], False
+    def __init__(self, fd: int, encoding: str | None = None, name: str = "stdin", warn=None):
+        self.fd, self.lines, self.partial, self.eof, self.warn = fd, deque(), [], False, warn
         self.encoding, self.name = encoding or "utf-8", name
         self.line_no, self.bad, self.first_bad = 0, 0, 0  # bytes that were not UTF-8 (no --encoding), for a warning
 
@@ -37,12 +37,10 @@ class _Lines:
         """The next line; None at the end of the input, or when none came within `timeout` seconds (None: wait)."""
         while not self.lines:
             if self.eof:
-                if self.bad:  # said once, at the end (as data.source_of says it for a file)
-                    import sys
-
-                    sys.stderr.write(
-                        f"warning: {self.name}: {self.bad} byte(s) were not UTF-8 (the first on line {self.first_bad}) "
-                        "and were read as U+FFFD; if the input has another encoding, give it with --encoding\n"
+                if self.bad and self.warn is not None:  # said once, at the end (as data.source_of says it for a file)
+                    self.warn(
+                        f"{self.name}: {self.bad} byte(s) were not UTF-8 (the first on line {self.first_bad}) "
+                        "and were read as U+FFFD; if the input has another encoding, give it with --encoding"
                     )
                     self.bad = 0
                 return None
@@ -88,12 +86,12 @@ def _undecodable(raw: bytes) -> int:
 
 
 def line_batches(
-    fd: int, size: int, max_wait: float | None, encoding: str | None = None, name: str = "stdin"
+    fd: int, size: int, max_wait: float | None, encoding: str | None = None, name: str = "stdin", warn=None
 ) -> Iterator[list[str]]:
     """Lines of `fd` in batches of at most `size`. A batch goes out when full, at the end of the input, or
     `max_wait` seconds after its first line arrived (None: only when full or at the end), so slow input is
     answered line by line while a flood of lines fills whole batches."""
-    lines = _Lines(fd, encoding, name)
+    lines = _Lines(fd, encoding, name, warn)
     while (first := lines.next(None)) is not None:
         batch, deadline = [first], None if max_wait is None else time.monotonic() + max_wait
         while len(batch) < size:
@@ -112,24 +110,24 @@ def is_plain_text(source: Source) -> bool:
 
 
 def text_batches(
-    source: Source, size: int, max_wait: float | None = None, encoding: str | None = None
+    source: Source, size: int, max_wait: float | None = None, encoding: str | None = None, warn=None
 ) -> Iterator[list[str]]:
     """The lines of stdin (path '-') or of a plain-text file, FIFO or device, in batches (see line_batches); the
-    path is checked now, before the first batch is asked for."""
+    path is checked now, before the first batch is asked for. `warn(message)` hears of bytes that are not UTF-8."""
     if source.path == "-":  # stdin: decoded as --encoding says (files come here as UTF-8 copies: source_of)
-        return line_batches(0, size, max_wait, encoding)
+        return line_batches(0, size, max_wait, encoding, warn=warn)
     path = Path(source.path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
     if stat.S_ISREG(path.stat().st_mode):  # a pipe's first bytes cannot be peeked at without losing them
         check_file(path)
-    return _file_lines(path, size, max_wait)
+    return _file_lines(path, size, max_wait, warn)
 
 
-def _file_lines(path: Path, size: int, max_wait: float | None) -> Iterator[list[str]]:
+def _file_lines(path: Path, size: int, max_wait: float | None, warn=None) -> Iterator[list[str]]:
     fd = os.open(path, os.O_RDONLY)
     try:
-        yield from line_batches(fd, size, max_wait, name=str(path))
+        yield from line_batches(fd, size, max_wait, name=str(path), warn=warn)
     finally:
         os.close(fd)
 

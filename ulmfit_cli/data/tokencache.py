@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, written
-from .readers import UNDECODABLE, Corpus
+from .readers import Corpus
 from .tokenizer import ENCODE_CHUNK, StreamEncoder, file_sha256, start_id
 
 FORMAT = "ulmfit-ids/1"
@@ -73,8 +73,9 @@ def token_ids(
         except (OSError, ValueError, KeyError, TypeError) as e:
             meta, problem = {}, f"unreadable metadata ({e})"
         if problem is None:
+            said = {str(c.source) for c in corpora if c.source.undecodable is not None}  # by source_of, on opening
             for entry in meta.get("inputs", []):  # said again on every run that uses the text, not just the first
-                if entry.get("replaced_chars") and entry["source"] not in UNDECODABLE:  # else said on opening it
+                if entry.get("replaced_chars") and entry["source"] not in said:
                     reporter.warn(
                         f"{entry['source']}: {entry['replaced_chars']} undecodable byte(s) replaced with U+FFFD"
                     )
@@ -111,7 +112,7 @@ def _build(corpora, tok, tokenizer_sha256, max_tokens, folder: Path, key: str, r
                     n, docs = n + len(arr), docs + int((arr == first).sum())
                     if max_tokens and n >= max_tokens:
                         break
-                if corpus.replaced_chars and str(corpus.source) not in UNDECODABLE:
+                if corpus.replaced_chars and corpus.source.undecodable is None:  # else said on opening it
                     reporter.warn(f"{corpus.source}: {corpus.replaced_chars} undecodable byte(s) replaced with U+FFFD")
                 if max_tokens and n >= max_tokens:
                     break

@@ -57,7 +57,7 @@ def predict_logits(model, docs: list[np.ndarray], cfg: RunConfig, bs: int | None
     return out
 
 
-def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = None, engine: str = "torch"):
+def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = None, engine: str = "torch", warn=None):
     """The classifier of a run folder the caller has opened (and so checked) with `artifacts.open_run`, on
     `device`; mixed precision only where the run trained with it and the device is a GPU. With `quantize`
     (quantize.KINDS) the model is quantized and runs on the CPU. `engine` "onnx" (checked by onnx_engine.check)
@@ -78,13 +78,11 @@ def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = Non
     A.load_weights(model, run.file("weights"))
     model.to(where)
     model.eval()
-    if quantize and cfg.backbone == "hf" and not hf_is_encoder(cfg.hf_config):
-        import sys
-
-        sys.stderr.write(
-            f"warning: {run.path}: int8 changes a pretrained decoder's predictions a lot (its activations have "
+    if quantize and cfg.backbone == "hf" and not hf_is_encoder(cfg.hf_config) and warn is not None:
+        warn(
+            f"{run.path}: int8 changes a pretrained decoder's predictions a lot (its activations have "
             "outliers that per-batch int8 cannot hold: SmolLM2-135M on TREC-6 lost 14-27 points); "
-            "check with `ulmfit evaluate` before you rely on it\n"
+            "check with `ulmfit evaluate` before you rely on it"
         )
     if engine == "onnx":
         from .onnx_engine import attach
@@ -119,6 +117,7 @@ class Predictor:
         device: str = "auto",
         quantize: str | None = None,
         engine: str = "torch",
+        warn=None,
     ):
         import torch
 
@@ -126,7 +125,7 @@ class Predictor:
             torch.set_num_threads(threads)
         self.task, self.classes, self.cuts = head(runs)
         self.runs, self.batch_size = runs, batch_size
-        self.models = [load_classifier(run, device, quantize, engine) for run in runs]
+        self.models = [load_classifier(run, device, quantize, engine, warn) for run in runs]
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """Probabilities (N, C) (softmax, or one sigmoid per label), or values (N,) in the labels' units."""
@@ -248,6 +247,7 @@ def evaluate(
     threads: int | None = None,
     quantize: str | None = None,
     engine: str = "torch",
+    warn=None,
 ) -> dict:
     """The metrics of the run (or the ensemble of runs) on labelled data, read twice a batch at a time (the labels
     checked first, then predicted), so memory does not grow with the test set."""
@@ -257,7 +257,7 @@ def evaluate(
     task, classes, cuts = head(runs)
     delim = first.config.get("label_delim")
     _check(src, text_col, label_col, task, classes, delim)
-    predictor = Predictor(runs, batch_size, threads, quantize=quantize, engine=engine)
+    predictor = Predictor(runs, batch_size, threads, quantize=quantize, engine=engine, warn=warn)
     tally = Tally(task, classes, cuts)
     for table, _ in _labelled(src, text_col, label_col, task, delim):
         if table.texts:

@@ -7,7 +7,6 @@ everything else is JSON, and file names in the manifest cannot point outside the
 
 from __future__ import annotations
 
-import contextvars
 import errno
 import fcntl
 import json
@@ -238,19 +237,22 @@ class RunWriter:
 
 
 @dataclass(frozen=True)
-class Advice:
-    """What a failing stage tells the user to do, which depends on the command running it. A stage run as its
-    own command continues with --resume (`rerun`, stage_parts.writing after an interruption) and takes a lower --lr
-    after a NaN loss (`lower_lr` None: loop.fit says so itself). A command that runs its stages in a work
-    folder (workdir.Workdir.stage: pipeline, learning-curve) resumes them when simply rerun and has neither
-    flag: its stage's settings come through the command's --lm-set/--clf-set, a change the folder refuses
-    without --overwrite; there `lower_lr` is that advice, "{lr}" standing for the rate to try."""
+class Caller:
+    """What a stage knows of the command that runs it, handed down as an argument (`caller=`), never kept aside:
+    the --config file the command read (the manifest records it: {"path", "sha256", "text", "stages"}), and the
+    advice its messages give, which depends on the command. A stage run as its own command continues with --resume
+    (`rerun`, stage_parts.writing after an interruption) and takes a lower --lr after a NaN loss (`lower_lr` None:
+    loop.fit says so itself). A command that runs its stages in a work folder (workdir.Workdir.stage: pipeline,
+    learning-curve) resumes them when simply rerun and has neither flag: its stage's settings come through the
+    command's --lm-set/--clf-set, a change the folder refuses without --overwrite; there `lower_lr` is that advice,
+    "{lr}" standing for the rate to try."""
 
+    config_file: dict | None = None
     rerun: str = "rerun the same command with --resume"
     lower_lr: str | None = None
 
 
-ADVICE = contextvars.ContextVar("advice", default=Advice())  # noqa: B039 (frozen: immutable)
+ON_ITS_OWN = Caller()  # a stage run as its own command, without --config: every default
 
 
 def find_checkpoint(folder: Path) -> Path | None:

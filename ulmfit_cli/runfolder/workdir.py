@@ -9,6 +9,7 @@ stage's run folder is published atomically by the stage itself.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -75,9 +76,12 @@ class Workdir:
         out.mkdir(exist_ok=True)
         write_json(self.key_file, key)
 
-    def stage(self, out: Path, call, what: str, reporter, sets: str, kept: str | None = None) -> A.Run:
+    def stage(
+        self, out: Path, call, what: str, reporter, sets: str, kept: str | None = None, caller: A.Caller = A.ON_ITS_OWN
+    ) -> A.Run:
         """The run folder `out` of one stage: reused when it is complete, resumed from its checkpoint when an
-        interrupted call left one, else trained afresh (`call(resume=..., overwrite=...)` runs the stage). `sets`
+        interrupted call left one, else trained afresh (`call(resume=..., overwrite=..., caller=...)` runs the stage,
+        `caller` the command's with this command's advice). `sets`
         is the command's flag for this stage's settings (`--clf-set`), which its advice after a NaN loss names,
         with `kept`: what --overwrite keeps after a change of it (by default, the finished stages before it when
         the command discards only what a change touches, else nothing)."""
@@ -96,14 +100,10 @@ class Workdir:
         if kept is None:
             before = "the finished stages before it are kept"
             kept = before if self.keeps_on_overwrite else "which starts the folder again"
-        token = A.ADVICE.set(
-            A.Advice(
-                rerun="rerun the same command (it resumes by itself)",
-                lower_lr=f"rerun with {sets} lr={{lr}} and --overwrite ({kept}) or another --out",
-            )
+        advised = dataclasses.replace(
+            caller,
+            rerun="rerun the same command (it resumes by itself)",
+            lower_lr=f"rerun with {sets} lr={{lr}} and --overwrite ({kept}) or another --out",
         )
-        try:
-            call(resume=resume, overwrite=True)
-        finally:
-            A.ADVICE.reset(token)
+        call(resume=resume, overwrite=True, caller=advised)
         return A.open_run(out, (*A.LM_STAGES, "finetune-clf"), what)

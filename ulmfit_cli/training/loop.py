@@ -21,11 +21,8 @@ from .schedule import EpochPlan, phase_steps, stlr
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _lower_lr_advice(lr: float, kept: bool) -> str:
-    """What to do after a NaN loss: a lower rate, given the way the running command takes it (A.ADVICE)."""
-    from ..runfolder import artifacts as A
-
-    how = A.ADVICE.get().lower_lr
+def _lower_lr_advice(lr: float, kept: bool, how: str | None) -> str:
+    """What to do after a NaN loss: a lower rate, given the way the running command takes it (Caller.lower_lr)."""
     if how is not None:  # a stage of pipeline/learning-curve: its settings come from the command's --*-set
         return f"try a lower rate (now {lr:g}): " + how.format(lr=f"{lr / 10:g}")
     then = "; the last good checkpoint is kept: rerun the same command with --resume and a lower --lr" if kept else ""
@@ -104,6 +101,7 @@ def fit(
     checkpoint_every: int = 0,
     resume: bool = False,
     select: Selection | None = None,
+    caller=None,
 ) -> list:
     """Train `model` along `plan`. `batches(epoch)` yields training batches, `loss_fn(batch)` returns
     (loss to minimise, loss to report), `evaluate()` returns validation metrics. Returns per-epoch rows.
@@ -117,7 +115,7 @@ def fit(
 
     With `ckpt_dir`, a checkpoint is saved at every epoch end, every `checkpoint_every` steps of the run, and on
     Ctrl-C or SIGTERM (after the step in progress, then KeyboardInterrupt, or its subclass Terminated for SIGTERM);
-    with `resume`, training continues from it.
+    with `resume`, training continues from it. `caller` (artifacts.Caller) words the advice after a NaN loss.
     """
     import torch
 
@@ -181,7 +179,11 @@ def fit(
                 if not dist.all_finite(bool(torch.isfinite(loss))):
                     raise TrainingError(
                         f"loss became {loss.item()} at epoch {ep.epoch + 1}, step {step + 1}; "
-                        + _lower_lr_advice(cfg.lr, checkpoint.find(ckpt_dir or Path("/nonexistent")) is not None)
+                        + _lower_lr_advice(
+                            cfg.lr,
+                            checkpoint.find(ckpt_dir or Path("/nonexistent")) is not None,
+                            caller.lower_lr if caller is not None else None,
+                        )
                     )
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()  # fp16: scaled so small gradients do not underflow

@@ -109,6 +109,7 @@ def manifest(
     extra: dict,
     started: float,
     select=None,
+    caller: A.Caller = A.ON_ITS_OWN,
 ) -> dict:
     return {
         "format": A.FORMAT,
@@ -133,7 +134,7 @@ def manifest(
         **(kept(select, history, cfg.epochs) if select is not None else {}),
         "wall_s": round(time.time() - started, 1),
         "versions": A.versions(),
-        **configfile.manifest_record(),
+        **configfile.manifest_record(caller.config_file),
         **extra,
     }
 
@@ -185,7 +186,7 @@ def place(model, cfg: RunConfig):
 
 
 @contextmanager
-def writing(out: Path, overwrite: bool, resume: bool, reporter):
+def writing(out: Path, overwrite: bool, resume: bool, reporter, caller: A.Caller = A.ON_ITS_OWN):
     """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming. A
     failed write (a full disk, a read-only place, a quota) becomes one line naming the path, the reason and what
     to do; the checkpoint already on disk is kept (checkpoint.save never touches it until the new one is whole)."""
@@ -200,12 +201,12 @@ def writing(out: Path, overwrite: bool, resume: bool, reporter):
         kept = writer.abort()
         if failed_write:
             err = e if isinstance(e, WriteError) else WriteError(e.filename or writer.tmp, e)
-            then = f"{A.ADVICE.get().rerun} (checkpoint kept in {writer.tmp})" if kept else "rerun it"
+            then = f"{caller.rerun} (checkpoint kept in {writer.tmp})" if kept else "rerun it"
             raise WriteError(
                 err.path, err.reason, f"free space there (or choose a writable place), then {then}"
             ) from None
         if kept:
-            reporter.notice(f"checkpoint kept in {writer.tmp}; {A.ADVICE.get().rerun} to continue")
+            reporter.notice(f"checkpoint kept in {writer.tmp}; {caller.rerun} to continue")
         raise
 
 

@@ -37,7 +37,7 @@ def _lm_steps(cfg: RunConfig, steps_per_epoch: int) -> int:
     return steps_per_epoch
 
 
-def _train_lm(model, cfg: RunConfig, tok, train: LMStream, valid: LMStream, reporter, select, **ckpt) -> list:
+def _train_lm(model, cfg: RunConfig, tok, train: LMStream, valid: LMStream, reporter, select, caller, **ckpt) -> list:
     """The LM stages' loop; the backbone's lm_objective (an encoder's masking) turns each batch into its target,
     seeded per epoch (and once for validation, the same masks every epoch)."""
     from .loop import fit, lm_evaluate, lm_loss
@@ -65,6 +65,7 @@ def _train_lm(model, cfg: RunConfig, tok, train: LMStream, valid: LMStream, repo
         cfg,
         reporter,
         select=select,
+        caller=caller,
         **ckpt,
     )
 
@@ -83,6 +84,7 @@ def train_lm_stage(
     checkpoint_every: int = 0,
     cache_dir: Path | None = None,
     reporter,
+    caller: A.Caller = A.ON_ITS_OWN,
 ) -> dict:
     """pretrain (parent None: trains a tokenizer, random weights) or finetune-lm (tokenizer and weights from
     the parent run). The corpus is streamed: tokenized once into a memory-mapped cache, trained on from there."""
@@ -104,7 +106,7 @@ def train_lm_stage(
     valid_corpus = open_corpus(valid, text_col) if valid is not None else None
     fingerprints = [c.fingerprint for c in [*corpora, *([valid_corpus] if valid_corpus else [])]]
     root = cache_root(cache_dir)
-    with R.writing(out, overwrite, resume, reporter) as writer:
+    with R.writing(out, overwrite, resume, reporter, caller) as writer:
         dist.seed_all(cfg.seed)
         tok_path = writer.path(A.TOKENIZER)
 
@@ -136,7 +138,7 @@ def train_lm_stage(
         model = R.place(parent_lm(cfg, parent, words, tok), cfg)
         select = R.selection(stage, cfg)
         ckpt = R.ckpt_args(writer, resume, checkpoint_every)
-        history = _train_lm(model, cfg, tok, train, valid_stream, reporter, select, **ckpt)
+        history = _train_lm(model, cfg, tok, train, valid_stream, reporter, select, caller, **ckpt)
         if not writer.main:
             return {}
         pictures = R.publish_model(writer, model, stage, cfg, history, _lm_steps(cfg, len(train)), reporter, select)
@@ -151,6 +153,7 @@ def train_lm_stage(
             {"vocab_size": tok.get_vocab_size(), "tokens": {"train": n_train, "valid": n_valid}, "plots": pictures},
             started,
             select,
+            caller,
         )
         writer.write_json(A.MANIFEST, manifest)
         reporter.run_end(manifest, writer.tmp)
@@ -175,13 +178,14 @@ def finetune_clf(
     resume: bool = False,
     checkpoint_every: int = 0,
     reporter,
+    caller: A.Caller = A.ON_ITS_OWN,
 ) -> dict:
     from .. import dist
     from .loop import fit
 
     started = time.time()
     A.check_apart(out, parent.path)
-    with R.writing(out, overwrite, resume, reporter) as writer:
+    with R.writing(out, overwrite, resume, reporter, caller) as writer:
         tables = R.clf_tables(cfg, train_src, valid, text_col, label_col)
         table, task, classes, (texts, labels), (vtexts, vlabels) = tables
         tasks.check_settings(task, cfg)
@@ -244,7 +248,19 @@ def finetune_clf(
             frozen = contrastive.head_features(model, docs, cfg, bb.pad_batch)
         select = R.selection("finetune-clf", cfg, task, len(vdocs))
         history = fit(
-            model, groups, names, plan, steps, batches, loss_fn, evaluate, cfg, reporter, **ckpt, select=select
+            model,
+            groups,
+            names,
+            plan,
+            steps,
+            batches,
+            loss_fn,
+            evaluate,
+            cfg,
+            reporter,
+            **ckpt,
+            select=select,
+            caller=caller,
         )
         if not writer.main:
             return {}
@@ -273,7 +289,7 @@ def finetune_clf(
             "columns": {"text": text_col, "label": label_col},
             "plots": pictures,
         }
-        manifest = R.manifest("finetune-clf", cfg, tok_path, inputs, parent, history, extra, started, select)
+        manifest = R.manifest("finetune-clf", cfg, tok_path, inputs, parent, history, extra, started, select, caller)
         writer.write_json(A.MANIFEST, manifest)
         reporter.run_end(manifest, writer.tmp)
         writer.commit()

@@ -362,11 +362,10 @@ def inspect(
         if reporter:
             reporter.info(f"reading {src}")
         files += read([src], text_col, label_col, explicit_label)
-    from ..data.readers import UNDECODABLE
-
+    counted = {str(s): s.undecodable for s in sources if s.undecodable is not None}
     reps = [file_report(fd, label_delim) for fd in files]
     for rep in reps:  # what data.source_of counted when the command opened the file
-        n, line = UNDECODABLE.get(rep["source"], (0, 0))
+        n, line = counted.get(rep["source"], (0, 0))
         rep["undecodable_bytes"], rep["undecodable_first_line"] = n, line or None
     pairs = []
     for i in range(len(files)):

@@ -142,6 +142,7 @@ class Curve:
     keep_runs: bool = False
     cache_dir: Path | None = None
     per_class: bool = False  # sizes are examples of every class
+    caller: A.Caller = A.ON_ITS_OWN  # the command's: its --config file, recorded in every stage's manifest
 
 
 def _key(c: Curve, train_fp: str) -> dict:
@@ -286,14 +287,14 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
     out = c.out / "runs" / f"clf-{_name(c, variant, size, seed)}"
     init = "random" if variant == "random" else "pretrained"
 
-    def call(resume: bool, overwrite: bool):
+    def call(resume: bool, overwrite: bool, caller: A.Caller):
         finetune_clf(
             clf_cfg, parent, src, out, text_col=c.text_col, label_col=c.label_col, init=init,
-            overwrite=overwrite, resume=resume, reporter=reporter,
+            overwrite=overwrite, resume=resume, reporter=reporter, caller=caller,
         )  # fmt: skip
 
     t0 = time.time()
-    clf = wd.stage(out, call, "learning-curve", reporter, "--clf-set", "the fine-tuned LMs are kept")
+    clf = wd.stage(out, call, "learning-curve", reporter, "--clf-set", "the fine-tuned LMs are kept", c.caller)
     result = evaluate([clf], c.test, c.text_col, c.label_col)
     metric, higher = tasks.SELECTION_METRIC[task]  # the metric the runs chose their epoch by
     score = float(result[metric])
@@ -328,13 +329,13 @@ def _lm(c: Curve, wd: Workdir, sources: list[Source], name: str, seed: int, repo
         cfg = _fit_bs(c, cfg, sources[0], reporter)
     out = c.out / "runs" / name
 
-    def call(resume: bool, overwrite: bool):
+    def call(resume: bool, overwrite: bool, caller: A.Caller):
         train_lm_stage(
             "finetune-lm", cfg, sources, out, text_col=c.text_col, parent=c.parent, overwrite=overwrite,
-            resume=resume, cache_dir=c.cache_dir, reporter=reporter,
+            resume=resume, cache_dir=c.cache_dir, reporter=reporter, caller=caller,
         )  # fmt: skip
 
-    return wd.stage(out, call, "learning-curve", reporter, "--lm-set", "which starts the folder again")
+    return wd.stage(out, call, "learning-curve", reporter, "--lm-set", "which starts the folder again", c.caller)
 
 
 def _fit_bs(c: Curve, cfg: RunConfig, src: Source, reporter) -> RunConfig:

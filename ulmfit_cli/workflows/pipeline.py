@@ -41,6 +41,7 @@ class Pipeline:
     label_col: str = "label"
     overwrite: bool = False
     cache_dir: Path | None = None
+    caller: A.Caller = A.ON_ITS_OWN  # the command's: its --config file, recorded in every stage's manifest
 
 
 def directions(p: Pipeline) -> list[str]:
@@ -132,11 +133,12 @@ def run(p: Pipeline, reporter) -> dict:
         lm = parent_of(p, d)
         if lm is None:
             lm = _stage(wd, folder / "lm", reporter, "--pretrain-set", train_lm_stage, "pretrain", cs["pretrain"],
-                        p.corpus, text_col=p.text_col, cache_dir=p.cache_dir)  # fmt: skip
+                        p.corpus, text_col=p.text_col, cache_dir=p.cache_dir, caller=p.caller)  # fmt: skip
         ft = _stage(wd, folder / "lm-ft", reporter, "--lm-set", train_lm_stage, "finetune-lm", cs["finetune-lm"],
-                    p.texts or [p.train], text_col=p.text_col, parent=lm, cache_dir=p.cache_dir)  # fmt: skip
+                    p.texts or [p.train], text_col=p.text_col, parent=lm, cache_dir=p.cache_dir,
+                    caller=p.caller)  # fmt: skip
         clfs[d] = _stage(wd, folder / "clf", reporter, "--clf-set", finetune_clf, cs["finetune-clf"], ft, p.train,
-                         text_col=p.text_col, label_col=p.label_col)  # fmt: skip
+                         text_col=p.text_col, label_col=p.label_col, caller=p.caller)  # fmt: skip
         walls[d] = {r.path.name: r.manifest.get("wall_s") for r in (lm, ft, clfs[d]) if r.path.parent == folder}
     members = [str(clfs[d].path.relative_to(p.out)) for d in directions(p)]
     write_json(p.out / ENSEMBLE, {"format": ENSEMBLE_FORMAT, "runs": members})
@@ -147,11 +149,11 @@ def run(p: Pipeline, reporter) -> dict:
     return summary
 
 
-def _stage(wd: Workdir, out: Path, reporter, sets: str, fn, *args, **kwargs) -> A.Run:
-    def call(resume: bool, overwrite: bool):
-        fn(*args, out, resume=resume, overwrite=overwrite, reporter=reporter, **kwargs)
+def _stage(wd: Workdir, out: Path, reporter, sets: str, fn, *args, caller: A.Caller, **kwargs) -> A.Run:
+    def call(resume: bool, overwrite: bool, caller: A.Caller):
+        fn(*args, out, resume=resume, overwrite=overwrite, reporter=reporter, caller=caller, **kwargs)
 
-    return wd.stage(out, call, "pipeline", reporter, sets)
+    return wd.stage(out, call, "pipeline", reporter, sets, caller=caller)
 
 
 def _scores(p: Pipeline, clfs: dict, reporter) -> dict:

@@ -141,21 +141,33 @@ def test_near_key_is_lowercase_text_without_punctuation_or_extra_space(text):
     assert near_key(text) == " ".join(re.sub(r"[^\w\s]|_", " ", text.lower()).split())
 
 
-@pytest.mark.parametrize("fewest, fires", [(2, True), (8, True), (64, True), (65, False), (200, False)])
-def test_inspect_says_what_few_labels_imply(ulmfit, tmp_path, fewest, fires):
-    """At 64 examples of the rarest class or fewer, inspect names the few-shot regime and what the tool does in it
-    (validation too small to choose an epoch, a schedule in steps, the contrastive step), with the counts."""
+@pytest.mark.parametrize(
+    "counts, fires",
+    [
+        ((2, 70), True),
+        ((8, 8, 8), True),
+        ((58, 70), True),
+        ((59, 70), False),
+        ((18, 244, 220), False),
+        ((200, 70), False),
+    ],  # fmt: skip
+)
+def test_inspect_says_what_few_labels_imply(ulmfit, tmp_path, counts, fires):
+    """At 64 examples a class or fewer on average (a rare class among many rows is not few labels), inspect names
+    the few-shot regime and what the tool does in it (validation too small to choose an epoch, a schedule in
+    steps, the contrastive step), with the counts."""
     import csv
 
     path = tmp_path / "few.csv"
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["text", "label"])
-        w.writerows([f"question number {i} about {c}", c] for c, n in (("a", fewest), ("b", 70)) for i in range(n))
+        w.writerows([f"question number {i} about c{k}", f"c{k}"] for k, n in enumerate(counts) for i in range(n))
     r = ulmfit("inspect", path, "--json")
     assert r.returncode == 0, r.stderr
     found = [v["message"] for v in json.loads(r.stdout)["verdicts"] if v["kind"] == "few_labels"]
     assert bool(found) == fires
     if fires:
-        assert f"{fewest + 70} labelled rows, {fewest} of the rarest class" in found[0]
+        total = sum(counts)
+        assert f"{total} labelled rows over {len(counts)} classes ({total / len(counts):.0f} a class" in found[0]
         assert "--min-steps" in found[0] and "--contrastive-steps" in found[0]

@@ -250,8 +250,9 @@ class RunConfig:
     contrastive_steps: int = setting(  # SetFit's idea (training/contrastive.py)
         0, "Before the classifier, train the body this many steps to pull texts of one class together and push "
         "texts of two classes apart (pairs of the labelled rows, --bs pairs a step; single-label tasks, transformer "
-        "and hf backbones). -1: auto: as many pairs as SetFit draws (at most 500 steps) when the rarest class has "
-        "at most 64 rows, then one epoch of the head alone (--epochs 1); none with more rows; 0: none. Preset: -1 "
+        "and hf backbones). -1: auto: as many pairs as SetFit draws (at most 500 steps) when the classes have at "
+        "most 64 rows each on average, then one epoch of the head alone (--epochs 1); none with more rows; 0: none. "
+        "Preset: -1 "
         "for --backbone hf (small, paper), else 0.", (CLF, LC), rule=at_least(-1),
     )  # fmt: skip
     contrastive_lr: float = setting(  # SetFit trains every layer at one rate (2e-5); 5e-5 measured best here
@@ -424,10 +425,11 @@ BACKBONE_PRESETS: dict[str, dict[str, dict]] = {
 # at 5x the rate (head_lr_mult): at 2e-4 alone it could not learn a 10:1 class prior (all-MiniLM-L6 on SST-2 made
 # 10:1: 71.7 / 57.4% on two seeds against 87.7 / 87.6% with it, the majority class alone 90.9%), and on balanced
 # TREC-6 and SST-2 it changed nothing beyond a seed's noise. tiny is the CI path on tiny random models.
-# With a handful of labelled rows (64 or fewer of the rarest class), SetFit's recipe inside ULMFiT's: the contrastive
+# With a handful of labelled rows (64 or fewer a class on average), SetFit's recipe inside ULMFiT's: the contrastive
 # step on pairs of the rows trains the body, then the head alone, for at least 200 steps; against SetFit on the
 # same checkpoint and rows it matched or beat it where the classifier alone scored 10-30 points under. Neither
-# setting changes a run of 1,000 rows (auto pairs nothing above 64 a class; such a run has more than 200 steps).
+# setting changes a run of 1,000 rows (auto pairs nothing above 64 a class on average, however rare one class is;
+# such a run has more than 200 steps).
 FEW_ROWS = dict(min_steps=200, contrastive_steps=-1)
 HF_PRESETS: dict[str, dict[str, dict]] = {
     "tiny": {

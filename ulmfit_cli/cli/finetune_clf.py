@@ -43,7 +43,7 @@ def finetune_clf(
     One label per text, several (--label-delim or a list column: sigmoid outputs, thresholds tuned per label
     on the validation data) or a number (--regression).
 
-    With few labelled rows (64 or fewer of the rarest class) a pretrained checkpoint (--backbone hf) first learns
+    With few labelled rows (64 or fewer a class on average) a pretrained checkpoint (--backbone hf) first learns
     from pairs of them which texts belong together (--contrastive-steps, SetFit's idea), then trains its head for at
     least --min-steps steps, and keeps the last epoch: a handful of validation rows cannot choose one. Against
     SetFit on the same checkpoint and rows this matched or beat it, where the classifier alone scored at or below

@@ -315,15 +315,15 @@ def lm_streams(cfg: RunConfig, ids: np.ndarray, valid_ids: np.ndarray | None):
 
 def few_rows(cfg: RunConfig, task: str, labels: list) -> bool:
     """The few-labels recipe applies (the hf presets' --contrastive-steps -1): single-label classes of 64 rows or
-    fewer at the rarest, on a backbone with the contrastive step. It trains on every row: a handful held out could
-    not choose an epoch, and the run keeps the last."""
+    fewer on average (contrastive.few), on a backbone with the contrastive step. It trains on every row: a handful
+    held out could not choose an epoch, and the run keeps the last."""
     from collections import Counter
 
-    from .contrastive import FEW, applies
+    from .contrastive import applies, few
 
     if cfg.contrastive_steps >= 0 or not applies(cfg, task) or not labels:
         return False
-    return min(Counter(labels).values()) <= FEW
+    return few(Counter(labels).values())
 
 
 def clf_tables(cfg: RunConfig, train_src: Source, valid: Source | None, text_col: str, label_col: str):

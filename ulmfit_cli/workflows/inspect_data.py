@@ -19,7 +19,7 @@ import numpy as np
 from ..config import RunConfig
 from ..data.batches import held_out
 from ..data.readers import Source, read_raw
-from ..training.contrastive import FEW  # the rarest class's rows up to which finetune-clf's few-labels recipe runs
+from ..training.contrastive import few  # whether finetune-clf's few-labels recipe runs
 
 IMBALANCE = 5.0  # largest class / smallest class above which inspect suggests --class-weights and --metric
 MIN_CLASS = 10  # a 10% validation split of a class this small expects one example or none
@@ -284,12 +284,13 @@ def verdicts(report: dict) -> list[dict]:
                 "(the config and tracking guide has what they change)",
             )
     if first and first.get("kind") == "single-label" and first.get("counts"):
-        total, fewest = sum(first["counts"].values()), min(first["counts"].values())
-        if fewest <= FEW:
+        total, classes = sum(first["counts"].values()), len(first["counts"])
+        if few(first["counts"].values()):
             held = held_out(total, RunConfig.valid_pct)
             say(
                 "few_labels",
-                f"{files[0]['source']}: {total} labelled rows, {fewest} of the rarest class: a few-shot task. "
+                f"{files[0]['source']}: {total} labelled rows over {classes} classes ({total / classes:.0f} a "
+                "class on average): a few-shot task. "
                 f"The default 10% validation share ({held} rows) is too few to choose an epoch by, so the last is "
                 "kept; train on a schedule of steps (--min-steps) rather than epochs, and from a pretrained "
                 "checkpoint with the contrastive step (--contrastive-steps); the 'Few labels' guide has what to "

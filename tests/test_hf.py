@@ -281,7 +281,7 @@ def test_without_transformers_the_command_says_how_to_get_it(work, tmp_path, mon
     import importlib.util
 
     from ulmfit_cli.errors import ConfigError
-    from ulmfit_cli.training import import_hf as hub
+    from ulmfit_cli.importers import hf as hub
 
     real = importlib.util.find_spec
     monkeypatch.setattr(

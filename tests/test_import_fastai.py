@@ -269,7 +269,7 @@ def _tgz(path, members: dict):
 
 def test_fetch_downloads_once_and_extracts_fastais_layout(fastai_lm, tmp_path):
     from ulmfit_cli.cli.report import Reporter
-    from ulmfit_cli.training.import_fastai import fetch
+    from ulmfit_cli.importers.fastai import fetch
 
     src = tmp_path / "wt103-fwd.tgz"
     _tgz(src, {"wt103-fwd/lstm_fwd.pth": fastai_lm["weights"].read_bytes(),
@@ -284,7 +284,7 @@ def test_fetch_downloads_once_and_extracts_fastais_layout(fastai_lm, tmp_path):
 @pytest.mark.parametrize("bad", ["../escape.txt", "/abs.txt", "wt103-fwd/link"])
 def test_unsafe_archive_members_are_refused_before_anything_is_written(tmp_path, bad):
     from ulmfit_cli.errors import InputError
-    from ulmfit_cli.training.import_fastai import extract
+    from ulmfit_cli.importers.fastai import extract
 
     archive = tmp_path / "a.tgz"
     _tgz(archive, {"wt103-fwd/ok.pth": b"x", bad: None if bad.endswith("link") else b"evil"})
@@ -296,7 +296,7 @@ def test_unsafe_archive_members_are_refused_before_anything_is_written(tmp_path,
 def test_a_network_failure_is_one_clear_error(tmp_path):
     from ulmfit_cli.cli.report import Reporter
     from ulmfit_cli.errors import InputError
-    from ulmfit_cli.training.import_fastai import fetch
+    from ulmfit_cli.importers.fastai import fetch
 
     with pytest.raises(InputError, match="download failed") as e:
         fetch("http://127.0.0.1:9/wt103-fwd.tgz", tmp_path, Reporter(quiet=True))

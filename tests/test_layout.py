@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "ulmfit_cli"
 
 # Bottom to top. The root modules (errors, config, ...) sit below all of them and import none of them.
-LAYERS = ["data", "models", "runfolder", "inference", "training", "workflows", "cli"]
+LAYERS = ["data", "models", "runfolder", "inference", "training", "importers", "workflows", "cli"]
 
 
 def module_name(path: Path) -> str:

@@ -10,7 +10,8 @@ it, never one after (tests/test_layout.py holds this, and that nothing imports i
 - `models`: the backbones and their layer groups;
 - `runfolder`: the run-folder format and folders of many runs;
 - `inference`: a trained classifier in use (predict, evaluate, ONNX, int8);
-- `training`: the three stages, their loop and schedule, and pretrain runs from published weights;
+- `training`: the three stages, their loop and schedule;
+- `importers`: pretrain runs from published weights (fastai's WT103, Hugging Face checkpoints);
 - `workflows`: commands made of stages (pipeline, learning curve, lr-find) or run before them (inspect);
 - `cli`: the typer commands and the Reporter that prints for them.
 """

@@ -34,7 +34,7 @@ def import_fastai(
     quiet: Quiet = False,
 ):
     """Turn fastai's pretrained AWD-LSTM (e.g. WT103) into a `pretrain` run folder for `ulmfit finetune-lm`."""
-    from ..training.import_fastai import import_fastai as run_import
+    from ..importers.fastai import import_fastai as run_import
     from .common import finish
     from .report import Reporter
 

@@ -33,7 +33,7 @@ def import_hf(
     """Turn a pretrained Hugging Face decoder (GPT-2, Llama, Qwen, SmolLM, Gemma, ...) into a `pretrain` run folder
     for `ulmfit finetune-lm` and `finetune-clf`. No code from the checkpoint runs. Needs transformers: install
     the hf extra of ulmfit-cli (README)."""
-    from ..training.import_hf import import_hf as run_import
+    from ..importers.hf import import_hf as run_import
     from .common import finish
     from .report import Reporter
 

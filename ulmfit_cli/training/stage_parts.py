@@ -1,6 +1,7 @@
-"""What every training stage shares: the layer-group plan, placing the model on its device, the run writer's life
-cycle, the manifest, the pictures and the summary (seeding is `dist.seed_all`). `stages`, `import_fastai` and
-`import_hf` build on these; this module imports nothing above it."""
+"""What every training stage shares: the layer-group plan, the model a stage starts from (parent_lm,
+build_classifier) and placing it on its device, the run writer's life cycle, the manifest, the pictures and the
+summary (seeding is `dist.seed_all`). `stages`, `workflows.lr_find` and the importers build on these; this module
+imports nothing above it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..config import RunConfig
 from ..data.batches import LMStream, check_trainable, held_out, split_valid
 from ..data.readers import Source, read_table
 from ..data.tokenizer import file_sha256
+from ..data.words import WordVocab
 from ..errors import InputError, WriteError
 from ..models import backbone
 from ..runfolder import artifacts as A
@@ -282,6 +284,54 @@ def build_classifier(cfg: RunConfig, parent, vocab_size: int, n_out: int, init: 
         lm = bb.build_lm(cfg, vocab_size)
         A.load_weights(lm, parent.file("weights"))
         bb.encoder_of_classifier(model).load_state_dict(bb.encoder_of_lm(lm).state_dict())
+    return model
+
+
+# ---- the LM an LM stage starts from ---------------------------------------------------------------------------
+# finetune-lm from a fastai word-vocabulary parent (`import-fastai`) does what fastai's LMLearner.load_pretrained
+# does: the target corpus gets its own vocabulary, and the parent's embedding and decoder rows move to it by fastai's
+# match_embeds (known words keep their rows; new words get the mean row and the mean bias).
+
+
+def word_vocab(parent: A.Run | None) -> WordVocab | None:
+    """The parent run's fastai word vocabulary, or None (no parent, or a subword tokenizer)."""
+    if parent is None:
+        return None
+    from ..data.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(parent.file("tokenizer"))
+    return tok if isinstance(tok, WordVocab) else None
+
+
+def target_vocab(parent_tok: WordVocab, corpora, reporter) -> WordVocab:
+    """The training corpora's vocabulary (fastai's make_vocab over their words; the validation set is not
+    counted, as fastai counts its training set only)."""
+    from ..data.tokenizer import ENCODE_CHUNK
+
+    reporter.info("counting the target corpus's words for its vocabulary (fastai's tokenizer)")
+    tok = parent_tok.target_vocab(t for c in corpora for batch in c.batches(ENCODE_CHUNK) for t in batch)
+    known = sum(w in parent_tok.o2i for w in tok.itos)
+    reporter.info(f"target vocabulary: {len(tok.itos):,} words, {known:,} of them in the parent's vocabulary")
+    return tok
+
+
+def matched_state(cfg: RunConfig, parent: A.Run, parent_tok: WordVocab, tok: WordVocab) -> dict:
+    """The parent's LM state dict with its vocabulary rows moved to `tok`'s, by fastai's own match_embeds."""
+    from fastai.text.learner import match_embeds
+
+    lm = backbone(cfg.backbone).build_lm(cfg, parent_tok.get_vocab_size())
+    A.load_weights(lm, parent.file("weights"))
+    return match_embeds(lm.state_dict(), parent_tok.itos, tok.itos)
+
+
+def parent_lm(cfg: RunConfig, parent: A.Run | None, words: WordVocab | None, tok):
+    """The LM a stage starts from: random weights (no parent), the parent's, or with a fastai word parent its
+    rows moved to `tok`'s vocabulary (fastai's match_embeds)."""
+    model = backbone(cfg.backbone).build_lm(cfg, tok.get_vocab_size())
+    if words is not None:
+        model.load_state_dict(matched_state(cfg, parent, words, tok))
+    elif parent is not None:
+        A.load_weights(model, parent.file("weights"))
     return model
 
 

@@ -90,7 +90,6 @@ def train_lm_stage(
     the parent run). The corpus is streamed: tokenized once into a memory-mapped cache, trained on from there."""
     from .. import dist
     from ..data.tokencache import cache_root, token_ids
-    from .import_fastai import parent_lm, target_vocab, word_vocab
 
     started = time.time()
     if parent is not None:
@@ -101,7 +100,7 @@ def train_lm_stage(
                 "to fine-tune as a language model: go straight to `ulmfit finetune-clf` from it, or add --new-lm-head "
                 "to train a fresh head tied to its input embeddings"
             )
-    words = word_vocab(parent)  # an `import-fastai` parent's fastai word vocabulary, else None
+    words = R.word_vocab(parent)  # an `import-fastai` parent's fastai word vocabulary, else None
     corpora = [open_corpus(s, text_col) for s in sources]
     valid_corpus = open_corpus(valid, text_col) if valid is not None else None
     fingerprints = [c.fingerprint for c in [*corpora, *([valid_corpus] if valid_corpus else [])]]
@@ -114,7 +113,7 @@ def train_lm_stage(
             writer.start(cfg.to_dict(), fingerprints)
             reporter.run_start(stage, out, writer.tmp, cfg.to_dict())
             if words is not None:  # fastai's words: the target corpus's own vocabulary, as fastai's LMLearner
-                A.save_tokenizer(target_vocab(words, corpora, reporter), tok_path)
+                A.save_tokenizer(R.target_vocab(words, corpora, reporter), tok_path)
             elif parent is not None:
                 A.copy_file(parent.file("tokenizer"), tok_path)
             elif not (resume and tok_path.exists()):  # a resumed pretraining run keeps the tokenizer it trained
@@ -135,7 +134,7 @@ def train_lm_stage(
             f"{stage}: {n_train:,} training tokens, {n_valid:,} validation tokens, {len(train)} steps per epoch"
             + (f" on each of {dist.world().size} processes" if dist.world().size > 1 else "")
         )
-        model = R.place(parent_lm(cfg, parent, words, tok), cfg)
+        model = R.place(R.parent_lm(cfg, parent, words, tok), cfg)
         select = R.selection(stage, cfg)
         ckpt = R.ckpt_args(writer, resume, checkpoint_every)
         history = _train_lm(model, cfg, tok, train, valid_stream, reporter, select, caller, **ckpt)

@@ -166,13 +166,12 @@ def _cycle(make):
 def lm_setup(cfg: RunConfig, parent: A.Run | None, sources: list[Source], text_col: str, num_it: int, reporter):
     """The LM, its groups, batches and loss for pretrain (no parent: a tokenizer is trained, in memory only) or
     finetune-lm. Only the first tokens the test needs are encoded: (num_it + 1) windows of every row."""
-    from ..training.import_fastai import parent_lm, target_vocab, word_vocab
     from ..training.loop import lm_loss
 
     corpora = [open_corpus(s, text_col) for s in sources]
-    words = word_vocab(parent)
+    words = R.word_vocab(parent)
     if words is not None:
-        tok = target_vocab(words, corpora, reporter)
+        tok = R.target_vocab(words, corpora, reporter)
     elif parent is not None:
         tok = load_tokenizer(parent.file("tokenizer"))
     else:
@@ -182,7 +181,7 @@ def lm_setup(cfg: RunConfig, parent: A.Run | None, sources: list[Source], text_c
     stream = LMStream(ids, cfg.bs, cfg.bptt, cfg.backwards)
     if len(stream) == 0:
         raise InputError(f"the corpus has {len(ids)} tokens, too few for --bs {cfg.bs} x --bptt {cfg.bptt}")
-    model = R.place(parent_lm(cfg, parent, words, tok), cfg)
+    model = R.place(R.parent_lm(cfg, parent, words, tok), cfg)
     bb = backbone(cfg.backbone)
     _, groups = bb.lm_groups(model)
     reporter.info(f"lr-find: {len(ids):,} tokens, {len(stream)} batches of {cfg.bs} x {cfg.bptt}")

@@ -1,5 +1,5 @@
-"""fastai's published pretrained AWD-LSTM (WT103, forward or backward) as a `pretrain` run folder, and the
-vocabulary change when such a run is fine-tuned.
+"""fastai's published pretrained AWD-LSTM (WT103, forward or backward) as a `pretrain` run folder (`ulmfit
+import-fastai`). The vocabulary change when such a run is fine-tuned is a stage's (training.stage_parts.parent_lm).
 
 fastai ships `wt103-fwd.tgz` / `wt103-bwd.tgz` (URLs.WT103_FWD / WT103_BWD): a `torch.save`d state dict of
 `get_language_model(AWD_LSTM, 60000, awd_lstm_lm_config)` (.pth) and its vocabulary, a pickled list of words
@@ -22,8 +22,8 @@ from ..data.words import KIND, WordVocab, read_vocab_pickle
 from ..dist import seed_all
 from ..errors import ConfigError, InputError
 from ..runfolder import artifacts as A
-from .stage_parts import manifest as run_manifest
-from .stage_parts import summary, writing
+from ..training.stage_parts import writing
+from . import finish
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -74,14 +74,11 @@ def import_fastai(
             "imported": {"from": "fastai", "direction": direction, "url": url},
             "plots": {},  # nothing was trained here
         }
-        manifest = run_manifest("pretrain", cfg, tok_path, inputs, None, [], extra, started)
-        writer.write_json(A.MANIFEST, manifest)
-        writer.commit()
-    reporter.info(
-        f"imported fastai AWD-LSTM ({cfg.n_layers} layers, emb {cfg.emb_sz}, hidden {cfg.n_hid}, "
-        f"{len(itos):,} words, {direction}) into {out}"
-    )
-    return summary(out, manifest)
+        said = (
+            f"imported fastai AWD-LSTM ({cfg.n_layers} layers, emb {cfg.emb_sz}, hidden {cfg.n_hid}, "
+            f"{len(itos):,} words, {direction}) into {out}"
+        )
+        return finish(writer, out, cfg, tok_path, inputs, extra, started, reporter, said)
 
 
 def read_weights(path: Path) -> dict:
@@ -171,58 +168,6 @@ def _load_checked(cfg: RunConfig, n_words: int, state: dict, where: Path):
     if not torch.equal(state["0.encoder.weight"], state["1.decoder.weight"]):
         raise InputError(f"{where}: the decoder is not tied to the embedding; fastai's AWD_LSTM LM ties them")
     model.load_state_dict(state)
-    return model
-
-
-# ---- fine-tuning from a word-vocabulary parent -----------------------------------------------------------
-# finetune-lm from such a run does what fastai's LMLearner.load_pretrained does: the target corpus gets its own
-# vocabulary, and the parent's embedding and decoder rows move to it by fastai's match_embeds (known words keep
-# their rows; new words get the mean row and the mean bias).
-
-
-def word_vocab(parent: A.Run | None) -> WordVocab | None:
-    """The parent run's fastai word vocabulary, or None (no parent, or a subword tokenizer)."""
-    if parent is None:
-        return None
-    from ..data.tokenizer import load_tokenizer
-
-    tok = load_tokenizer(parent.file("tokenizer"))
-    return tok if isinstance(tok, WordVocab) else None
-
-
-def target_vocab(parent_tok: WordVocab, corpora, reporter) -> WordVocab:
-    """The training corpora's vocabulary (fastai's make_vocab over their words; the validation set is not
-    counted, as fastai counts its training set only)."""
-    from ..data.tokenizer import ENCODE_CHUNK
-
-    reporter.info("counting the target corpus's words for its vocabulary (fastai's tokenizer)")
-    tok = parent_tok.target_vocab(t for c in corpora for batch in c.batches(ENCODE_CHUNK) for t in batch)
-    known = sum(w in parent_tok.o2i for w in tok.itos)
-    reporter.info(f"target vocabulary: {len(tok.itos):,} words, {known:,} of them in the parent's vocabulary")
-    return tok
-
-
-def matched_state(cfg: RunConfig, parent: A.Run, parent_tok: WordVocab, tok: WordVocab) -> dict:
-    """The parent's LM state dict with its vocabulary rows moved to `tok`'s, by fastai's own match_embeds."""
-    from fastai.text.learner import match_embeds
-
-    from ..models import backbone
-
-    lm = backbone(cfg.backbone).build_lm(cfg, parent_tok.get_vocab_size())
-    A.load_weights(lm, parent.file("weights"))
-    return match_embeds(lm.state_dict(), parent_tok.itos, tok.itos)
-
-
-def parent_lm(cfg: RunConfig, parent: A.Run | None, words: WordVocab | None, tok):
-    """The LM a stage starts from: random weights (no parent), the parent's, or with a fastai word parent its
-    rows moved to `tok`'s vocabulary (fastai's match_embeds)."""
-    from ..models import backbone
-
-    model = backbone(cfg.backbone).build_lm(cfg, tok.get_vocab_size())
-    if words is not None:
-        model.load_state_dict(matched_state(cfg, parent, words, tok))
-    elif parent is not None:
-        A.load_weights(model, parent.file("weights"))
     return model
 
 

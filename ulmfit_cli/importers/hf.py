@@ -25,8 +25,8 @@ from ..data.tokenizer import CheckpointTokenizer, file_sha256
 from ..dist import seed_all
 from ..errors import ConfigError, InputError
 from ..runfolder import artifacts as A
-from .stage_parts import manifest as run_manifest
-from .stage_parts import summary, writing
+from ..training.stage_parts import writing
+from . import finish
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16",
           "fp16": "float16"}  # fmt: skip
@@ -141,14 +141,11 @@ def import_hf(
             "lm_head": lm_head,  # False: finetune-lm needs --new-lm-head (stages.train_lm_stage)
             "plots": {},
         }
-        manifest = run_manifest("pretrain", cfg, tok_path, inputs, None, [], extra, started)
-        writer.write_json(A.MANIFEST, manifest)
-        writer.commit()
-    reporter.info(
-        f"imported {config.model_type} ({extra['imported']['parameters'] / 1e6:,.1f}M parameters, "
-        f"{config.num_hidden_layers} blocks, vocabulary {config.vocab_size:,}) into {out}"
-    )
-    return summary(out, manifest)
+        said = (
+            f"imported {config.model_type} ({extra['imported']['parameters'] / 1e6:,.1f}M parameters, "
+            f"{config.num_hidden_layers} blocks, vocabulary {config.vocab_size:,}) into {out}"
+        )
+        return finish(writer, out, cfg, tok_path, inputs, extra, started, reporter, said)
 
 
 def _fetch(model: str, local: Path, gguf_file: str | None, revision: str | None, reporter) -> tuple[Path, dict]:

@@ -349,9 +349,9 @@ def _hf_problems(c: RunConfig) -> list[str]:
         problems.append("`--backwards` needs a model pretrained on reversed text; a Hub checkpoint reads forwards")
     if c.alpha or c.beta:
         problems.append("`--alpha`/`--beta` (AR/TAR) regularise the AWD-LSTM; give 0 for `--backbone hf`")
-    if c.pooling == "cls" and not hf_is_encoder(c.hf_config):
+    if c.pooling == "cls" and not _hf_facts.is_encoder(c.hf_config):
         problems.append("`--pooling cls` reads an encoder's first token; a decoder's first token sees nothing else")
-    positions = hf_positions(c.hf_config)
+    positions = _hf_facts.positions(c.hf_config)
     if positions and c.stage == "finetune-clf" and c.max_len > positions:
         problems.append(f"`--max-len` must be at most the model's {positions} positions, got {c.max_len}")
     if positions and c.bptt > positions:
@@ -359,24 +359,17 @@ def _hf_problems(c: RunConfig) -> list[str]:
     return problems
 
 
-def hf_is_encoder(hf_config: dict) -> bool:
-    """A masked-LM encoder (BERT, RoBERTa, DistilBERT, ...), read both ways; else a causal decoder."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-    return hf_config.get("model_type") in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-
-ROBERTA_STYLE = ("roberta", "xlm-roberta", "xlm-roberta-xl", "roberta-prelayernorm", "camembert", "data2vec-text")
+# Whether a checkpoint is an encoder, and how many tokens it reads, are the backbone's knowledge (transformers'
+# model tables, RoBERTa's position numbering): models/hf_facts.py. A root module imports no subpackage, so the
+# package hands that module over as it is imported (ulmfit_cli/__init__.py); validate and resolve ask it.
+_hf_facts: Any = None
 
 
-def hf_positions(hf_config: dict) -> int | None:
-    """How many tokens a Hugging Face model reads at once (None when its config does not say). RoBERTa-style
-    models number positions from pad id + 1, so two of their position embeddings are never a token's."""
-    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
-        if isinstance(hf_config.get(key), int):
-            offset = hf_config.get("pad_token_id", 1) + 1 if hf_config.get("model_type") in ROBERTA_STYLE else 0
-            return hf_config[key] - offset
-    return None
+def use_hf_facts(facts) -> None:
+    """What `--backbone hf` settings are checked against: a module with is_encoder(hf_config) -> bool and
+    positions(hf_config) -> int | None (models.hf_facts)."""
+    global _hf_facts
+    _hf_facts = facts
 
 
 # Presets are data: per stage, the values that differ from RunConfig's defaults.
@@ -472,7 +465,7 @@ def resolve(stage: str, preset: str, flags: dict, parent: dict | None = None) ->
     backbone = given.get("backbone") or values.get("backbone") or RunConfig.backbone
     if backbone == "hf" and stage != "pretrain":
         values.update(HF_COMMON, **HF_PRESETS[preset][stage])
-        positions = hf_positions(values.get("hf_config") or {})
+        positions = _hf_facts.positions(values.get("hf_config") or {})
         for name in ("max_len", "bptt"):  # a preset never asks for more than the model reads; a flag may (and fails)
             if positions and name in values:
                 values[name] = min(values[name], positions)

@@ -73,9 +73,9 @@ def import_hf(
     config = _config(folder, gguf_file, model)
     reporter.info(f"loading {model}{f' ({gguf_file})' if gguf_file else ''}: {config.model_type}, "
                   f"{config.num_hidden_layers} blocks, width {config.hidden_size}")  # fmt: skip
-    from ..config import hf_is_encoder
+    from ..models.hf_facts import is_encoder
 
-    encoder = hf_is_encoder({"model_type": config.model_type})
+    encoder = is_encoder({"model_type": config.model_type})
     lm_head = not encoder or _has_mlm_head(config)
     hf_model = _load_model(folder, gguf_file, config, model, encoder, lm_head)
     tok, ids = _tokenizer(folder, gguf_file, model, encoder)

@@ -10,13 +10,13 @@ import numpy as np
 
 from .. import metrics as M
 from .. import tasks
-from ..config import RunConfig, from_dict, hf_is_encoder
+from ..config import RunConfig, from_dict
 from ..data.batches import classifier_batches
 from ..data.readers import PIECE_CHARS, REPLACEMENT, Source, Table, text_head
 from ..data.rows import table_batches
 from ..data.tokenizer import PAD_ID, encode_docs, load_tokenizer
 from ..errors import InputError
-from ..models import backbone, inference_classifier
+from ..models import backbone, hf_facts, inference_classifier
 from ..runfolder import artifacts as A
 
 
@@ -78,7 +78,7 @@ def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = Non
     A.load_weights(model, run.file("weights"))
     model.to(where)
     model.eval()
-    if quantize and cfg.backbone == "hf" and not hf_is_encoder(cfg.hf_config) and warn is not None:
+    if quantize and cfg.backbone == "hf" and not hf_facts.is_encoder(cfg.hf_config) and warn is not None:
         warn(
             f"{run.path}: int8 changes a pretrained decoder's predictions a lot (its activations have "
             "outliers that per-batch int8 cannot hold: SmolLM2-135M on TREC-6 lost 14-27 points); "

@@ -3,7 +3,8 @@ build_lm, build_classifier, group_names, lm_groups, classifier_groups, encoder_o
 diagnosed_layers (the blocks whose training diagnostics are recorded, or None), pad_batch (how a classifier
 batch is padded), cut_doc (which tokens of a document longer than --max-len are kept) and lm_objective (what an LM
 stage does to a batch before the loss: an encoder's masking). awd_lstm is the paper's,
-transformer our own GPT-shaped model trained from scratch, hf a pretrained Hugging Face checkpoint. Inference
+transformer our own GPT-shaped model trained from scratch, hf a pretrained Hugging Face checkpoint (hf_facts: what
+its config says, encoder or decoder and how many tokens it reads, without torch). Inference
 builds its classifier with `inference_classifier`, which for the AWD-LSTM is awd_lstm_infer's twin of fastai's
 model (no import of fastai's package).
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from ..config import RunConfig
+from .hf_facts import is_encoder
 
 HF_PAD = -1  # not an id: the classifier masks it out and feeds the model's pad id (or 0) in its place
 HEAD_SHARE = 0.25  # of a document longer than --max-len, this share of the kept tokens comes from its start
@@ -45,13 +46,6 @@ def _quiet_transformers():
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
-
-
-def is_encoder(hf_config: dict) -> bool:
-    """A masked-LM encoder (BERT, RoBERTa, DistilBERT, ...), read both ways; else a causal decoder."""
-    from ..config import hf_is_encoder
-
-    return hf_is_encoder(hf_config)
 
 
 def lm_model(cfg: RunConfig):

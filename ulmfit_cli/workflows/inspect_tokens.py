@@ -51,12 +51,12 @@ def suggest(stats: dict, cfg) -> dict:
     halved until bs x min(p99, max_len) fits in what that bs holds with documents of 8 bptt windows, the
     classifier's memory growing with the tokens of a batch (BPT3C keeps every chunk's activations).
     """
-    from ..config import hf_positions
+    from ..models.hf_facts import positions
 
     bptt = cfg.bptt
     max_len = max(bptt, -(-stats["p99"] // bptt) * bptt)
     if cfg.hf_config is not None:  # a checkpoint reads at most its position embeddings' worth
-        max_len = min(max_len, hf_positions(cfg.hf_config) or max_len)
+        max_len = min(max_len, positions(cfg.hf_config) or max_len)
     tokens = min(stats["p99"], max(cfg.max_len, max_len))
     bs = cfg.bs
     while bs > 4 and bs * tokens > cfg.bs * 8 * bptt:

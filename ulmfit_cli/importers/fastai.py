@@ -21,7 +21,7 @@ from ..data.tokenizer import file_sha256
 from ..data.words import KIND, WordVocab, read_vocab_pickle
 from ..dist import seed_all
 from ..errors import ConfigError, InputError
-from ..runfolder import artifacts as A
+from ..runfolder import artifacts
 from ..training.stage_parts import writing
 from . import finish
 
@@ -51,7 +51,7 @@ def import_fastai(
     for p in (weights, vocab) if not download else ():
         if not p.is_file():
             raise InputError(f"{p}: no such file")
-    A.check_out(out, overwrite)  # before a download of hundreds of MB
+    artifacts.check_out(out, overwrite)  # before a download of hundreds of MB
     seed_all(RunConfig.seed)  # the warnings filter (for fastai's import) and seeds, as every stage does
     url = None
     if download:
@@ -66,9 +66,9 @@ def import_fastai(
     ]
     with writing(out, overwrite, False, reporter) as writer:
         writer.start(cfg.to_dict(), [i["fingerprint"] for i in inputs])
-        tok_path = writer.path(A.TOKENIZER)
-        A.save_tokenizer(WordVocab(itos), tok_path)
-        A.save_weights(model, writer.path(A.WEIGHTS))
+        tok_path = writer.path(artifacts.TOKENIZER)
+        artifacts.save_tokenizer(WordVocab(itos), tok_path)
+        artifacts.save_weights(model, writer.path(artifacts.WEIGHTS))
         extra = {
             "vocab_size": len(itos),
             "imported": {"from": "fastai", "direction": direction, "url": url},

@@ -24,7 +24,7 @@ from ..config import HF_TOKENIZER, RunConfig
 from ..data.tokenizer import CheckpointTokenizer, file_sha256
 from ..dist import seed_all
 from ..errors import ConfigError, InputError
-from ..runfolder import artifacts as A
+from ..runfolder import artifacts
 from ..training.stage_parts import writing
 from . import finish
 
@@ -65,7 +65,7 @@ def import_hf(
     if gguf_file is None and local.suffix == ".gguf" and local.is_file():  # MODEL given as the .gguf file itself
         local, gguf_file = local.parent, local.name
     need_transformers(gguf_file is not None)
-    A.check_out(out, overwrite)
+    artifacts.check_out(out, overwrite)
     seed_all(RunConfig.seed)
     folder, source = _fetch(model, local, gguf_file, revision, reporter)
     if gguf_file is not None and not (folder / gguf_file).is_file():
@@ -106,17 +106,17 @@ def import_hf(
     inputs = _inputs(folder, gguf_file, source)
     with writing(out, overwrite, False, reporter) as writer:
         writer.start(cfg.to_dict(), [i["fingerprint"] for i in inputs])
-        tok_path = writer.path(A.TOKENIZER)
+        tok_path = writer.path(artifacts.TOKENIZER)
         from tokenizers import Tokenizer
 
         backend = Tokenizer.from_str(tok.backend_tokenizer.to_str())  # a copy: CheckpointTokenizer unsets padding
-        A.save_tokenizer(CheckpointTokenizer(backend, *ids), tok_path)
+        artifacts.save_tokenizer(CheckpointTokenizer(backend, *ids), tok_path)
         import torch
 
         lm.to(getattr(torch, DTYPES[dtype]))
-        A.save_weights(lm, writer.path(A.WEIGHTS))
+        artifacts.save_weights(lm, writer.path(artifacts.WEIGHTS))
         own = writer.path("hf")
-        with A.written(own):
+        with artifacts.written(own):
             own.mkdir()
             config.to_json_file(str(own / "config.json"))
             tok.save_pretrained(str(own))

@@ -36,7 +36,7 @@ from pathlib import Path
 from .. import tasks
 from ..data.tokenizer import BOS_ID, PAD_ID
 from ..errors import OutputError
-from ..runfolder import artifacts as A
+from ..runfolder import artifacts
 
 OPSET = 17
 
@@ -46,7 +46,7 @@ def paths(out: Path) -> dict[str, Path]:
     return {"onnx": out, "tokenizer": Path(f"{stem}.tokenizer.json"), "meta": Path(f"{stem}.json")}
 
 
-def graph(run: A.Run):
+def graph(run: artifacts.Run):
     """The run's classifier as an nn.Module from right-padded ids to (logits, output), on the CPU, eval mode."""
     import torch
     import torch.nn as nn
@@ -136,16 +136,16 @@ def feeding(cfg, tok) -> tuple[int, int, int | None]:
     return PAD_ID, BOS_ID, None
 
 
-def export_onnx(run: A.Run, out: Path) -> dict[str, Path]:
+def export_onnx(run: artifacts.Run, out: Path) -> dict[str, Path]:
     """Write the three files (each atomically: a temporary name, then renamed); returns their paths."""
-    lock = A.OutputLock(out)  # a second export to the same file at the same time is refused
+    lock = artifacts.OutputLock(out)  # a second export to the same file at the same time is refused
     try:
         return _export(run, out)
     finally:
         lock.release()
 
 
-def _export(run: A.Run, out: Path) -> dict[str, Path]:
+def _export(run: artifacts.Run, out: Path) -> dict[str, Path]:
     import torch
 
     cfg, tok, g = graph(run)

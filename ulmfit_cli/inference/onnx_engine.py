@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import ConfigError, OutputError
-from ..runfolder import artifacts as A
+from ..runfolder import artifacts
 
 ENGINES = ("torch", "onnx")
 GRAPH_VERSION = 1  # bump when chunk_graph changes: cached graphs of other versions are never read
@@ -49,7 +49,7 @@ def cache_dir() -> Path:
     return cache_root() / "onnx"
 
 
-def key(run: A.Run, quantize: str | None) -> str:
+def key(run: artifacts.Run, quantize: str | None) -> str:
     """What the graph depends on: the weights, the config, the graph's code and, for int8, onnxruntime's
     quantizer."""
     import onnxruntime
@@ -133,7 +133,7 @@ def export_whole(model, path: Path) -> None:
         )  # fmt: skip
 
 
-def graph_file(run: A.Run, model, quantize: str | None, whole: bool = False) -> Path:
+def graph_file(run: artifacts.Run, model, quantize: str | None, whole: bool = False) -> Path:
     """The cached graph for this run (and int8 or not), exported now if missing. Written under a temporary name
     and renamed, so a reader never sees half a file; nothing is written to the run folder. `whole`: the hf
     classifier's whole graph, its MatMuls quantized for int8; else the AWD-LSTM's chunk graph, its LSTMs."""
@@ -240,7 +240,7 @@ class WholeClassifier:
         return (torch.from_numpy(self.session.run(None, {"ids": np.ascontiguousarray(x.cpu().numpy())})[0]),)
 
 
-def attach(run: A.Run, model, quantize: str | None) -> None:
+def attach(run: artifacts.Run, model, quantize: str | None) -> None:
     """Make `model` (on the CPU, loaded with the run's weights) run in onnxruntime, on torch's thread count: an
     AWDLSTMClassifier its LSTMs, an hf classifier the whole of it."""
     import torch

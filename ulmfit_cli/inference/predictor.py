@@ -8,8 +8,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .. import metrics as M
-from .. import tasks
+from .. import metrics, tasks
 from ..config import RunConfig, from_dict
 from ..data.batches import classifier_batches
 from ..data.readers import PIECE_CHARS, REPLACEMENT, Source, Table, text_head
@@ -17,7 +16,7 @@ from ..data.rows import table_batches
 from ..data.tokenizer import PAD_ID, encode_docs, load_tokenizer
 from ..errors import InputError
 from ..models import backbone, hf_facts, inference_classifier
-from ..runfolder import artifacts as A
+from ..runfolder import artifacts
 
 
 def docs_of(tok, texts: list[str], cfg: RunConfig) -> list[np.ndarray]:
@@ -57,7 +56,9 @@ def predict_logits(model, docs: list[np.ndarray], cfg: RunConfig, bs: int | None
     return out
 
 
-def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = None, engine: str = "torch", warn=None):
+def load_classifier(
+    run: artifacts.Run, device: str = "auto", quantize: str | None = None, engine: str = "torch", warn=None
+):
     """The classifier of a run folder the caller has opened (and so checked) with `artifacts.open_run`, on
     `device`; mixed precision only where the run trained with it and the device is a GPU. With `quantize`
     (quantize.KINDS) the model is quantized and runs on the CPU. `engine` "onnx" (checked by onnx_engine.check)
@@ -75,7 +76,7 @@ def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = Non
     tok = load_tokenizer(run.file("tokenizer"))
     n_out = tasks.n_outputs(tasks.task_of(run.manifest), run.manifest["classes"])
     model = inference_classifier(cfg, tok.get_vocab_size(), n_out)
-    A.load_weights(model, run.file("weights"))
+    artifacts.load_weights(model, run.file("weights"))
     model.to(where)
     model.eval()
     if quantize and cfg.backbone == "hf" and not hf_facts.is_encoder(cfg.hf_config) and warn is not None:
@@ -95,7 +96,7 @@ def load_classifier(run: A.Run, device: str = "auto", quantize: str | None = Non
     return cfg, tok, model
 
 
-def head(runs: list[A.Run]) -> tuple[str, list[str] | None, np.ndarray | None]:
+def head(runs: list[artifacts.Run]) -> tuple[str, list[str] | None, np.ndarray | None]:
     """What the runs of an ensemble (checked to agree) predict: the task, the classes, and the multi-label
     thresholds (the mean of the runs')."""
     tasks.check_ensemble(runs)
@@ -111,7 +112,7 @@ class Predictor:
 
     def __init__(
         self,
-        runs: list[A.Run],
+        runs: list[artifacts.Run],
         batch_size: int = 64,
         threads: int | None = None,
         device: str = "auto",
@@ -169,7 +170,7 @@ class Tally:
         self.task, self.classes, self.cuts, self.n = task, classes, cuts, 0
         n_classes = len(classes or ())
         self.sums = (
-            M.RegressionSums()
+            metrics.RegressionSums()
             if task == tasks.REGRESSION
             else np.zeros((4 if task == tasks.MULTI else n_classes, n_classes), dtype=np.int64)
         )
@@ -180,7 +181,7 @@ class Tally:
             self.sums.add(np.asarray(labels, dtype=np.float64), out)
         elif self.task == tasks.MULTI:
             true = tasks.encode(tasks.MULTI, labels, self.classes, None) > 0.5
-            self.sums += M.multilabel_counts(true, out >= self.cuts)
+            self.sums += metrics.multilabel_counts(true, out >= self.cuts)
         else:
             np.add.at(self.sums, (tasks.encode(self.task, labels, self.classes, None), out.argmax(1)), 1)
 
@@ -188,8 +189,8 @@ class Tally:
         if self.task == tasks.REGRESSION:
             return {"task": self.task, **self.sums.report()}
         if self.task == tasks.MULTI:
-            return {"task": self.task, **M.multilabel_counts_report(self.sums, self.n, self.classes, self.cuts)}
-        return {"task": self.task, **M.confusion_report(self.sums, self.classes)}
+            return {"task": self.task, **metrics.multilabel_counts_report(self.sums, self.n, self.classes, self.cuts)}
+        return {"task": self.task, **metrics.confusion_report(self.sums, self.classes)}
 
 
 def _labelled(src: Source, text_col: str, label_col: str, task: str, delim: str | None) -> Iterator[tuple]:
@@ -239,7 +240,7 @@ def _check(src: Source, text_col: str, label_col: str, task: str, classes, delim
 
 
 def evaluate(
-    runs: list[A.Run],
+    runs: list[artifacts.Run],
     src: Source,
     text_col: str | None,
     label_col: str | None,

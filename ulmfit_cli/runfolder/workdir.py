@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ConfigError, RunFolderError
-from . import artifacts as A
+from . import artifacts
 
 KEY_FILE = "settings.json"
 
@@ -24,7 +24,7 @@ KEY_FILE = "settings.json"
 def write_atomic(path: Path, text: str) -> None:
     """`path` holds the old content or the new one, never half of it."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with A.written(path):
+    with artifacts.written(path):
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
 
@@ -42,12 +42,12 @@ class Workdir:
         self.out, self.command, self.key_file = out, command, out / KEY_FILE
         self.keeps_on_overwrite = stale is not None
         key = {"command": command, **key}
-        A.check_links(out)
+        artifacts.check_links(out)
         if not out.parent.exists():
             raise RunFolderError(f"{out.parent}: the folder for --out does not exist; create it first")
-        # the folder is this command's for as long as this object lives (the kernel's lock; see A.OutputLock):
+        # the folder is this command's for as long as this object lives (the kernel's lock; see artifacts.OutputLock):
         # taken before anything below reads or discards what is there
-        self.lock = A.OutputLock(out)
+        self.lock = artifacts.OutputLock(out)
         if out.exists() and not out.is_dir():
             raise RunFolderError(f"{out}: is a file; give --out a folder")
         if out.exists() and any(out.iterdir()) and not self.key_file.exists():
@@ -77,24 +77,31 @@ class Workdir:
         write_json(self.key_file, key)
 
     def stage(
-        self, out: Path, call, what: str, reporter, sets: str, kept: str | None = None, caller: A.Caller = A.ON_ITS_OWN
-    ) -> A.Run:
+        self,
+        out: Path,
+        call,
+        what: str,
+        reporter,
+        sets: str,
+        kept: str | None = None,
+        caller: artifacts.Caller = artifacts.ON_ITS_OWN,
+    ) -> artifacts.Run:
         """The run folder `out` of one stage: reused when it is complete, resumed from its checkpoint when an
         interrupted call left one, else trained afresh (`call(resume=..., overwrite=..., caller=...)` runs the stage,
         `caller` the command's with this command's advice). `sets`
         is the command's flag for this stage's settings (`--clf-set`), which its advice after a NaN loss names,
         with `kept`: what --overwrite keeps after a change of it (by default, the finished stages before it when
         the command discards only what a change touches, else nothing)."""
-        if (out / A.MANIFEST).exists():
+        if (out / artifacts.MANIFEST).exists():
             try:
-                run = A.open_run(out, (*A.LM_STAGES, "finetune-clf"), what)
+                run = artifacts.open_run(out, (*artifacts.LM_STAGES, "finetune-clf"), what)
             except RunFolderError:
                 run = None  # damaged: train it again below
             if run is not None:
                 reporter.info(f"{self.command}: reusing {out}")
                 return run
         partial = out.parent / f".{out.name}.partial"
-        resume = A.find_checkpoint(partial) is not None
+        resume = artifacts.find_checkpoint(partial) is not None
         if resume:
             reporter.info(f"{self.command}: resuming {out} from its checkpoint")
         if kept is None:
@@ -106,4 +113,4 @@ class Workdir:
             lower_lr=f"rerun with {sets} lr={{lr}} and --overwrite ({kept}) or another --out",
         )
         call(resume=resume, overwrite=True, caller=advised)
-        return A.open_run(out, (*A.LM_STAGES, "finetune-clf"), what)
+        return artifacts.open_run(out, (*artifacts.LM_STAGES, "finetune-clf"), what)

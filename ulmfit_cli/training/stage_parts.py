@@ -19,7 +19,7 @@ from ..data.tokenizer import file_sha256
 from ..data.words import WordVocab
 from ..errors import InputError, WriteError
 from ..models import backbone
-from ..runfolder import artifacts as A
+from ..runfolder import artifacts
 from .schedule import unfreeze_plan
 
 # `--keep auto` (the default) keeps the best epoch only when the classifier's validation set has at least this many
@@ -111,15 +111,15 @@ def manifest(
     extra: dict,
     started: float,
     select=None,
-    caller: A.Caller = A.ON_ITS_OWN,
+    caller: artifacts.Caller = artifacts.ON_ITS_OWN,
 ) -> dict:
     return {
-        "format": A.FORMAT,
+        "format": artifacts.FORMAT,
         "stage": stage,
         "backbone": cfg.backbone,
-        "created": A.now(),
+        "created": artifacts.now(),
         "complete": True,
-        "files": {"config": A.CONFIG, "tokenizer": A.TOKENIZER, "weights": A.WEIGHTS},
+        "files": {"config": artifacts.CONFIG, "tokenizer": artifacts.TOKENIZER, "weights": artifacts.WEIGHTS},
         "tokenizer_sha256": file_sha256(tok_path),
         "inputs": inputs,
         "parent": None
@@ -135,7 +135,7 @@ def manifest(
         "final": history[-1] if history else {},
         **(kept(select, history, cfg.epochs) if select is not None else {}),
         "wall_s": round(time.time() - started, 1),
-        "versions": A.versions(),
+        "versions": artifacts.versions(),
         **configfile.manifest_record(caller.config_file),
         **extra,
     }
@@ -188,18 +188,18 @@ def place(model, cfg: RunConfig):
 
 
 @contextmanager
-def writing(out: Path, overwrite: bool, resume: bool, reporter, caller: A.Caller = A.ON_ITS_OWN):
+def writing(out: Path, overwrite: bool, resume: bool, reporter, caller: artifacts.Caller = artifacts.ON_ITS_OWN):
     """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming. A
     failed write (a full disk, a read-only place, a quota) becomes one line naming the path, the reason and what
     to do; the checkpoint already on disk is kept (checkpoint.save never touches it until the new one is whole)."""
     from .. import dist
 
-    writer = A.RunWriter(out, overwrite, resume) if dist.world().main else A.Follower(out, resume)
+    writer = artifacts.RunWriter(out, overwrite, resume) if dist.world().main else artifacts.Follower(out, resume)
     try:
         yield writer
     except BaseException as e:
         reporter.run_failed(e)
-        failed_write = isinstance(e, WriteError) or (isinstance(e, OSError) and e.errno in A.WRITE_ERRNOS)
+        failed_write = isinstance(e, WriteError) or (isinstance(e, OSError) and e.errno in artifacts.WRITE_ERRNOS)
         kept = writer.abort()
         if failed_write:
             err = e if isinstance(e, WriteError) else WriteError(e.filename or writer.tmp, e)
@@ -212,7 +212,7 @@ def writing(out: Path, overwrite: bool, resume: bool, reporter, caller: A.Caller
         raise
 
 
-def ckpt_args(writer: A.RunWriter, resume: bool, checkpoint_every: int) -> dict:
+def ckpt_args(writer: artifacts.RunWriter, resume: bool, checkpoint_every: int) -> dict:
     return {"ckpt_dir": writer.tmp, "checkpoint_every": checkpoint_every, "resume": resume}
 
 
@@ -229,17 +229,24 @@ def summary(out: Path, manifest: dict) -> dict:
 
 
 def publish_model(
-    writer: A.RunWriter, model, stage: str, cfg: RunConfig, history: list, steps_per_epoch: int, reporter, select
+    writer: artifacts.RunWriter,
+    model,
+    stage: str,
+    cfg: RunConfig,
+    history: list,
+    steps_per_epoch: int,
+    reporter,
+    select,
 ) -> dict:
     """What every training stage does with its trained model: say which epoch's weights are kept, write them,
     and draw the pictures into the run's temporary folder; returns draw_plots' {kind: file name}."""
     report_kept(select, history, reporter)
-    A.save_weights(model, writer.path(A.WEIGHTS))
+    artifacts.save_weights(model, writer.path(artifacts.WEIGHTS))
     return draw_plots(writer, stage, cfg, history, steps_per_epoch, reporter, select)
 
 
 def draw_plots(
-    writer: A.RunWriter, stage: str, cfg: RunConfig, history: list, steps_per_epoch: int, reporter, select=None
+    writer: artifacts.RunWriter, stage: str, cfg: RunConfig, history: list, steps_per_epoch: int, reporter, select=None
 ) -> dict:
     """Draw the run's pictures into its temporary folder, so they publish with it; returns {kind: file name}.
 
@@ -282,7 +289,7 @@ def build_classifier(cfg: RunConfig, parent, vocab_size: int, n_out: int, init: 
     model = bb.build_classifier(cfg, vocab_size, n_out)
     if init == "pretrained":
         lm = bb.build_lm(cfg, vocab_size)
-        A.load_weights(lm, parent.file("weights"))
+        artifacts.load_weights(lm, parent.file("weights"))
         bb.encoder_of_classifier(model).load_state_dict(bb.encoder_of_lm(lm).state_dict())
     return model
 
@@ -293,7 +300,7 @@ def build_classifier(cfg: RunConfig, parent, vocab_size: int, n_out: int, init: 
 # match_embeds (known words keep their rows; new words get the mean row and the mean bias).
 
 
-def word_vocab(parent: A.Run | None) -> WordVocab | None:
+def word_vocab(parent: artifacts.Run | None) -> WordVocab | None:
     """The parent run's fastai word vocabulary, or None (no parent, or a subword tokenizer)."""
     if parent is None:
         return None
@@ -315,23 +322,23 @@ def target_vocab(parent_tok: WordVocab, corpora, reporter) -> WordVocab:
     return tok
 
 
-def matched_state(cfg: RunConfig, parent: A.Run, parent_tok: WordVocab, tok: WordVocab) -> dict:
+def matched_state(cfg: RunConfig, parent: artifacts.Run, parent_tok: WordVocab, tok: WordVocab) -> dict:
     """The parent's LM state dict with its vocabulary rows moved to `tok`'s, by fastai's own match_embeds."""
     from fastai.text.learner import match_embeds
 
     lm = backbone(cfg.backbone).build_lm(cfg, parent_tok.get_vocab_size())
-    A.load_weights(lm, parent.file("weights"))
+    artifacts.load_weights(lm, parent.file("weights"))
     return match_embeds(lm.state_dict(), parent_tok.itos, tok.itos)
 
 
-def parent_lm(cfg: RunConfig, parent: A.Run | None, words: WordVocab | None, tok):
+def parent_lm(cfg: RunConfig, parent: artifacts.Run | None, words: WordVocab | None, tok):
     """The LM a stage starts from: random weights (no parent), the parent's, or with a fastai word parent its
     rows moved to `tok`'s vocabulary (fastai's match_embeds)."""
     model = backbone(cfg.backbone).build_lm(cfg, tok.get_vocab_size())
     if words is not None:
         model.load_state_dict(matched_state(cfg, parent, words, tok))
     elif parent is not None:
-        A.load_weights(model, parent.file("weights"))
+        artifacts.load_weights(model, parent.file("weights"))
     return model
 
 

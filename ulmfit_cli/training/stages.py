@@ -22,9 +22,9 @@ from ..data.tokenizer import PAD_ID, file_sha256, load_tokenizer
 from ..errors import ConfigError
 from ..inference.predictor import docs_of, predict_logits
 from ..models import backbone
-from ..runfolder import artifacts as A
+from ..runfolder import artifacts
 from . import checkpoint, contrastive
-from . import stage_parts as R
+from . import stage_parts as parts
 from .schedule import unfreeze_plan
 
 # ---- language-model stages -------------------------------------------------------------------------------
@@ -78,13 +78,13 @@ def train_lm_stage(
     *,
     text_col: str = "text",
     valid: Source | None = None,
-    parent: A.Run | None = None,
+    parent: artifacts.Run | None = None,
     overwrite: bool = False,
     resume: bool = False,
     checkpoint_every: int = 0,
     cache_dir: Path | None = None,
     reporter,
-    caller: A.Caller = A.ON_ITS_OWN,
+    caller: artifacts.Caller = artifacts.ON_ITS_OWN,
 ) -> dict:
     """pretrain (parent None: trains a tokenizer, random weights) or finetune-lm (tokenizer and weights from
     the parent run). The corpus is streamed: tokenized once into a memory-mapped cache, trained on from there."""
@@ -93,31 +93,31 @@ def train_lm_stage(
 
     started = time.time()
     if parent is not None:
-        A.check_apart(out, parent.path)
+        artifacts.check_apart(out, parent.path)
         if parent.manifest.get("lm_head") is False and not cfg.new_lm_head:
             raise ConfigError(
                 f"{parent.path}: the checkpoint has no language-model head (a sentence encoder?), so there is nothing "
                 "to fine-tune as a language model: go straight to `ulmfit finetune-clf` from it, or add --new-lm-head "
                 "to train a fresh head tied to its input embeddings"
             )
-    words = R.word_vocab(parent)  # an `import-fastai` parent's fastai word vocabulary, else None
+    words = parts.word_vocab(parent)  # an `import-fastai` parent's fastai word vocabulary, else None
     corpora = [open_corpus(s, text_col) for s in sources]
     valid_corpus = open_corpus(valid, text_col) if valid is not None else None
     fingerprints = [c.fingerprint for c in [*corpora, *([valid_corpus] if valid_corpus else [])]]
     root = cache_root(cache_dir)
-    with R.writing(out, overwrite, resume, reporter, caller) as writer:
+    with parts.writing(out, overwrite, resume, reporter, caller) as writer:
         dist.seed_all(cfg.seed)
-        tok_path = writer.path(A.TOKENIZER)
+        tok_path = writer.path(artifacts.TOKENIZER)
 
         def prepare():  # rank 0: the run folder, the tokenizer, the token cache; the other ranks wait for it
             writer.start(cfg.to_dict(), fingerprints)
             reporter.run_start(stage, out, writer.tmp, cfg.to_dict())
             if words is not None:  # fastai's words: the target corpus's own vocabulary, as fastai's LMLearner
-                A.save_tokenizer(R.target_vocab(words, corpora, reporter), tok_path)
+                artifacts.save_tokenizer(parts.target_vocab(words, corpora, reporter), tok_path)
             elif parent is not None:
-                A.copy_file(parent.file("tokenizer"), tok_path)
+                artifacts.copy_file(parent.file("tokenizer"), tok_path)
             elif not (resume and tok_path.exists()):  # a resumed pretraining run keeps the tokenizer it trained
-                A.save_tokenizer(R.sample_tokenizer(cfg, corpora, reporter), tok_path)
+                artifacts.save_tokenizer(parts.sample_tokenizer(cfg, corpora, reporter), tok_path)
             return stream_ids()
 
         def stream_ids():  # the tokenizer and the token ids, from the cache when rank 0 has built it
@@ -128,21 +128,21 @@ def train_lm_stage(
 
         ready = dist.on_main(prepare)
         tok, ids, valid_ids = ready if writer.main else stream_ids()
-        train, valid_stream = R.lm_streams(cfg, ids, valid_ids)
+        train, valid_stream = parts.lm_streams(cfg, ids, valid_ids)
         n_train, n_valid = len(train.ids), len(valid_stream.ids)
         reporter.info(
             f"{stage}: {n_train:,} training tokens, {n_valid:,} validation tokens, {len(train)} steps per epoch"
             + (f" on each of {dist.world().size} processes" if dist.world().size > 1 else "")
         )
-        model = R.place(R.parent_lm(cfg, parent, words, tok), cfg)
-        select = R.selection(stage, cfg)
-        ckpt = R.ckpt_args(writer, resume, checkpoint_every)
+        model = parts.place(parts.parent_lm(cfg, parent, words, tok), cfg)
+        select = parts.selection(stage, cfg)
+        ckpt = parts.ckpt_args(writer, resume, checkpoint_every)
         history = _train_lm(model, cfg, tok, train, valid_stream, reporter, select, caller, **ckpt)
         if not writer.main:
             return {}
-        pictures = R.publish_model(writer, model, stage, cfg, history, _lm_steps(cfg, len(train)), reporter, select)
+        pictures = parts.publish_model(writer, model, stage, cfg, history, _lm_steps(cfg, len(train)), reporter, select)
         inputs = [{"source": str(c.source), "fingerprint": c.fingerprint, "text_col": c.text_col} for c in corpora]
-        manifest = R.manifest(
+        manifest = parts.manifest(
             stage,
             cfg,
             tok_path,
@@ -154,10 +154,10 @@ def train_lm_stage(
             select,
             caller,
         )
-        writer.write_json(A.MANIFEST, manifest)
+        writer.write_json(artifacts.MANIFEST, manifest)
         reporter.run_end(manifest, writer.tmp)
         writer.commit()
-    return R.summary(out, manifest)
+    return parts.summary(out, manifest)
 
 
 # ---- classifier ------------------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def train_lm_stage(
 
 def finetune_clf(
     cfg: RunConfig,
-    parent: A.Run,
+    parent: artifacts.Run,
     train_src: Source,
     out: Path,
     *,
@@ -177,31 +177,31 @@ def finetune_clf(
     resume: bool = False,
     checkpoint_every: int = 0,
     reporter,
-    caller: A.Caller = A.ON_ITS_OWN,
+    caller: artifacts.Caller = artifacts.ON_ITS_OWN,
 ) -> dict:
     from .. import dist
     from .loop import fit
 
     started = time.time()
-    A.check_apart(out, parent.path)
-    with R.writing(out, overwrite, resume, reporter, caller) as writer:
-        tables = R.clf_tables(cfg, train_src, valid, text_col, label_col)
+    artifacts.check_apart(out, parent.path)
+    with parts.writing(out, overwrite, resume, reporter, caller) as writer:
+        tables = parts.clf_tables(cfg, train_src, valid, text_col, label_col)
         table, task, classes, (texts, labels), (vtexts, vlabels) = tables
         tasks.check_settings(task, cfg)
         dist.seed_all(cfg.seed)
         writer.start(cfg.to_dict(), [table.fingerprint, init, *([str(valid)] if valid else [])])
         if writer.main:
             reporter.run_start("finetune-clf", out, writer.tmp, cfg.to_dict())
-        tok_path = writer.path(A.TOKENIZER)
+        tok_path = writer.path(artifacts.TOKENIZER)
         if writer.main:  # data-parallel: rank 0 writes, every rank reads the parent's
-            A.copy_file(parent.file("tokenizer"), tok_path)
+            artifacts.copy_file(parent.file("tokenizer"), tok_path)
         tok = load_tokenizer(parent.file("tokenizer"))
         docs, vdocs = docs_of(tok, texts, cfg), docs_of(tok, vtexts, cfg)
         target = tasks.target_stats(labels) if task == tasks.REGRESSION else None
         y, vy = (tasks.encode(task, ls, classes, target) for ls in (labels, vlabels))
         bb = backbone(cfg.backbone)
-        model = R.build_classifier(cfg, parent, tok.get_vocab_size(), tasks.n_outputs(task, classes), init)
-        R.place(model, cfg)
+        model = parts.build_classifier(cfg, parent, tok.get_vocab_size(), tasks.n_outputs(task, classes), init)
+        parts.place(model, cfg)
         names, groups = bb.classifier_groups(model)
         weights = tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
         pair_steps = contrastive.steps_of(cfg, y) if contrastive.applies(cfg, task) else 0
@@ -213,9 +213,11 @@ def finetune_clf(
             cfg = dataclasses.replace(cfg, epochs=1)
         w = dist.world()
         steps = classifier_steps(len(docs), cfg.bs, w.size)  # data-parallel: each process every size-th batch
-        passes = R.passes_per_epoch(cfg, steps, len(docs), reporter)  # --min-steps: few rows read several times
+        passes = parts.passes_per_epoch(cfg, steps, len(docs), reporter)  # --min-steps: few rows read several times
         steps *= passes
-        plan = unfreeze_plan(len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing, R.head_mult(cfg))
+        plan = unfreeze_plan(
+            len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing, parts.head_mult(cfg)
+        )
         rngs = [np.random.default_rng([cfg.seed, e]) for e in range(cfg.epochs)]
         reporter.info(
             f"finetune-clf: {len(docs)} training and {len(vdocs)} validation documents, "
@@ -239,13 +241,13 @@ def finetune_clf(
                 for _ in range(passes)
             )
 
-        ckpt = R.ckpt_args(writer, resume, checkpoint_every)
+        ckpt = parts.ckpt_args(writer, resume, checkpoint_every)
         pairing = None
         if pair_steps and not (resume and checkpoint.position(writer.tmp)):  # a checkpoint holds the step's weights
             pairing = contrastive.train_body(model, groups, docs, y, cfg, bb.pad_batch, reporter)
         if pair_steps and all(ep.trainable == (len(groups) - 1,) for ep in plan):
             frozen = contrastive.head_features(model, docs, cfg, bb.pad_batch)
-        select = R.selection("finetune-clf", cfg, task, len(vdocs))
+        select = parts.selection("finetune-clf", cfg, task, len(vdocs))
         history = fit(
             model,
             groups,
@@ -263,7 +265,7 @@ def finetune_clf(
         )
         if not writer.main:
             return {}
-        published = R.kept(select, history, len(plan))["kept_epoch"]
+        published = parts.kept(select, history, len(plan))["kept_epoch"]
         row = history[published - 1] if published else {}
         baseline = tasks.majority_baseline(task, y, vy, classes)
         if baseline is None and task == tasks.SINGLE and published:  # no validation rows: its training rows
@@ -273,7 +275,7 @@ def finetune_clf(
         warning = tasks.no_better_than_majority(row, baseline)
         if warning:
             reporter.warn(warning)
-        pictures = R.publish_model(writer, model, "finetune-clf", cfg, history, steps, reporter, select)
+        pictures = parts.publish_model(writer, model, "finetune-clf", cfg, history, steps, reporter, select)
         inputs = [{"source": str(train_src), "fingerprint": table.fingerprint, "documents": len(table.texts)}]
         extra = {
             "vocab_size": tok.get_vocab_size(),
@@ -288,8 +290,10 @@ def finetune_clf(
             "columns": {"text": text_col, "label": label_col},
             "plots": pictures,
         }
-        manifest = R.manifest("finetune-clf", cfg, tok_path, inputs, parent, history, extra, started, select, caller)
-        writer.write_json(A.MANIFEST, manifest)
+        manifest = parts.manifest(
+            "finetune-clf", cfg, tok_path, inputs, parent, history, extra, started, select, caller
+        )
+        writer.write_json(artifacts.MANIFEST, manifest)
         reporter.run_end(manifest, writer.tmp)
         writer.commit()
-    return R.summary(out, manifest)
+    return parts.summary(out, manifest)

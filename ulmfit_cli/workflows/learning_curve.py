@@ -37,7 +37,7 @@ from .. import tasks
 from ..config import RunConfig
 from ..data.readers import Source, read_table
 from ..errors import ConfigError
-from ..runfolder import artifacts as A
+from ..runfolder import artifacts
 from ..runfolder.workdir import Workdir, write_atomic, write_json
 
 VARIANTS = ("random", "supervised", "semi-supervised")  # the paper's three (Figure 3)
@@ -126,7 +126,7 @@ def sampling_order(labels: list, task: str, seed: int) -> np.ndarray:
 
 @dataclass
 class Curve:
-    parent: A.Run
+    parent: artifacts.Run
     train: Source
     test: Source
     unlabelled: list[Source]
@@ -142,7 +142,8 @@ class Curve:
     keep_runs: bool = False
     cache_dir: Path | None = None
     per_class: bool = False  # sizes are examples of every class
-    caller: A.Caller = A.ON_ITS_OWN  # the command's: its --config file, recorded in every stage's manifest
+    # the command's: its --config file, recorded in every stage's manifest
+    caller: artifacts.Caller = artifacts.ON_ITS_OWN
 
 
 def _key(c: Curve, train_fp: str) -> dict:
@@ -287,7 +288,7 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
     out = c.out / "runs" / f"clf-{_name(c, variant, size, seed)}"
     init = "random" if variant == "random" else "pretrained"
 
-    def call(resume: bool, overwrite: bool, caller: A.Caller):
+    def call(resume: bool, overwrite: bool, caller: artifacts.Caller):
         finetune_clf(
             clf_cfg, parent, src, out, text_col=c.text_col, label_col=c.label_col, init=init,
             overwrite=overwrite, resume=resume, reporter=reporter, caller=caller,
@@ -320,7 +321,9 @@ def _point(c: Curve, wd: Workdir, table, labels, task, variant: str, size, seed:
     return point
 
 
-def _lm(c: Curve, wd: Workdir, sources: list[Source], name: str, seed: int, reporter, cap: bool = False) -> A.Run:
+def _lm(
+    c: Curve, wd: Workdir, sources: list[Source], name: str, seed: int, reporter, cap: bool = False
+) -> artifacts.Run:
     """The parent LM fine-tuned on `sources` into runs/NAME (reused when finished before)."""
     from ..training.stages import train_lm_stage
 
@@ -329,7 +332,7 @@ def _lm(c: Curve, wd: Workdir, sources: list[Source], name: str, seed: int, repo
         cfg = _fit_bs(c, cfg, sources[0], reporter)
     out = c.out / "runs" / name
 
-    def call(resume: bool, overwrite: bool, caller: A.Caller):
+    def call(resume: bool, overwrite: bool, caller: artifacts.Caller):
         train_lm_stage(
             "finetune-lm", cfg, sources, out, text_col=c.text_col, parent=c.parent, overwrite=overwrite,
             resume=resume, cache_dir=c.cache_dir, reporter=reporter, caller=caller,

@@ -37,8 +37,8 @@ from ..data.readers import Source, open_corpus
 from ..data.tokenizer import PAD_ID, encode_stream, load_tokenizer
 from ..errors import InputError
 from ..models import backbone
-from ..runfolder import artifacts as A
-from ..training import stage_parts as R
+from ..runfolder import artifacts
+from ..training import stage_parts as parts
 from ..training.schedule import discriminative_lrs
 
 BETA = 0.98  # fastai Recorder's smoothing
@@ -130,7 +130,7 @@ def range_test(model, groups, batches, loss_fn, cfg: RunConfig, start_lr: float,
         p.requires_grad_(True)
     params = [p for g in groups for p in g]
     opt = make_optimizer(groups, cfg)
-    mults = discriminative_lrs(1.0, len(groups), cfg.lr_factor, R.head_mult(cfg))
+    mults = discriminative_lrs(1.0, len(groups), cfg.lr_factor, parts.head_mult(cfg))
     lrs, losses, avg, best = [], [], 0.0, math.inf
     model.train()
     model.reset()
@@ -163,25 +163,25 @@ def _cycle(make):
         yield from make(epoch)
 
 
-def lm_setup(cfg: RunConfig, parent: A.Run | None, sources: list[Source], text_col: str, num_it: int, reporter):
+def lm_setup(cfg: RunConfig, parent: artifacts.Run | None, sources: list[Source], text_col: str, num_it: int, reporter):
     """The LM, its groups, batches and loss for pretrain (no parent: a tokenizer is trained, in memory only) or
     finetune-lm. Only the first tokens the test needs are encoded: (num_it + 1) windows of every row."""
     from ..training.loop import lm_loss
 
     corpora = [open_corpus(s, text_col) for s in sources]
-    words = R.word_vocab(parent)
+    words = parts.word_vocab(parent)
     if words is not None:
-        tok = R.target_vocab(words, corpora, reporter)
+        tok = parts.target_vocab(words, corpora, reporter)
     elif parent is not None:
         tok = load_tokenizer(parent.file("tokenizer"))
     else:
-        tok = R.sample_tokenizer(cfg, corpora, reporter)
+        tok = parts.sample_tokenizer(cfg, corpora, reporter)
     need = ((num_it + 1) * cfg.bptt + 2) * cfg.bs
     ids = encode_stream(tok, (t for c in corpora for b in c.batches() for t in b), need)
     stream = LMStream(ids, cfg.bs, cfg.bptt, cfg.backwards)
     if len(stream) == 0:
         raise InputError(f"the corpus has {len(ids)} tokens, too few for --bs {cfg.bs} x --bptt {cfg.bptt}")
-    model = R.place(R.parent_lm(cfg, parent, words, tok), cfg)
+    model = parts.place(parts.parent_lm(cfg, parent, words, tok), cfg)
     bb = backbone(cfg.backbone)
     _, groups = bb.lm_groups(model)
     reporter.info(f"lr-find: {len(ids):,} tokens, {len(stream)} batches of {cfg.bs} x {cfg.bptt}")
@@ -189,18 +189,18 @@ def lm_setup(cfg: RunConfig, parent: A.Run | None, sources: list[Source], text_c
     return model, groups, _cycle(lambda e: objective(stream.batches(e % cfg.bptt), cfg.seed + e)), lm_loss(model, cfg)
 
 
-def clf_setup(cfg: RunConfig, parent: A.Run, src: Source, text_col: str, label_col: str, reporter):
+def clf_setup(cfg: RunConfig, parent: artifacts.Run, src: Source, text_col: str, label_col: str, reporter):
     """The classifier (encoder from the parent LM), its groups, batches of the training split and its loss."""
     from ..inference.predictor import docs_of
 
-    _, task, classes, (texts, labels), _ = R.clf_tables(cfg, src, None, text_col, label_col)
+    _, task, classes, (texts, labels), _ = parts.clf_tables(cfg, src, None, text_col, label_col)
     tok = load_tokenizer(parent.file("tokenizer"))
     docs = docs_of(tok, texts, cfg)
     target = tasks.target_stats(labels) if task == tasks.REGRESSION else None
     y = tasks.encode(task, labels, classes, target)
     bb = backbone(cfg.backbone)
-    model = R.build_classifier(cfg, parent, tok.get_vocab_size(), tasks.n_outputs(task, classes))
-    R.place(model, cfg)
+    model = parts.build_classifier(cfg, parent, tok.get_vocab_size(), tasks.n_outputs(task, classes))
+    parts.place(model, cfg)
     _, groups = bb.classifier_groups(model)
     reporter.info(f"lr-find: {len(docs)} training documents, {task}, {-(-len(docs) // cfg.bs)} batches per pass")
 
@@ -219,7 +219,7 @@ def clf_setup(cfg: RunConfig, parent: A.Run, src: Source, text_col: str, label_c
 def lr_find(
     stage: str,
     cfg: RunConfig,
-    parent: A.Run | None,
+    parent: artifacts.Run | None,
     sources: list[Source],
     *,
     text_col: str = "text",
@@ -250,9 +250,9 @@ def lr_find(
     out = {
         "stage": stage,
         **found,
-        "group_lrs": discriminative_lrs(found["suggested_lr"], len(groups), cfg.lr_factor, R.head_mult(cfg)),
+        "group_lrs": discriminative_lrs(found["suggested_lr"], len(groups), cfg.lr_factor, parts.head_mult(cfg)),
         "lr_factor": cfg.lr_factor,
-        "head_lr_mult": R.head_mult(cfg),
+        "head_lr_mult": parts.head_mult(cfg),
         "preset_lr": cfg.lr,
         "steps": len(lrs),
         "num_it": num_it,

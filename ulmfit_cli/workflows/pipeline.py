@@ -17,11 +17,11 @@ from pathlib import Path
 from ..config import RunConfig, resolve
 from ..data.readers import Source, open_corpus, read_table
 from ..errors import ConfigError
-from ..runfolder import artifacts as A
+from ..runfolder import artifacts
 from ..runfolder.workdir import Workdir, write_json
 
 DIRECTIONS = ("fwd", "bwd")
-ENSEMBLE, ENSEMBLE_FORMAT = A.ENSEMBLE, A.ENSEMBLE_FORMAT
+ENSEMBLE, ENSEMBLE_FORMAT = artifacts.ENSEMBLE, artifacts.ENSEMBLE_FORMAT
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Pipeline:
     out: Path
     preset: str
     corpus: list[Source]  # pretraining text, or...
-    parents: list[A.Run]  # ...the LMs to start from (one per direction)
+    parents: list[artifacts.Run]  # ...the LMs to start from (one per direction)
     texts: list[Source]  # finetune-lm text (default: TRAIN's texts)
     test: Source | None
     both: bool
@@ -41,14 +41,15 @@ class Pipeline:
     label_col: str = "label"
     overwrite: bool = False
     cache_dir: Path | None = None
-    caller: A.Caller = A.ON_ITS_OWN  # the command's: its --config file, recorded in every stage's manifest
+    # the command's: its --config file, recorded in every stage's manifest
+    caller: artifacts.Caller = artifacts.ON_ITS_OWN
 
 
 def directions(p: Pipeline) -> list[str]:
     return list(DIRECTIONS) if p.both else ["fwd"]
 
 
-def parent_of(p: Pipeline, direction: str) -> A.Run | None:
+def parent_of(p: Pipeline, direction: str) -> artifacts.Run | None:
     """The given LM of `direction` (None: pretrain one); every direction needs one LM that reads that way."""
     if not p.parents:
         return None
@@ -149,8 +150,8 @@ def run(p: Pipeline, reporter) -> dict:
     return summary
 
 
-def _stage(wd: Workdir, out: Path, reporter, sets: str, fn, *args, caller: A.Caller, **kwargs) -> A.Run:
-    def call(resume: bool, overwrite: bool, caller: A.Caller):
+def _stage(wd: Workdir, out: Path, reporter, sets: str, fn, *args, caller: artifacts.Caller, **kwargs) -> artifacts.Run:
+    def call(resume: bool, overwrite: bool, caller: artifacts.Caller):
         fn(*args, out, resume=resume, overwrite=overwrite, reporter=reporter, caller=caller, **kwargs)
 
     return wd.stage(out, call, "pipeline", reporter, sets, caller=caller)

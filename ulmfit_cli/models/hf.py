@@ -1,5 +1,7 @@
-"""A pretrained Hugging Face decoder (GPT-2, Llama, Mistral, Qwen, SmolLM, Gemma: any causal LM that transformers
-builds without code from the checkpoint) as a ULMFiT backbone, from a run folder of `ulmfit import-hf`.
+"""A pretrained Hugging Face checkpoint as a ULMFiT backbone, from a run folder of `ulmfit import-hf`: a decoder
+(GPT-2, Llama, Mistral, Qwen, SmolLM, Gemma: any causal LM that transformers builds without code from the
+checkpoint) or an encoder (BERT, RoBERTa, DistilBERT, ModernBERT: a masked LM, or a sentence encoder's bare body).
+Which it is, the checkpoint's config says (hf_facts.is_encoder).
 
 The architecture is the checkpoint's config.json, kept whole in the run's config (`hf_config`); transformers
 builds the model from it (`from_config`: no code and no weights are fetched), and the run's safetensors fill it.
@@ -8,12 +10,17 @@ Layer groups, bottom up: the embeddings (token, and position where the model has
 `--groups` contiguous groups, and the top (the final norm, with an untied LM head or the classifier's head). A
 tied LM head is the embedding matrix and trains with the embeddings.
 
+As a language model a decoder predicts the next token; an encoder is fine-tuned as a masked LM, its inputs masked
+by BERT's rule as the stage reads them (lm_objective).
+
 The classifier reads each document whole (up to `--max-len` tokens, cut by `cut_doc`: its head and its tail),
-padded at the end with HF_PAD (-1): with causal attention a real token never sees a later pad, so no attention
-mask is needed and the ids are those the model was trained on. It pools the paper's concat pooling over the last
-hidden states: the last real token's state, and the max and mean over the real tokens except the first. The
-first is the start token every document begins with (tokenizer.start_id); its state is the same for every
-document and far larger than the others' (an attention sink), so on short texts it would dominate the mean.
+padded at the end with HF_PAD (-1). A decoder: with causal attention a real token never sees a later pad, so no
+attention mask is needed and the ids are those the model was trained on. It pools the paper's concat pooling over
+the last hidden states: the last real token's state, and the max and mean over the real tokens except the first.
+The first is the start token every document begins with (tokenizer.start_id); its state is the same for every
+document and far larger than the others' (an attention sink), so on short texts it would dominate the mean. An
+encoder reads both ways, so it always gets the attention mask; by default (`--pooling auto`) it pools the mean
+over all its real tokens, as sentence encoders are read (`--pooling cls`: its [CLS] state).
 """
 
 from __future__ import annotations
@@ -197,7 +204,7 @@ def lm_objective(cfg: RunConfig, tok):
     return objective
 
 
-# ---- the backbone interface shared with awd_lstm and transformer ------------------------------------------
+# ---- the backbone interface (models.Backbone), shared with awd_lstm and transformer ------------------------
 
 
 def build_lm(cfg: RunConfig, vocab_sz: int | None = None) -> HFLM:

@@ -195,8 +195,8 @@ def test_the_step_floor_keeps_the_epochs_and_their_checkpoints(encoder_run, ulmf
 
     saved = []
     real = checkpoint.save
-    monkeypatch.setattr(checkpoint, "save", lambda folder, model, opt, pos, best=None: (
-        saved.append((pos["epoch"], pos["step"])), real(folder, model, opt, pos, best)))  # fmt: skip
+    monkeypatch.setattr(checkpoint, "save", lambda folder, model, opt, state: (
+        saved.append((state.epoch, state.step)), real(folder, model, opt, state)))  # fmt: skip
     _synthetic(tmp_path / "train.csv", 2, 4, seed=1)
     r = ulmfit("finetune-clf", encoder_run / "lm", tmp_path / "train.csv", "--out", tmp_path / "clf", "--preset",
                "tiny", "--epochs", "3", "--min-steps", "60", "--checkpoint-every", "25", "--bs", "8")  # fmt: skip

@@ -1,11 +1,11 @@
 """Checkpoints inside the temporary run folder, for `--resume` after a crash, SIGKILL or Ctrl-C.
 
 A checkpoint holds everything the next step depends on, so a resumed CPU run ends with exactly the metrics of an
-uninterrupted one: weights, Adam state, the position in the plan (epoch, step, step within the STLR phase; the
-unfreezing phase follows from the epoch), the running training loss, the torch RNG (dropout masks), the
-LSTM hidden state carried between LM batches, and the weights of the best validation epoch so far (`--keep best`;
-the patience count follows from the history in the position). Batch order depends only on (seed, epoch), so the
-data position is the step count. Tensors go to safetensors, everything else to JSON: loading never unpickles.
+uninterrupted one: weights, Adam state, the torch RNG (dropout masks), the LSTM hidden state carried between LM
+batches, and the loop's TrainState whole: the position in the plan (epoch, step, step within the STLR phase), the
+running training loss, the history, and the weights of the best validation epoch so far (`--keep best`; the
+patience count follows from the history). Batch order depends only on (seed, epoch), so the data position is the
+step count. Tensors go to safetensors, everything else to JSON (position.json): loading never unpickles.
 
 Written as `ckpt.new/`, then swapped in by rename; a kill between the two renames leaves `ckpt.old/`, which
 `load` falls back on.
@@ -16,9 +16,29 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..runfolder.artifacts import find_checkpoint, load_weights, written
+
+
+@dataclass
+class TrainState:
+    """What `loop.fit` changes as it trains, and so what a checkpoint saves besides the model, the optimizer, the
+    RNG and the hidden state. position.json holds every field but `best` under its own name, and the best epoch's
+    number as best_weights_epoch (its weights: best.safetensors)."""
+
+    epoch: int = 0  # 0-based: the epoch in progress (at an epoch's end, the next one)
+    step: int = 0  # steps of `epoch` done
+    phase: int | None = None  # the unfreezing phase whose STLR cycle is running
+    phase_t: int = 0  # steps done in that cycle
+    tot: float = 0.0  # the epoch's reported training loss, summed over its steps so far,
+    n: int = 0  # and how many steps that is
+    history: list[dict] = field(default_factory=list)  # a row per finished epoch
+    best: tuple[int, dict] | None = None  # under `--keep best`: (0-based epoch, a copy of its weights)
+
+
+POSITION = [f.name for f in fields(TrainState) if f.name != "best"]  # what position.json holds of a TrainState
 
 
 def _encoder(model):
@@ -45,8 +65,8 @@ def _tensor_state(model, opt) -> dict:
 BEST = "best.safetensors"
 
 
-def save(folder: Path, model, opt, position: dict, best: tuple[int, dict] | None = None) -> None:
-    """`best`: (0-based epoch, its weights), kept beside the model; while the best epoch stays the same, the
+def save(folder: Path, model, opt, state: TrainState) -> None:
+    """The best epoch's weights (`state.best`) are kept beside the model; while the best epoch stays the same, the
     previous checkpoint's file is hard-linked rather than written again."""
     from safetensors.torch import save_file, save_model
 
@@ -57,10 +77,11 @@ def save(folder: Path, model, opt, position: dict, best: tuple[int, dict] | None
             new.mkdir()
             save_model(model, str(new / "model.safetensors"))
             save_file(_tensor_state(model, opt), str(new / "state.safetensors"))
-            if best is not None:
-                _save_best(cur, new, *best)
+            if state.best is not None:
+                _save_best(cur, new, *state.best)
+            position = {k: getattr(state, k) for k in POSITION}
             groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.state_dict()["param_groups"]]
-            extra = {"best_weights_epoch": best[0]} if best is not None else {}
+            extra = {"best_weights_epoch": state.best[0]} if state.best is not None else {}
             (new / "position.json").write_text(json.dumps({**position, **extra, "param_groups": groups}))
     except BaseException:  # `ckpt` is untouched until the new one is whole; give back the space the rest took
         shutil.rmtree(new, ignore_errors=True)
@@ -93,9 +114,9 @@ def position(folder: Path) -> dict | None:
     return None if ck is None else json.loads((ck / "position.json").read_text())
 
 
-def restore(folder: Path, model, opt) -> dict:
-    """Load weights, optimizer, RNG and hidden state; return the saved position, with "best": (epoch, weights)
-    when the checkpoint holds a best epoch's weights."""
+def restore(folder: Path, model, opt) -> TrainState:
+    """Load weights, optimizer, RNG and hidden state into `model` and `opt`; return the TrainState saved with
+    them (its `best` when the checkpoint holds a best epoch's weights)."""
     import torch
     from safetensors.torch import load_file
 
@@ -119,7 +140,8 @@ def restore(folder: Path, model, opt) -> dict:
     for g, saved in zip(groups, pos.pop("param_groups")):
         g.update({k: (tuple(v) if k == "betas" else v) for k, v in saved.items()})
     opt.load_state_dict({"state": state, "param_groups": groups})
+    best = None
     if "best_weights_epoch" in pos and (ck / BEST).exists():
         dev = next(model.parameters()).device
-        pos["best"] = (pos.pop("best_weights_epoch"), load_file(str(ck / BEST), device=str(dev)))
-    return pos
+        best = (pos["best_weights_epoch"], load_file(str(ck / BEST), device=str(dev)))
+    return TrainState(**{k: pos[k] for k in POSITION}, best=best)

@@ -12,6 +12,7 @@ import math
 import signal
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,106 +132,153 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")  # fp16 only: a no-op otherwise
     opt = make_optimizer(groups, cfg)
     totals = phase_steps(plan, steps_per_epoch)
-    history, start_epoch, start_step, phase, phase_t, tot, n = [], 0, 0, None, 0, 0.0, 0
-    best: tuple[int, dict] | None = None  # (0-based epoch, a copy of its weights) under `select`
+    state = checkpoint.TrainState()
     if resume and ckpt_dir is not None and checkpoint.find(ckpt_dir) is not None:
-        pos = checkpoint.restore(ckpt_dir, model, opt)
-        history, start_epoch, start_step = pos["history"], pos["epoch"], pos["step"]
-        phase, phase_t, tot, n = pos["phase"], pos["phase_t"], pos["tot"], pos["n"]
-        best = pos.get("best")
-        reporter.info(f"resuming at epoch {start_epoch + 1}, step {start_step}")
+        state = checkpoint.restore(ckpt_dir, model, opt)
+        reporter.info(f"resuming at epoch {state.epoch + 1}, step {state.step}")
+    start_epoch, start_step = state.epoch, state.step
 
-    def save(epoch: int, step: int) -> None:
+    def save() -> None:
         if ckpt_dir is not None and main:  # data-parallel: rank 0 writes, the others resume from its checkpoints
-            pos = dict(epoch=epoch, step=step, phase=phase, phase_t=phase_t, tot=tot, n=n, history=history)
-            checkpoint.save(ckpt_dir, model, opt, pos, best)
+            checkpoint.save(ckpt_dir, model, opt, state)
 
     reporter.fit_start(len(plan[start_epoch:]) * steps_per_epoch - start_step)  # steps left; the estimate follows
-    interrupted: list[int] = []  # the signals received: acted on once the step in progress is done
-
-    def stop():
-        raise Terminated if signal.SIGTERM in interrupted else KeyboardInterrupt
-
-    previous = {s: signal.signal(s, lambda signum, _: interrupted.append(signum)) for s in STOP_SIGNALS}
-    try:
+    with _closing(diag), _deferred_signals() as received:
         for ep in plan[start_epoch:]:
-            if select is not None and select.should_stop(history):  # also a run killed just after deciding so
+            if select is not None and select.should_stop(state.history):  # also a run killed just after deciding so
                 break
             mid_epoch = ep.epoch == start_epoch and start_step > 0  # resumed: hidden state and sums restored
-            if ep.phase != phase:
-                phase, phase_t = ep.phase, 0
-            for g, params in enumerate(groups):
-                for p in params:
-                    p.requires_grad_(g in ep.trainable)
-            trainable = [p for g in ep.trainable for p in groups[g]]
+            if ep.phase != state.phase:
+                state.phase, state.phase_t = ep.phase, 0
+            trainable = _unfreeze(groups, ep.trainable)
             reporter.epoch_start(ep.epoch, len(plan), steps_per_epoch, ",".join(group_names[g] for g in ep.trainable))
             model.train()
             first = start_step if mid_epoch else 0
             if not mid_epoch:
                 model.reset()
-                tot, n = 0.0, 0
+                state.tot, state.n = 0.0, 0
+            state.epoch = ep.epoch
             t0 = time.time()
             for step, batch in enumerate(itertools.islice(batches(ep.epoch), first, steps_per_epoch), start=first):
-                mult = stlr(phase_t, totals[phase], cfg.cut_frac, cfg.ratio)
+                mult = stlr(state.phase_t, totals[state.phase], cfg.cut_frac, cfg.ratio)
                 for pg, peak in zip(opt.param_groups, ep.peak_lrs):
                     pg["lr"] = peak * mult
                 with dist.autocast(device, cfg.precision):
                     loss, shown = loss_fn(dist.to_device(batch, device))
-                if not dist.all_finite(bool(torch.isfinite(loss))):
-                    raise TrainingError(
-                        f"loss became {loss.item()} at epoch {ep.epoch + 1}, step {step + 1}; "
-                        + _lower_lr_advice(
-                            cfg.lr,
-                            checkpoint.find(ckpt_dir or Path("/nonexistent")) is not None,
-                            caller.lower_lr if caller is not None else None,
-                        )
-                    )
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()  # fp16: scaled so small gradients do not underflow
-                scaler.unscale_(opt)
-                dist.average_grads(trainable)
-                if diag is not None:
-                    diag.after_backward()
-                if cfg.clip:
-                    torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
-                scaler.step(opt)
-                scaler.update()
-                phase_t += 1
-                tot, n = tot + shown, n + 1
+                _check_finite(loss, ep.epoch, step, cfg.lr, ckpt_dir, caller.lower_lr if caller is not None else None)
+                _update(opt, scaler, loss, trainable, diag, cfg.clip)
+                state.step, state.phase_t = step + 1, state.phase_t + 1
+                state.tot, state.n = state.tot + shown, state.n + 1
                 lrs = {name: pg["lr"] for name, pg in zip(group_names, opt.param_groups)}
                 reporter.step(shown, lrs, ep.epoch * steps_per_epoch + step + 1)
-                if interrupted:
-                    save(ep.epoch, step + 1)
-                    stop()
+                if received:
+                    save()
+                    _stop(received)
                 if checkpoint_every and (ep.epoch * steps_per_epoch + step + 1) % checkpoint_every == 0:
-                    save(ep.epoch, step + 1)
-            model.eval()
-            model.reset()
-            with torch.no_grad(), dist.autocast(device, cfg.precision):
-                metrics = evaluate()
-            row = dist.from_main({"epoch": ep.epoch + 1, "train_loss": tot / max(n, 1), **metrics})
-            reporter.epoch_end({**row, "time_s": round(time.time() - t0, 1)})
-            history.append({**row, **(diag.epoch() if diag is not None else {})})
-            if select is not None and select.keep == "best" and select.best(history) == ep.epoch:
-                best = (ep.epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            save(ep.epoch + 1, 0)
-            if interrupted:
-                stop()
-            if select is not None and select.should_stop(history):
+                    save()
+            _close_epoch(state, ep.epoch, model, evaluate, diag, select, cfg.precision, reporter, t0)
+            state.epoch, state.step = ep.epoch + 1, 0
+            save()
+            if received:
+                _stop(received)
+            if select is not None and select.should_stop(state.history):
                 reporter.info(
                     f"stopping early after epoch {ep.epoch + 1}: no better validation {select.metric} "
                     f"for {select.patience} epoch(s) (--patience)"
                 )
+    for p in model.parameters():
+        p.requires_grad_(True)
+    best = state.best
+    if select is not None and select.keep == "best" and best is not None and best[0] != len(state.history) - 1:
+        model.load_state_dict(best[1])
+    return state.history
+
+
+@contextmanager
+def _deferred_signals():
+    """Ctrl-C and SIGTERM noted rather than acted on, so that training stops between steps, after a checkpoint;
+    yields the list of signals received, and puts the previous handlers back on the way out."""
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _: received.append(signum)) for s in STOP_SIGNALS}
+    try:
+        yield received
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _stop(received: list[int]):
+    raise Terminated if signal.SIGTERM in received else KeyboardInterrupt
+
+
+@contextmanager
+def _closing(diag):
+    """The diagnostics' hooks come off the model however training ends."""
+    try:
+        yield
+    finally:
         if diag is not None:
             diag.close()
-    for p in model.parameters():
-        p.requires_grad_(True)
-    if select is not None and select.keep == "best" and best is not None and best[0] != len(history) - 1:
-        model.load_state_dict(best[1])
-    return history
+
+
+def _check_finite(loss, epoch: int, step: int, lr: float, ckpt_dir: Path | None, lower_lr: str | None) -> None:
+    """A NaN or infinite loss on any data-parallel process stops every one, with what to do (`lower_lr`: the
+    running command's way to a lower rate, Caller.lower_lr)."""
+    import torch
+
+    from .. import dist
+    from . import checkpoint
+
+    if not dist.all_finite(bool(torch.isfinite(loss))):
+        kept = checkpoint.find(ckpt_dir or Path("/nonexistent")) is not None
+        raise TrainingError(
+            f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; " + _lower_lr_advice(lr, kept, lower_lr)
+        )
+
+
+def _unfreeze(groups: list[list], trainable: tuple[int, ...]) -> list:
+    """Gradients for the epoch's trainable layer groups only; returns their parameters."""
+    for g, params in enumerate(groups):
+        for p in params:
+            p.requires_grad_(g in trainable)
+    return [p for g in trainable for p in groups[g]]
+
+
+def _update(opt, scaler, loss, trainable: list, diag, clip: float) -> None:
+    """One optimizer step on `loss`: its gradients (scaled under fp16 so small ones do not underflow) averaged
+    over the data-parallel processes, read by the diagnostics, clipped to `clip`."""
+    import torch
+
+    from .. import dist
+
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    dist.average_grads(trainable)
+    if diag is not None:
+        diag.after_backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(trainable, clip)
+    scaler.step(opt)
+    scaler.update()
+
+
+def _close_epoch(state, epoch: int, model, evaluate, diag, select, precision: str, reporter, t0: float) -> None:
+    """Validate the epoch's model and add its row to the history (rank 0's row, for every process); under
+    `--keep best`, a copy of the weights of a new best epoch becomes `state.best`."""
+    import torch
+
+    from .. import dist
+
+    model.eval()
+    model.reset()
+    with torch.no_grad(), dist.autocast(next(model.parameters()).device, precision):
+        metrics = evaluate()
+    row = dist.from_main({"epoch": epoch + 1, "train_loss": state.tot / max(state.n, 1), **metrics})
+    reporter.epoch_end({**row, "time_s": round(time.time() - t0, 1)})
+    state.history.append({**row, **(diag.epoch() if diag is not None else {})})
+    if select is not None and select.keep == "best" and select.best(state.history) == epoch:
+        state.best = (epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
 
 
 def lm_loss(model, cfg):

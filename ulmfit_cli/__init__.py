@@ -17,15 +17,3 @@ it, never one after (tests/test_layout.py holds this, and that nothing imports i
 """
 
 __version__ = "0.1.0"
-
-
-def _wire() -> None:
-    """config checks `--backbone hf` settings against what models/hf_facts.py knows of a checkpoint; as a root
-    module it cannot import it (the layers above), so the package hands it over, before any command runs."""
-    from . import config
-    from .models import hf_facts
-
-    config.use_hf_facts(hf_facts)
-
-
-_wire()

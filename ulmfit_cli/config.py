@@ -349,27 +349,16 @@ def _hf_problems(c: RunConfig) -> list[str]:
         problems.append("`--backwards` needs a model pretrained on reversed text; a Hub checkpoint reads forwards")
     if c.alpha or c.beta:
         problems.append("`--alpha`/`--beta` (AR/TAR) regularise the AWD-LSTM; give 0 for `--backbone hf`")
-    if c.pooling == "cls" and not _hf_facts.is_encoder(c.hf_config):
+    from . import hf_facts  # transformers' model tables, imported only for an hf run
+
+    if c.pooling == "cls" and not hf_facts.is_encoder(c.hf_config):
         problems.append("`--pooling cls` reads an encoder's first token; a decoder's first token sees nothing else")
-    positions = _hf_facts.positions(c.hf_config)
+    positions = hf_facts.positions(c.hf_config)
     if positions and c.stage == "finetune-clf" and c.max_len > positions:
         problems.append(f"`--max-len` must be at most the model's {positions} positions, got {c.max_len}")
     if positions and c.bptt > positions:
         problems.append(f"`--bptt` must be at most the model's {positions} positions, got {c.bptt}")
     return problems
-
-
-# Whether a checkpoint is an encoder, and how many tokens it reads, are the backbone's knowledge (transformers'
-# model tables, RoBERTa's position numbering): models/hf_facts.py. A root module imports no subpackage, so the
-# package hands that module over as it is imported (ulmfit_cli/__init__.py); validate and resolve ask it.
-_hf_facts: Any = None
-
-
-def use_hf_facts(facts) -> None:
-    """What `--backbone hf` settings are checked against: a module with is_encoder(hf_config) -> bool and
-    positions(hf_config) -> int | None (models.hf_facts)."""
-    global _hf_facts
-    _hf_facts = facts
 
 
 # Presets are data: per stage, the values that differ from RunConfig's defaults.
@@ -465,7 +454,9 @@ def resolve(stage: str, preset: str, flags: dict, parent: dict | None = None) ->
     backbone = given.get("backbone") or values.get("backbone") or RunConfig.backbone
     if backbone == "hf" and stage != "pretrain":
         values.update(HF_COMMON, **HF_PRESETS[preset][stage])
-        positions = _hf_facts.positions(values.get("hf_config") or {})
+        from .hf_facts import positions as hf_positions
+
+        positions = hf_positions(values.get("hf_config") or {})
         for name in ("max_len", "bptt"):  # a preset never asks for more than the model reads; a flag may (and fails)
             if positions and name in values:
                 values[name] = min(values[name], positions)

@@ -73,7 +73,7 @@ def import_hf(
     config = _config(folder, gguf_file, model)
     reporter.info(f"loading {model}{f' ({gguf_file})' if gguf_file else ''}: {config.model_type}, "
                   f"{config.num_hidden_layers} blocks, width {config.hidden_size}")  # fmt: skip
-    from ..models.hf_facts import is_encoder
+    from ..hf_facts import is_encoder
 
     encoder = is_encoder({"model_type": config.model_type})
     lm_head = not encoder or _has_mlm_head(config)

@@ -8,14 +8,14 @@ from typing import TextIO
 
 import numpy as np
 
-from .. import metrics, tasks
+from .. import hf_facts, metrics, tasks
 from ..config import RunConfig, from_dict
 from ..data.batches import classifier_batches
 from ..data.readers import PIECE_CHARS, REPLACEMENT, Source, Table, text_head
 from ..data.rows import table_batches
 from ..data.tokenizer import PAD_ID, encode_docs, load_tokenizer
 from ..errors import InputError
-from ..models import backbone, hf_facts, inference_classifier
+from ..models import backbone, inference_classifier
 from ..runfolder import artifacts
 
 

@@ -1,9 +1,9 @@
 """Backbones: awd_lstm the paper's, transformer our own GPT-shaped model trained from scratch, hf a pretrained
-Hugging Face checkpoint, a decoder or an encoder (hf_facts: what its config says, encoder or decoder and how many
-tokens it reads, without torch). Each is a module that owns its shapes, its default dropouts and its layer groups
-behind one interface, `Backbone` below; the stages call only that, so a new backbone is a new module here. Inference
-builds its classifier with `inference_classifier`, which for the AWD-LSTM is awd_lstm_infer's twin of fastai's
-model (no import of fastai's package).
+Hugging Face checkpoint, a decoder or an encoder (the root module hf_facts: what its config says, encoder or
+decoder and how many tokens it reads, without torch). Each is a module that owns its shapes, its default dropouts
+and its layer groups behind one interface, `Backbone` below; the stages call only that, so a new backbone is a new
+module here. Inference builds its classifier with `inference_classifier`, which for the AWD-LSTM is
+awd_lstm_infer's twin of fastai's model (no import of fastai's package).
 
 May import: the root modules, data.
 """

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from ..config import RunConfig
-from .hf_facts import is_encoder
+from ..hf_facts import is_encoder
 
 HF_PAD = -1  # not an id: the classifier masks it out and feeds the model's pad id (or 0) in its place
 HEAD_SHARE = 0.25  # of a document longer than --max-len, this share of the kept tokens comes from its start

@@ -51,7 +51,7 @@ def suggest(stats: dict, cfg) -> dict:
     halved until bs x min(p99, max_len) fits in what that bs holds with documents of 8 bptt windows, the
     classifier's memory growing with the tokens of a batch (BPT3C keeps every chunk's activations).
     """
-    from ..models.hf_facts import positions
+    from ..hf_facts import positions
 
     bptt = cfg.bptt
     max_len = max(bptt, -(-stats["p99"] // bptt) * bptt)

@@ -1,7 +1,7 @@
 """What a Hugging Face checkpoint's config (a run's `hf_config`, a plain dict) says about the model, without
 building it: whether it is a masked-LM encoder (read both ways) or a causal decoder, and how many tokens it reads
-at once. Light: torch is never imported, transformers only to ask about an encoder. `config` validates and
-resolves `--backbone hf` settings with these (the package hands this module to it: config imports no subpackage).
+at once. Light: torch is never imported, transformers only to ask about an encoder. A root module, so that
+`config` validates and resolves `--backbone hf` settings with it as the backbone reads the checkpoint.
 """
 
 from __future__ import annotations

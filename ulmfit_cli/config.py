@@ -58,10 +58,11 @@ MODEL = "Model (pretrain only; later stages take it from the parent)"
 HARDWARE = "Hardware"
 
 # the commands that take settings; "learning-curve/lm" is learning-curve's LM stage, whose flags are --lm-NAME
-PT, LM, CLF, LRF, LC, LC_LM, PIPE = (
-    "pretrain", "finetune-lm", "finetune-clf", "lr-find", "learning-curve", "learning-curve/lm", "pipeline"
+PT, LM, CLF, LRF, LC, LC_LM, PIPE, DISTILL = (
+    "pretrain", "finetune-lm", "finetune-clf", "lr-find", "learning-curve", "learning-curve/lm", "pipeline", "distill"
 )  # fmt: skip
-SETTING_COMMANDS = (PT, LM, CLF, LRF, LC, LC_LM, PIPE)
+SETTING_COMMANDS = (PT, LM, CLF, LRF, LC, LC_LM, PIPE, DISTILL)
+TRAINS_A_CLASSIFIER = (DISTILL,)  # commands that take every finetune-clf setting besides their own
 STAGE_SET = (PT, LM, CLF)
 
 
@@ -81,6 +82,10 @@ def at_least(lo: float) -> Rule:
     return Rule(f">= {lo}", lambda v: v >= lo)
 
 
+def within(lo: float, hi: float) -> Rule:
+    return Rule(f"in [{lo}, {hi}]", lambda v: lo <= v <= hi)
+
+
 def above(lo: float) -> Rule:
     return Rule(f"> {lo}", lambda v: v > lo)
 
@@ -98,7 +103,8 @@ class Flag:
     show_default: bool = True
 
     def help_on(self, command: str) -> str:
-        return self.helps.get(command, self.help)
+        also = (CLF,) if command in TRAINS_A_CLASSIFIER else ()
+        return next((self.helps[c] for c in (command, *also) if c in self.helps), self.help)
 
 
 def setting(default, help: str, on: tuple[str, ...], **flag) -> Any:
@@ -111,8 +117,10 @@ def flag_of(f: dataclasses.Field) -> Flag | None:
 
 
 def settings_on(command: str) -> list[dataclasses.Field]:
-    """The RunConfig fields `command` takes as flags, in declaration order."""
-    return [f for f in dataclasses.fields(RunConfig) if flag_of(f) and command in flag_of(f).on]
+    """The RunConfig fields `command` takes as flags, in declaration order (a command that trains a classifier
+    takes finetune-clf's too)."""
+    also = (CLF,) if command in TRAINS_A_CLASSIFIER else ()
+    return [f for f in dataclasses.fields(RunConfig) if flag_of(f) and {command, *also} & set(flag_of(f).on)]
 
 
 _RATE = "Peak learning rate of the top layer group."
@@ -246,6 +254,14 @@ class RunConfig:
     min_steps: int = setting(  # a few labelled rows make a handful of steps an epoch: the schedule is set in steps
         0, "Train at least this many optimizer steps in all: with few training rows, each epoch reads them "
         "several times (0: once).", (CLF, LC), rule=at_least(0),
+    )  # fmt: skip
+    temperature: float = setting(  # Hinton et al. 2015 (training/distill.py)
+        2.0, "The temperature the teacher's probabilities and the student's are compared at: above 1, more of the "
+        "teacher's doubt between classes passes on.", (DISTILL,), rule=above(0),
+    )  # fmt: skip
+    hard_weight: float = setting(
+        0.5, "The share of --train's labels in the loss of their rows, the teacher's answers having the rest (0: the "
+        "teacher's alone, 1: the labels alone).", (DISTILL,), rule=within(0, 1),
     )  # fmt: skip
     contrastive_steps: int = setting(  # SetFit's idea (training/contrastive.py)
         0, "Before the classifier, train the body this many steps to pull texts of one class together and push "

@@ -70,6 +70,13 @@ def _table(d: dict) -> None:
         rows["imported"] = pairs({k: v for k, v in d["imported"].items() if k in keep and v is not None})
         if d.get("lm_head") is False:
             rows["imported"] += ", no LM head (finetune-clf straight from it, or finetune-lm --new-lm-head)"
+    if "distilled" in d:  # distill: whose answers the student learned, over which texts
+        taught = d["distilled"]
+        rows["distilled"] = "\n".join(
+            [f"from {t['path']}  {t['weights_sha256'][:12]}" for t in taught["teachers"]]
+            + [f"over {taught['texts']['rows']:,} texts  {taught['texts']['sha256'][:12]}"]
+            + [f"temperature {taught['temperature']}, hard-weight {taught['hard_weight']}, engine {taught['engine']}"]
+        )
     if "tokens" in d:
         rows["tokens"] = pairs(d["tokens"])
     if "classes" in d:

@@ -176,6 +176,7 @@ def main(
 def _register():
     from .. import configfile
     from . import (
+        distill,
         evaluate,
         export,
         finetune_clf,
@@ -195,6 +196,7 @@ def _register():
         "pretrain": pretrain.pretrain,
         "finetune-lm": finetune_lm.finetune_lm,
         "finetune-clf": finetune_clf.finetune_clf,
+        "distill": distill.distill,
         "predict": predict.predict,
         "evaluate": evaluate.evaluate,
         "info": info.info,

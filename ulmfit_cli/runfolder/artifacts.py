@@ -366,7 +366,7 @@ MANIFEST_SCHEMA: dict[str, dict[str, tuple]] = {
 OPTIONAL_SCHEMA: dict[str, tuple] = {
     "backbone": (str,), "task": (str,), "thresholds": (dict, type(None)), "target": (dict, type(None)),
     "parent": (dict, type(None)), "columns": (dict,), "plots": (dict,), "wall_s": (*_NUMBER, type(None)),
-    "lm_head": (bool,),
+    "lm_head": (bool,), "distilled": (dict,),
 }  # fmt: skip
 
 
@@ -471,7 +471,7 @@ def describe(run: Run) -> dict:
         "tokenizer": {"kind": cfg.get("tokenizer"), "vocab_size": m.get("vocab_size")},
         "inputs": m.get("inputs", []),
     }
-    out.update({k: m[k] for k in ("tokens", "classes", "init", "imported", "lm_head") if k in m})
+    out.update({k: m[k] for k in ("tokens", "classes", "init", "imported", "lm_head", "distilled") if k in m})
     out.update(
         epochs=len(m.get("history", [])),
         final=m.get("final", {}),

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..inference.predictor import docs_of, predict_logits
 from ..models import backbone
 from ..runfolder import artifacts
-from . import checkpoint, contrastive
+from . import checkpoint, contrastive, distill
 from . import stage_parts as parts
 from .schedule import unfreeze_plan
 
@@ -178,18 +178,27 @@ def finetune_clf(
     checkpoint_every: int = 0,
     reporter,
     caller: artifacts.Caller = artifacts.ON_ITS_OWN,
+    teaching: distill.Teaching | None = None,
 ) -> dict:
+    """A classifier on top of `parent` from the labelled rows of `train_src`; with `teaching` (distill), a student
+    of its teachers' answers over their texts, and of `train_src`'s labels (None: no labelled rows) by --hard-weight."""
     from .. import dist
     from .loop import fit
 
     started = time.time()
     artifacts.check_apart(out, parent.path)
     with parts.writing(out, overwrite, resume, reporter, caller) as writer:
-        tables = parts.clf_tables(cfg, train_src, valid, text_col, label_col)
-        table, task, classes, (texts, labels), (vtexts, vlabels) = tables
+        if teaching is None:
+            tables = parts.clf_tables(cfg, train_src, valid, text_col, label_col)
+            table, task, classes, (texts, labels), (vtexts, vlabels) = tables
+            started_by = [table.fingerprint, init, *([str(valid)] if valid else [])]
+        else:
+            task, classes = teaching.task, teaching.classes
+            table, (texts, labels), (vtexts, vlabels) = teaching.tables(cfg, train_src, valid, text_col, label_col)
+            started_by = [teaching.record["cache_key"], *([table.fingerprint] if table else []), init]
         tasks.check_settings(task, cfg)
         dist.seed_all(cfg.seed)
-        writer.start(cfg.to_dict(), [table.fingerprint, init, *([str(valid)] if valid else [])])
+        writer.start(cfg.to_dict(), started_by)
         if writer.main:
             reporter.run_start("finetune-clf", out, writer.tmp, cfg.to_dict())
         tok_path = writer.path(artifacts.TOKENIZER)
@@ -197,14 +206,18 @@ def finetune_clf(
             artifacts.copy_file(parent.file("tokenizer"), tok_path)
         tok = load_tokenizer(parent.file("tokenizer"))
         docs, vdocs = docs_of(tok, texts, cfg), docs_of(tok, vtexts, cfg)
-        target = tasks.target_stats(labels) if task == tasks.REGRESSION else None
+        if teaching is not None:
+            target = teaching.target
+        else:
+            target = tasks.target_stats(labels) if task == tasks.REGRESSION else None
         y, vy = (tasks.encode(task, ls, classes, target) for ls in (labels, vlabels))
+        learn = None if teaching is None else distill.Student(teaching, y, len(docs), texts[: len(labels)])
         bb = backbone(cfg.backbone)
         model = parts.build_classifier(cfg, parent, tok.get_vocab_size(), tasks.n_outputs(task, classes), init)
         parts.place(model, cfg)
         names, groups = bb.classifier_groups(model)
-        weights = tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
-        pair_steps = contrastive.steps_of(cfg, y) if contrastive.applies(cfg, task) else 0
+        weights = None if learn else tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
+        pair_steps = contrastive.steps_of(cfg, y) if contrastive.applies(cfg, task) and not learn else 0
         if pair_steps and cfg.contrastive_steps < 0 and cfg.epochs != 1:  # auto: SetFit's split of the work
             reporter.info(
                 "few labelled rows: the contrastive step trains the body, then one epoch the classifier's head "
@@ -229,7 +242,7 @@ def finetune_clf(
         def loss_fn(batch):
             idx, x, yb = batch
             logits = model.head(frozen[idx]) if frozen is not None else model(x)[0]
-            loss = tasks.loss(task, logits, yb, weights)
+            loss = learn.loss(logits, idx) if learn else tasks.loss(task, logits, yb, weights)
             return loss, loss.item()
 
         def evaluate():  # no validation rows (--valid-pct 0, or few labelled rows): nothing to measure
@@ -237,7 +250,9 @@ def finetune_clf(
 
         def batches(e):  # each pass shuffled anew: the epoch's generator moves on
             return itertools.chain.from_iterable(
-                classifier_batches(docs, y, cfg.bs, cfg.bptt, PAD_ID, rngs[e], bb.pad_batch, w.rank, w.size)
+                classifier_batches(
+                    docs, learn.rows if learn else y, cfg.bs, cfg.bptt, PAD_ID, rngs[e], bb.pad_batch, w.rank, w.size
+                )  # fmt: skip
                 for _ in range(passes)
             )
 
@@ -267,8 +282,8 @@ def finetune_clf(
             return {}
         published = parts.kept(select, history, len(plan))["kept_epoch"]
         row = history[published - 1] if published else {}
-        baseline = tasks.majority_baseline(task, y, vy, classes)
-        if baseline is None and task == tasks.SINGLE and published:  # no validation rows: its training rows
+        baseline = None if learn else tasks.majority_baseline(task, y, vy, classes)
+        if baseline is None and task == tasks.SINGLE and published and not learn:  # no validation: training rows
             baseline = {**tasks.majority_baseline(task, y, y, classes), "on": "training"}
             train_pred = predict_logits(model.eval(), docs, cfg).argmax(1)
             row = {"accuracy": float((train_pred == y).mean())}
@@ -276,7 +291,11 @@ def finetune_clf(
         if warning:
             reporter.warn(warning)
         pictures = parts.publish_model(writer, model, "finetune-clf", cfg, history, steps, reporter, select)
-        inputs = [{"source": str(train_src), "fingerprint": table.fingerprint, "documents": len(table.texts)}]
+        inputs = [] if table is None else [
+            {"source": str(train_src), "fingerprint": table.fingerprint, "documents": len(table.texts)}
+        ]  # fmt: skip
+        if teaching is not None:  # the texts the teachers labelled
+            inputs += [{**i, "documents": i["rows"]} for i in teaching.record["texts"]["inputs"]]
         extra = {
             "vocab_size": tok.get_vocab_size(),
             "task": task,
@@ -286,6 +305,7 @@ def finetune_clf(
             **({"majority_baseline": baseline} if baseline else {}),
             **({"passes_per_epoch": passes} if passes > 1 else {}),
             **({"contrastive": pairing} if pairing else {}),
+            **({"distilled": teaching.record} if teaching else {}),
             **({"class_weights": dict(zip(classes, weights.tolist()))} if weights is not None else {}),
             "columns": {"text": text_col, "label": label_col},
             "plots": pictures,

@@ -1,0 +1,213 @@
+"""`ulmfit distill` (issue 38): the teacher's outputs cached by what they depend on and resumable, the soft
+targets and the mixed loss, a student that learns its teacher's decisions beyond what its few labels teach, across
+tokenizers, and mismatched settings refused in one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import SAMPLE, one_line_error
+from ulmfit_cli import tasks
+
+
+def _texts(path: Path, src: Path, n: int | None = None) -> list[str]:
+    rows = list(csv.DictReader(open(src, encoding="utf-8")))[:n]
+    path.write_text("\n".join(r["text"] for r in rows) + "\n", encoding="utf-8")
+    return [r["text"] for r in rows]
+
+
+def _few(path: Path, per_class: int) -> None:
+    """`per_class` labelled TREC questions of each class, from the sample's first rows."""
+    seen: dict[str, int] = {}
+    keep = []
+    for r in csv.DictReader(open(SAMPLE / "trec_train.csv", encoding="utf-8")):
+        if seen.get(r["label"], 0) < per_class:
+            seen[r["label"]] = seen.get(r["label"], 0) + 1
+            keep.append(r)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, ["text", "label"])
+        w.writeheader()
+        w.writerows(keep)
+
+
+def _answers(ulmfit, run: Path, texts: Path) -> list[str]:
+    r = ulmfit("predict", run, texts)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line)["label"] for line in r.stdout.splitlines()]
+
+
+def test_the_student_learns_its_teachers_decisions_beyond_its_few_labels(pipeline, ulmfit, tmp_path):
+    """The teacher (trained on 2,000 labelled questions) labels the sample's questions; a student from the same LM
+    with 2 labels a class alone agrees with it on the test questions far less than the student distilled over the
+    unlabelled questions with those same labels."""
+    _texts(tmp_path / "texts.txt", SAMPLE / "trec_train.csv")
+    _texts(tmp_path / "test.txt", SAMPLE / "trec_test.csv")
+    _few(tmp_path / "few.csv", 2)
+    tiny = ("--preset", "tiny", "--quiet")
+    r = ulmfit("finetune-clf", pipeline["ft"], tmp_path / "few.csv", "--out", tmp_path / "alone", *tiny)
+    assert r.returncode == 0, r.stderr
+    r = ulmfit("distill", pipeline["clf"], pipeline["ft"], tmp_path / "texts.txt", "--train", tmp_path / "few.csv",
+               "--out", tmp_path / "student", "--cache-dir", tmp_path / "cache", *tiny)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    teacher = _answers(ulmfit, pipeline["clf"], tmp_path / "test.txt")
+    alone = np.mean([a == b for a, b in zip(_answers(ulmfit, tmp_path / "alone", tmp_path / "test.txt"), teacher)])
+    taught = np.mean([a == b for a, b in zip(_answers(ulmfit, tmp_path / "student", tmp_path / "test.txt"), teacher)])
+    assert taught > 0.75 and taught > alone + 0.2, (taught, alone)
+    m = json.loads((tmp_path / "student" / "manifest.json").read_text())
+    assert (
+        m["stage"] == "finetune-clf"
+        and m["classes"] == json.loads((pipeline["clf"] / "manifest.json").read_text())["classes"]
+    )
+    assert m["distilled"]["texts"]["rows"] == 2000 and m["distilled"]["teachers"][0]["path"] == str(
+        pipeline["clf"].resolve()
+    )
+    assert ulmfit("evaluate", tmp_path / "student", SAMPLE / "trec_test.csv").returncode == 0  # an ordinary run
+    info = ulmfit("info", tmp_path / "student")
+    assert "distilled" in info.stdout and "2,000 texts" in info.stdout
+
+
+class Counting:
+    """A stand-in predictor: each text's outputs from its length, and how many texts it was asked about."""
+
+    def __init__(self):
+        self.asked = 0
+
+    def __call__(self, texts):
+        self.asked += len(texts)
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+
+def test_the_teachers_outputs_are_computed_once_and_resume_at_the_chunk_missing(tmp_path):
+    from ulmfit_cli.cli.report import Reporter
+    from ulmfit_cli.training.distill import CHUNK, teacher_outputs
+
+    texts = [f"text {'x' * (i % 7)} {i}" for i in range(2 * CHUNK + 5)]
+    folder = tmp_path / "key"
+    first = Counting()
+    out = teacher_outputs(first, texts, folder, Reporter(quiet=True))
+    assert first.asked == len(texts) and out.shape == (len(texts), 2)
+    assert (out[:, 0] == [len(t) for t in texts]).all()  # in the texts' order
+    again = Counting()
+    assert (teacher_outputs(again, texts, folder, Reporter(quiet=True)) == out).all() and again.asked == 0
+    (folder / "000001.npy").unlink()  # an interrupted labelling: the chunks saved before are kept
+    resumed = Counting()
+    assert (teacher_outputs(resumed, texts, folder, Reporter(quiet=True)) == out).all() and resumed.asked == CHUNK
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_the_cache_key_follows_the_teachers_the_texts_and_the_engine(pipeline, tmp_path):
+    from ulmfit_cli.runfolder.artifacts import open_run
+    from ulmfit_cli.training.distill import teacher_key
+
+    clf = open_run(pipeline["clf"], ("finetune-clf",), "test")
+    other = tmp_path / "other"
+    shutil.copytree(pipeline["clf"], other)
+    weights = other / "model.safetensors"
+    if not weights.exists():
+        weights = next(p for p in other.iterdir() if p.suffix in (".safetensors", ".pth"))
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(weights)
+    name = next(iter(state))
+    state[name] = state[name] + 1.0
+    save_file(state, weights)
+    changed = open_run(other, ("finetune-clf",), "test")
+    key = teacher_key([clf], "texts-a", "torch")
+    assert key == teacher_key([clf], "texts-a", "torch")
+    keys = {key, teacher_key([clf], "texts-b", "torch"), teacher_key([clf], "texts-a", "onnx"),
+            teacher_key([changed], "texts-a", "torch"), teacher_key([clf, changed], "texts-a", "torch")}  # fmt: skip
+    assert len(keys) == 5
+
+
+probs = st.integers(2, 6).flatmap(
+    lambda c: st.lists(st.lists(st.floats(0.01, 1.0), min_size=c, max_size=c), min_size=1, max_size=8)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=probs, t=st.floats(1.0, 8.0))
+def test_soft_targets_are_distributions_that_a_higher_temperature_flattens(rows, t):
+    from ulmfit_cli.training.distill import Teaching
+
+    p = np.array(rows, dtype=np.float64)
+    p /= p.sum(1, keepdims=True)
+
+    def at(temp):
+        teach = Teaching([], tasks.SINGLE, [f"c{i}" for i in range(p.shape[1])], None, [], p, temp, 0.5)
+        teach.train_outputs = p
+        return teach.soft_targets(np.zeros((0, p.shape[1])))
+
+    one, hot = at(1.0), at(t)
+    assert np.allclose(one, p, atol=1e-5) and np.allclose(hot.sum(1), 1.0, atol=1e-5)
+
+    def entropy(q):
+        return -(q * np.log(np.clip(q, 1e-12, 1))).sum(1)
+
+    assert (entropy(hot) >= entropy(one) - 1e-5).all()
+
+
+@pytest.mark.parametrize("task", [tasks.SINGLE, tasks.MULTI, tasks.REGRESSION])
+def test_the_loss_mixes_the_labels_and_the_teacher_by_the_hard_weight(task):
+    """--hard-weight 1 on labelled rows is the classifier's own loss; rows without a label learn the teacher alone."""
+    import torch
+
+    from ulmfit_cli.training.distill import loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3 if task != tasks.REGRESSION else 1)
+    if task == tasks.SINGLE:
+        soft, hard = torch.softmax(torch.randn(6, 3), 1), torch.tensor([0, 2, 1, 0, -1, -1])
+    elif task == tasks.MULTI:
+        soft, hard = torch.rand(6, 3), (torch.rand(6, 3) > 0.5).float()
+    else:
+        soft, hard = torch.randn(6), torch.randn(6)
+    labelled = torch.tensor([True] * 4 + [False] * 2)
+    only_labels = loss(task, logits[:4], soft[:4], hard[:4], labelled[:4], 2.0, 1.0)
+    assert torch.allclose(only_labels, tasks.loss(task, logits[:4], hard[:4]), atol=1e-6)
+    teacher_only = loss(task, logits, soft, hard, torch.zeros(6, dtype=torch.bool), 2.0, 1.0)
+    assert torch.allclose(teacher_only, loss(task, logits, soft, hard, labelled, 2.0, 0.0), atol=1e-6)
+
+
+def test_an_hf_teacher_distils_into_an_awd_lstm_student(pipeline, ulmfit, tmp_path):
+    """Different tokenizers: each model reads the texts with its own."""
+    import hf_tiny
+
+    hf_tiny.write_encoder(tmp_path / "bert", "bert", seed=4)
+    tiny = ("--preset", "tiny", "--quiet")
+    assert ulmfit("import-hf", tmp_path / "bert", "--out", tmp_path / "hf").returncode == 0
+    r = ulmfit("finetune-clf", tmp_path / "hf", SAMPLE / "trec_train.csv", "--out", tmp_path / "teacher", *tiny,
+               "--epochs", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    _texts(tmp_path / "texts.txt", SAMPLE / "trec_train.csv", 300)
+    r = ulmfit("distill", tmp_path / "teacher", pipeline["ft"], tmp_path / "texts.txt", "--out", tmp_path / "s",
+               "--cache-dir", tmp_path / "cache", *tiny, "--epochs", "2")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert m["backbone"] == "awd-lstm" and len(m["history"]) == 2
+    assert "accuracy" in m["history"][-1]  # agreement with the teacher, on a share of the texts
+
+
+def test_mismatched_settings_are_one_line(pipeline, ulmfit, tmp_path):
+    _texts(tmp_path / "texts.txt", SAMPLE / "trec_train.csv", 50)
+    base = ("distill", pipeline["clf"], pipeline["ft"], tmp_path / "texts.txt", "--out", tmp_path / "s",
+            "--preset", "tiny", "--cache-dir", tmp_path / "cache")  # fmt: skip
+    one_line_error(ulmfit(*base, "--regression"), 2, "--regression", "teacher's task")
+    one_line_error(ulmfit(*base, "--valid", SAMPLE / "trec_test.csv"), 2, "--valid", "--train")
+    odd = tmp_path / "odd.csv"
+    odd.write_text("text,label\nwhat is it ?,NOPE\nwho is he ?,HUM\n", encoding="utf-8")
+    one_line_error(ulmfit(*base, "--train", odd), 2, "NOPE", "teacher's classes")
+    reuters = tmp_path / "r"
+    r = ulmfit("finetune-clf", pipeline["ft"], SAMPLE / "reuters_train.csv", "--out", reuters, "--preset", "tiny",
+               "--quiet", "--epochs", "1", "--label-delim", " ")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = ulmfit(*base, "--teacher", reuters)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "s").exists()

@@ -191,3 +191,25 @@ def test_a_nan_loss_in_a_stage_names_the_pipeline_flag_for_a_lower_rate(both, tm
     msg = str(e.value)
     assert "loss became" in msg and f"{flag} lr=1e+29 and --overwrite" in msg, msg
     assert "--resume" not in msg and "--lr" not in msg
+
+
+def test_distill_into_adds_a_student_of_both_directions_that_a_rerun_reuses(both, pipeline, ulmfit, tmp_path):
+    """--distill-into: the last step distils the classifiers (both directions, averaged) into a student from the
+    given parent, scored on --test beside them; a rerun reuses it; a changed --distill-set trains it again alone."""
+    args = ("pipeline", both["train"], "--parent", both["parents"][0], "--parent", both["parents"][1],
+            "--both-directions", "--test", both["test"], "--out", tmp_path / "p", "--preset", "tiny",
+            "--lm-set", "epochs=1", "--clf-set", "epochs=1", "--distill-into", pipeline["ft"],
+            "--distill-set", "epochs=2", "--json", "--cache-dir", tmp_path / "cache")  # fmt: skip
+    r = ulmfit(*args)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert set(summary["test"]) == {"fwd", "bwd", "ensemble", "student"}
+    m = json.loads((tmp_path / "p" / "student" / "manifest.json").read_text())
+    assert len(m["distilled"]["teachers"]) == 2 and len(m["history"]) == 2
+    assert m["classes"] == json.loads((tmp_path / "p" / "fwd" / "clf" / "manifest.json").read_text())["classes"]
+    again = ulmfit(*args)
+    assert again.returncode == 0 and "reusing" in again.stderr and "distill:" not in again.stderr, again.stderr
+    changed = ulmfit(*args[:-5], "--distill-set", "epochs=1", "--json", "--overwrite", "--cache-dir", args[-1])
+    assert changed.returncode == 0, changed.stderr
+    assert "reusing" in changed.stderr and "reusing the teacher's outputs" in changed.stderr  # teachers kept
+    assert len(json.loads((tmp_path / "p" / "student" / "manifest.json").read_text())["history"]) == 1

@@ -65,6 +65,16 @@ def pipeline(
     pretrain_set: _set("pretrain", "max_tokens=2000000") = None,
     lm_set: _set("finetune-lm", "epochs=5") = None,
     clf_set: _set("finetune-clf", "lr=0.02") = None,
+    distill_into: Annotated[
+        Path | None,
+        typer.Option(
+            help="Last, distil the classifier (both directions' with --both-directions) into a student that starts "
+            "from this run (import-hf, finetune-lm or pretrain), over finetune-lm's texts: OUT/student.",
+            rich_help_panel=STAGES,
+            show_default=False,
+        ),
+    ] = None,
+    distill_set: _set("student", "temperature=4") = None,
     opts: Opts = None,
 ):
     """pretrain -> finetune-lm -> finetune-clf in one line, forward or (--both-directions) forward and backward,
@@ -76,9 +86,9 @@ def pipeline(
     it."""
     from ..errors import ConfigError
     from ..runfolder.artifacts import LM_STAGES, open_run
-    from ..workflows.pipeline import Pipeline, configs
+    from ..workflows.pipeline import Pipeline, configs, student_config
     from ..workflows.pipeline import run as core
-    from .common import caller, source_of, stage_flags, start, tracked
+    from .common import caller, set_pairs, source_of, stage_flags, start, tracked
 
     if bool(corpus) == bool(parent):
         raise ConfigError("give the pretraining text (--corpus) or the pretrained LM(s) to start from (--parent)")
@@ -100,8 +110,13 @@ def pipeline(
         overwrite=opts.overwrite,
         cache_dir=opts.cache_dir,
         caller=caller(),
+        student_parent=open_run(distill_into, LM_STAGES, "pipeline --distill-into") if distill_into else None,
+        distill_flags=set_pairs(distill_set, "--distill-set"),
     )
+    if distill_set and distill_into is None:
+        raise ConfigError("`--distill-set` sets the student's settings: give the student's parent with --distill-into")
     # every stage's settings resolved and checked first
+    student_config(p)  # the student's settings checked before any work, too
     reporter = start(configs(p, "fwd")["finetune-clf"], opts.quiet, opts.track, opts.track_dir)
     settings = {"preset": preset, "both_directions": both_directions, "train": str(train), "test": str(test)}
     summary = tracked(reporter, "pipeline", out, settings, lambda: core(p, reporter))

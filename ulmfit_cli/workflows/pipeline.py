@@ -22,6 +22,7 @@ from ..runfolder.workdir import Workdir, write_json
 
 DIRECTIONS = ("fwd", "bwd")
 ENSEMBLE, ENSEMBLE_FORMAT = artifacts.ENSEMBLE, artifacts.ENSEMBLE_FORMAT
+STUDENT = "student"  # --distill-into: the classifier(s) distilled into a student, the last step
 
 
 @dataclass
@@ -43,6 +44,8 @@ class Pipeline:
     cache_dir: Path | None = None
     # the command's: its --config file, recorded in every stage's manifest
     caller: artifacts.Caller = artifacts.ON_ITS_OWN
+    student_parent: artifacts.Run | None = None  # --distill-into
+    distill_flags: dict | None = None  # --distill-set
 
 
 def directions(p: Pipeline) -> list[str]:
@@ -74,6 +77,16 @@ def configs(p: Pipeline, direction: str) -> dict[str, RunConfig]:
     return out
 
 
+def student_config(p: Pipeline) -> RunConfig | None:
+    """The student's settings (--distill-into): the preset's on the student's parent, --distill-set over them, and
+    the teachers' task."""
+    if p.student_parent is None:
+        return None
+    clf = configs(p, "fwd")["finetune-clf"]
+    task = {"regression": clf.regression, "label_delim": clf.label_delim}
+    return resolve("finetune-clf", p.preset, {**(p.distill_flags or {}), **task}, p.student_parent.config)
+
+
 def _key(p: Pipeline, cfgs: dict) -> dict:
     from ..data.tokenizer import file_sha256
 
@@ -87,6 +100,15 @@ def _key(p: Pipeline, cfgs: dict) -> dict:
         "stages": {
             d: {stage: {k: v for k, v in c.to_dict().items() if k not in hardware} for stage, c in cs.items()}
             for d, cs in cfgs.items()
+        },
+        STUDENT: None
+        if p.student_parent is None
+        else {
+            "parent": {
+                "path": str(p.student_parent.path.resolve()),
+                "weights": file_sha256(p.student_parent.file("weights")),
+            },
+            "settings": {k: v for k, v in student_config(p).to_dict().items() if k not in hardware},
         },
     }
 
@@ -102,6 +124,7 @@ def _stale(saved: dict, key: dict) -> list[str]:
 
     names = [ENSEMBLE]
     texts = same("texts", "train") if not key["texts"] else same("texts")
+    teachers_kept = True
     for d in DIRECTIONS:
         old, new = saved.get("stages", {}).get(d), key["stages"].get(d)
         if old is None or new is None:  # a direction added or dropped: none of its folder is reused
@@ -115,8 +138,11 @@ def _stale(saved: dict, key: dict) -> list[str]:
         kept = True  # every stage before this one unchanged
         for stage, same_here in unchanged.items():
             kept = kept and same_here
+            teachers_kept = teachers_kept and same_here
             if not kept:
                 names += [f"{d}/{stage}", f"{d}/.{stage}.partial"]
+    if not (teachers_kept and texts and same(STUDENT)):  # the student learns its teachers' answers over the texts
+        names += [STUDENT, f".{STUDENT}.partial"]
     return names
 
 
@@ -126,7 +152,8 @@ def run(p: Pipeline, reporter) -> dict:
 
     cfgs = {d: configs(p, d) for d in directions(p)}
     key = _key(p, cfgs)
-    wd = Workdir(p.out, "pipeline", key, p.overwrite, (*DIRECTIONS, ENSEMBLE), lambda saved: _stale(saved, key))
+    owned = (*DIRECTIONS, ENSEMBLE, STUDENT)
+    wd = Workdir(p.out, "pipeline", key, p.overwrite, owned, lambda saved: _stale(saved, key))
     started, clfs, walls = time.time(), {}, {}
     for d in directions(p):
         (p.out / d).mkdir(exist_ok=True)
@@ -144,8 +171,13 @@ def run(p: Pipeline, reporter) -> dict:
     members = [str(clfs[d].path.relative_to(p.out)) for d in directions(p)]
     write_json(p.out / ENSEMBLE, {"format": ENSEMBLE_FORMAT, "runs": members})
     summary = {"out": str(p.out), "runs": {d: str(c.path) for d, c in clfs.items()}, "wall_s": walls}
+    student = None
+    if p.student_parent is not None:  # the teachers: every direction's classifier, averaged
+        student = _stage(wd, p.out / STUDENT, reporter, "--distill-set", _distil, student_config(p), p,
+                         list(clfs.values()), caller=p.caller)  # fmt: skip
+        summary["student"] = str(student.path)
     if p.test is not None:
-        summary["test"] = _scores(p, clfs, reporter)
+        summary["test"] = _scores(p, clfs, reporter, student)
     summary["pipeline_wall_s"] = round(time.time() - started, 1)
     return summary
 
@@ -157,14 +189,29 @@ def _stage(wd: Workdir, out: Path, reporter, sets: str, fn, *args, caller: artif
     return wd.stage(out, call, "pipeline", reporter, sets, caller=caller)
 
 
-def _scores(p: Pipeline, clfs: dict, reporter) -> dict:
-    """Each classifier's test metrics, and the ensemble's (the mean of their probabilities)."""
+def _distil(cfg: RunConfig, p: Pipeline, teachers: list, out: Path, **run) -> None:
+    """The student of `teachers` from --distill-into over finetune-lm's texts (TRAIN's when no --texts), with
+    TRAIN's labels: `ulmfit distill` as a stage of the pipeline."""
+    from ..data.tokencache import cache_root
+    from ..training.distill import teaching
+    from ..training.stages import finetune_clf
+
+    taught = teaching(teachers, p.texts or [p.train], cfg, p.text_col, cache_root(p.cache_dir), "torch", 64,
+                      run["reporter"])  # fmt: skip
+    finetune_clf(cfg, p.student_parent, p.train, out, text_col=p.text_col, label_col=p.label_col, teaching=taught,
+                 **run)  # fmt: skip
+
+
+def _scores(p: Pipeline, clfs: dict, reporter, student: artifacts.Run | None = None) -> dict:
+    """Each classifier's test metrics, the ensemble's (the mean of their probabilities), and the student's."""
     from ..inference.predictor import evaluate
 
     keep = ("accuracy", "macro_f1", "micro_f1", "mae", "rmse", "n")
     sets = {d: [c] for d, c in clfs.items()}
     if len(clfs) > 1:
         sets["ensemble"] = list(clfs.values())
+    if student is not None:
+        sets[STUDENT] = [student]
     scores = {}
     for name, runs in sets.items():
         result = evaluate(runs, p.test, p.text_col, p.label_col)

@@ -211,3 +211,32 @@ def test_mismatched_settings_are_one_line(pipeline, ulmfit, tmp_path):
     r = ulmfit(*base, "--teacher", reuters)
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "s").exists()
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(5, 60), c=st.integers(2, 5), cut=st.floats(0.0, 0.95), seed=st.integers(0, 2**16),
+       multi=st.booleans())  # fmt: skip
+def test_min_confidence_keeps_exactly_the_teachers_sure_answers_and_validates_on_all(n, c, cut, seed, multi):
+    from ulmfit_cli.config import resolve
+    from ulmfit_cli.errors import InputError
+    from ulmfit_cli.training.distill import Teaching, confidence
+
+    rng = np.random.default_rng(seed)
+    out = rng.random((n, c)) if multi else rng.dirichlet(np.ones(c), n)
+    task = tasks.MULTI if multi else tasks.SINGLE
+    texts = [f"text {i}" for i in range(n)]
+    cfg = resolve("finetune-clf", "tiny", {"min_confidence": cut, "valid_pct": 0.2})
+    teach = Teaching([], task, [f"c{i}" for i in range(c)], None, texts, out.astype(np.float32), 2.0, 0.5)
+    teach.teachers = [type("Run", (), {"manifest": {}})()]  # thresholds: none (0.5)
+    from ulmfit_cli.data.batches import split_valid
+
+    tr, va = split_valid(n, cfg.valid_pct, cfg.seed)  # the texts' share the student trains on
+    sure = [i for i in tr if confidence(task, out[[i]])[0] >= cut]
+    if not sure:
+        with pytest.raises(InputError, match="--min-confidence"):
+            teach.tables(cfg, None, None, "text", "label")
+        return
+    _, (train_texts, labels), (vtexts, _) = teach.tables(cfg, None, None, "text", "label")
+    assert labels == [] and vtexts == [texts[i] for i in va]  # validation: the teacher's answers on all its share
+    assert train_texts == [texts[i] for i in sure]  # every sure answer kept, no unsure one
+    assert np.allclose(teach.train_outputs, out[sure], atol=1e-6)

@@ -263,6 +263,11 @@ class RunConfig:
         0.5, "The share of --train's labels in the loss of their rows, the teacher's answers having the rest (0: the "
         "teacher's alone, 1: the labels alone).", (DISTILL,), rule=within(0, 1),
     )  # fmt: skip
+    min_confidence: float = setting(  # self-training keeps the teacher's confident answers (training/distill.py)
+        0.0, "Learn only the texts the teacher answers with at least this probability (its likeliest class; "
+        "every label's, multi-label): self-training from a few-label teacher keeps its confident part (0: all).",
+        (DISTILL,), rule=within(0, 1),
+    )  # fmt: skip
     contrastive_steps: int = setting(  # SetFit's idea (training/contrastive.py)
         0, "Before the classifier, train the body this many steps to pull texts of one class together and push "
         "texts of two classes apart (pairs of the labelled rows, --bs pairs a step; single-label tasks, transformer "

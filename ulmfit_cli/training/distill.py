@@ -77,6 +77,15 @@ class Teaching:
             answers = self.answers(outputs[va])
             vtexts, vlabels = [texts[i] for i in va], answers
             texts, outputs = [texts[i] for i in tr], outputs[tr]
+        if cfg.min_confidence > 0:
+            sure = np.flatnonzero(confidence(self.task, outputs) >= cfg.min_confidence)
+            self.record["confident"] = {"kept": int(len(sure)), "of": len(texts), "min_confidence": cfg.min_confidence}
+            if not len(sure):
+                raise InputError(
+                    f"the teacher answers none of the {len(texts)} texts with probability {cfg.min_confidence} or "
+                    "more; lower --min-confidence"
+                )
+            texts, outputs = [texts[i] for i in sure], outputs[sure]
         self.n_labelled, self.train_outputs = len(labels), outputs
         return table, (labelled_texts + texts, labels), (vtexts, vlabels)
 
@@ -136,6 +145,16 @@ class Student:
         return loss(
             self.task, logits, self.soft[i].to(d), self.hard[i].to(d), self.has_hard[i].to(d), self.t, self.alpha
         )
+
+
+def confidence(task: str, outputs: np.ndarray) -> np.ndarray:
+    """How sure the teacher is of each answer: its likeliest class's probability, or (multi-label) the least sure
+    label's probability of the side it chose."""
+    if task == tasks.SINGLE:
+        return outputs.max(1)
+    if task == tasks.MULTI:
+        return np.maximum(outputs, 1 - outputs).min(1)
+    raise ConfigError("`--min-confidence` keeps a classifier's sure answers; a regression teacher gives values")
 
 
 def loss(task: str, logits, soft, hard, has_hard, temperature: float, alpha: float):

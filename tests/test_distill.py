@@ -105,7 +105,7 @@ def test_the_teachers_outputs_are_computed_once_and_resume_at_the_chunk_missing(
 
 def test_the_cache_key_follows_the_teachers_the_texts_and_the_engine(pipeline, tmp_path):
     from ulmfit_cli.runfolder.artifacts import open_run
-    from ulmfit_cli.training.distill import teacher_key
+    from ulmfit_cli.training.distill import teacher_identities, teacher_key
 
     clf = open_run(pipeline["clf"], ("finetune-clf",), "test")
     other = tmp_path / "other"
@@ -120,10 +120,11 @@ def test_the_cache_key_follows_the_teachers_the_texts_and_the_engine(pipeline, t
     state[name] = state[name] + 1.0
     save_file(state, weights)
     changed = open_run(other, ("finetune-clf",), "test")
-    key = teacher_key([clf], "texts-a", "torch")
-    assert key == teacher_key([clf], "texts-a", "torch")
-    keys = {key, teacher_key([clf], "texts-b", "torch"), teacher_key([clf], "texts-a", "onnx"),
-            teacher_key([changed], "texts-a", "torch"), teacher_key([clf, changed], "texts-a", "torch")}  # fmt: skip
+    clf, changed, both = (teacher_identities(r) for r in ([clf], [changed], [clf, changed]))
+    key = teacher_key(clf, "texts-a", "torch")
+    assert key == teacher_key(clf, "texts-a", "torch")
+    keys = {key, teacher_key(clf, "texts-b", "torch"), teacher_key(clf, "texts-a", "onnx"),
+            teacher_key(changed, "texts-a", "torch"), teacher_key(both, "texts-a", "torch")}  # fmt: skip
     assert len(keys) == 5
 
 

@@ -101,11 +101,11 @@ def distill(
     text_col, encoding = source.text_col, source.encoding
     if opts.print_config:
         return print_config("distill", cfg, {"text_col": text_col, "label_col": label_col, "encoding": encoding})
+    if valid is not None and train is None:  # before any input is read
+        raise ConfigError("`--valid` scores the student against labels: give the labelled rows with --train too")
     srcs = sources(texts, source.dataset, source.split, "texts", text_col, encoding=encoding)
     train_src = source_of(train, text_col, encoding) if train else None
     valid_src = source_of(valid, text_col, encoding) if valid else None
-    if valid_src is not None and train_src is None:
-        raise ConfigError("`--valid` scores the student against labels: give the labelled rows with --train too")
     reporter = start(cfg, opts.quiet, opts.track, opts.track_dir)
     taught = teaching(runs, srcs, cfg, text_col, cache_root(cache_dir), engine, batch_size, reporter)
     summary = core(

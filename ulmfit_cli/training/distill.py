@@ -6,7 +6,7 @@ The teacher's outputs over the texts are computed once, a chunk at a time, into 
 weights, their task and the texts (`teacher_outputs`): an interrupted labelling resumes at its last chunk, and a
 second student of the same teacher and texts reads them back. The student then trains on soft targets at
 --temperature (the teacher's probabilities sharpened or flattened as its logits divided by T would be; T^2 keeps
-the gradients' scale), mixed with the hard labels of --train's rows by --alpha. It chooses its epoch on --train's
+the gradients' scale), mixed with the hard labels of --train's rows by --hard-weight. It chooses its epoch on --train's
 validation share when there are labelled rows, else on its agreement with the teacher over a share of the texts.
 """
 
@@ -44,14 +44,15 @@ class Teaching:
     texts: list[str]
     outputs: np.ndarray
     temperature: float
-    alpha: float
+    hard_weight: float
     record: dict = field(default_factory=dict)  # for the manifest: the teachers and the texts
     predictor: object = field(default=None, repr=False)  # the teachers, for --train's rows (few: not cached)
 
     def tables(self, cfg: RunConfig, train: Source | None, valid: Source | None, text_col: str, label_col: str):
-        """The classifier stage's tables: labelled rows first (--train's, if any: `n_labelled` of them), then the
-        texts; validation is --valid, else --train's --valid-pct, else --valid-pct of the texts with the teacher's
-        answers as their labels (the student then chooses its epoch by agreement with the teacher)."""
+        """The classifier stage's tables: labelled rows first (--train's, if any), then the texts (those the teacher
+        answers surely enough, with --min-confidence); validation is --valid, else --train's --valid-pct, else
+        --valid-pct of the texts with the teacher's answers as their labels (the student then chooses its epoch by
+        agreement with the teacher)."""
         labelled_texts, labels, vtexts, vlabels = [], [], [], []
         table = None
         if train is not None:
@@ -86,7 +87,7 @@ class Teaching:
                     "more; lower --min-confidence"
                 )
             texts, outputs = [texts[i] for i in sure], outputs[sure]
-        self.n_labelled, self.train_outputs = len(labels), outputs
+        self.train_outputs = outputs
         return table, (labelled_texts + texts, labels), (vtexts, vlabels)
 
     def answers(self, outputs: np.ndarray) -> list:
@@ -132,7 +133,7 @@ class Student:
         else:
             hard = np.zeros(soft.shape, dtype=np.float32)
         hard[:n] = y
-        self.task, self.t, self.alpha = teaching.task, teaching.temperature, teaching.alpha
+        self.task, self.t, self.hard_weight = teaching.task, teaching.temperature, teaching.hard_weight
         self.soft, self.hard = torch.from_numpy(soft), torch.from_numpy(hard)
         self.has_hard = torch.arange(n_rows) < n
         self.rows = np.arange(n_rows)
@@ -143,7 +144,7 @@ class Student:
         i = torch.as_tensor(idx)
         d = logits.device
         return loss(
-            self.task, logits, self.soft[i].to(d), self.hard[i].to(d), self.has_hard[i].to(d), self.t, self.alpha
+            self.task, logits, self.soft[i].to(d), self.hard[i].to(d), self.has_hard[i].to(d), self.t, self.hard_weight
         )
 
 
@@ -157,10 +158,10 @@ def confidence(task: str, outputs: np.ndarray) -> np.ndarray:
     raise ConfigError("`--min-confidence` keeps a classifier's sure answers; a regression teacher gives values")
 
 
-def loss(task: str, logits, soft, hard, has_hard, temperature: float, alpha: float):
+def loss(task: str, logits, soft, hard, has_hard, temperature: float, hard_weight: float):
     """The student's loss on a batch: the soft loss against the teachers (cross-entropy with their tempered
     probabilities, times T^2; per-label binary cross-entropy; the squared error on the value), mixed with the
-    hard labels' loss by `alpha` on the rows that have one (`has_hard`, a bool tensor)."""
+    hard labels' loss by `hard_weight` on the rows that have one (`has_hard`, a bool tensor)."""
     import torch
     import torch.nn.functional as F
 
@@ -174,7 +175,7 @@ def loss(task: str, logits, soft, hard, has_hard, temperature: float, alpha: flo
     else:
         per_row = (logits[:, 0].float() - soft) ** 2
         hard_row = (logits[:, 0].float() - hard) ** 2
-    mixed = torch.where(has_hard, alpha * hard_row + (1 - alpha) * per_row, per_row)
+    mixed = torch.where(has_hard, hard_weight * hard_row + (1 - hard_weight) * per_row, per_row)
     return mixed.mean()
 
 
@@ -201,10 +202,10 @@ def read_texts(sources: list[Source], text_col: str, reporter) -> tuple[list[str
     return texts, {"inputs": inputs, "rows": len(texts), "sha256": digest}
 
 
-def teacher_key(runs: list, texts_sha256: str, engine: str) -> str:
-    """The cache key of the teachers' outputs over a set of texts: their weights, thresholds and task, the texts
-    and the engine that runs them (onnx and torch agree to 1e-5, not bit for bit)."""
-    parts = [
+def teacher_identities(runs: list) -> list[dict]:
+    """What each teacher's answers depend on: its weights (hashed once: a decoder's are hundreds of MB), task,
+    classes, thresholds and label statistics."""
+    return [
         {
             "weights": file_sha256(r.file("weights")),
             "task": tasks.task_of(r.manifest),
@@ -214,7 +215,12 @@ def teacher_key(runs: list, texts_sha256: str, engine: str) -> str:
         }
         for r in runs
     ]
-    blob = json.dumps({"teachers": parts, "texts": texts_sha256, "engine": engine}, sort_keys=True)
+
+
+def teacher_key(identities: list[dict], texts_sha256: str, engine: str) -> str:
+    """The cache key of the teachers' outputs over a set of texts: the teachers (`teacher_identities`), the texts
+    and the engine that runs them (onnx and torch agree to 1e-5, not bit for bit)."""
+    blob = json.dumps({"teachers": identities, "texts": texts_sha256, "engine": engine}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -264,14 +270,15 @@ def teaching(
 
     task, classes, target = check_teachers(teacher_runs)
     texts, record = read_texts(sources, text_col, reporter)
-    key = teacher_key(teacher_runs, record["sha256"], engine)
+    identities = teacher_identities(teacher_runs)
+    key = teacher_key(identities, record["sha256"], engine)
     predictor = Predictor(teacher_runs, batch_size, engine=engine, warn=reporter.warn)
     outputs = teacher_outputs(predictor, texts, cache / "teacher" / key, reporter)
     if task == tasks.REGRESSION:
         outputs = outputs.reshape(-1)
     record = {
-        "teachers": [{"path": str(r.path.resolve()), "weights_sha256": file_sha256(r.file("weights"))} for r in
-                     teacher_runs],
+        "teachers": [{"path": str(r.path.resolve()), "weights_sha256": i["weights"]} for r, i in
+                     zip(teacher_runs, identities)],
         "texts": record,
         "temperature": cfg.temperature,
         "hard_weight": cfg.hard_weight,

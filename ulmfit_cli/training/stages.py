@@ -191,14 +191,14 @@ def finetune_clf(
         if teaching is None:
             tables = parts.clf_tables(cfg, train_src, valid, text_col, label_col)
             table, task, classes, (texts, labels), (vtexts, vlabels) = tables
-            started_by = [table.fingerprint, init, *([str(valid)] if valid else [])]
+            data = [table.fingerprint]
         else:
             task, classes = teaching.task, teaching.classes
             table, (texts, labels), (vtexts, vlabels) = teaching.tables(cfg, train_src, valid, text_col, label_col)
-            started_by = [teaching.record["cache_key"], *([table.fingerprint] if table else []), init]
+            data = [teaching.record["cache_key"], *([table.fingerprint] if table else [])]
         tasks.check_settings(task, cfg)
         dist.seed_all(cfg.seed)
-        writer.start(cfg.to_dict(), started_by)
+        writer.start(cfg.to_dict(), [*data, init, *([str(valid)] if valid else [])])
         if writer.main:
             reporter.run_start("finetune-clf", out, writer.tmp, cfg.to_dict())
         tok_path = writer.path(artifacts.TOKENIZER)

@@ -205,6 +205,8 @@ def test_mismatched_settings_are_one_line(pipeline, ulmfit, tmp_path):
     odd = tmp_path / "odd.csv"
     odd.write_text("text,label\nwhat is it ?,NOPE\nwho is he ?,HUM\n", encoding="utf-8")
     one_line_error(ulmfit(*base, "--train", odd), 2, "NOPE", "teacher's classes")
+    _texts(tmp_path / "one.txt", SAMPLE / "trec_train.csv", 2)  # one text trains, one validates: no step
+    one_line_error(ulmfit(*base[:3], tmp_path / "one.txt", *base[4:]), 2, "the texts", "too few to train")
     reuters = tmp_path / "r"
     r = ulmfit("finetune-clf", pipeline["ft"], SAMPLE / "reuters_train.csv", "--out", reuters, "--preset", "tiny",
                "--quiet", "--epochs", "1", "--label-delim", " ")  # fmt: skip
@@ -235,6 +237,10 @@ def test_min_confidence_keeps_exactly_the_teachers_sure_answers_and_validates_on
     sure = [i for i in tr if confidence(task, out[[i]])[0] >= cut]
     if not sure:
         with pytest.raises(InputError, match="--min-confidence"):
+            teach.tables(cfg, None, None, "text", "label")
+        return
+    if len(sure) < 2:  # sure answers, but too few to make a step of two: one line, as finetune-clf says it
+        with pytest.raises(InputError, match="too few to train"):
             teach.tables(cfg, None, None, "text", "label")
         return
     _, (train_texts, labels), (vtexts, _) = teach.tables(cfg, None, None, "text", "label")

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import tasks
 from ..config import RunConfig
-from ..data.batches import split_valid
+from ..data.batches import check_trainable, split_valid
 from ..data.readers import Source, open_corpus, read_table
 from ..data.tokenizer import file_sha256
 from ..errors import ConfigError, InputError
@@ -87,6 +87,11 @@ class Teaching:
                     "more; lower --min-confidence"
                 )
             texts, outputs = [texts[i] for i in sure], outputs[sure]
+        from .. import dist
+
+        # as finetune-clf's tables: too few rows to make a step is one line before the student loads
+        held = cfg.valid_pct if valid is None else None
+        check_trainable(len(labelled_texts) + len(texts), cfg.bs, dist.world().size, train or "the texts", held)
         self.train_outputs = outputs
         return table, (labelled_texts + texts, labels), (vtexts, vlabels)
 

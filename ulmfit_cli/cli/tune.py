@@ -207,14 +207,14 @@ def _quiet(reporter):
 
 
 def _table(summary: dict) -> None:
-    """The study's trials on stdout, best first."""
+    """The study's trials on stdout, the complete ones best first."""
     from rich.console import Console
     from rich.table import Table
 
     from .report import _fmt
 
-    done = [x for x in summary["trials"] if x["value"] is not None]
-    rest = [x for x in summary["trials"] if x["value"] is None]
+    done = [x for x in summary["trials"] if x["state"] == "complete"]
+    rest = [x for x in summary["trials"] if x["state"] != "complete"]  # a pruned trial's value is its last epoch's
     done.sort(key=lambda x: x["value"], reverse=summary["direction"] == "maximize")
     names = sorted({k for x in summary["trials"] for k in x["params"]})
     best = summary["best"]

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import random
 import re
 import secrets
+import time
 import warnings
 from pathlib import Path
 
@@ -23,6 +25,9 @@ STUDY_DB = "study.db"  # the storage when --storage is not given: SQLite in the 
 KEY_ATTR = "ulmfit_tune"  # the study's user attribute that records what its trials train and are scored by
 MAX_RETRY = 2  # a trial whose worker died is run again at most this many times (it may be what kills them)
 SQLITE_WAIT_S = 60  # how long a worker waits for another's write to an SQLite file before failing
+# tries to open a database storage: the first workers on a new database race to create Optuna's tables, and all
+# but one fail once (PostgreSQL: a duplicate key), then find them made
+OPEN_TRIES = 4
 
 
 def default_url(out: Path) -> str:
@@ -33,15 +38,21 @@ def shown_url(url: str | None, out: Path) -> str:
     """The storage as recorded and shown: a database URL with its password hidden, or the journal file's path."""
     if url is None:
         return default_url(out)
-    if "://" not in url:
-        return str(Path(url).resolve())  # a journal file
+    if "://" not in url:  # a journal file
+        if Path(url).suffix in (".db", ".sqlite", ".sqlite3"):
+            raise ConfigError(
+                f"`--storage {url}`: an SQLite file is given as sqlite:///{url}; a plain path is a journal file "
+                "(Optuna's, for workers on a shared file system), e.g. study.log"
+            )
+        return str(Path(url).resolve())
     import sqlalchemy.exc
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
         raise ConfigError(f"`--storage {url}`: not a database URL such as sqlite:///study.db") from None
+    return parsed.render_as_string(hide_password=bool(parsed.password))
 
 
 def open_storage(url: str | None, out: Path, heartbeat: int):
@@ -58,34 +69,34 @@ def open_storage(url: str | None, out: Path, heartbeat: int):
     hook = "heartbeat_stale_trial_callback"  # Optuna 4.9 renamed failed_trial_callback so
     if hook not in inspect.signature(optuna.storages.RDBStorage).parameters:
         hook = "failed_trial_callback"
-    try:
-        with quiet_optuna():
-            storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs={"connect_args": {"timeout": SQLITE_WAIT_S}} if sqlite else None,
-                heartbeat_interval=heartbeat,
-                grace_period=2 * heartbeat,
-                **{hook: retry},
-            )
-    except ImportError as e:  # the database's driver (psycopg, pymysql) is not installed
-        raise ConfigError(
-            f"`--storage {shown}`: the database driver is not installed ({e}); install it (for PostgreSQL: pip "
-            "install psycopg[binary], then a URL postgresql+psycopg://...)"
-        ) from None
-    except sqlalchemy.exc.SQLAlchemyError as e:
-        raise ConfigError(f"`--storage {shown}`: cannot open it ({_first_line(e)})") from None
-    return storage, shown
+    for attempt in range(OPEN_TRIES):
+        try:
+            with quiet_optuna():
+                storage = optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs={"connect_args": {"timeout": SQLITE_WAIT_S}} if sqlite else None,
+                    heartbeat_interval=heartbeat,
+                    grace_period=2 * heartbeat,
+                    **{hook: retry},
+                )
+            return storage, shown
+        except ImportError as e:  # the database's driver (psycopg, pymysql) is not installed
+            raise ConfigError(
+                f"`--storage {shown}`: the database driver is not installed ({e}); install it (for PostgreSQL: pip "
+                "install psycopg[binary], then a URL postgresql+psycopg://...)"
+            ) from None
+        except sqlalchemy.exc.DatabaseError as e:  # also two workers creating a new database's tables at once
+            if attempt + 1 == OPEN_TRIES:
+                raise ConfigError(f"`--storage {shown}`: cannot open it ({_first_line(e)})") from None
+            time.sleep(0.5 + random.random() * (attempt + 1))
+        except sqlalchemy.exc.SQLAlchemyError as e:
+            raise ConfigError(f"`--storage {shown}`: cannot open it ({_first_line(e)})") from None
 
 
 def _journal(path_text: str):
     import optuna.storages.journal as journal
 
     path = Path(path_text)
-    if path.suffix in (".db", ".sqlite", ".sqlite3"):
-        raise ConfigError(
-            f"`--storage {path_text}`: an SQLite file is given as sqlite:///{path_text}; a plain path is a journal "
-            "file (Optuna's, for workers on a shared file system), e.g. study.log"
-        )
     if not path.parent.is_dir():
         raise ConfigError(f"`--storage {path_text}`: the folder {path.parent} does not exist; create it first")
     try:
@@ -205,10 +216,10 @@ def best(study):
 
 @contextlib.contextmanager
 def quiet_optuna(warn=None):
-    """Optuna's own messages off for the body (its per-trial lines and its experimental-feature warnings): the
-    command's table is the progress. Its warnings go to `warn` (one line each) when given; the failed-trial
-    warnings are left out (the table shows each failure, with its reason). Everything is put back afterwards, so a
-    second command in the same process starts as the first did."""
+    """Optuna's own messages off for the body (its per-trial lines, its experimental-feature warnings and those its
+    code raises): the command's table is the progress. Its logged warnings go to `warn` (one line each) when given,
+    less the failed-trial ones (the table shows each failure, with its reason). Everything is put back afterwards,
+    so a second command in the same process starts as the first did."""
     import optuna
 
     verbosity = optuna.logging.get_verbosity()  # first: it gives Optuna's logger its handler, the first time
@@ -221,7 +232,7 @@ def quiet_optuna(warn=None):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            warnings.simplefilter("ignore", FutureWarning)  # deprecations inside Optuna's own calls
+            warnings.filterwarnings("ignore", module=r"optuna(\.|$)")  # raised by its code (importances on few trials)
             yield
     finally:
         logger.handlers[:] = handlers

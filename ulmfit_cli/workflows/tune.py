@@ -128,11 +128,11 @@ def run(t: Tune, reporter) -> dict:
     """Run trials of the study until it holds `t.trials` finished ones (or the timeout); the summary."""
     from .. import dist
 
+    shown = studies.shown_url(t.storage, t.out)
     metric, direction, prints = scoring(t)
     if not dist.world().main:  # torchrun: rank 0 asks the study for each trial, every process trains it
         return _follow(t, metric)
     key = study_key(t, metric, direction, prints)
-    shown = studies.shown_url(t.storage, t.out)
     here = {"storage": shown, "study": t.study, "parent": str(t.parent.path.resolve()), "train": str(t.train),
             "valid": str(t.valid) if t.valid else None}  # fmt: skip
     Workdir(t.out, "tune", {**key, **here}, t.overwrite, results.OWNED, shared=True)
@@ -146,16 +146,17 @@ def run(t: Tune, reporter) -> dict:
         reporter.line(
             f"tune: {t.stage} from {t.parent.path.name}, {metric} ({direction}), {t.trials} trials; {t.sampler} "
             f"sampler (seed {seed}), pruner {t.pruner}; study {t.study!r} in {shown}"
-            + ("" if created else f", joined with {studies.finished(study)} finished trial(s)")
+            + ("" if created else f", which holds {studies.finished(study)} finished trial(s)")
         )
         reporter.line(table.header())
         try:
             _optimize(t, study, metric, table, reporter)
         except KeyboardInterrupt:
             summary = results.finish(t, study, metric, reporter, drawn=False)
+            best = f", the best's settings in {summary['best']['config']}" if summary["best"] else ""
             reporter.notice(
-                f"tune: {studies.finished(study)} finished trial(s) kept in study {t.study!r} ({shown}), the best's "
-                f"settings in {t.out / results.BEST}; rerun the same command to continue"
+                f"tune: {studies.finished(study)} finished trial(s) kept in study {t.study!r} ({shown}){best}; rerun "
+                "the same command to continue"
             )
             raise
         finally:

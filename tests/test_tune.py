@@ -93,6 +93,13 @@ def test_every_preset_is_a_valid_space_of_its_stage():
             assert spaces.parse(spaces.render(space), family, stage) == space
 
 
+def test_the_guide_lists_the_default_spaces_as_they_are():
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "tune.md").read_text(encoding="utf-8")
+    for family, stages in spaces.PRESETS.items():
+        for stage, tables in stages.items():
+            assert f"| {family} | {stage} | {spaces.summary(spaces.tables(tables, family, stage))} |" in guide
+
+
 numbers = st.floats(1e-6, 1e3, allow_nan=False)
 
 

@@ -131,6 +131,8 @@ def tune(
     searched. A table of trials goes to stderr as they finish; OUT gets best.toml (the best trial's settings, for
     the stage's --config), its run folder, trials.csv and Optuna's pictures. The same command on several processes
     or machines with one --storage works on one study; rerun it after an interruption to continue."""
+    import importlib.util
+
     from ..config import resolve, settings_on
     from ..errors import ConfigError
     from ..runfolder.artifacts import LM_STAGES, open_run
@@ -139,6 +141,8 @@ def tune(
     from ..workflows.tune import run as core
     from .common import caller, source_of, sources, start, tracked
 
+    if importlib.util.find_spec("optuna") is None:
+        raise ConfigError("`ulmfit tune` searches with Optuna, which is not installed: pip install 'ulmfit-cli[tune]'")
     _check_choices(stage, sampler, pruner)
     if space is not None and space_preset is not None:
         raise ConfigError("give --space or --space-preset, not both")

@@ -132,6 +132,18 @@ def render(space: list[Dimension], header: list[str] = ()) -> str:
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
+def summary(space: list[Dimension]) -> str:
+    """One line of what a space searches, as the tune guide lists the default spaces."""
+    from ..configfile import toml_value
+
+    def one(d: Dimension) -> str:
+        if d.choices is not None:
+            return f"{d.name} " + " or ".join(toml_value(c) for c in d.choices)
+        return f"{d.name} {d.low:g} to {d.high:g}" + (" (log)" if d.log else "")
+
+    return ", ".join(map(one, space))
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

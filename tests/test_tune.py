@@ -73,6 +73,26 @@ def test_a_flag_and_the_space_cannot_both_set_a_setting(pipeline, ulmfit, tmp_pa
     one_line_error(r, 2, "an SQLite file is given as sqlite:///")
 
 
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--space-preset", "nope"], "`--space-preset` must be one of awd-lstm, transformer, hf"),
+        (["--space-preset", "hf", "--space", "s.toml"], "give --space or --space-preset, not both"),
+        (["--sampler", "grid"], "`--sampler` must be tpe or random"),
+        (["--pruner", "hyperband"], "`--pruner` must be median or halving or none"),
+        (["--stage", "pretrain"], "`--stage` must be finetune-clf or finetune-lm"),
+        (["--valid-pct", "0"], "scores each trial on validation data: give --valid"),
+        (["--storage", "nosuchdb://x"], "`--storage nosuchdb://x`: cannot open it"),
+        (["--storage", "not a url://"], "not a database URL"),
+    ],
+)
+def test_bad_options_are_one_line_and_make_no_folder(pipeline, ulmfit, tmp_path, flags, fragment):
+    out = tmp_path / "tune"
+    r = ulmfit("tune", pipeline["ft"], TRAIN, "--trials", "2", *flags, "--out", out)
+    one_line_error(r, 2, fragment)
+    assert not out.exists()
+
+
 def test_the_default_space_is_the_parents_family_less_the_flags_given(pipeline, ulmfit):
     r = ulmfit("tune", pipeline["ft"], TRAIN, "--trials", "2", "--epochs", "3", "--print-space")
     assert r.returncode == 0, r.stderr
@@ -189,6 +209,22 @@ def test_info_shows_the_study(study, ulmfit):
     assert r.stdout == (study["out"] / "best.toml").read_text()
 
 
+def test_a_study_is_joined_only_with_the_same_settings(study, pipeline, ulmfit, tmp_path):
+    """Another folder on the same storage is another worker: with another shared setting it is refused, naming
+    what differs; a study Optuna holds that tune did not start is refused too."""
+    import optuna
+
+    storage = f"sqlite:///{study['out'] / 'study.db'}"
+    r = ulmfit("tune", pipeline["ft"], TRAIN, "--trials", "3", "--space", _space(tmp_path), *FLAGS, "--lr-factor",
+               "2", "--storage", storage, "--out", tmp_path / "other")  # fmt: skip
+    one_line_error(r, 2, "study 'tune' in sqlite:///", "was started with other settings or data (changed: settings)")
+    foreign = f"sqlite:///{tmp_path / 'foreign.db'}"
+    optuna.create_study(study_name="tune", storage=foreign).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    r = ulmfit("tune", pipeline["ft"], TRAIN, "--trials", "3", "--space", _space(tmp_path), *FLAGS,
+               "--storage", foreign, "--out", tmp_path / "third")  # fmt: skip
+    one_line_error(r, 2, "was not started by `ulmfit tune`; give another --study")
+
+
 def test_a_rerun_with_another_space_is_refused_and_a_full_study_runs_nothing(study, pipeline, ulmfit):
     out = study["out"]
     before = (out / "best.toml").read_text()
@@ -199,6 +235,21 @@ def test_a_rerun_with_another_space_is_refused_and_a_full_study_runs_nothing(stu
                "--out", out)  # fmt: skip
     assert r.returncode == 0 and "none to run" in r.stderr, r.stderr
     assert (out / "best.toml").read_text() == before
+
+
+def test_a_journal_file_holds_the_study_and_keep_all_keeps_every_complete_run(pipeline, ulmfit, tmp_path):
+    """Optuna's journal file (for a shared file system) as --storage; --keep-all: every complete trial's run."""
+    out, journal = tmp_path / "tune", tmp_path / "study.log"
+    space = _space(tmp_path, "[drop_mult]\nchoices = [0.1, 0.5]\n")
+    r = ulmfit("tune", pipeline["ft"], TRAIN, "--trials", "2", "--space", space, "--storage", journal, "--keep-all",
+               "--pruner", "none", *FLAGS, "--out", out, "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["storage"] == str(journal) and journal.stat().st_size > 0 and not (out / "study.db").exists()
+    assert [t["state"] for t in s["trials"]] == ["complete", "complete"]
+    assert sorted(p.name for p in (out / "trials").iterdir()) == ["trial-0000", "trial-0001"]
+    r = ulmfit("info", out, "--json")
+    assert json.loads(r.stdout)["counts"]["complete"] == 2
 
 
 def test_ctrl_c_in_a_trial_keeps_the_study_and_the_rerun_resumes_that_trial(pipeline, ulmfit, tmp_path, monkeypatch):

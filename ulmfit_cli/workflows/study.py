@@ -65,7 +65,6 @@ def open_storage(url: str | None, out: Path, heartbeat: int):
 
     shown = shown_url(url, out)
     sqlite = url.startswith("sqlite")
-    retry = _retry_callback()
     hook = "heartbeat_stale_trial_callback"  # Optuna 4.9 renamed failed_trial_callback so
     if hook not in inspect.signature(optuna.storages.RDBStorage).parameters:
         hook = "failed_trial_callback"
@@ -77,7 +76,7 @@ def open_storage(url: str | None, out: Path, heartbeat: int):
                     engine_kwargs={"connect_args": {"timeout": SQLITE_WAIT_S}} if sqlite else None,
                     heartbeat_interval=heartbeat,
                     grace_period=2 * heartbeat,
-                    **{hook: retry},
+                    **{hook: _retry_callback()},
                 )
             return storage, shown
         except ImportError as e:  # the database's driver (psycopg, pymysql) is not installed

@@ -135,10 +135,11 @@ def run(t: Tune, reporter) -> dict:
     key = study_key(t, metric, direction, prints)
     here = {"storage": shown, "study": t.study, "parent": str(t.parent.path.resolve()), "train": str(t.train),
             "valid": str(t.valid) if t.valid else None}  # fmt: skip
+    given = studies.open_storage(t.storage, t.out, t.heartbeat)[0] if t.storage else None  # before the folder
     Workdir(t.out, "tune", {**key, **here}, t.overwrite, results.OWNED, shared=True)
     (t.out / "trials").mkdir(exist_ok=True)
     with studies.quiet_optuna(reporter.warn):
-        storage, _ = studies.open_storage(t.storage, t.out, t.heartbeat)
+        storage = given or studies.open_storage(None, t.out, t.heartbeat)[0]  # OUT/study.db
         study, created = studies.open_study(storage, shown, t.study, key, t.overwrite)
         seed = studies.sampler_seed(t.base.seed, created)
         study.sampler, study.pruner = studies.sampler(t.sampler, seed), studies.pruner(t.pruner, t.trials)

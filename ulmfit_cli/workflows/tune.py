@@ -208,6 +208,7 @@ def _optimize(t: Tune, study, metric: str, table, reporter) -> None:
         return scored["value"]
 
     def progress(study, trial) -> None:
+        results.update(t, study, metric)
         reporter.line(table.row(study, trial))
 
     def interrupted() -> None:  # the trial stopped by Ctrl-C runs again (from its checkpoint) on a rerun

@@ -26,12 +26,21 @@ OWNED = ("trials", studies.STUDY_DB, BEST, CSV, HISTORY_PNG, IMPORTANCES_PNG)  #
 RUN = re.compile(r"(\.?)trial-(\d+)(\.partial)?")  # trials/trial-0007, or .trial-0007.partial (interrupted)
 
 
-def finish(t, study, metric: str, reporter, drawn: bool) -> dict:
-    """The study's results in t.out (after this worker's trials, or on Ctrl-C without the pictures): the summary."""
+def update(t, study, metric: str):
+    """After each trial: best.toml and trials.csv as the study stands, and the run folders no longer needed removed
+    (a long study keeps one model on disk, not one a trial). The best trial, or None."""
     best = studies.best(study)
     tidy(t, study, best)
-    config = write_best(t, best, metric) if best is not None else None
+    if best is not None:
+        write_best(t, best, metric)
     write_atomic(t.out / CSV, _csv(study, t.space, metric))
+    return best
+
+
+def finish(t, study, metric: str, reporter, drawn: bool) -> dict:
+    """The study's results in t.out (after this worker's trials, or on Ctrl-C without the pictures): the summary."""
+    best = update(t, study, metric)
+    config = t.out / BEST if best is not None else None
     plots = draw(t.out, study, metric, reporter) if drawn else {}
     trials = [_trial(x) for x in study.get_trials(deepcopy=False)]
     summary = {

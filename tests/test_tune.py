@@ -252,6 +252,17 @@ def test_a_journal_file_holds_the_study_and_keep_all_keeps_every_complete_run(pi
     assert json.loads(r.stdout)["counts"]["complete"] == 2
 
 
+def test_failed_trials_are_rows_with_their_reason_and_a_study_of_failures_ends(pipeline, ulmfit, tmp_path):
+    """A rate that makes the loss NaN fails its trial (its reason in the table, its folder removed) and the search
+    goes on; a worker stops after as many failures as --trials, and with no trial complete the command fails."""
+    out = tmp_path / "tune"
+    r = ulmfit("tune", pipeline["ft"], TRAIN, "--trials", "2", "--space", _space(tmp_path, "[lr]\nchoices = [1e30]\n"),
+               "--preset", "tiny", "--epochs", "1", "--out", out)  # fmt: skip
+    one_line_error(r, 1, "no trial of study 'tune' completed")
+    assert r.stderr.count("failed: loss became nan") == 2 and "or below, in the space or as --lr" in r.stderr
+    assert list((out / "trials").iterdir()) == [] and not (out / "best.toml").exists()
+
+
 def test_ctrl_c_in_a_trial_keeps_the_study_and_the_rerun_resumes_that_trial(pipeline, ulmfit, tmp_path, monkeypatch):
     """Interrupted at the end of trial 1's second epoch (as Ctrl-C stops training, after a checkpoint): exit 130,
     trial 0 and best.toml kept, the trial's checkpoint kept; the rerun runs that trial again from its checkpoint."""

@@ -163,6 +163,8 @@ def run(t: Tune, reporter) -> dict:
         finally:
             dist.from_main(None)  # torchrun: the other processes stop waiting for trials
         summary = results.finish(t, study, metric, reporter, drawn=True)
+    if summary["best"] is None and summary["counts"]["failed"]:
+        raise TrainingError(f"no trial of study {t.study!r} completed; every one failed (the table above says why)")
     return summary
 
 
@@ -207,9 +209,16 @@ def _optimize(t: Tune, study, metric: str, table, reporter) -> None:
         trial.set_user_attr("epochs", scored["epochs"])
         return scored["value"]
 
+    failed = []  # this worker's failed trials: as many as --trials asks for, and it stops (they would go on failing)
+
     def progress(study, trial) -> None:
         results.update(t, study, metric)
         reporter.line(table.row(study, trial))
+        if trial.state == TrialState.FAIL:
+            failed.append(trial.number)
+            if len(failed) >= t.trials:
+                reporter.warn(f"tune: {len(failed)} trials failed here; stopping (their reasons are above)")
+                study.stop()
 
     def interrupted() -> None:  # the trial stopped by Ctrl-C runs again (from its checkpoint) on a rerun
         ft = next((x for x in study.get_trials(deepcopy=False) if current and x.number == current[-1]), None)
@@ -242,7 +251,7 @@ def _train(t: Tune, params: dict, out: Path, resume: bool, metric: str, judge) -
     reporter = Judged(t.trial_reporter(), metric, judge)
     caller = dataclasses.replace(
         t.caller, rerun="rerun the same command", keeps_failed=False,
-        lower_lr="the trial failed; a space whose lr reaches no higher than {lr} avoids it",
+        lower_lr="{lr} or below, in the space or as --lr",
     )  # fmt: skip
     common = dict(overwrite=True, resume=resume, reporter=reporter, caller=caller)
     try:

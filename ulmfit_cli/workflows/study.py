@@ -87,7 +87,7 @@ def open_storage(url: str | None, out: Path, heartbeat: int):
         except sqlalchemy.exc.DatabaseError as e:  # also two workers creating a new database's tables at once
             if attempt + 1 == OPEN_TRIES:
                 raise ConfigError(f"`--storage {shown}`: cannot open it ({_first_line(e)})") from None
-            time.sleep(0.5 + random.random() * (attempt + 1))
+            time.sleep(0.2 + 0.3 * random.random() * (attempt + 1))
         except sqlalchemy.exc.SQLAlchemyError as e:
             raise ConfigError(f"`--storage {shown}`: cannot open it ({_first_line(e)})") from None
 

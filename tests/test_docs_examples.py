@@ -26,7 +26,7 @@ DOCS = ROOT / "docs"
 PAGES = [DOCS / "index.md", *sorted((DOCS / "guides").glob("*.md"))]
 # a line that cannot run here says so in its own comment: the reader sees why, and the test skips it
 NOT_HERE = re.compile(r"#.*\b(network|GPU|GPUs|until stopped|your own|not run here)\b")
-TRAINS = ("pretrain", "finetune-lm", "finetune-clf", "distill", "pipeline", "learning-curve", "lr-find")
+TRAINS = ("pretrain", "finetune-lm", "finetune-clf", "distill", "pipeline", "learning-curve", "tune", "lr-find")
 WRITES = (*TRAINS[:-1], "import-fastai", "import-hf")
 
 SHIM = f"""#!/usr/bin/env bash

@@ -58,11 +58,14 @@ MODEL = "Model (pretrain only; later stages take it from the parent)"
 HARDWARE = "Hardware"
 
 # the commands that take settings; "learning-curve/lm" is learning-curve's LM stage, whose flags are --lm-NAME
-PT, LM, CLF, LRF, LC, LC_LM, PIPE, DISTILL = (
-    "pretrain", "finetune-lm", "finetune-clf", "lr-find", "learning-curve", "learning-curve/lm", "pipeline", "distill"
+PT, LM, CLF, LRF, LC, LC_LM, PIPE, DISTILL, TUNE = (
+    "pretrain", "finetune-lm", "finetune-clf", "lr-find", "learning-curve", "learning-curve/lm", "pipeline", "distill",
+    "tune",
 )  # fmt: skip
-SETTING_COMMANDS = (PT, LM, CLF, LRF, LC, LC_LM, PIPE, DISTILL)
-TRAINS_A_CLASSIFIER = (DISTILL,)  # commands that take every finetune-clf setting besides their own
+SETTING_COMMANDS = (PT, LM, CLF, LRF, LC, LC_LM, PIPE, DISTILL, TUNE)
+# commands that run a stage's training and so take every setting of that stage besides their own: distill trains a
+# classifier; tune either stage (its --stage), so it offers both stages' settings and refuses the other one's
+RUNS_STAGES = {DISTILL: (CLF,), TUNE: (LM, CLF)}
 STAGE_SET = (PT, LM, CLF)
 
 
@@ -103,7 +106,7 @@ class Flag:
     show_default: bool = True
 
     def help_on(self, command: str) -> str:
-        also = (CLF,) if command in TRAINS_A_CLASSIFIER else ()
+        also = RUNS_STAGES.get(command, ())
         return next((self.helps[c] for c in (command, *also) if c in self.helps), self.help)
 
 
@@ -117,9 +120,9 @@ def flag_of(f: dataclasses.Field) -> Flag | None:
 
 
 def settings_on(command: str) -> list[dataclasses.Field]:
-    """The RunConfig fields `command` takes as flags, in declaration order (a command that trains a classifier
-    takes finetune-clf's too)."""
-    also = (CLF,) if command in TRAINS_A_CLASSIFIER else ()
+    """The RunConfig fields `command` takes as flags, in declaration order (a command that runs a stage's training
+    takes that stage's too: RUNS_STAGES)."""
+    also = RUNS_STAGES.get(command, ())
     return [f for f in dataclasses.fields(RunConfig) if flag_of(f) and {command, *also} & set(flag_of(f).on)]
 
 

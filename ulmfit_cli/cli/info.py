@@ -9,17 +9,22 @@ from .options import Json
 
 
 def info(
-    run: Annotated[Path, typer.Argument(metavar="RUN", help="A run folder of any stage.", show_default=False)],
+    run: Annotated[
+        Path, typer.Argument(metavar="RUN", help="A run folder of any stage, or a tune folder.", show_default=False)
+    ],
     json: Json = False,
     config: Annotated[
         bool, typer.Option("--config", help="Print a --config file (TOML) that reproduces the run, and exit.")
     ] = False,
 ):
-    """Show a run folder: stage, parent runs, backbone and sizes, tokenizer, inputs, final metrics, plots."""
+    """Show a run folder: stage, parent runs, backbone and sizes, tokenizer, inputs, final metrics, plots. A folder
+    of `ulmfit tune`: its study (trials in each state, the best value, settings and run folder)."""
     from ..config import STAGES
     from ..runfolder.artifacts import describe, open_run
     from .report import emit_json
 
+    if _is_tune(run):
+        return _tune(run, json, config)
     opened = open_run(run, STAGES, "info")
     if config:
         return _config_file(opened)
@@ -45,10 +50,6 @@ def _kept(d: dict) -> dict:
 
 
 def _table(d: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
     from .report import _fmt
 
     def pairs(obj: dict, sep: str = " ") -> str:
@@ -93,7 +94,16 @@ def _table(d: dict) -> None:
             "plots": "\n".join(f"{k}: {p}" for k, p in d["plots"].items()) or "none",
         }
     )
-    t = Table(title=Text(d["path"]), show_header=False)
+    _show(d["path"], rows)
+
+
+def _show(title: str, rows: dict) -> None:
+    """Rows of (name, value) under `title`, on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=Text(title), show_header=False)
     t.add_column(style="bold")
     t.add_column(overflow="fold")
     for k, v in rows.items():
@@ -129,3 +139,51 @@ def _config_file(run) -> None:
     if stage == "finetune-clf":
         more.update(label_col=cols.get("label"), init=m.get("init"))
     sys.stdout.write(render(stage, from_dict(m["config"]), header, more))
+
+
+def _is_tune(path: Path) -> bool:
+    import json
+
+    from ..runfolder.workdir import KEY_FILE
+
+    try:
+        return json.loads((path / KEY_FILE).read_text(encoding="utf-8")).get("command") == "tune"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _tune(path: Path, as_json: bool, config: bool) -> None:
+    """A tune folder: its study, read from its storage (the counts of other workers' trials included)."""
+    import sys
+
+    from ..errors import RunFolderError
+    from ..workflows.tune_results import describe
+    from .report import _fmt, emit_json
+
+    d = describe(path)
+    if config:  # the best trial's settings, as `--config` takes them
+        if d["config"] is None:
+            raise RunFolderError(f"{path}: no best.toml yet (no trial of the study has finished)")
+        sys.stdout.write(Path(d["config"]).read_text(encoding="utf-8"))
+        return
+    if as_json:
+        return emit_json(d)
+    best = d.get("best")
+    rows = {
+        "tune": f"{d['stage']} study {d['study']!r}",
+        "storage": d["storage"],
+        "scored by": f"validation {d['metric']} ({d['direction']})",
+        "parent": d["parent"],
+        "data": f"{d['train']}" + (f", valid {d['valid']}" if d["valid"] else ""),
+        "space": ", ".join(s["name"] for s in d["space"]),
+    }
+    if "error" in d:
+        rows["study"] = d["error"]
+    else:
+        rows["trials"] = ", ".join(f"{n} {k}" for k, n in d["counts"].items() if n or k != "waiting")
+        rows["best"] = "none yet" if best is None else f"trial {best['number']}: {d['metric']} {_fmt(best['value'])}"
+        if best is not None:
+            rows["best settings"] = ", ".join(f"{k} {_fmt(v)}" for k, v in best["params"].items())
+            rows["best run"] = best["run"] or "not on this machine"
+    rows["best.toml"] = d["config"] or "none yet"
+    _show(d["path"], rows)

@@ -190,6 +190,7 @@ def _register():
         pipeline,
         predict,
         pretrain,
+        tune,
     )
 
     commands = {
@@ -207,6 +208,7 @@ def _register():
         "export": export.export,
         "learning-curve": learning_curve.learning_curve,
         "pipeline": pipeline.pipeline,
+        "tune": tune.tune,
     }
     configfile.COMMANDS.update(commands)  # --config reads the options' annotations
     for name, fn in commands.items():

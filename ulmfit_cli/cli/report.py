@@ -62,6 +62,10 @@ class Reporter:
     def info(self, msg: str) -> None:
         self.console.print(msg, highlight=False)
 
+    def line(self, msg: str) -> None:
+        """A line kept whole however narrow the terminal or log (a row of a table that grows as work finishes)."""
+        self.console.print(msg, highlight=False, soft_wrap=True)
+
     def notice(self, msg: str) -> None:
         """Something the user must see even with --quiet (where their work was kept)."""
         sys.stderr.write(f"ulmfit: {msg}\n")

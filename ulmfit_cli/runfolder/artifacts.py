@@ -235,6 +235,18 @@ class RunWriter:
         finally:
             self._lock.release()
 
+    def discard(self) -> None:
+        """Remove the partial folder whole, checkpoints too: nothing will resume it."""
+        try:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        finally:
+            self._lock.release()
+
+
+class Discard(Exception):
+    """Raised inside a stage to drop its run on purpose (`ulmfit tune` prunes a trial at an epoch end): the partial
+    folder goes whole, checkpoint or not, and the stage says nothing of it."""
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -250,6 +262,9 @@ class Caller:
     config_file: dict | None = None
     rerun: str = "rerun the same command with --resume"
     lower_lr: str | None = None
+    # whether a run that failed (rather than was interrupted) keeps its checkpoint for a rerun: a tuning trial
+    # that failed is not run again (its failure is its result in the study), so its folder goes
+    keeps_failed: bool = True
 
 
 ON_ITS_OWN = Caller()  # a stage run as its own command, without --config: every default
@@ -288,6 +303,9 @@ class Follower:
 
     def abort(self) -> bool:
         return False
+
+    def discard(self) -> None:
+        pass
 
 
 def save_weights(model, path: Path) -> None:

@@ -22,8 +22,9 @@ KEY_FILE = "settings.json"
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """`path` holds the old content or the new one, never half of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """`path` holds the old content or the new one, never half of it (also with several processes writing it:
+    each writes its own temporary file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with artifacts.written(path):
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
@@ -36,9 +37,13 @@ def write_json(path: Path, obj) -> None:
 class Workdir:
     """The output folder of a resumable multi-run command `command`, checked against `key` before any work."""
 
-    def __init__(self, out: Path, command: str, key: dict, overwrite: bool, owned: tuple[str, ...], stale=None) -> None:
+    def __init__(
+        self, out: Path, command: str, key: dict, overwrite: bool, owned: tuple[str, ...], stale=None, shared=False
+    ) -> None:
         """`owned`: what the command writes in `out`, all of it discarded by --overwrite, unless `stale`
-        (saved key -> the paths to discard) says which of it the changed key touches: the rest is kept."""
+        (saved key -> the paths to discard) says which of it the changed key touches: the rest is kept. `shared`:
+        several processes work in the folder at once (`tune`'s workers, each run folder locked by its writer), so
+        none locks the whole of it."""
         self.out, self.command, self.key_file = out, command, out / KEY_FILE
         self.keeps_on_overwrite = stale is not None
         key = {"command": command, **key}
@@ -47,7 +52,7 @@ class Workdir:
             raise RunFolderError(f"{out.parent}: the folder for --out does not exist; create it first")
         # the folder is this command's for as long as this object lives (the kernel's lock; see artifacts.OutputLock):
         # taken before anything below reads or discards what is there
-        self.lock = artifacts.OutputLock(out)
+        self.lock = None if shared else artifacts.OutputLock(out)
         if out.exists() and not out.is_dir():
             raise RunFolderError(f"{out}: is a file; give --out a folder")
         if out.exists() and any(out.iterdir()) and not self.key_file.exists():

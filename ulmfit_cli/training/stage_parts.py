@@ -189,7 +189,8 @@ def place(model, cfg: RunConfig):
 
 @contextmanager
 def writing(out: Path, overwrite: bool, resume: bool, reporter, caller: artifacts.Caller = artifacts.ON_ITS_OWN):
-    """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming. A
+    """A RunWriter for the body; on failure, its folder goes unless it holds a checkpoint worth resuming (a run
+    dropped on purpose, artifacts.Discard, or one that failed for a caller that keeps none, goes whole). A
     failed write (a full disk, a read-only place, a quota) becomes one line naming the path, the reason and what
     to do; the checkpoint already on disk is kept (checkpoint.save never touches it until the new one is whole)."""
     from .. import dist
@@ -200,7 +201,10 @@ def writing(out: Path, overwrite: bool, resume: bool, reporter, caller: artifact
     except BaseException as e:
         reporter.run_failed(e)
         failed_write = isinstance(e, WriteError) or (isinstance(e, OSError) and e.errno in artifacts.WRITE_ERRNOS)
-        kept = writer.abort()
+        drop = isinstance(e, artifacts.Discard) or not (caller.keeps_failed or isinstance(e, KeyboardInterrupt))
+        kept = False if drop else writer.abort()
+        if drop:
+            writer.discard()
         if failed_write:
             err = e if isinstance(e, WriteError) else WriteError(e.filename or writer.tmp, e)
             then = f"{caller.rerun} (checkpoint kept in {writer.tmp})" if kept else "rerun it"

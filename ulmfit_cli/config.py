@@ -241,6 +241,18 @@ class RunConfig:
         False, "An encoder checkpoint without a masked-LM head: train a fresh one, tied to its input embeddings.",
         (LM,), decls=("--new-lm-head",), show_default=False,
     )  # fmt: skip
+    # --backbone hf only: LoRA adapters (Hu et al. 2021) through PEFT (models/adapters.py)
+    adapter: str = setting(
+        "none", "--backbone hf: none (train the weights themselves) | lora (train low-rank adapters of the blocks and "
+        "the classifier's head; the checkpoint's weights stay frozen).", (LM, CLF), rule=one_of("none", "lora"),
+    )  # fmt: skip
+    lora_rank: int = setting(8, "--adapter lora: the adapters' rank r.", (LM, CLF), rule=at_least(1))
+    lora_alpha: float = setting(16.0, "--adapter lora: the adapters' scale is alpha / r.", (LM, CLF), rule=above(0))
+    lora_dropout: float = setting(0.05, "--adapter lora: dropout on the adapters' input.", (LM, CLF), rule=within(0, 1))
+    lora_targets: str = setting(
+        "auto", "--adapter lora: comma-separated names of the layers that get an adapter; auto: PEFT's choice for the "
+        "family (the attention's query and value projections), else every linear layer.", (LM, CLF),
+    )  # fmt: skip
     # data
     valid_pct: float = setting(
         0.1, "Share held out for validation (0: none). finetune-clf with few labelled rows (--contrastive-steps -1) "
@@ -356,6 +368,10 @@ class RunConfig:
             problems.append("`--contrastive-steps` needs --backbone transformer or hf (the AWD-LSTM has no such step)")
         if c.regression and c.label_delim is not None:
             problems.append("`--regression` and `--label-delim` cannot be combined (numbers vs label lists)")
+        if c.adapter != "none" and c.backbone != "hf":
+            problems.append(f"`--adapter {c.adapter}` adapts a Hugging Face checkpoint; it needs --backbone hf")
+        if c.adapter != "none" and c.new_lm_head:
+            problems.append("`--new-lm-head` trains a fresh head, which `--adapter lora` would leave frozen: drop one")
         if c.backbone == "hf":
             problems += _hf_problems(c)
         if problems:

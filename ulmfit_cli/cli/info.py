@@ -20,6 +20,7 @@ def info(
     """Show a run folder: stage, parent runs, backbone and sizes, tokenizer, inputs, final metrics, plots. A folder
     of `ulmfit tune`: its study (trials in each state, the best value, settings and run folder)."""
     from ..config import STAGES
+    from ..runfolder.adapter_runs import sizes
     from ..runfolder.artifacts import describe, open_run
     from .report import emit_json
 
@@ -28,7 +29,7 @@ def info(
     opened = open_run(run, STAGES, "info")
     if config:
         return _config_file(opened)
-    d = describe(opened)
+    d = {**describe(opened), "disk": sizes(opened)}
     if json:
         return emit_json(d)
     _table(d)
@@ -78,6 +79,7 @@ def _table(d: dict) -> None:
             + [f"over {taught['texts']['rows']:,} texts  {taught['texts']['sha256'][:12]}"]
             + [f"temperature {taught['temperature']}, hard-weight {taught['hard_weight']}, engine {taught['engine']}"]
         )
+    rows["on disk"] = _disk(d["disk"])
     if "tokens" in d:
         rows["tokens"] = pairs(d["tokens"])
     if "classes" in d:
@@ -95,6 +97,14 @@ def _table(d: dict) -> None:
         }
     )
     _show(d["path"], rows)
+
+
+def _disk(disk: dict) -> str:
+    """The folder's size; an adapter run's also says what it needs beside it (adapter_runs.sizes)."""
+    text = f"{disk['folder_bytes'] / 1e6:.1f} MB"
+    if "base_bytes" in disk:
+        text += f" (adapters; the base weights it adapts, {disk['base_bytes'] / 1e6:.1f} MB, stay in {disk['base']})"
+    return text
 
 
 def _show(title: str, rows: dict) -> None:

@@ -16,7 +16,7 @@ from ..data.rows import table_batches
 from ..data.tokenizer import PAD_ID, encode_docs, load_tokenizer
 from ..errors import InputError
 from ..models import backbone, inference_classifier
-from ..runfolder import artifacts
+from ..runfolder import adapter_runs, artifacts
 
 
 def docs_of(tok, texts: list[str], cfg: RunConfig) -> list[np.ndarray]:
@@ -76,7 +76,7 @@ def load_classifier(
     tok = load_tokenizer(run.file("tokenizer"))
     n_out = tasks.n_outputs(tasks.task_of(run.manifest), run.manifest["classes"])
     model = inference_classifier(cfg, tok.get_vocab_size(), n_out)
-    artifacts.load_weights(model, run.file("weights"))
+    adapter_runs.load_classifier(model, run, cfg)
     model.to(where)
     model.eval()
     if quantize and cfg.backbone == "hf" and not hf_facts.is_encoder(cfg.hf_config) and warn is not None:

@@ -31,6 +31,7 @@ import torch.nn as nn
 
 from ..config import RunConfig
 from ..hf_facts import is_encoder
+from . import adapters
 
 HF_PAD = -1  # not an id: the classifier masks it out and feeds the model's pad id (or 0) in its place
 HEAD_SHARE = 0.25  # of a document longer than --max-len, this share of the kept tokens comes from its start
@@ -240,7 +241,18 @@ def blocks_of(body) -> nn.ModuleList:
 
 
 def _groups(body, top: list, n_groups: int):
-    """[embeddings, block groups..., the rest of the body + `top`] as lists of distinct parameters."""
+    """[embeddings, block groups..., the rest of the body + `top`] as lists of distinct parameters. With LoRA
+    adapters in the body (--adapter lora), only the adapters train: each block group is its blocks' adapters, the
+    embeddings' group is empty and the top keeps `top`'s parameters that are not the body's frozen weights (a
+    classifier's head whole; an LM's adapters alone)."""
+    if adapters.has_lora(body):
+        names, groups = _groups_of_weights(body, top, n_groups)
+        frozen = {id(p) for p in adapters.frozen(body).values()}
+        return names, [[p for p in g if id(p) not in frozen] for g in groups]
+    return _groups_of_weights(body, top, n_groups)
+
+
+def _groups_of_weights(body, top: list, n_groups: int):
     blocks = blocks_of(body)
     in_blocks = {id(p) for p in blocks.parameters()}
     embeds = [m for m in body.modules() if isinstance(m, nn.Embedding)]

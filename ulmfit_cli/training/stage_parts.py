@@ -19,7 +19,7 @@ from ..data.tokenizer import file_sha256
 from ..data.words import WordVocab
 from ..errors import InputError, WriteError
 from ..models import backbone
-from ..runfolder import artifacts
+from ..runfolder import adapter_runs, artifacts
 from .schedule import unfreeze_plan
 
 # `--keep auto` (the default) keeps the best epoch only when the classifier's validation set has at least this many
@@ -119,7 +119,11 @@ def manifest(
         "backbone": cfg.backbone,
         "created": artifacts.now(),
         "complete": True,
-        "files": {"config": artifacts.CONFIG, "tokenizer": artifacts.TOKENIZER, "weights": artifacts.WEIGHTS},
+        "files": {
+            "config": artifacts.CONFIG,
+            "tokenizer": artifacts.TOKENIZER,
+            "weights": adapter_runs.ADAPTER if cfg.adapter != "none" else artifacts.WEIGHTS,
+        },
         "tokenizer_sha256": file_sha256(tok_path),
         "inputs": inputs,
         "parent": None
@@ -131,6 +135,7 @@ def manifest(
         },
         "seed": cfg.seed,
         "config": cfg.to_dict(),
+        **({"adapter": adapter_runs.record(parent, cfg, _kind(stage))} if cfg.adapter != "none" else {}),
         "history": history,
         "final": history[-1] if history else {},
         **(kept(select, history, cfg.epochs) if select is not None else {}),
@@ -139,6 +144,10 @@ def manifest(
         **configfile.manifest_record(caller.config_file),
         **extra,
     }
+
+
+def _kind(stage: str) -> str:
+    return "classifier" if stage == "finetune-clf" else "lm"
 
 
 def head_mult(cfg: RunConfig) -> float:
@@ -167,6 +176,16 @@ def print_plan(stage: str, cfg: RunConfig) -> list[dict]:
         }
         for p in plan
     ]
+
+
+def adapt(model, cfg: RunConfig):
+    """--adapter lora: LoRA adapters in the transformers model of an hf LM or classifier (after its weights are
+    loaded: the adapters start at zero on top of them), its other weights frozen; the classifier's head trains."""
+    if cfg.adapter == "lora":
+        from ..models import adapters
+
+        adapters.add_lora(model.hf if hasattr(model, "hf") else model.body, cfg)
+    return model
 
 
 def place(model, cfg: RunConfig):
@@ -241,11 +260,16 @@ def publish_model(
     steps_per_epoch: int,
     reporter,
     select,
+    parent=None,
 ) -> dict:
-    """What every training stage does with its trained model: say which epoch's weights are kept, write them,
-    and draw the pictures into the run's temporary folder; returns draw_plots' {kind: file name}."""
+    """What every training stage does with its trained model: say which epoch's weights are kept, write them (an
+    adapter run's adapters, with `parent` the run they adapt), and draw the pictures into the run's temporary
+    folder; returns draw_plots' {kind: file name}."""
     report_kept(select, history, reporter)
-    artifacts.save_weights(model, writer.path(artifacts.WEIGHTS))
+    if cfg.adapter != "none":  # the adapters (and a classifier's head) alone: adapter_runs
+        adapter_runs.save(writer, model, parent, cfg, _kind(stage))
+    else:
+        artifacts.save_weights(model, writer.path(artifacts.WEIGHTS))
     return draw_plots(writer, stage, cfg, history, steps_per_epoch, reporter, select)
 
 
@@ -292,8 +316,7 @@ def build_classifier(cfg: RunConfig, parent, vocab_size: int, n_out: int, init: 
     bb = backbone(cfg.backbone)
     model = bb.build_classifier(cfg, vocab_size, n_out)
     if init == "pretrained":
-        lm = bb.build_lm(cfg, vocab_size)
-        artifacts.load_weights(lm, parent.file("weights"))
+        lm = adapter_runs.load_lm(bb.build_lm(cfg, vocab_size), parent, cfg)
         bb.encoder_of_classifier(model).load_state_dict(bb.encoder_of_lm(lm).state_dict())
     return model
 
@@ -342,7 +365,7 @@ def parent_lm(cfg: RunConfig, parent: artifacts.Run | None, words: WordVocab | N
     if words is not None:
         model.load_state_dict(matched_state(cfg, parent, words, tok))
     elif parent is not None:
-        artifacts.load_weights(model, parent.file("weights"))
+        adapter_runs.load_lm(model, parent, cfg)
     return model
 
 

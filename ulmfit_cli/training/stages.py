@@ -134,13 +134,15 @@ def train_lm_stage(
             f"{stage}: {n_train:,} training tokens, {n_valid:,} validation tokens, {len(train)} steps per epoch"
             + (f" on each of {dist.world().size} processes" if dist.world().size > 1 else "")
         )
-        model = parts.place(parts.parent_lm(cfg, parent, words, tok), cfg)
+        model = parts.place(parts.adapt(parts.parent_lm(cfg, parent, words, tok), cfg), cfg)
         select = parts.selection(stage, cfg)
         ckpt = parts.ckpt_args(writer, resume, checkpoint_every)
         history = _train_lm(model, cfg, tok, train, valid_stream, reporter, select, caller, **ckpt)
         if not writer.main:
             return {}
-        pictures = parts.publish_model(writer, model, stage, cfg, history, _lm_steps(cfg, len(train)), reporter, select)
+        pictures = parts.publish_model(
+            writer, model, stage, cfg, history, _lm_steps(cfg, len(train)), reporter, select, parent
+        )
         inputs = [{"source": str(c.source), "fingerprint": c.fingerprint, "text_col": c.text_col} for c in corpora]
         manifest = parts.manifest(
             stage,
@@ -214,7 +216,7 @@ def finetune_clf(
         learn = None if teaching is None else distill.Student(teaching, y, len(docs), texts[: len(labels)])
         bb = backbone(cfg.backbone)
         model = parts.build_classifier(cfg, parent, tok.get_vocab_size(), tasks.n_outputs(task, classes), init)
-        parts.place(model, cfg)
+        parts.place(parts.adapt(model, cfg), cfg)
         names, groups = bb.classifier_groups(model)
         weights = None if learn else tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
         pair_steps = contrastive.steps_of(cfg, y) if contrastive.applies(cfg, task) and not learn else 0
@@ -290,7 +292,7 @@ def finetune_clf(
         warning = tasks.no_better_than_majority(row, baseline)
         if warning:
             reporter.warn(warning)
-        pictures = parts.publish_model(writer, model, "finetune-clf", cfg, history, steps, reporter, select)
+        pictures = parts.publish_model(writer, model, "finetune-clf", cfg, history, steps, reporter, select, parent)
         inputs = [] if table is None else [
             {"source": str(train_src), "fingerprint": table.fingerprint, "documents": len(table.texts)}
         ]  # fmt: skip

@@ -237,6 +237,11 @@ class RunConfig:
         "auto", "--backbone hf: concat (last token, max, mean; a decoder's default) | mean (an encoder's default) | "
         "cls (an encoder's first token).", (CLF, LRF), rule=one_of("auto", "concat", "mean", "cls"),
     )  # fmt: skip
+    head: str = setting(  # hf.HF_HEADS: the families whose head transformers defines and `export --hf` writes
+        "ulmfit", "--backbone hf: ulmfit (concat pooling and the paper's head) | hf (the head and pooling of the "
+        "family's *ForSequenceClassification: a decoder's last token, BERT's pooler, ...; `ulmfit export --hf` "
+        "needs it).", (CLF,), rule=one_of("ulmfit", "hf"),
+    )  # fmt: skip
     new_lm_head: bool = setting(  # hf encoders without an MLM head: finetune-lm trains a fresh one (recorded)
         False, "An encoder checkpoint without a masked-LM head: train a fresh one, tied to its input embeddings.",
         (LM,), decls=("--new-lm-head",), show_default=False,
@@ -370,6 +375,8 @@ class RunConfig:
             problems.append("`--regression` and `--label-delim` cannot be combined (numbers vs label lists)")
         if c.adapter != "none" and c.backbone != "hf":
             problems.append(f"`--adapter {c.adapter}` adapts a Hugging Face checkpoint; it needs --backbone hf")
+        if c.head == "hf":
+            problems += _hf_head_problems(c)
         if c.adapter != "none" and c.new_lm_head:
             problems.append("`--new-lm-head` trains a fresh head, which `--adapter lora` would leave frozen: drop one")
         if c.backbone == "hf":
@@ -377,6 +384,28 @@ class RunConfig:
         if problems:
             raise ConfigError("; ".join(problems))
         return self
+
+
+HF_HEAD_ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert")  # hf.HF_HEADS; every decoder has `score`
+
+
+def _hf_head_problems(c: RunConfig) -> list[str]:
+    """`--head hf`: a Hugging Face checkpoint of a family whose head is known, pooled its own way, no pairs."""
+    if c.backbone != "hf" or c.hf_config is None:
+        return ["`--head hf` is the head transformers defines for a checkpoint: it needs --backbone hf"]
+    from .hf_facts import is_encoder
+
+    problems = []
+    if is_encoder(c.hf_config) and c.hf_config.get("model_type") not in HF_HEAD_ENCODERS:
+        problems.append(
+            f"`--head hf` knows the encoder heads of {', '.join(HF_HEAD_ENCODERS)}, not "
+            f"{c.hf_config.get('model_type')!r}: use --head ulmfit"
+        )
+    if c.pooling != "auto":
+        problems.append("`--pooling` chooses the ulmfit head's pooling; `--head hf` pools as transformers does")
+    if c.contrastive_steps > 0:
+        problems.append("`--contrastive-steps` trains the ulmfit head's pooled features; use it with --head ulmfit")
+    return problems
 
 
 def _hf_problems(c: RunConfig) -> list[str]:

@@ -67,7 +67,8 @@ def lm_model(cfg: RunConfig):
 
 
 def base_model(cfg: RunConfig):
-    """The checkpoint's body without any head (an encoder's pooler is left out: the classifier pools itself)."""
+    """The checkpoint's body without any head (an encoder's pooler is left out: the ULMFiT head pools itself, and
+    --head hf counts BERT's pooler as its head's)."""
     from transformers import AutoModel
 
     _quiet_transformers()
@@ -75,6 +76,57 @@ def base_model(cfg: RunConfig):
     if getattr(body, "pooler", None) is not None:
         body.pooler = None
     return body
+
+
+# --head hf: what each family's *ForSequenceClassification does after its base model, as (pooling, the modules of
+# its head in order, by their names there). A decoder scores every token and reads the last real one's scores: the
+# same as scoring the last real token's state (a linear map commutes with picking a row).
+HF_HEADS = {
+    "decoder": ("last", ("score",)),
+    "bert": ("first", ("base.pooler", "dropout", "classifier")),  # the base model's pooler: dense, tanh on [CLS]
+    "roberta": ("first", ("classifier",)),  # RobertaClassificationHead reads features[:, 0] itself
+    "xlm-roberta": ("first", ("classifier",)),
+    "distilbert": ("cls", ("pre_classifier", "relu", "dropout", "classifier")),
+}
+
+
+def hf_head_of(cfg: RunConfig) -> tuple[str, tuple[str, ...]]:
+    return HF_HEADS["decoder" if not is_encoder(cfg.hf_config) else cfg.hf_config["model_type"]]
+
+
+def sequence_classifier(cfg: RunConfig, n_class: int, **config):
+    """The family's AutoModelForSequenceClassification with fresh weights (`config`: what to set on its config)."""
+    from transformers import AutoModelForSequenceClassification
+
+    _quiet_transformers()
+    c = hf_config(cfg)
+    c.num_labels = n_class
+    for k, v in config.items():
+        setattr(c, k, v)
+    return AutoModelForSequenceClassification.from_config(c, dtype=torch.float32, attn_implementation="sdpa")
+
+
+class HFHead(nn.Module):
+    """transformers' classification head, its modules under their names in the *ForSequenceClassification model
+    (`base.NAME`: its base model's; export --hf copies them back by these paths); `relu` stands for DistilBERT's
+    ReLU between two of them."""
+
+    def __init__(self, seq, paths: tuple[str, ...]):
+        super().__init__()
+        self.paths = paths
+        for path in paths:
+            if path != "relu":
+                self.add_module(path.rpartition(".")[2], head_module(seq, path))
+
+    def forward(self, x):
+        for path in self.paths:
+            x = torch.relu(x) if path == "relu" else getattr(self, path.rpartition(".")[2])(x)
+        return x
+
+
+def head_module(seq, path: str) -> nn.Module:
+    """The module at `path` (HF_HEADS) of a *ForSequenceClassification model."""
+    return getattr(seq.base_model, path[5:]) if path.startswith("base.") else getattr(seq, path)
 
 
 class HFLM(nn.Module):
@@ -110,12 +162,19 @@ class HFClassifier(nn.Module):
 
     def __init__(self, cfg: RunConfig, n_class: int):
         super().__init__()
-        self.body = base_model(cfg)
-        self.n_groups = cfg.groups
         self.encoder, self.pooling = is_encoder(cfg.hf_config), pooling_of(cfg)
+        self.body = base_model(cfg)
+        if cfg.head == "hf":  # its modules taken from a whole fresh *ForSequenceClassification, whose body goes
+            self.pooling, names = hf_head_of(cfg)
+            self.head = HFHead(sequence_classifier(cfg, n_class), names)
+        else:
+            self.head = self._ulmfit_head(cfg, n_class)
+        self.n_groups = cfg.groups
         self.pad_id = self.body.config.pad_token_id or 0  # what the model reads in a pad's place (masked anyway)
+
+    def _ulmfit_head(self, cfg: RunConfig, n_class: int):
         c, p = self.body.config.hidden_size * (3 if self.pooling == "concat" else 1), 0.4 * cfg.drop_mult
-        self.head = nn.Sequential(
+        return nn.Sequential(
             nn.BatchNorm1d(c), nn.Dropout(p), nn.Linear(c, cfg.lin_ftrs), nn.ReLU(inplace=True),
             nn.BatchNorm1d(cfg.lin_ftrs), nn.Dropout(0.1), nn.Linear(cfg.lin_ftrs, n_class),
         )  # fmt: skip
@@ -149,7 +208,11 @@ def pool(h, mask, how: str = "concat", skip_first: bool = True):
     document of the start token alone pools it)."""
     if how == "cls":
         return h[:, 0]
+    if how == "first":  # (B, 1, C): RoBERTa's head reads [:, 0] itself
+        return h[:, :1]
     lens = mask.sum(1).clamp(min=1)  # (B,)
+    if how == "last":  # (B, C): a decoder's last real token
+        return h[torch.arange(h.shape[0], device=h.device), lens - 1]
     pooled = mask.clone()
     if skip_first:
         pooled[:, 0] = lens == 1

@@ -67,10 +67,11 @@ def auto_steps(y: np.ndarray, bs: int) -> int:
 
 
 def applies(cfg: RunConfig, task: str) -> bool:
-    """Whether a run can take the step: classes to pair, and a backbone that pools (the AWD-LSTM's does not)."""
+    """Whether a run can take the step: classes to pair, and a backbone and head that pool (the AWD-LSTM's does
+    not; --head hf pools as transformers does)."""
     from ..tasks import SINGLE
 
-    return task == SINGLE and cfg.backbone != "awd-lstm"
+    return task == SINGLE and cfg.backbone != "awd-lstm" and cfg.head != "hf"  # --head hf: transformers' pooling
 
 
 def steps_of(cfg: RunConfig, y: np.ndarray) -> int:

@@ -204,7 +204,7 @@ def test_an_adapter_run_is_small_and_finds_its_base_when_moved(work, ulmfit, tmp
     assert r.returncode == 0, r.stderr
 
 
-def test_a_missing_or_changed_base_is_one_line(work, ulmfit, tmp_path):
+def test_a_missing_or_changed_base_is_one_line(work, ulmfit, tmp_path, cache_dir):
     lm, clf = _lora_run(work, ulmfit, tmp_path)
     texts = work / "gpt2.csv"
     saved = (lm / "model.safetensors").read_bytes()
@@ -214,3 +214,21 @@ def test_a_missing_or_changed_base_is_one_line(work, ulmfit, tmp_path):
     changed[-1] ^= 1
     (lm / "model.safetensors").write_bytes(bytes(changed))
     one_line_error(ulmfit("evaluate", clf, texts), 2, "changed since this adapter run was trained")
+    (lm / "model.safetensors").unlink()  # gone from its folder, but kept in the cache under its hash
+    sha = json.loads((clf / "manifest.json").read_text())["adapter"]["base"]["sha256"]
+    bases = cache_dir / "ulmfit-cache" / "bases"  # $ULMFIT_CACHE/bases (conftest._env)
+    bases.mkdir(parents=True, exist_ok=True)
+    (bases / f"{sha}.safetensors").write_bytes(saved)
+    assert ulmfit("predict", clf, texts, "--format", "label").returncode == 0
+
+
+def test_workflows_read_an_adapter_parent(work, ulmfit, tmp_path):
+    """lr-find and pipeline --parent start from an LM adapter run (its base and adapter merged)."""
+    lm, ft, train = tmp_path / "lm", tmp_path / "ft", work / "gpt2.csv"
+    assert ulmfit("import-hf", work / "gpt2", "--out", lm, "-q").returncode == 0
+    r = ulmfit("finetune-lm", lm, train, "--out", ft, "--preset", "tiny", "--adapter", "lora", "-q")
+    assert r.returncode == 0, r.stderr
+    r = ulmfit("lr-find", ft, train, "--preset", "tiny", "--stage", "finetune-clf", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["suggested_lr"] > 0, r.stderr
+    r = ulmfit("pipeline", train, "--parent", ft, "--out", tmp_path / "p", "--preset", "tiny", "--test", train)
+    assert r.returncode == 0, r.stderr

@@ -6,7 +6,8 @@ adapters to fold in, oldest first}. Its own adapter (and head) is the chain's la
 which the manifest's `weights` names (so the run's identity, its weights' hash, is its own). A classifier trained
 from an LM adapter run copies that run's adapters into its folder (a few MB each): the folder then needs only the
 base, which is found by its recorded path, or in a folder of the same name beside the run (the two moved or copied
-together), and is used only when its sha256 is the recorded one. A missing or changed base is one line naming
+together), or in the cache as `$ULMFIT_CACHE/bases/SHA256.safetensors`, and is used only when its sha256 is the
+recorded one. A missing or changed base is one line naming
 where it was looked for; never a silently different model.
 
 Loading builds the plain model, loads the base, and folds each adapter in turn into it (LoRA merged: the readers
@@ -25,6 +26,7 @@ from ..errors import RunFolderError, written
 from . import artifacts
 
 ADAPTER = "adapter.safetensors"
+BASES = "bases"  # $ULMFIT_CACHE/bases/SHA256.safetensors: base weights kept by their hash
 LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")
 
 
@@ -83,10 +85,15 @@ def _inside(run: artifacts.Run, name: str) -> Path:
 def find_base(run: artifacts.Run) -> Path:
     """The base weights of an adapter run: at the recorded path, or in the same-named folder beside the run; the
     one whose sha256 is the recorded one."""
+    from ..data.tokencache import cache_root
     from ..data.tokenizer import file_sha256
 
     base = run.manifest["adapter"]["base"]
-    places = [Path(base["path"]), run.path.resolve().parent / base["run"] / base["file"]]
+    places = [
+        Path(base["path"]),
+        run.path.resolve().parent / base["run"] / base["file"],
+        cache_root() / BASES / f"{base['sha256']}.safetensors",
+    ]
     changed = []
     for p in dict.fromkeys(places):
         if p.is_file():
@@ -99,8 +106,9 @@ def find_base(run: artifacts.Run) -> Path:
             f"{base['sha256'][:12]}... expected); put back the run folder it was trained from, or train again"
         )
     raise RunFolderError(
-        f"{run.path}: its base weights (sha256 {base['sha256'][:12]}..., run folder {base['run']!r}) are neither at "
-        f"{places[0]} nor beside it at {places[1]}; put that run folder back at either place"
+        f"{run.path}: its base weights (sha256 {base['sha256'][:12]}..., run folder {base['run']!r}) are not at "
+        f"{places[0]}, nor beside it at {places[1]}, nor in the cache at {places[2]}; put that run folder back at "
+        "either place, or its weights file in the cache under that name"
     )
 
 

@@ -202,6 +202,23 @@ def test_an_adapter_run_is_small_and_finds_its_base_when_moved(work, ulmfit, tmp
     assert _probs(ulmfit, tmp_path / "b" / "clf", texts) == want
     r = ulmfit("export", tmp_path / "b" / "clf", "--onnx", tmp_path / "m.onnx")
     assert r.returncode == 0, r.stderr
+    r = ulmfit("predict", tmp_path / "b" / "clf", texts, "--engine", "onnx", "--format", "jsonl")
+    assert r.returncode == 0, r.stderr
+    onnx = [json.loads(line)["probs"] for line in r.stdout.splitlines()]
+    assert max(abs(a[c] - b[c]) for a, b in zip(onnx, want) for c in a) < 1e-5
+
+
+def test_an_adapter_file_without_its_head_is_refused(work, ulmfit, tmp_path):
+    """PEFT's pitfall, from the reading side: a head missing from the adapter file is an error, never a random
+    head."""
+    from safetensors.torch import load_file, save_file
+
+    _, clf = _lora_run(work, ulmfit, tmp_path)
+    tensors = load_file(str(clf / "adapter.safetensors"))
+    save_file({k: v for k, v in tensors.items() if not k.startswith("head.")}, str(clf / "adapter.safetensors"))
+    manifest = json.loads((clf / "manifest.json").read_text())
+    one_line_error(ulmfit("predict", clf, work / "gpt2.csv"), 2, "adapter.safetensors", "missing", "head.")
+    assert manifest["files"]["weights"] == "adapter.safetensors"
 
 
 def test_a_missing_or_changed_base_is_one_line(work, ulmfit, tmp_path, cache_dir):

@@ -66,13 +66,21 @@ def save(writer, model, parent: artifacts.Run, cfg: RunConfig, kind: str) -> dic
     if is_adapter_run(parent):
         for src, el in zip(parent.manifest["adapter"]["chain"], rec["chain"]):
             artifacts.copy_file(_inside(parent, src["file"]), writer.path(el["file"]))
-    from ..models import adapters
-
-    base = {id(t) for t in adapters.frozen(model.body if kind == "classifier" else model.hf).values()}
-    own = {k: v.detach().cpu().contiguous() for k, v in model.state_dict(keep_vars=True).items() if id(v) not in base}
+    trained = _trained(model, model.body if kind == "classifier" else model.hf)
+    own = {k: v.detach().cpu().contiguous() for k, v in trained.items()}
     with written(writer.path(ADAPTER)):
         save_file(own, str(writer.path(ADAPTER)))
     return rec
+
+
+def _trained(model, target) -> dict:
+    """{name: tensor} of `model`'s state that an adapter run keeps: all but the frozen weights of `target`, the
+    transformers model inside it that holds the adapters (so: the adapters, and a classifier's head with its
+    batch-norm statistics)."""
+    from ..models import adapters
+
+    base = {id(t) for t in adapters.frozen(target).values()}
+    return {k: v for k, v in model.state_dict(keep_vars=True).items() if id(v) not in base}
 
 
 def _inside(run: artifacts.Run, name: str) -> Path:
@@ -120,9 +128,14 @@ def _fold(target, el: dict, run: artifacts.Run, cfg: RunConfig, into) -> None:
     from ..models import adapters
 
     adapters.add_lora(target, dataclasses.replace(cfg, **{f: el[f] for f in LORA_FIELDS}))
-    missing, unexpected = into.load_state_dict(load_file(str(_inside(run, el["file"]))), strict=False)
-    if unexpected or not any("lora_" in k for k in into.state_dict()):
-        raise RunFolderError(f"{run.path}: {el['file']} does not fit the model ({len(unexpected)} unknown tensors)")
+    tensors = load_file(str(_inside(run, el["file"])))
+    lacking = set(_trained(into, target)) - set(tensors)  # an adapter or head left as initialised: refused
+    unexpected = into.load_state_dict(tensors, strict=False).unexpected_keys
+    if unexpected or lacking:
+        raise RunFolderError(
+            f"{run.path}: {el['file']} does not fit the model ({len(unexpected)} unknown tensors, "
+            f"{len(lacking)} missing, e.g. {sorted([*unexpected, *lacking])[0]}); the run folder is damaged"
+        )
     adapters.merge(target)
 
 

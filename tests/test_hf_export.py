@@ -89,3 +89,30 @@ def test_push_to_hub_offline_is_one_line_before_any_work(work, ulmfit, tmp_path)
     r = ulmfit("export", clf, "--hf", tmp_path / "hf", "--push-to-hub", "me/model")
     one_line_error(r, 2, "HF_HUB_OFFLINE")
     assert not (tmp_path / "hf").exists()
+
+
+def test_a_multi_label_run_exports_with_sigmoid_scores(work, ulmfit, tmp_path):
+    from transformers import pipeline
+
+    train = tmp_path / "multi.csv"
+    with open(train, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for t in hf_tiny.CORPUS * 4:
+            tags = [x for x, on in (("the", " the " in f" {t.lower()} "), ("long", len(t) > 40)) if on]
+            w.writerow([t, " ".join(tags or ["none"])])
+    lm, clf = tmp_path / "lm", tmp_path / "clf"
+    assert ulmfit("import-hf", work / "bert", "--out", lm, "-q").returncode == 0
+    r = ulmfit("finetune-clf", lm, train, "--out", clf, "--preset", "tiny", "--epochs", "2", "--head", "hf",
+               "--label-delim", " ", "-q")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert ulmfit("export", clf, "--hf", tmp_path / "hf").returncode == 0
+    texts = hf_tiny.CORPUS[:8]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    pred = ulmfit("predict", clf, tmp_path / "texts.txt", "--format", "jsonl")
+    assert pred.returncode == 0, pred.stderr
+    want = [json.loads(x)["probs"] for x in pred.stdout.splitlines()]
+    classify = pipeline("text-classification", model=str(tmp_path / "hf"), top_k=None, device="cpu")
+    for scores, w in zip(classify(texts), want):
+        got = {d["label"]: d["score"] for d in scores}
+        np.testing.assert_allclose([got[c] for c in w], list(w.values()), atol=1e-5, rtol=0)

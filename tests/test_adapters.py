@@ -131,6 +131,21 @@ def test_gradual_unfreezing_goes_through_the_adapter_groups(work, ulmfit, tmp_pa
     assert trainable == {named[id(p)] for g in groups for p in g}
 
 
+def test_an_lm_trains_its_adapters_alone(work, ulmfit, tmp_path):
+    """A masked-LM head (BERT's transform and bias, outside the base model) stays frozen with the rest."""
+    from ulmfit_cli.config import resolve
+    from ulmfit_cli.models import hf
+    from ulmfit_cli.training import stage_parts as parts
+
+    lm = tmp_path / "lm"
+    assert ulmfit("import-hf", work / "bert", "--out", lm, "-q").returncode == 0
+    cfg = resolve("finetune-lm", "tiny", {"adapter": "lora"}, json.loads((lm / "config.json").read_text()))
+    model = parts.adapt(hf.build_lm(cfg), cfg)
+    named = {id(p): n for n, p in model.named_parameters()}
+    _, groups = hf.lm_groups(model)
+    assert all("lora_" in named[id(p)] for g in groups for p in g) and sum(map(len, groups)) > 0
+
+
 def test_an_lm_adapter_is_merged_and_the_classifier_adapts_the_result(work, ulmfit, tmp_path):
     lm, ft, clf, train = tmp_path / "lm", tmp_path / "ft", tmp_path / "clf", work / "gpt2.csv"
     assert ulmfit("import-hf", work / "gpt2", "--out", lm, "-q").returncode == 0

@@ -331,7 +331,9 @@ def _groups_of_weights(body, top: list, n_groups: int):
 
 
 def lm_groups(model: HFLM):
-    return _groups(model.hf.base_model, list(model.hf.parameters()), model.n_groups)
+    lora = adapters.has_lora(model.hf)  # then an LM trains its adapters alone: not an untied or masked-LM head
+    top = [p for n, p in model.hf.named_parameters() if adapters.LORA_MARK in n or not lora]
+    return _groups(model.hf.base_model, top, model.n_groups)
 
 
 def classifier_groups(model: HFClassifier):

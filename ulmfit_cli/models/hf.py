@@ -164,9 +164,9 @@ class HFClassifier(nn.Module):
         super().__init__()
         self.encoder, self.pooling = is_encoder(cfg.hf_config), pooling_of(cfg)
         self.body = base_model(cfg)
-        if cfg.head == "hf":  # its modules taken from a whole fresh *ForSequenceClassification, whose body goes
+        if cfg.head == "hf":  # its modules taken from a fresh *ForSequenceClassification, built without blocks
             self.pooling, names = hf_head_of(cfg)
-            self.head = HFHead(sequence_classifier(cfg, n_class), names)
+            self.head = HFHead(sequence_classifier(cfg, n_class, num_hidden_layers=0), names)
         else:
             self.head = self._ulmfit_head(cfg, n_class)
         self.n_groups = cfg.groups

@@ -78,6 +78,8 @@ def test_what_transformers_cannot_express_is_one_line(work, ulmfit, tmp_path):
     one_line_error(ulmfit("export", clf, "--hf", tmp_path / "hf"), 2, "--head hf")
     assert not (tmp_path / "hf").exists()
     one_line_error(ulmfit("export", clf), 2, "--onnx", "--hf")
+    (tmp_path / "taken").write_text("x")
+    one_line_error(ulmfit("export", clf, "--hf", tmp_path / "taken"), 2, "new or empty folder")
     one_line_error(ulmfit("export", clf, "--onnx", tmp_path / "m.onnx", "--push-to-hub", "me/model"), 2, "--hf")
     lm = tmp_path / "lm"
     r = ulmfit("finetune-clf", lm, work / "train.csv", "--out", tmp_path / "c2", "--head", "hf", "--pooling", "mean")

@@ -75,7 +75,7 @@ def _export_hf(model, out: Path, repo: str | None, quiet: bool) -> None:
     from ..errors import ConfigError
     from ..inference import hf_export
 
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out}: --hf needs a new or empty folder")
     hf_export.check(model)
     if repo:

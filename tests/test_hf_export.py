@@ -55,6 +55,9 @@ def test_export_hf_loads_in_transformers_pipeline_with_predicts_probabilities(wo
     assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and 'pipeline_tag: "text-classification"' in card and "train.csv" in card
+    made = card.split("## How it was made")[1]  # lines that reproduce each run: the flags it differed by
+    assert "ulmfit import-hf" in made and "--head hf" in made and "--max-len 60" in made
+    assert ("--adapter lora" in made) == ("--adapter" in flags)
     texts = hf_tiny.CORPUS[:12]
     (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
     pred = ulmfit("predict", clf, tmp_path / "texts.txt", "--format", "jsonl")

@@ -103,7 +103,7 @@ def model_card(run: artifacts.Run, cfg, architecture: str, argv: list[str]) -> s
     meta = {
         "library_name": "transformers",
         "pipeline_tag": "text-classification",
-        "base_model": base,
+        **({"base_model": imported["hub_id"]} if imported.get("hub_id") else {}),  # the Hub takes only its own ids
         "license": imported.get("license") or "other",
         "tags": ["ulmfit", "text-classification", *(["lora"] if cfg.adapter != "none" else [])],
     }
@@ -177,14 +177,38 @@ Test: none recorded by the run (`ulmfit evaluate RUN TEST` measures it).
 
 
 def _commands(chain: list[dict]) -> list[str]:
-    """The stages' command lines, oldest first, from their manifests."""
+    """The stages' command lines, oldest first: each run's parent and inputs, its preset, and a flag for every
+    setting that differs from what that preset gives from that parent (config.resolve), so each line reproduces
+    its run's config."""
     out = []
-    for m in reversed(chain):
-        inputs = " ".join(i["source"] for i in m.get("inputs", []))
-        parent = m["parent"]["path"] if m.get("parent") else ""
+    for m, parent in zip(reversed(chain), [None, *reversed(chain)]):
         if "imported" in m:
             out.append(f"ulmfit import-hf {m['imported'].get('hub_id') or m['imported'].get('path')}")
-        else:
-            out.append(f"ulmfit {m['stage']} {parent} {inputs} (settings: {m['config'].get('preset')} preset + "
-                       "manifest.json's config)")  # fmt: skip
+            continue
+        words = [m["stage"], *([m["parent"]["path"]] if m.get("parent") else [])]
+        words += [i["source"] for i in m.get("inputs", [])] + ["--preset", m["config"]["preset"]]
+        out.append("ulmfit " + " ".join(words + _flags(m, parent)))
     return out
+
+
+def _flags(m: dict, parent: dict | None) -> list[str]:
+    from ..config import flag_of, resolve, settings_on
+
+    cfg = m["config"]
+    try:
+        default = resolve(m["stage"], cfg["preset"], {}, None if parent is None else parent["config"])
+    except ConfigError:
+        return ["(settings: see the run's manifest.json)"]
+    words = []
+    for f in settings_on(m["stage"]):
+        value = cfg.get(f.name, getattr(default, f.name))
+        if value == getattr(default, f.name) or f.name == "backbone":
+            continue
+        decls = flag_of(f).decls
+        name = decls[0] if decls else "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            on, _, off = name.partition("/")
+            words.append(on if value else off)
+        else:
+            words += [name, str(value)]
+    return words

@@ -63,6 +63,15 @@ def setup(doc: str, n: int):
     threads, the first --n texts of the table and the run, opened as predict opens it."""
     p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("run", type=Path)
+    a, rows = parsed(p, n)
+    from ulmfit_cli.runfolder import artifacts as A
+
+    return a, A.open_run(a.run, ("finetune-clf",), "bench"), [r["text"] for r in rows]
+
+
+def parsed(p: argparse.ArgumentParser, n: int) -> tuple[argparse.Namespace, list[dict]]:
+    """The speed benchmarks' common arguments (TEXTS, --n, --bs, --threads, --rounds) parsed, torch's threads set,
+    and the first --n rows of the table."""
     p.add_argument("texts", type=Path)
     p.add_argument("--n", type=int, default=n)
     p.add_argument("--bs", type=int, default=64)
@@ -71,13 +80,10 @@ def setup(doc: str, n: int):
     a = p.parse_args()
     import torch
 
-    from ulmfit_cli.runfolder import artifacts as A
-
     torch.set_num_threads(a.threads)
     csv.field_size_limit(sys.maxsize)
     with open(a.texts, newline="", encoding="utf-8") as f:
-        texts = [r["text"] for _, r in zip(range(a.n), csv.DictReader(f))]
-    return a, A.open_run(a.run, ("finetune-clf",), "bench"), texts
+        return a, [r for _, r in zip(range(a.n), csv.DictReader(f))]
 
 
 def alternate(calls: dict, rounds: int) -> tuple[dict, dict]:

@@ -4,7 +4,6 @@ no-better-than-the-majority warning, and tiny data that trains end to end on a t
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import random
 from pathlib import Path
@@ -299,45 +298,9 @@ def test_features_in_shares_and_the_frozen_cache_are_each_documents_own(tiny_cla
         with torch.no_grad():
             alone = torch.cat([model.features(torch.as_tensor(hf.pad_batch([d], 0, 0))) for d in docs])
             shared = pooled(model, docs, hf.pad_batch, cfg.bptt, torch.device("cpu"))
-        cached = head_features(model.train(), docs, cfg, hf.pad_batch, copies=1)[0]
+        cached = head_features(model.train(), docs, cfg, hf.pad_batch)
         assert model.training  # left as it was found
         assert torch.allclose(shared, alone, atol=1e-5) and torch.allclose(cached, alone, atol=1e-5)
         with torch.no_grad():  # and the head on them is the classifier's own answer
             model.eval()
             assert torch.allclose(model.head(cached), model(torch.as_tensor(hf.pad_batch(docs, 0, 0)))[0], atol=1e-4)
-
-
-@settings(max_examples=15, deadline=None)
-@given(lengths=st.lists(st.integers(2, 30), min_size=1, max_size=12), copies=st.integers(1, 4),
-       seed=st.integers(0, 2**16))  # fmt: skip
-def test_noisy_copies_keep_the_clean_features_first_and_each_step_reads_one_copy_a_row(
-    tiny_classifiers, lengths, copies, seed
-):
-    """The head's features: copy 0 is the body's in eval mode, the others with its dropout on (different where
-    the body has dropout); a step gives each row the features of one of its own copies, the same ones for the
-    same seed."""
-    import torch
-
-    from ulmfit_cli.models import hf
-    from ulmfit_cli.training.contrastive import FrozenFeatures, head_features
-
-    rng = np.random.default_rng(seed)
-    docs = [np.concatenate([[0], rng.integers(5, 300, size=k - 1)]).astype(np.int64) for k in lengths]
-    enc_cfg = tiny_classifiers[0][0]  # the encoder again, with dropout in its body (the tiny models have none)
-    noisy = dataclasses.replace(enc_cfg, hf_config={**enc_cfg.hf_config, "hidden_dropout_prob": 0.5})
-    torch.manual_seed(0)
-    for cfg, model in [*tiny_classifiers, (noisy, hf.build_classifier(noisy, None, 3))]:
-        model.eval()
-        with torch.no_grad():
-            clean = torch.cat([model.features(torch.as_tensor(hf.pad_batch([d], 0, 0))) for d in docs])
-        feats = head_features(model, docs, cfg, hf.pad_batch, copies=copies)
-        assert feats.shape == (copies, len(docs), clean.shape[1]) and not model.training
-        assert torch.allclose(feats[0], clean, atol=1e-5)
-        dropout = any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.body.modules())
-        if copies > 1 and dropout:
-            assert not torch.allclose(feats[1], clean, atol=1e-5)
-        idx = rng.integers(0, len(docs), size=2 * len(docs))
-        a, b = FrozenFeatures(feats, seed).rows(idx), FrozenFeatures(feats, seed).rows(idx)
-        assert torch.equal(a, b)
-        for r, i in enumerate(idx):
-            assert any(torch.equal(a[r], feats[c, i]) for c in range(copies))

@@ -103,15 +103,10 @@ def pooled(model, texts: list[np.ndarray], pad, bptt: int, device):
     return torch.cat(parts)[torch.as_tensor(np.argsort(order), device=device)]
 
 
-COPIES = 1  # the features of every document: once in eval mode, then COPIES - 1 times with the body's dropout on
-
-
-def head_features(model, docs: list[np.ndarray], cfg: RunConfig, pad, copies: int = COPIES):
-    """The pooled features of every document, computed once (float32, on the model's device), (copies, N, C):
-    after the contrastive step the classifier's head trains alone on the frozen body, as SetFit fits its head on
-    the body's embeddings, so the body need not run again at every step. The first copy is the body's in eval
-    mode; each further one is drawn with the body's dropout on, as the head saw the body when it ran at every
-    step, and a step reads each row from one copy at random (FrozenFeatures)."""
+def head_features(model, docs: list[np.ndarray], cfg: RunConfig, pad):
+    """The pooled features of every document through the body in eval mode, computed once (float32, on the
+    model's device): after the contrastive step the classifier's head trains alone on the frozen body, as
+    SetFit fits its head on the body's embeddings, so the body need not run again at every step."""
     import torch
 
     from .. import dist
@@ -120,33 +115,16 @@ def head_features(model, docs: list[np.ndarray], cfg: RunConfig, pad, copies: in
     order = np.argsort([len(d) for d in docs], kind="stable")  # batches of similar lengths, as predict makes them
     out = None
     was = model.training
+    model.eval()
     with torch.no_grad(), dist.autocast(device, cfg.precision):
-        for copy in range(copies):
-            model.train(copy > 0)
-            for start in range(0, len(docs), cfg.bs):
-                rows = order[start : start + cfg.bs]
-                feats = pooled(model, [docs[i] for i in rows], pad, cfg.bptt, device).float()
-                if out is None:
-                    out = torch.zeros(copies, len(docs), feats.shape[1], device=device)
-                out[copy, torch.as_tensor(rows, device=device)] = feats
+        for start in range(0, len(docs), cfg.bs):
+            rows = order[start : start + cfg.bs]
+            feats = pooled(model, [docs[i] for i in rows], pad, cfg.bptt, device).float()
+            if out is None:
+                out = torch.zeros(len(docs), feats.shape[1], device=device)
+            out[torch.as_tensor(rows, device=device)] = feats
     model.train(was)
     return out
-
-
-class FrozenFeatures:
-    """`head_features`' copies and the draws that give each row of a step the features of one copy at random
-    (seeded: the same run draws the same copies)."""
-
-    def __init__(self, copies, seed: int):
-        import torch
-
-        self.copies, self.draws = copies, torch.Generator().manual_seed(seed)
-
-    def rows(self, idx):
-        import torch
-
-        pick = torch.randint(self.copies.shape[0], (len(idx),), generator=self.draws).to(self.copies.device)
-        return self.copies[pick, torch.as_tensor(idx, device=self.copies.device)]
 
 
 def train_body(model, groups: list[list], docs: list[np.ndarray], y: np.ndarray, cfg: RunConfig, pad, reporter):

@@ -243,7 +243,7 @@ def finetune_clf(
 
         def loss_fn(batch):
             idx, x, yb = batch
-            logits = model.head(frozen.rows(idx)) if frozen is not None else model(x)[0]
+            logits = model.head(frozen[idx]) if frozen is not None else model(x)[0]
             loss = learn.loss(logits, idx) if learn else tasks.loss(task, logits, yb, weights)
             return loss, loss.item()
 
@@ -263,7 +263,7 @@ def finetune_clf(
         if pair_steps and not (resume and checkpoint.position(writer.tmp)):  # a checkpoint holds the step's weights
             pairing = contrastive.train_body(model, groups, docs, y, cfg, bb.pad_batch, reporter)
         if pair_steps and all(ep.trainable == (len(groups) - 1,) for ep in plan):
-            frozen = contrastive.FrozenFeatures(contrastive.head_features(model, docs, cfg, bb.pad_batch), cfg.seed)
+            frozen = contrastive.head_features(model, docs, cfg, bb.pad_batch)
         select = parts.selection("finetune-clf", cfg, task, len(vdocs))
         history = fit(
             model,

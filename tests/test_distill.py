@@ -1,6 +1,7 @@
-"""`ulmfit distill` (issue 38): the teacher's outputs cached by what they depend on and resumable, the soft
-targets and the mixed loss, a student that learns its teacher's decisions beyond what its few labels teach, across
-tokenizers, and mismatched settings refused in one line."""
+"""`ulmfit distill`: the teacher's outputs cached by what they depend on and resumable, the soft targets and the
+mixed loss, a student that learns its teacher's decisions beyond what its few labels teach, across tokenizers and
+for every task (multi-label, regression), a student killed mid-training resumed exactly, and mismatched settings
+refused in one line."""
 
 from __future__ import annotations
 
@@ -247,3 +248,102 @@ def test_min_confidence_keeps_exactly_the_teachers_sure_answers_and_validates_on
     assert labels == [] and vtexts == [texts[i] for i in va]  # validation: the teacher's answers on all its share
     assert train_texts == [texts[i] for i in sure]  # every sure answer kept, no unsure one
     assert np.allclose(teach.train_outputs, out[sure], atol=1e-6)
+
+
+def _one_line_texts(path: Path, src: Path) -> None:
+    """The texts of a CSV, one a line (Reuters stories hold newlines)."""
+    rows = list(csv.DictReader(open(src, encoding="utf-8")))
+    path.write_text("".join(" ".join(r["text"].split()) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_a_multi_label_teacher_makes_a_multi_label_student(pipeline, ulmfit, tmp_path):
+    """The student answers the teacher's question: the same label set, sigmoid outputs, its own thresholds, and
+    predict lists the labels above them, as for any multi-label run."""
+    tiny = ("--preset", "tiny", "--quiet")
+    r = ulmfit("finetune-clf", pipeline["ft"], SAMPLE / "reuters_train.csv", "--label-delim", " ", "--out",
+               tmp_path / "teacher", "--epochs", "3", *tiny)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    _one_line_texts(tmp_path / "texts.txt", SAMPLE / "reuters_train.csv")
+    r = ulmfit("distill", tmp_path / "teacher", pipeline["ft"], tmp_path / "texts.txt", "--out", tmp_path / "s",
+               "--cache-dir", tmp_path / "cache", "--epochs", "3", *tiny)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    teacher, student = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("teacher", "s"))
+    assert student["task"] == "multi-label" and student["classes"] == teacher["classes"]
+    assert set(student["thresholds"]) == set(student["classes"])
+    assert all("micro_f1" in row and "accuracy" not in row for row in student["history"])
+    r = ulmfit("predict", tmp_path / "s", SAMPLE / "reuters_test.csv")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(lines) == 100
+    for obj in lines:
+        assert set(obj["probs"]) == set(student["classes"])
+        assert obj["labels"] == [c for c, p in obj["probs"].items() if p >= student["thresholds"][c]]
+    r = ulmfit("evaluate", tmp_path / "s", SAMPLE / "reuters_test.csv", "--json")
+    assert r.returncode == 0 and 0 <= json.loads(r.stdout)["micro_f1"] <= 1, r.stderr
+
+
+def test_a_regression_teacher_makes_a_student_that_tracks_its_values(pipeline, ulmfit, tmp_path):
+    """Regression: the student learns the teacher's value (there is no temperature to apply) and follows it far
+    closer than any constant could: its distance to the teacher's values is under half their spread."""
+    tiny = ("--preset", "tiny", "--quiet")
+    rows = list(csv.DictReader(open(SAMPLE / "trec_train.csv", encoding="utf-8")))
+    with open(tmp_path / "counts.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows((r["text"], len(r["text"].split())) for r in rows)
+    r = ulmfit("finetune-clf", pipeline["ft"], tmp_path / "counts.csv", "--regression", "--out", tmp_path / "teacher",
+               "--epochs", "6", *tiny)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    _texts(tmp_path / "texts.txt", SAMPLE / "trec_train.csv")
+    r = ulmfit("distill", tmp_path / "teacher", pipeline["ft"], tmp_path / "texts.txt", "--out", tmp_path / "s",
+               "--cache-dir", tmp_path / "cache", "--epochs", "6", *tiny)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert m["task"] == "regression" and m["classes"] is None
+    _texts(tmp_path / "test.txt", SAMPLE / "trec_test.csv")
+    values = {}
+    for run in ("teacher", "s"):
+        r = ulmfit("predict", tmp_path / run, tmp_path / "test.txt")
+        assert r.returncode == 0, r.stderr
+        values[run] = np.array([json.loads(x)["value"] for x in r.stdout.splitlines()])
+    teacher, student = values["teacher"], values["s"]
+    spread = np.abs(teacher - np.median(teacher)).mean()  # the best a constant answer does, in mean absolute error
+    assert spread > 0.5  # the teacher learned something to follow
+    assert np.abs(student - teacher).mean() < 0.5 * spread, (np.abs(student - teacher).mean(), spread)
+
+
+def test_a_student_killed_mid_training_resumes_to_the_uninterrupted_result(pipeline, ulmfit, cli_env, tmp_path):
+    """The second phase: SIGKILL while the student trains (the teacher's labels already cached), then `--resume`
+    ends with exactly the history of a distillation that was never stopped, and no half-written folder between."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _texts(tmp_path / "texts.txt", SAMPLE / "trec_train.csv", 600)
+    args = ["distill", str(pipeline["clf"]), str(pipeline["ft"]), str(tmp_path / "texts.txt"), "--cache-dir",
+            str(tmp_path / "cache"), "--preset", "tiny", "--epochs", "3", "--bs", "4", "--checkpoint-every", "25",
+            "--quiet"]  # fmt: skip
+    r = ulmfit(*args, "--out", tmp_path / "whole")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "ulmfit_cli", *args, "--out", str(out)], env=cli_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    position = tmp_path / ".run.partial" / "ckpt" / "position.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            p = json.loads(position.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            p = None
+        if p and p["epoch"] == 1 and p["step"] > 0:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert proc.wait(timeout=120) == -signal.SIGKILL, proc.stderr.read()
+    assert not out.exists()
+    r = ulmfit(*args, "--out", out, "--resume")
+    assert r.returncode == 0, r.stderr
+    history = [json.loads((d / "manifest.json").read_text())["history"] for d in (tmp_path / "whole", out)]
+    assert history[0] == history[1]
+    assert not (tmp_path / ".run.partial").exists()

@@ -19,11 +19,9 @@ WINDOW_POOLS = ("mean-max", "tokens")
 
 
 def n_windows(n_content, window: int, stride: int, ends: int):
-    """How many windows a document of `n_content` content tokens (an int or a tensor) is read in."""
-    span = window - ends
-    over = n_content - span
-    over = over.clamp(min=0) if isinstance(over, torch.Tensor) else max(over, 0)
-    return (over + stride - 1) // stride + 1
+    """How many windows a document of `n_content` content tokens (an int, a numpy array or a tensor) is read in."""
+    over = n_content - (window - ends)  # content tokens past the first window
+    return (over * (over > 0) + stride - 1) // stride + 1
 
 
 def split_windows(x, window: int, stride: int, ends: int, pad: int):

@@ -242,6 +242,28 @@ class RunConfig:
         "family's *ForSequenceClassification: a decoder's last token, BERT's pooler, ...; `ulmfit export --hf` "
         "needs it).", (CLF,), rule=one_of("ulmfit", "hf"),
     )  # fmt: skip
+    # --backbone hf only: documents longer than the model reads at once (models/hf.py: split_windows)
+    long: str = setting(
+        "head-tail", "--backbone hf: how a document is read: head-tail (its first and last tokens, --max-len in all, "
+        "in one pass) | windows (its --max-len tokens, head and tail as with head-tail, in overlapping windows of "
+        "--window tokens, each pooled as --pooling pools a document, then pooled together by --window-pool; "
+        "--max-len may exceed the model's positions).", (CLF, LRF), rule=one_of("head-tail", "windows"),
+    )  # fmt: skip
+    window: int = setting(
+        256, "--long windows: tokens of a window, the start token (and an encoder's end token) each window repeats "
+        "included; at most the model's positions. Preset: 64 for tiny.", (CLF, LRF), rule=at_least(3),
+    )  # fmt: skip
+    stride: int = setting(
+        192, "--long windows: the document's tokens from one window's start to the next's; at most what a window "
+        "holds of them (--window less its start and end tokens), the windows overlapping by the rest. Preset: 48 for "
+        "tiny.", (CLF, LRF), rule=at_least(1),
+    )  # fmt: skip
+    window_pool: str = setting(
+        "mean-max", "--long windows: how the windows' vectors make the document's: mean-max (their mean and their "
+        "max, side by side) | tokens (--pooling over every window's tokens at once, as BPT3C pools a document read "
+        "in chunks: the last window's last token, the max and the mean).", (CLF, LRF),
+        rule=one_of("mean-max", "tokens"),
+    )  # fmt: skip
     new_lm_head: bool = setting(  # hf encoders without an MLM head: finetune-lm trains a fresh one (recorded)
         False, "An encoder checkpoint without a masked-LM head: train a fresh one, tied to its input embeddings.",
         (LM,), decls=("--new-lm-head",), show_default=False,
@@ -375,6 +397,8 @@ class RunConfig:
             problems.append("`--regression` and `--label-delim` cannot be combined (numbers vs label lists)")
         if c.adapter != "none" and c.backbone != "hf":
             problems.append(f"`--adapter {c.adapter}` adapts a Hugging Face checkpoint; it needs --backbone hf")
+        if c.long == "windows" and c.backbone != "hf":
+            problems.append("`--long windows` reads a Hugging Face checkpoint's windows; it needs --backbone hf")
         if c.head == "hf":
             problems += _hf_head_problems(c)
         if c.adapter != "none" and c.new_lm_head:
@@ -405,6 +429,8 @@ def _hf_head_problems(c: RunConfig) -> list[str]:
         problems.append("`--pooling` chooses the ulmfit head's pooling; `--head hf` pools as transformers does")
     if c.contrastive_steps > 0:
         problems.append("`--contrastive-steps` trains the ulmfit head's pooled features; use it with --head ulmfit")
+    if c.long == "windows":
+        problems.append("`--long windows` pools windows into the ulmfit head's features; use it with --head ulmfit")
     return problems
 
 
@@ -423,8 +449,20 @@ def _hf_problems(c: RunConfig) -> list[str]:
     if c.pooling == "cls" and not hf_facts.is_encoder(c.hf_config):
         problems.append("`--pooling cls` reads an encoder's first token; a decoder's first token sees nothing else")
     positions = hf_facts.positions(c.hf_config)
-    if positions and c.stage == "finetune-clf" and c.max_len > positions:
-        problems.append(f"`--max-len` must be at most the model's {positions} positions, got {c.max_len}")
+    windows = c.long == "windows"
+    if positions and c.stage == "finetune-clf" and c.max_len > positions and not windows:
+        problems.append(
+            f"`--max-len` must be at most the model's {positions} positions, got {c.max_len} (--long windows reads "
+            "longer documents)"
+        )
+    if windows and positions and c.window > positions:
+        problems.append(f"`--window` must be at most the model's {positions} positions, got {c.window}")
+    ends = hf_facts.window_ends(c.hf_config)
+    if windows and c.window > ends and c.stride > c.window - ends:
+        problems.append(
+            f"`--stride` must be at most --window less the {ends} start/end token(s) each window repeats "
+            f"({c.window - ends}), got {c.stride}"
+        )
     if positions and c.bptt > positions:
         problems.append(f"`--bptt` must be at most the model's {positions} positions, got {c.bptt}")
     return problems
@@ -482,18 +520,19 @@ BACKBONE_PRESETS: dict[str, dict[str, dict]] = {
 # setting changes a run of 1,000 rows (auto pairs nothing above 64 a class on average, however rare one class is;
 # such a run has more than 200 steps).
 FEW_ROWS = dict(min_steps=200, contrastive_steps=-1)
+WINDOWS = dict(window=256, stride=192)  # --long windows; a model of fewer positions: windows of all of them
 HF_PRESETS: dict[str, dict[str, dict]] = {
     "tiny": {
         "finetune-lm": dict(epochs=1, bs=8, bptt=32, lr=1e-3),
-        "finetune-clf": dict(epochs=4, bs=16, bptt=32, lr=1e-3, max_len=128, groups=2),
+        "finetune-clf": dict(epochs=4, bs=16, bptt=32, lr=1e-3, max_len=128, groups=2, window=64, stride=48),
     },
     "small": {
         "finetune-lm": dict(epochs=1, bs=8, bptt=128, lr=1e-4),
-        "finetune-clf": dict(epochs=8, bs=16, bptt=128, lr=2e-4, max_len=512, head_lr_mult=5.0, **FEW_ROWS),
+        "finetune-clf": dict(epochs=8, bs=16, bptt=128, lr=2e-4, max_len=512, head_lr_mult=5.0, **WINDOWS, **FEW_ROWS),
     },
     "paper": {
         "finetune-lm": dict(epochs=3, bs=16, bptt=256, lr=1e-4),
-        "finetune-clf": dict(epochs=10, bs=16, bptt=256, lr=2e-4, max_len=512, head_lr_mult=5.0, **FEW_ROWS),
+        "finetune-clf": dict(epochs=10, bs=16, bptt=256, lr=2e-4, max_len=512, head_lr_mult=5.0, **WINDOWS, **FEW_ROWS),
     },
 }
 HF_COMMON = dict(alpha=0.0, beta=0.0, beta1=0.9, beta2=0.999, clip=1.0, wd=0.01, drop_mult=1.0)
@@ -526,9 +565,11 @@ def resolve(stage: str, preset: str, flags: dict, parent: dict | None = None) ->
         from .hf_facts import positions as hf_positions
 
         positions = hf_positions(values.get("hf_config") or {})
-        for name in ("max_len", "bptt"):  # a preset never asks for more than the model reads; a flag may (and fails)
-            if positions and name in values:
+        for name in ("max_len", "bptt", "window"):  # a preset never asks for more than the model reads; a flag may
+            if positions and name in values:  # (and fails)
                 values[name] = min(values[name], positions)
+        if "window" in values:
+            values["stride"] = min(values["stride"], values["window"] * 3 // 4)
     over = dict(BACKBONE_PRESETS.get(backbone, {}).get(preset, {}))
     values["lr"] = values.get("lr", RunConfig.lr) * over.pop("lr_scale", 1.0)
     values.update({k: v for k, v in over.items() if parent is None or k not in ARCH_FIELDS})

@@ -25,3 +25,9 @@ def positions(hf_config: dict) -> int | None:
             offset = hf_config.get("pad_token_id", 1) + 1 if hf_config.get("model_type") in ROBERTA_STYLE else 0
             return hf_config[key] - offset
     return None
+
+
+def window_ends(hf_config: dict) -> int:
+    """The tokens each window of a long document repeats (--long windows): the start token, and an encoder's end
+    token (every encoder's documents have one: `import-hf` refuses a tokenizer without)."""
+    return 2 if is_encoder(hf_config) else 1

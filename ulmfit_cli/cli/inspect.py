@@ -123,6 +123,13 @@ def show(r: dict) -> None:
                 split,
             )
         console.print(t)
+        for f in files:
+            if (w := f["tokens"].get("windows")) is not None:
+                console.print(
+                    f"{f['source']}: --long windows --window {w['window']} --stride {w['stride']} reads a document "
+                    f"in {w['p50']} window(s) (p50), {w['p90']} (p90), {w['p99']} (p99), {w['max']} (max); "
+                    f"--max-len {f['tokens']['max_len']} caps it at {w['cap']}"
+                )
         s = r["suggest"]
         console.print(f"suggested for finetune-clf: --bptt {s['bptt']} --max-len {s['max_len']} --bs {s['bs']}")
     if not r["verdicts"]:

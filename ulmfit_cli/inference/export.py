@@ -14,7 +14,9 @@ outputs are predict's probabilities for the same texts (tests/test_export.py che
 
 A Hugging Face checkpoint's classifier (--backbone hf) is fed its own way, which OUT.json spells out: the start
 token, the ids, an encoder's [SEP], a long document already cut to its head and tail (as predict cuts it), rows
-padded with -1 (no id: the graph masks them out); OUT.tokenizer.json is the checkpoint's own tokenizer.json.
+padded with -1 (no id: the graph masks them out); OUT.tokenizer.json is the checkpoint's own tokenizer.json. A run
+that reads long documents as windows (--long windows) is fed the same whole documents: the graph splits each into its
+windows and pools them as predict does (models/windows.py).
 
 Every backbone runs the whole document in one graph with dynamic batch and time axes:
 - AWD-LSTM: the LSTMs over the whole document from a zero state are what fastai's BPT3C chunk loop computes at
@@ -174,8 +176,12 @@ def _export(run: artifacts.Run, out: Path) -> dict[str, Path]:
                    if cfg.backbone != "hf" else
                    "int64 (batch, time): bos_id, then tokenizer.encode(text, add_special_tokens=False).ids, then "
                    "end_id when it is not null; a document longer than max_len keeps its first head_tokens and "
-                   "the rest from its end (as predict cuts it); rows padded at the end with pad_id (-1)"},
+                   "the rest from its end (as predict cuts it); rows padded at the end with pad_id (-1)"
+                   + ("; the graph reads it in windows itself (long, window, stride)"
+                      if cfg.long == "windows" else "")},
         **({"head_tokens": max(1, int(cfg.max_len * 0.25))} if cfg.backbone == "hf" else {}),
+        **({"long": cfg.long, "window": cfg.window, "stride": cfg.stride, "window_pool": cfg.window_pool}
+           if cfg.backbone == "hf" and cfg.long == "windows" else {}),
         "outputs": {"logits": "float32 (batch, C)",
                     "output": "probabilities (batch, C): softmax, or one sigmoid per label for multi-label "
                     "(a label is on at or above its threshold); regression: values (batch,)"},

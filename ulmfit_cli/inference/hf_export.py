@@ -23,6 +23,11 @@ from ..runfolder import artifacts
 def check(run: artifacts.Run) -> None:
     """Refuse, before any work, a run whose classifier transformers cannot express exactly."""
     cfg = from_dict(run.config)
+    if cfg.long == "windows":  # checked first: such a run has the ulmfit head too, and windows are what it lacks
+        raise ConfigError(
+            f"{run.path}: it reads long documents as windows (--long windows), which a transformers "
+            "*ForSequenceClassification cannot (it reads one window); use --onnx, whose graph reads the windows"
+        )
     if cfg.backbone != "hf" or cfg.head != "hf":
         raise ConfigError(
             f"{run.path}: its head (--head {cfg.head}, --backbone {cfg.backbone}) has no exact transformers "

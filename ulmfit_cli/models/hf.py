@@ -14,9 +14,11 @@ As a language model a decoder predicts the next token; an encoder is fine-tuned 
 by BERT's rule as the stage reads them (lm_objective).
 
 The classifier reads each document whole (up to `--max-len` tokens, cut by `cut_doc`: its head and its tail),
-padded at the end with HF_PAD (-1). A decoder: with causal attention a real token never sees a later pad, so no
-attention mask is needed and the ids are those the model was trained on. It pools the paper's concat pooling over
-the last hidden states: the last real token's state, and the max and mean over the real tokens except the first.
+padded at the end with HF_PAD (-1); with `--long windows`, in overlapping windows of `--window` tokens, at most
+`--bs` windows a forward pass of the body (windows.py), whose vectors are pooled into the document's. A decoder:
+with causal attention a real token never sees a later pad, so no attention mask is needed and the ids are those the
+model was trained on. It pools the paper's concat pooling over the last hidden states: the last real token's state,
+and the max and mean over the real tokens except the first.
 The first is the start token every document begins with (tokenizer.start_id); its state is the same for every
 document and far larger than the others' (an attention sink), so on short texts it would dominate the mean. An
 encoder reads both ways, so it always gets the attention mask; by default (`--pooling auto`) it pools the mean
@@ -30,8 +32,8 @@ import torch
 import torch.nn as nn
 
 from ..config import RunConfig
-from ..hf_facts import is_encoder
-from . import adapters
+from ..hf_facts import is_encoder, window_ends
+from . import adapters, windows
 
 HF_PAD = -1  # not an id: the classifier masks it out and feeds the model's pad id (or 0) in its place
 HEAD_SHARE = 0.25  # of a document longer than --max-len, this share of the kept tokens comes from its start
@@ -163,6 +165,8 @@ class HFClassifier(nn.Module):
     def __init__(self, cfg: RunConfig, n_class: int):
         super().__init__()
         self.encoder, self.pooling = is_encoder(cfg.hf_config), pooling_of(cfg)
+        self.by_windows = cfg.long == "windows"
+        self.window_args = (cfg.window, cfg.stride, cfg.window_pool, cfg.bs, window_ends(cfg.hf_config))
         self.body = base_model(cfg)
         if cfg.head == "hf":  # its modules taken from a fresh *ForSequenceClassification, built without blocks
             self.pooling, names = hf_head_of(cfg)
@@ -174,12 +178,38 @@ class HFClassifier(nn.Module):
 
     def _ulmfit_head(self, cfg: RunConfig, n_class: int):
         c, p = self.body.config.hidden_size * (3 if self.pooling == "concat" else 1), 0.4 * cfg.drop_mult
+        c *= 2 if self.by_windows and cfg.window_pool == "mean-max" else 1
         return nn.Sequential(
             nn.BatchNorm1d(c), nn.Dropout(p), nn.Linear(c, cfg.lin_ftrs), nn.ReLU(inplace=True),
             nn.BatchNorm1d(cfg.lin_ftrs), nn.Dropout(0.1), nn.Linear(cfg.lin_ftrs, n_class),
         )  # fmt: skip
 
-    def features(self, x, attention_mask: bool | None = None):  # (B, T) padded at the end with HF_PAD -> (B, C|3C)
+    def features(self, x, attention_mask: bool | None = None):  # (B, T) padded at the end with HF_PAD -> (B, F)
+        """The documents' pooled vectors: read whole (`read`), or as windows (`read_windows`)."""
+        if self.by_windows:
+            return self.read_windows(x)
+        return self.read(x, attention_mask)
+
+    def read_windows(self, x):  # (B, T) padded at the end with HF_PAD -> (B, 2F) mean-max, (B, F) tokens
+        """Each document's windows (windows.split_windows), the body on at most `--bs` of them at a time (only the
+        documents' own windows, each chunk cut to its longest), pooled into the documents' vectors. While traced
+        (export) the body reads every window of the batch at once: a graph has no loop, and the windows a document
+        lacks are left out of its pooling all the same."""
+        window, stride, how, per_pass, ends = self.window_args
+        w, valid = windows.split_windows(x, window, stride, ends, HF_PAD)  # (B, W, L), (B, W)
+        B, W, L = w.shape
+        flat = w.reshape(B * W, L)
+        lens = (flat != HF_PAD).sum(1)
+        counts = (lens - 1).clamp(min=1) if not self.encoder else lens  # the tokens pool() reads of each window
+        if torch.jit.is_tracing():
+            v = self.read(flat, attention_mask=True)
+        else:
+            keep = valid.reshape(-1).nonzero().squeeze(1)
+            got = torch.cat([self.read(flat[i][:, : int(lens[i].max())]) for i in keep.split(per_pass)])
+            v = got.new_zeros(B * W, got.shape[1]).index_copy(0, keep, got)
+        return windows.pool_windows(v.reshape(B, W, -1), counts.reshape(B, W), valid, how, self.pooling)
+
+    def read(self, x, attention_mask: bool | None = None):  # (B, T) padded at the end with HF_PAD -> (B, C|3C)
         """An encoder always gets the attention mask (attention reads both ways: the pads must be masked out); a
         decoder only when `attention_mask` (export: transformers' mask-free path cannot be traced), since a real
         token never sees a later pad: the model's own fast path, same outputs."""

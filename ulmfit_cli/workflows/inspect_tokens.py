@@ -8,9 +8,11 @@ from collections import Counter
 import numpy as np
 
 
-def token_report(tok, texts: list[str], max_len: int, word_level: bool) -> dict:
+def token_report(tok, texts: list[str], max_len: int, word_level: bool, windows: tuple | None = None) -> dict:
     """Token lengths of the documents (no <bos>), the share cut by `max_len`, the <unk> rate, and the share of
-    words (by occurrence) split into 4+ pieces: many such words mean the tokenizer was built for other text."""
+    words (by occurrence) split into 4+ pieces: many such words mean the tokenizer was built for other text.
+    With `windows` (window, stride, ends) for a Hugging Face checkpoint: the windows a document is read in under
+    --long windows, and the most `max_len` allows (the cap on a document's cost)."""
     from ..data.tokenizer import encode_docs, unk_id
 
     docs = encode_docs(tok, texts, bos=False)
@@ -28,6 +30,15 @@ def token_report(tok, texts: list[str], max_len: int, word_level: bool) -> dict:
         "unk_rate": round(unk / max(1, total), 4),
         "split_4plus": None,
     }
+    if windows is not None:
+        from ..models.windows import n_windows
+
+        window, stride, ends = windows
+        n = n_windows(np.minimum(lens, max(max_len - ends, 0)), window, stride, ends)
+        rep["windows"] = {
+            "window": window, "stride": stride, **{f"p{q}": int(np.percentile(n, q)) for q in (50, 90, 99)},
+            "max": int(n.max()), "cap": int(n_windows(max(max_len - ends, 0), window, stride, ends)),
+        }  # fmt: skip
     if unk and not word_level:  # which characters the tokenizer cannot read, most frequent first
         chars = Counter(c for t in texts for c in set(t) if not c.isspace())
         cands = list(chars)
@@ -70,12 +81,23 @@ def with_parent(parent, files: list, reps: list[dict], max_len: int | None, repo
 
     pc = parent.config
     cfg = resolve("finetune-clf", pc.get("preset", "small"), {"max_len": max_len}, pc)
-    if parent.stage == "finetune-clf" and max_len is None:
-        cfg = resolve("finetune-clf", pc.get("preset", "small"), {"max_len": pc["max_len"], "bs": pc["bs"]}, pc)
+    if parent.stage == "finetune-clf" and max_len is None:  # how that classifier reads
+        given = {k: pc[k] for k in ("max_len", "bs", "long", "window", "stride", "window_pool") if k in pc}
+        cfg = resolve("finetune-clf", pc.get("preset", "small"), given, pc)
     tok = load_tokenizer(parent.file("tokenizer"))
     word_level = pc.get("tokenizer") == WORD_TOKENIZER
     for fd, rep in zip(files, reps):
         if reporter:
             reporter.info(f"tokenizing {fd.source}")
-        rep["tokens"] = token_report(tok, [t for t in fd.texts if t.strip()], cfg.max_len, word_level)
+        texts = [t for t in fd.texts if t.strip()]
+        rep["tokens"] = token_report(tok, texts, cfg.max_len, word_level, _windows_of(cfg))
     return {"parent": str(parent.path), "suggest": suggest(reps[0]["tokens"], cfg)}
+
+
+def _windows_of(cfg) -> tuple | None:
+    """(window, stride, ends) of a Hugging Face checkpoint's classifier (its --long windows settings), else None."""
+    if cfg.backbone != "hf":
+        return None
+    from ..hf_facts import window_ends
+
+    return cfg.window, cfg.stride, window_ends(cfg.hf_config)

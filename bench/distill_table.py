@@ -32,7 +32,7 @@ def main(path: str) -> None:
         for st in students:
             per = defaultdict(dict)
             for r in by.values():
-                if r["task"] != task or not r["system"].startswith(st + "-"):
+                if r["task"] != task or r["system"] not in (f"{st}-alone", f"{st}-distilled"):
                     continue
                 kind = r["system"].rsplit("-", 1)[1]
                 if kind == "distilled" and "/distilled-all/" not in r["key"]:
@@ -59,7 +59,7 @@ def main(path: str) -> None:
         lo, hi = 100 * min(shares), 100 * max(shares)
         print(f"\nmean share of the gap recovered, over the {len(shares)} student-task-seeds with a gap of half a "
               f"point or more: {100 * mean(shares):.0f}% (from {lo:.0f}% to {hi:.0f}%)")  # fmt: skip
-    curve = sorted((r["unlabelled"], r["accuracy"], r["task"], r["system"]) for r in by.values()
+    curve = sorted((r["unlabelled"], r["accuracy"], r["task"], f"{r['system']} s{r['seed']}") for r in by.values()
                    if r["system"].endswith("-distilled") and r.get("unlabelled"))  # fmt: skip
     if curve:
         print("\nunlabelled texts -> accuracy:", "; ".join(f"{t} {s} {n:,}: {100 * a:.1f}" for n, a, t, s in curve))

@@ -19,10 +19,10 @@ from conftest import SAMPLE, one_line_error
 from ulmfit_cli import tasks
 
 
-def _texts(path: Path, src: Path, n: int | None = None) -> list[str]:
+def _texts(path: Path, src: Path, n: int | None = None) -> None:
+    """The texts of a CSV's first `n` rows, one a line (a Reuters story's newlines become spaces)."""
     rows = list(csv.DictReader(open(src, encoding="utf-8")))[:n]
-    path.write_text("\n".join(r["text"] for r in rows) + "\n", encoding="utf-8")
-    return [r["text"] for r in rows]
+    path.write_text("".join(" ".join(r["text"].split()) + "\n" for r in rows), encoding="utf-8")
 
 
 def _few(path: Path, per_class: int) -> None:
@@ -250,12 +250,6 @@ def test_min_confidence_keeps_exactly_the_teachers_sure_answers_and_validates_on
     assert np.allclose(teach.train_outputs, out[sure], atol=1e-6)
 
 
-def _one_line_texts(path: Path, src: Path) -> None:
-    """The texts of a CSV, one a line (Reuters stories hold newlines)."""
-    rows = list(csv.DictReader(open(src, encoding="utf-8")))
-    path.write_text("".join(" ".join(r["text"].split()) + "\n" for r in rows), encoding="utf-8")
-
-
 def test_a_multi_label_teacher_makes_a_multi_label_student(pipeline, ulmfit, tmp_path):
     """The student answers the teacher's question: the same label set, sigmoid outputs, its own thresholds, and
     predict lists the labels above them, as for any multi-label run."""
@@ -263,7 +257,7 @@ def test_a_multi_label_teacher_makes_a_multi_label_student(pipeline, ulmfit, tmp
     r = ulmfit("finetune-clf", pipeline["ft"], SAMPLE / "reuters_train.csv", "--label-delim", " ", "--out",
                tmp_path / "teacher", "--epochs", "3", *tiny)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    _one_line_texts(tmp_path / "texts.txt", SAMPLE / "reuters_train.csv")
+    _texts(tmp_path / "texts.txt", SAMPLE / "reuters_train.csv")
     r = ulmfit("distill", tmp_path / "teacher", pipeline["ft"], tmp_path / "texts.txt", "--out", tmp_path / "s",
                "--cache-dir", tmp_path / "cache", "--epochs", "3", *tiny)  # fmt: skip
     assert r.returncode == 0, r.stderr

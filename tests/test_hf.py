@@ -516,9 +516,12 @@ def test_export_onnx_gives_predicts_probabilities(work, encoders, ulmfit, tmp_pa
 
 
 @pytest.mark.parametrize("family", ["llama", "bert"])
-def test_engine_onnx_runs_the_whole_classifier(work, encoders, ulmfit, tmp_path, family):
-    """--engine onnx: the classifier whole in onnxruntime, predict's probabilities to 1e-5; with --quantize int8
-    its MatMuls quantized (outputs still probabilities, close to fp32's)."""
+def test_engine_onnx_runs_the_whole_classifier(work, encoders, ulmfit, tmp_path, family, monkeypatch):
+    """--engine onnx: the classifier whole in onnxruntime, predict's probabilities to 1e-5, also when a batch goes
+    to the session a few rows at a time, each part cut to its own longest row (as long documents do); with
+    --quantize int8 its MatMuls quantized (outputs still probabilities, close to fp32's)."""
+    from ulmfit_cli.inference import onnx_engine
+
     source = (work if family in FAMILIES else encoders) / family
     train, lm, clf = tmp_path / "train.csv", tmp_path / "lm", tmp_path / "clf"
     _write_train(train)
@@ -533,6 +536,11 @@ def test_engine_onnx_runs_the_whole_classifier(work, encoders, ulmfit, tmp_path,
 
     torch_p, onnx_p, int8_p = probs(), probs("--engine", "onnx"), probs("--engine", "onnx", "--quantize", "int8")
     np.testing.assert_allclose(onnx_p, torch_p, atol=1e-5, rtol=0)
+    calls, rows_per_call = [], onnx_engine.rows_per_call
+    monkeypatch.setattr(onnx_engine, "ATTENTION_CELLS", 3 * 12 * 12)  # 3 rows a call at 12 tokens, 1 at 40
+    monkeypatch.setattr(onnx_engine, "rows_per_call", lambda t: calls.append(rows_per_call(t)) or calls[-1])
+    np.testing.assert_allclose(probs("--engine", "onnx"), torch_p, atol=1e-5, rtol=0)
+    assert calls and max(calls) <= 3 < len(torch_p)  # every batch went in parts
     assert np.allclose(int8_p.sum(1), 1, atol=1e-4) and np.abs(int8_p - torch_p).max() < 0.2
     assert not np.array_equal(int8_p, onnx_p)  # the int8 graph is another graph
 

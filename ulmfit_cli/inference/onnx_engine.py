@@ -25,7 +25,7 @@ from ..errors import ConfigError, OutputError
 from ..runfolder import artifacts
 
 ENGINES = ("torch", "onnx")
-GRAPH_VERSION = 1  # bump when chunk_graph changes: cached graphs of other versions are never read
+GRAPH_VERSION = 2  # bump when chunk_graph or whole_graph changes: cached graphs of other versions are never read
 
 
 def check(engine: str, backbone: str | None = None) -> None:
@@ -121,16 +121,70 @@ def whole_graph(model):
 
 
 def export_whole(model, path: Path) -> None:
+    """The classifier's graph with every attention as onnxruntime's fused MultiHeadAttention (`fused_attention`):
+    the plain ONNX of `ulmfit export` spells it out as matmuls, a softmax and NaN guards over (rows, heads, time,
+    time) scores, several copies of them at once; this graph is only ever run by onnxruntime."""
     import torch
 
     ids = torch.full((2, 7), -1, dtype=torch.int64)
     ids[:, :3], ids[0, 3:] = 5, 6
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            whole_graph(model), (ids,), str(path), input_names=["ids"], output_names=["logits"],
-            dynamic_axes={"ids": {0: "n", 1: "t"}, "logits": {0: "n"}}, opset_version=17, dynamo=False,
-        )  # fmt: skip
+    heads = model.body.config.num_attention_heads
+    torch.onnx.register_custom_op_symbolic("aten::scaled_dot_product_attention", fused_attention(heads), 17)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                whole_graph(model), (ids,), str(path), input_names=["ids"], output_names=["logits"],
+                dynamic_axes={"ids": {0: "n", 1: "t"}, "logits": {0: "n"}}, opset_version=17, dynamo=False,
+                custom_opsets={"com.microsoft": 1},
+            )  # fmt: skip
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::scaled_dot_product_attention", 17)
+
+
+def fused_attention(heads: int):
+    """The export's translation of torch's scaled_dot_product_attention for a model of `heads` heads: `attention`."""
+
+    def attention(g, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, gqa=None):
+        return _attention(g, heads, query, key, value, attn_mask, is_causal, scale, gqa)
+
+    return attention
+
+
+def _attention(g, heads, query, key, value, attn_mask, is_causal, scale, gqa):
+    """torch's scaled_dot_product_attention as com.microsoft's MultiHeadAttention: query, key and value (B, N, S|T,
+    H) in as (B, S|T, N*H), a boolean mask as an additive bias (B|1, 1|N, S, T) of 0 and float32's lowest (what
+    transformers' own masks add), a causal flag as `unidirectional`, the result back as (B, N, S, H)."""
+    from torch.onnx import symbolic_helper as sh
+
+    if sh._maybe_get_const(gqa, "b"):
+        raise RuntimeError("scaled_dot_product_attention with enable_gqa cannot be exported as MultiHeadAttention")
+
+    def flat(x):  # (B, N, S, H) -> (B, S, N*H)
+        return g.op("Reshape", g.op("Transpose", x, perm_i=[0, 2, 1, 3]), g.op("Constant", value_t=_shape(0, 0, -1)))
+
+    bias = sh._optional_input_placeholder_tensor(g)
+    if not sh._is_none(attn_mask):
+        if attn_mask.type().scalarType() == "Bool":
+            import torch
+
+            lowest = g.op("Constant", value_t=torch.tensor(torch.finfo(torch.float32).min))
+            attn_mask = g.op("Where", attn_mask, g.op("Constant", value_t=torch.tensor(0.0)), lowest)
+        bias = attn_mask
+    extra = {} if sh._is_none(scale) else {"scale_f": sh._maybe_get_const(scale, "f")}
+    none = sh._optional_input_placeholder_tensor(g)
+    out = g.op(
+        "com.microsoft::MultiHeadAttention", flat(query), flat(key), flat(value), none, none, bias,
+        num_heads_i=heads, unidirectional_i=int(bool(sh._maybe_get_const(is_causal, "b"))), **extra,
+    )  # fmt: skip
+    back = g.op("Reshape", out, g.op("Constant", value_t=_shape(0, 0, heads, -1)))  # (B, S, N, H)
+    return g.op("Transpose", back, perm_i=[0, 2, 1, 3])
+
+
+def _shape(*dims: int):
+    import torch
+
+    return torch.tensor(dims, dtype=torch.int64)
 
 
 def graph_file(run: artifacts.Run, model, quantize: str | None, whole: bool = False) -> Path:
@@ -151,6 +205,11 @@ def graph_file(run: artifacts.Run, model, quantize: str | None, whole: bool = Fa
 
             logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process, on the root logger
             ops = ["MatMul", "Gemm"] if whole else ["LSTM"]
+            if whole:  # onnx's shape inference stops at the fused attention, onnxruntime's own knows it
+                import onnx
+                from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+                onnx.save(SymbolicShapeInference.infer_shapes(onnx.load(tmp[0]), auto_merge=True), tmp[0])
             quantize_dynamic(tmp[0], tmp[1], weight_type=QuantType.QInt8, op_types_to_quantize=ops)
         os.replace(tmp[1] if quantize else tmp[0], out)
     except OSError as e:
@@ -222,8 +281,16 @@ class Recurrence:
 MIN_ROWS = 8  # rows per thread at least when a batch's rows are dealt out to threads
 
 
+ATTENTION_CELLS = 1 << 21  # rows x time x time a session call may hold: 8 rows of 512 tokens, a batch of short texts
+
+
 class WholeClassifier:
-    """An onnxruntime session standing in for a --backbone hf classifier's forward: ids -> (logits,)."""
+    """An onnxruntime session standing in for a --backbone hf classifier's forward: ids -> (logits,).
+
+    onnxruntime's attention on the CPU holds a call's (rows, heads, time, time) scores whole, where torch's
+    never does: fed whole, a batch of 64 documents of 512 tokens took several times torch's peak memory. So a
+    long batch goes to the session a few rows at a time (`rows_per_call`), each part cut to its own longest
+    row (the rows come sorted by length); a batch of short texts is still one call."""
 
     def __init__(self, path: Path, threads: int):
         import onnxruntime as ort
@@ -237,7 +304,21 @@ class WholeClassifier:
         import numpy as np
         import torch
 
-        return (torch.from_numpy(self.session.run(None, {"ids": np.ascontiguousarray(x.cpu().numpy())})[0]),)
+        from ..models.hf import HF_PAD
+
+        ids = x.cpu().numpy()
+        step = rows_per_call(ids.shape[1])
+        out = []
+        for i in range(0, len(ids), step):
+            part = ids[i : i + step]
+            width = int((part != HF_PAD).sum(1).max())
+            out.append(self.session.run(None, {"ids": np.ascontiguousarray(part[:, :width])})[0])
+        return (torch.from_numpy(np.concatenate(out)),)
+
+
+def rows_per_call(time: int) -> int:
+    """How many rows of `time` tokens one session call reads: as many as ATTENTION_CELLS allows, at least one."""
+    return max(1, ATTENTION_CELLS // max(1, time * time))
 
 
 def attach(run: artifacts.Run, model, quantize: str | None) -> None:

@@ -8,6 +8,7 @@ covering_sample: every class first, then seeded), `finetune-lm` on its texts onc
   all-at-once  the usual transformer recipe: --no-gradual-unfreezing --lr-factor 1 (STLR is warm-up then decay)
   no-lm-ft     the recipe straight from the parent (no LM fine-tuning stage)
   all-at-once-lr5e-5  all-at-once at the rate usual for fine-tuning a whole transformer (5e-5)
+  lora, lora-all-at-once, lora-lr1e-3  `--adapter lora` with the recipe, all at once, and at --lr 1e-3
 
     python bench/hf_recipe.py WORK --parent RUN [--tasks trec6 sst2] [--n 1000] [--seeds 42 43]
         [--variants ulmfit all-at-once no-lm-ft] [--clf-flag=--epochs=8 ...] [--lm-flag=--epochs=1 ...] [--no-lm]
@@ -32,6 +33,10 @@ VARIANTS = {
     "all-at-once": ["--no-gradual-unfreezing", "--lr-factor", "1"],
     "no-lm-ft": [],
     "all-at-once-lr5e-5": ["--no-gradual-unfreezing", "--lr-factor", "1", "--lr", "5e-5"],  # the usual rate
+    # issue 39: LoRA adapters (PEFT) through the recipe, all at once, and at the rate LoRA papers use for encoders
+    "lora": ["--adapter", "lora"],
+    "lora-all-at-once": ["--adapter", "lora", "--no-gradual-unfreezing", "--lr-factor", "1"],
+    "lora-lr1e-3": ["--adapter", "lora", "--lr", "1e-3"],
 }
 
 
@@ -110,6 +115,7 @@ def main() -> None:
                 row = {"task": task, "variant": variant, "seed": seed, "accuracy": ev["accuracy"],
                        "macro_f1": ev.get("macro_f1"), "n_test": ev["n"], "train_rows": a.n, "clf_wall_s": wall,
                        "eval_wall_s": ev_wall, "kept_epoch": summary.get("kept_epoch"), "epochs": summary["epochs"],
+                       "run_bytes": sum(f.stat().st_size for f in out.rglob("*") if f.is_file()),
                        "flags": VARIANTS[variant] + clf_extra}  # fmt: skip
                 with open(results, "a") as f:
                     f.write(json.dumps(row) + "\n")

@@ -9,6 +9,7 @@ covering_sample: every class first, then seeded), `finetune-lm` on its texts onc
   no-lm-ft     the recipe straight from the parent (no LM fine-tuning stage)
   all-at-once-lr5e-5  all-at-once at the rate usual for fine-tuning a whole transformer (5e-5)
   lora, lora-all-at-once, lora-lr1e-3  `--adapter lora` with the recipe, all at once, and at --lr 1e-3
+  lora-all-at-once-lr1e-3, lora-all-linear-all-at-once  all at once at --lr 1e-3; on every linear layer
 
     python bench/hf_recipe.py WORK --parent RUN [--tasks trec6 sst2] [--n 1000] [--seeds 42 43]
         [--variants ulmfit all-at-once no-lm-ft] [--clf-flag=--epochs=8 ...] [--lm-flag=--epochs=1 ...] [--no-lm]
@@ -37,6 +38,8 @@ VARIANTS = {
     "lora": ["--adapter", "lora"],
     "lora-all-at-once": ["--adapter", "lora", "--no-gradual-unfreezing", "--lr-factor", "1"],
     "lora-lr1e-3": ["--adapter", "lora", "--lr", "1e-3"],
+    "lora-all-at-once-lr1e-3": ["--adapter", "lora", "--no-gradual-unfreezing", "--lr-factor", "1", "--lr", "1e-3"],
+    "lora-all-linear-all-at-once": "--adapter lora --lora-targets all-linear --no-gradual-unfreezing --lr-factor 1".split(),
 }
 
 

@@ -164,6 +164,28 @@ def test_an_lm_adapter_is_merged_and_the_classifier_adapts_the_result(work, ulmf
     assert len(r.stdout.splitlines()) == len(hf_tiny.CORPUS) * 4
 
 
+@pytest.mark.parametrize(
+    ("family", "auto_only", "all_linear_too"), [("gpt2", "c_attn", "c_fc"), ("bert", "query", "intermediate.dense")]
+)
+def test_all_linear_adapts_every_linear_layer_of_the_blocks(work, ulmfit, tmp_path, family, auto_only, all_linear_too):
+    from safetensors.torch import load_file
+
+    lm = tmp_path / "lm"
+    assert ulmfit("import-hf", work / family, "--out", lm, "-q").returncode == 0
+    adapted = {}
+    for targets in ("auto", "all-linear"):
+        clf = tmp_path / targets
+        r = ulmfit("finetune-clf", lm, work / f"{family}.csv", "--out", clf, "--preset", "tiny", "--epochs", "1",
+                   "--adapter", "lora", "--lora-targets", targets, "-q")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        adapted[targets] = {k.split(".lora_")[0] for k in load_file(str(clf / "adapter.safetensors")) if "lora_" in k}
+    assert any(k.endswith(auto_only) for k in adapted["auto"])
+    assert not any(all_linear_too in k for k in adapted["auto"])
+    assert adapted["auto"] < adapted["all-linear"]  # the same layers and more: the feed-forward's too
+    assert any(all_linear_too in k for k in adapted["all-linear"])
+    assert not any("lm_head" in k or "wte" in k for k in adapted["all-linear"])  # layers, not embeddings
+
+
 def test_wrong_targets_and_non_hf_backbones_are_one_line(work, ulmfit, tmp_path):
     from ulmfit_cli.config import resolve
     from ulmfit_cli.errors import ConfigError

@@ -278,7 +278,8 @@ class RunConfig:
     lora_dropout: float = setting(0.05, "--adapter lora: dropout on the adapters' input.", (LM, CLF), rule=within(0, 1))
     lora_targets: str = setting(
         "auto", "--adapter lora: comma-separated names of the layers that get an adapter; auto: PEFT's choice for the "
-        "family (the attention's query and value projections), else every linear layer.", (LM, CLF),
+        "family (the attention's query and value projections), else every linear layer; all-linear: every linear "
+        "layer of the blocks (attention and feed-forward).", (LM, CLF),
     )  # fmt: skip
     # data
     valid_pct: float = setting(

@@ -19,7 +19,10 @@ LORA_MARK = "lora_"  # every parameter PEFT adds for LoRA has it in its name (lo
 
 
 def targets(cfg: RunConfig) -> list[str] | str:
-    """--lora-targets: a comma-separated list of module names, or auto: PEFT's table for the family."""
+    """--lora-targets: a comma-separated list of module names; auto: PEFT's table for the family; all-linear:
+    every linear layer of the model (PEFT's own keyword: it leaves out a language model's output layer)."""
+    if cfg.lora_targets == "all-linear":
+        return "all-linear"
     if cfg.lora_targets != "auto":
         return [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TABLE

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cross_task import TASKS, covering_sample, read, write  # bench/ is on the path
 
+AAO = ["--no-gradual-unfreezing", "--lr-factor", "1"]  # all at once
 VARIANTS = {
     "ulmfit": [],
     "all-at-once": ["--no-gradual-unfreezing", "--lr-factor", "1"],
@@ -39,7 +40,7 @@ VARIANTS = {
     "lora-all-at-once": ["--adapter", "lora", "--no-gradual-unfreezing", "--lr-factor", "1"],
     "lora-lr1e-3": ["--adapter", "lora", "--lr", "1e-3"],
     "lora-all-at-once-lr1e-3": ["--adapter", "lora", "--no-gradual-unfreezing", "--lr-factor", "1", "--lr", "1e-3"],
-    "lora-all-linear-all-at-once": "--adapter lora --lora-targets all-linear --no-gradual-unfreezing --lr-factor 1".split(),
+    "lora-all-linear-all-at-once": ["--adapter", "lora", "--lora-targets", "all-linear", *AAO],
 }
 
 

@@ -48,6 +48,23 @@ def test_transformer_presets_follow_the_normalisation_study():
     assert resolve("pretrain", "tiny", {"backbone": "transformer"}).norm_position == "pre"
 
 
+def test_a_lora_classifier_trains_every_adapter_at_once_unless_told():
+    """--adapter lora: no gradual unfreezing and one rate for every group by default (measured); a flag or a config
+    file's value wins; full fine-tuning and the LM stage keep the recipe's."""
+    hf = {"model_type": "bert", "max_position_embeddings": 512}
+    parent = resolve("pretrain", "tiny", {}).to_dict() | {"backbone": "hf", "tokenizer": "hf", "hf_config": hf}
+    for preset in ("tiny", "small", "paper"):
+        lora = resolve("finetune-clf", preset, {"adapter": "lora"}, parent)
+        assert (lora.gradual_unfreezing, lora.lr_factor) == (False, 1.0)
+        full = resolve("finetune-clf", preset, {}, parent)
+        assert (full.gradual_unfreezing, full.lr_factor) == (True, 2.6)
+        told = resolve(
+            "finetune-clf", preset, {"adapter": "lora", "gradual_unfreezing": True, "lr_factor": 2.0}, parent
+        )
+        assert (told.gradual_unfreezing, told.lr_factor) == (True, 2.0)
+        assert resolve("finetune-lm", preset, {"adapter": "lora"}, parent).lr_factor == full.lr_factor
+
+
 def test_a_checkpoints_fresh_head_trains_at_its_own_rate_and_only_the_classifiers():
     """hf small/paper: the head at 5x --lr (at --lr alone it could not learn a skewed class prior); a flag wins;
     the other backbones, the LM stages and an older run's config without the field keep 1."""

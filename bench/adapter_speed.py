@@ -17,6 +17,7 @@ the epochs, over the epochs' seconds. All the adapters train at once on both sid
 tool trains transformers' own head (--head hf), so the four train the same modules.
 
     python bench/adapter_speed.py PARENT CHECKPOINT TRAIN WORK [--epochs 3] [--threads 1] [--rounds 2]
+        [--lora-targets auto|all-linear] [--commands tool-lora plain-lora ...]
 
 PARENT: the `ulmfit import-hf` run of CHECKPOINT (the checkpoint's folder). Prints a markdown table on stdout and
 writes each measurement as a line of WORK/speed.jsonl.
@@ -70,7 +71,9 @@ def plain(a) -> None:
     if a.lora:
         from peft import LoraConfig, TaskType, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.05))
+        targets = None if a.lora_targets == "auto" else a.lora_targets  # None: PEFT's table, as the tool's auto
+        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.05, target_modules=targets)
+        model = get_peft_model(model, config)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
     steps = a.epochs * (len(tr) // a.bs)
@@ -104,17 +107,18 @@ def plain(a) -> None:
 def measure(a, command: str, work: Path) -> dict:
     """One command in its own process: its epochs' seconds and peak RSS."""
     env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(a.threads)}
+    lora = ["--adapter", "lora", "--lora-targets", a.lora_targets]
     if command.startswith("tool"):
         out = work / "runs" / command
         out.parent.mkdir(parents=True, exist_ok=True)
         cmd = [a.ulmfit, "finetune-clf", str(a.parent), str(a.train), "--out", str(out), "--overwrite", "--head", "hf",
                "--no-gradual-unfreezing", "--lr-factor", "1", "--min-steps", "0", "--epochs", str(a.epochs),
                "--seed", str(a.seed), "--lr", str(a.lr), "--head-lr-mult", "1",
-               "--json", *(["--adapter", "lora"] if command == "tool-lora" else [])]  # fmt: skip
+               "--json", *(lora if command == "tool-lora" else [])]  # fmt: skip
     else:
         cmd = [sys.executable, __file__, "_plain", str(a.parent), str(a.checkpoint), str(a.train), str(work),
                "--epochs", str(a.epochs), "--threads", str(a.threads), "--seed", str(a.seed), "--lr", str(a.lr),
-               *(["--lora"] if command == "plain-lora" else [])]  # fmt: skip
+               "--lora-targets", a.lora_targets, *(["--lora"] if command == "plain-lora" else [])]  # fmt: skip
     log = work / "logs" / f"{command}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as err:
@@ -145,6 +149,7 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=512)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--lora", action="store_true")
+    ap.add_argument("--lora-targets", default="auto", help="auto (PEFT's table) | all-linear, on both sides")
     ap.add_argument("--commands", nargs="+", choices=COMMANDS, default=list(COMMANDS))
     ap.add_argument("--ulmfit", default=shutil.which("ulmfit") or "ulmfit")
     args = ap.parse_args()

@@ -70,6 +70,7 @@ def export(
 def _export_hf(model, out: Path, repo: str | None, quiet: bool) -> None:
     """--hf DIR (and --push-to-hub REPO): every check before any work, the upload by huggingface_hub's own."""
     import json
+    import os
     import sys
 
     from ..errors import ConfigError
@@ -81,7 +82,8 @@ def _export_hf(model, out: Path, repo: str | None, quiet: bool) -> None:
     if repo:
         from huggingface_hub import constants, get_token
 
-        if constants.HF_HUB_OFFLINE:
+        # huggingface_hub reads HF_HUB_OFFLINE once, when first imported: the variable as it is now decides too
+        if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
             raise ConfigError("`--push-to-hub` needs the Hub, but HF_HUB_OFFLINE is set; unset it, or export without")
         if get_token() is None:
             raise ConfigError("`--push-to-hub` needs a Hub token: run `hf auth login` (or set HF_TOKEN) first")

@@ -49,19 +49,18 @@ def test_transformer_presets_follow_the_normalisation_study():
 
 
 def test_a_lora_classifier_trains_every_adapter_at_once_unless_told():
-    """--adapter lora: no gradual unfreezing and one rate for every group by default (measured); a flag or a config
-    file's value wins; full fine-tuning and the LM stage keep the recipe's."""
+    """--adapter lora: no gradual unfreezing and one rate for every group, 5x full fine-tuning's, by default
+    (measured); a flag or a config file's value wins; full fine-tuning and the LM stage keep the recipe's."""
     hf = {"model_type": "bert", "max_position_embeddings": 512}
     parent = resolve("pretrain", "tiny", {}).to_dict() | {"backbone": "hf", "tokenizer": "hf", "hf_config": hf}
     for preset in ("tiny", "small", "paper"):
         lora = resolve("finetune-clf", preset, {"adapter": "lora"}, parent)
-        assert (lora.gradual_unfreezing, lora.lr_factor) == (False, 1.0)
         full = resolve("finetune-clf", preset, {}, parent)
+        assert (lora.gradual_unfreezing, lora.lr_factor, lora.lr) == (False, 1.0, pytest.approx(5 * full.lr))
         assert (full.gradual_unfreezing, full.lr_factor) == (True, 2.6)
-        told = resolve(
-            "finetune-clf", preset, {"adapter": "lora", "gradual_unfreezing": True, "lr_factor": 2.0}, parent
-        )
-        assert (told.gradual_unfreezing, told.lr_factor) == (True, 2.0)
+        given = {"adapter": "lora", "gradual_unfreezing": True, "lr_factor": 2.0, "lr": 3e-4}
+        told = resolve("finetune-clf", preset, given, parent)
+        assert (told.gradual_unfreezing, told.lr_factor, told.lr) == (True, 2.0, 3e-4)
         assert resolve("finetune-lm", preset, {"adapter": "lora"}, parent).lr_factor == full.lr_factor
 
 

@@ -58,6 +58,9 @@ def test_export_hf_loads_in_transformers_pipeline_with_predicts_probabilities(wo
     made = card.split("## How it was made")[1]  # lines that reproduce each run: the flags it differed by
     assert "ulmfit import-hf" in made and "--head hf" in made and "--max-len 60" in made
     assert ("--adapter lora" in made) == ("--adapter" in flags)
+    # the card names what the schedule did: a LoRA classifier trains all at once by default, full fine-tuning does not
+    said = card.split("ULMFiT's recipe")[1].split(")")[0]
+    assert ("gradual unfreezing" in said) == ("discriminative" in said) == ("--adapter" not in flags), said
     texts = hf_tiny.CORPUS[:12]
     (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
     pred = ulmfit("predict", clf, tmp_path / "texts.txt", "--format", "jsonl")

@@ -134,14 +134,20 @@ def model_card(run: artifacts.Run, cfg, architecture: str, argv: list[str]) -> s
         )  # fmt: skip
     )
     commands = [*_commands(chain), "ulmfit " + " ".join(argv)]
+    parts = [  # what this run's schedule did: a LoRA classifier, by default, trains all at once at one rate
+        *(["discriminative learning rates"] if cfg.lr_factor != 1 else []),
+        "slanted triangular rates",
+        *(["gradual unfreezing"] if cfg.gradual_unfreezing else []),
+    ]
+    recipe = ", ".join(parts) + ("; LoRA adapters, merged" if cfg.adapter != "none" else "")
     return f"""---
 {yaml}
 ---
 
 # {run.path.name}
 
-A {architecture} fine-tuned from `{base}` with ULMFiT's recipe (Howard & Ruder 2018: discriminative learning
-rates, slanted triangular rates, gradual unfreezing) by [ulmfit-cli](https://pypi.org/project/ulmfit-cli/).
+A {architecture} fine-tuned from `{base}` with ULMFiT's recipe (Howard & Ruder 2018: {recipe}) by
+[ulmfit-cli](https://pypi.org/project/ulmfit-cli/).
 
 ## Use
 

@@ -104,6 +104,25 @@ def test_the_default_space_is_the_parents_family_less_the_flags_given(pipeline, 
     assert [d.name for d in spaces.parse(r.stdout, "stdout", "finetune-lm")] == ["lr", "epochs", "lr_factor"]
 
 
+def test_a_lora_classifiers_default_space_moves_its_rate_with_the_default(ulmfit, tmp_path):
+    """--adapter lora trains at 5x the rate by default (config.ADAPTER_CLF): the hf space's rate range moves with it,
+    else a search of a LoRA classifier would try only rates below its own default."""
+    import hf_tiny
+
+    hf_tiny.write_model(tmp_path / "gpt2", "gpt2", seed=1)
+    assert ulmfit("import-hf", tmp_path / "gpt2", "--out", tmp_path / "lm", "-q").returncode == 0
+    ranges = {}
+    for flags in ((), ("--adapter", "lora")):
+        r = ulmfit("tune", tmp_path / "lm", TRAIN, "--trials", "2", "--print-space", *flags)
+        assert r.returncode == 0, r.stderr
+        ranges[flags] = {d.name: d for d in spaces.parse(r.stdout, "stdout", "finetune-clf")}
+    full, lora = ranges[()], ranges[("--adapter", "lora")]
+    assert (lora["lr"].low, lora["lr"].high) == pytest.approx((5 * full["lr"].low, 5 * full["lr"].high))
+    assert lora["lr"].log and {k: v for k, v in lora.items() if k != "lr"} == {
+        k: v for k, v in full.items() if k != "lr"
+    }
+
+
 def test_every_preset_is_a_valid_space_of_its_stage():
     for family, stages in spaces.PRESETS.items():
         assert set(stages) == set(spaces.STAGES), family

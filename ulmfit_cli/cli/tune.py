@@ -156,7 +156,11 @@ def tune(
     if space is not None:
         dims = spaces.parse_file(space, stage, set(given))
     else:
-        dims = spaces.preset(space_preset or run.config.get("backbone", "awd-lstm"), stage, set(given))
+        from ..config import ADAPTER_CLF
+
+        lora = stage == "finetune-clf" and base.backbone == "hf"
+        scale = ADAPTER_CLF.get(base.adapter, {}).get("lr_scale", 1.0) if lora else 1.0
+        dims = spaces.preset(space_preset or run.config.get("backbone", "awd-lstm"), stage, set(given), scale)
     if print_space:
         import sys
 

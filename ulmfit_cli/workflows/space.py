@@ -92,11 +92,15 @@ def parse_file(path, stage: str, fixed: set[str]) -> list[Dimension]:
     return space
 
 
-def preset(name: str, stage: str, fixed: set[str]) -> list[Dimension]:
-    """The default space of backbone family `name` for `stage`, less the settings given as flags (they are fixed)."""
+def preset(name: str, stage: str, fixed: set[str], lr_scale: float = 1.0) -> list[Dimension]:
+    """The default space of backbone family `name` for `stage`, less the settings given as flags (they are fixed).
+    `lr_scale` moves the rate's range with the rate the run defaults to (a LoRA classifier's is 5x: config.py)."""
     if name not in PRESETS:
         raise ConfigError(f"`--space-preset` must be one of {', '.join(PRESETS)}, got {name!r}")
     space = [d for d in tables(PRESETS[name][stage], f"--space-preset {name}", stage) if d.name not in fixed]
+    space = [
+        dataclasses.replace(d, low=d.low * lr_scale, high=d.high * lr_scale) if d.name == "lr" else d for d in space
+    ]
     if not space:
         raise ConfigError(f"`--space-preset {name}`: every setting it searches is fixed by a flag; nothing is left")
     return space

@@ -125,8 +125,8 @@ def measure(a, command: str, work: Path) -> dict:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
         stdout = p.stdout.read()
         _, status, usage = os.wait4(p.pid, 0)
-    if status != 0:
-        sys.exit(f"{command} failed ({status}); see {log}")
+    if (rc := os.waitstatus_to_exitcode(status)) != 0:
+        sys.exit(f"{command} failed ({rc}); see {log}")
     if command.startswith("tool"):
         epoch_s = [float(x) for x in re.findall(r"^epoch \d+ .*time_s ([\d.]+)", log.read_text(), re.M)]
         size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())

@@ -32,14 +32,14 @@ from cross_task import TASKS, covering_sample, read, write  # bench/ is on the p
 AAO = ["--no-gradual-unfreezing", "--lr-factor", "1"]  # all at once
 VARIANTS = {
     "ulmfit": [],
-    "all-at-once": ["--no-gradual-unfreezing", "--lr-factor", "1"],
+    "all-at-once": AAO,
     "no-lm-ft": [],
-    "all-at-once-lr5e-5": ["--no-gradual-unfreezing", "--lr-factor", "1", "--lr", "5e-5"],  # the usual rate
+    "all-at-once-lr5e-5": [*AAO, "--lr", "5e-5"],  # the usual rate
     # issue 39: LoRA adapters (PEFT) through the recipe, all at once, and at the rate LoRA papers use for encoders
     "lora": ["--adapter", "lora"],
-    "lora-all-at-once": ["--adapter", "lora", "--no-gradual-unfreezing", "--lr-factor", "1"],
+    "lora-all-at-once": ["--adapter", "lora", *AAO],
     "lora-lr1e-3": ["--adapter", "lora", "--lr", "1e-3"],
-    "lora-all-at-once-lr1e-3": ["--adapter", "lora", "--no-gradual-unfreezing", "--lr-factor", "1", "--lr", "1e-3"],
+    "lora-all-at-once-lr1e-3": ["--adapter", "lora", *AAO, "--lr", "1e-3"],
     "lora-all-linear-all-at-once": ["--adapter", "lora", "--lora-targets", "all-linear", *AAO],
 }
 

@@ -548,6 +548,12 @@ HF_COMMON = dict(alpha=0.0, beta=0.0, beta1=0.9, beta2=0.999, clip=1.0, wd=0.01,
 ADAPTER_CLF = {"lora": dict(gradual_unfreezing=False, lr_factor=1.0, lr_scale=5.0)}
 
 
+def adapter_defaults(stage: str, backbone: str, adapter: str) -> dict:
+    """What `adapter` changes in a stage's defaults (ADAPTER_CLF): settings, and lr_scale, the factor on the preset's
+    rate (which `tune`'s default space follows). Empty where nothing changes."""
+    return dict(ADAPTER_CLF.get(adapter, {})) if backbone == "hf" and stage == "finetune-clf" else {}
+
+
 def resolve(stage: str, preset: str, flags: dict, parent: dict | None = None) -> RunConfig:
     """Preset defaults for `stage`, then the parent's architecture, then every flag the user gave (not None).
 
@@ -583,10 +589,9 @@ def resolve(stage: str, preset: str, flags: dict, parent: dict | None = None) ->
     over = dict(BACKBONE_PRESETS.get(backbone, {}).get(preset, {}))
     values["lr"] = values.get("lr", RunConfig.lr) * over.pop("lr_scale", 1.0)
     values.update({k: v for k, v in over.items() if parent is None or k not in ARCH_FIELDS})
-    if backbone == "hf" and stage == "finetune-clf":
-        adapter = dict(ADAPTER_CLF.get(given.get("adapter") or values.get("adapter") or RunConfig.adapter, {}))
-        values["lr"] *= adapter.pop("lr_scale", 1.0)
-        values.update(adapter)
+    adapter = adapter_defaults(stage, backbone, given.get("adapter") or values.get("adapter") or RunConfig.adapter)
+    values["lr"] *= adapter.pop("lr_scale", 1.0)
+    values.update(adapter)
     values.update(given)
     return RunConfig(stage=stage, preset=preset, **values).validate()
 

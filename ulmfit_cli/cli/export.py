@@ -83,7 +83,7 @@ def _export_hf(model, out: Path, repo: str | None, quiet: bool) -> None:
         from huggingface_hub import constants, get_token
 
         # huggingface_hub reads HF_HUB_OFFLINE once, when first imported: the variable as it is now decides too
-        if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in constants.ENV_VARS_TRUE_VALUES:
             raise ConfigError("`--push-to-hub` needs the Hub, but HF_HUB_OFFLINE is set; unset it, or export without")
         if get_token() is None:
             raise ConfigError("`--push-to-hub` needs a Hub token: run `hf auth login` (or set HF_TOKEN) first")

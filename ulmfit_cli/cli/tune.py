@@ -156,10 +156,9 @@ def tune(
     if space is not None:
         dims = spaces.parse_file(space, stage, set(given))
     else:
-        from ..config import ADAPTER_CLF
+        from ..config import adapter_defaults
 
-        lora = stage == "finetune-clf" and base.backbone == "hf"
-        scale = ADAPTER_CLF.get(base.adapter, {}).get("lr_scale", 1.0) if lora else 1.0
+        scale = adapter_defaults(stage, base.backbone, base.adapter).get("lr_scale", 1.0)
         dims = spaces.preset(space_preset or run.config.get("backbone", "awd-lstm"), stage, set(given), scale)
     if print_space:
         import sys

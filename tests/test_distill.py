@@ -341,3 +341,35 @@ def test_a_student_killed_mid_training_resumes_to_the_uninterrupted_result(pipel
     history = [json.loads((d / "manifest.json").read_text())["history"] for d in (tmp_path / "whole", out)]
     assert history[0] == history[1]
     assert not (tmp_path / ".run.partial").exists()
+
+
+@pytest.mark.parametrize("classes,per_class", [(2, 4), (5, 2), (6, 8), (2, 64), (3, 65), (4, 100)])
+def test_few_labelled_rows_all_train_and_the_teacher_validates(classes, per_class, tmp_path):
+    """Self-training from a few-label teacher: --train's rows, 64 a class or fewer on average, are too few to
+    validate on and each is a label the student needs, so every one trains and the teacher's answers on a share of
+    the texts validate; with more, --valid-pct of them is held out as before."""
+    from ulmfit_cli.config import resolve
+    from ulmfit_cli.data.batches import split_valid
+    from ulmfit_cli.training.distill import Teaching
+
+    rows = [(f"labelled {c} {i}", f"c{c}") for c in range(classes) for i in range(per_class)]
+    with open(tmp_path / "few.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    texts = [f"text {i}" for i in range(300)]
+    out = np.random.default_rng(0).dirichlet(np.ones(classes), len(texts)).astype(np.float32)
+    cfg = resolve("finetune-clf", "tiny", {"valid_pct": 0.1})
+    teach = Teaching([], tasks.SINGLE, [f"c{c}" for c in range(classes)], None, texts, out, 2.0, 0.5)
+    from ulmfit_cli.data.readers import source_of
+
+    src = source_of(tmp_path / "few.csv")
+    _, (train_texts, labels), (vtexts, vlabels) = teach.tables(cfg, src, None, "text", "label")
+    if per_class <= 64:
+        _, va = split_valid(len(texts), cfg.valid_pct, cfg.seed)
+        assert train_texts[: len(rows)] == [t for t, _ in rows] and labels == [y for _, y in rows]
+        assert vtexts == [texts[i] for i in va] and vlabels == [f"c{int(np.argmax(out[i]))}" for i in va]
+    else:
+        _, va = split_valid(len(rows), cfg.valid_pct, cfg.seed)
+        assert len(va) > 0 and vtexts == [rows[i][0] for i in va] and vlabels == [rows[i][1] for i in va]
+        assert len(labels) == len(rows) - len(va)

@@ -286,8 +286,8 @@ class RunConfig:
     )  # fmt: skip
     # data
     valid_pct: float = setting(
-        0.1, "Share held out for validation (0: none). finetune-clf with few labelled rows (--contrastive-steps -1) "
-        "holds out none.", (PT, LM, CLF, LC), panel=DATA,
+        0.1, "Share held out for validation (0: none). finetune-clf with few labelled rows (--contrastive-steps -1), "
+        "and distill with few --train rows, hold out none.", (PT, LM, CLF, LC), panel=DATA,
         rule=Rule("in [0, 1)", lambda v: 0 <= v < 1),
     )  # fmt: skip
     max_tokens: int = setting(

@@ -7,7 +7,8 @@ weights, their task and the texts (`teacher_outputs`): an interrupted labelling 
 second student of the same teacher and texts reads them back. The student then trains on soft targets at
 --temperature (the teacher's probabilities sharpened or flattened as its logits divided by T would be; T^2 keeps
 the gradients' scale), mixed with the hard labels of --train's rows by --hard-weight. It chooses its epoch on --train's
-validation share when there are labelled rows, else on its agreement with the teacher over a share of the texts.
+validation share when there are labelled rows enough (more than contrastive.FEW a class), else on its agreement with
+the teacher over a share of the texts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +71,13 @@ class Teaching:
                 vtable = read_table(valid, text_col, label_col)
                 vtexts, vlabels = vtable.texts, tasks.parse(vtable, valid, label_col, self.task, cfg.label_delim)
             else:
-                tr, va = split_valid(len(labels), cfg.valid_pct, cfg.seed)
+                # A handful of labelled rows a class is too few to validate on, and each one held out is a label
+                # the student never learns (as finetune-clf's few-labels recipe): they all train, and the
+                # teacher's answers on a share of the texts validate instead.
+                from .contrastive import few
+
+                pct = 0.0 if self.task == tasks.SINGLE and few(Counter(labels).values()) else cfg.valid_pct
+                tr, va = split_valid(len(labels), pct, cfg.seed)
                 vtexts, vlabels = [labelled_texts[i] for i in va], [labels[i] for i in va]
                 labelled_texts, labels = [labelled_texts[i] for i in tr], [labels[i] for i in tr]
         texts, outputs = self.texts, self.outputs

@@ -89,3 +89,25 @@ def test_unknown_preset():
 def test_defaults_are_the_recipe():
     c = RunConfig()
     assert (c.lr_factor, c.cut_frac, c.ratio, c.max_len) == (2.6, 0.1, 32.0, 1440)
+
+
+def test_a_setting_given_without_the_one_it_needs_is_named_once_and_only_then():
+    """Every setting that declares what it needs (config.Needs) is named, with the flag it needs, when that is
+    absent, and not when present; settings that need nothing never are."""
+    import dataclasses
+
+    from ulmfit_cli.config import flag_of, inert
+
+    fields = [f for f in dataclasses.fields(RunConfig) if flag_of(f)]
+    needing = [f.name for f in fields if flag_of(f).needs]
+    assert {"window", "stride", "window_pool", "lora_rank", "lora_targets", "contrastive_lr"} <= set(needing)
+    bare = RunConfig(stage="finetune-clf", contrastive_steps=0)  # head-tail, no adapter, no contrastive step
+    lines = inert(bare, [f.name for f in fields])
+    assert len(lines) == len(needing)
+    for name, line in zip(needing, lines):
+        assert (
+            line.startswith(f"`--{name.replace('_', '-')}` has no effect ")
+            and flag_of(next(f for f in fields if f.name == name)).needs.text in line
+        )
+    full = dataclasses.replace(bare, long="windows", adapter="lora", contrastive_steps=-1)
+    assert inert(full, [f.name for f in fields]) == []

@@ -94,6 +94,20 @@ def above(lo: float) -> Rule:
 
 
 @dataclass(frozen=True)
+class Needs:
+    """The setting a setting only works with: `text` completes "`--flag` has no effect ...", `ok` tells whether a
+    resolved RunConfig has it (a flag given where it does nothing is a warning, `inert`)."""
+
+    text: str
+    ok: Callable[[Any], bool]
+
+
+LONG_WINDOWS = Needs("without --long windows", lambda c: c.long == "windows")
+LORA = Needs("without --adapter lora", lambda c: c.adapter == "lora")
+CONTRASTIVE = Needs("with --contrastive-steps 0", lambda c: c.contrastive_steps != 0)
+
+
+@dataclass(frozen=True)
 class Flag:
     """How a RunConfig field is offered on the command line (`field(metadata={"flag": Flag(...)})`)."""
 
@@ -103,6 +117,7 @@ class Flag:
     decls: tuple[str, ...] = ()  # flag names when not --the-field-name (a switch's on/off pair)
     helps: dict = field(default_factory=dict)  # command: help text where it reads otherwise there
     rule: Rule | None = None  # what `validate` checks; rules between fields are written out in `validate`
+    needs: Needs | None = None  # another setting without which this one does nothing
     show_default: bool = True
 
     def help_on(self, command: str) -> str:
@@ -124,6 +139,19 @@ def settings_on(command: str) -> list[dataclasses.Field]:
     takes that stage's too: RUNS_STAGES)."""
     also = RUNS_STAGES.get(command, ())
     return [f for f in dataclasses.fields(RunConfig) if flag_of(f) and {command, *also} & set(flag_of(f).on)]
+
+
+def inert(cfg: RunConfig, names) -> list[str]:
+    """A line for each setting in `names` (given by the user) that the resolved `cfg` leaves without effect, because
+    the setting it `needs` is not set: a flag that silently did nothing is worth a warning, not an error (a
+    `--config` file of every setting, as `info --config` writes one, names them all)."""
+    fields = {f.name: flag_of(f) for f in dataclasses.fields(RunConfig)}
+    out = []
+    for name in names:
+        flag = fields.get(name)
+        if flag is not None and flag.needs is not None and not flag.needs.ok(cfg):
+            out.append(f"`--{name.replace('_', '-')}` has no effect {flag.needs.text}")
+    return out
 
 
 _RATE = "Peak learning rate of the top layer group (finetune-clf --adapter lora: 5x the preset's unless given)."
@@ -255,17 +283,18 @@ class RunConfig:
     window: int = setting(
         256, "--long windows: tokens of a window, the start token (and an encoder's end token) each window repeats "
         "included; at most the model's positions. Preset: 64 for tiny.", (CLF, LRF), rule=at_least(3),
+        needs=LONG_WINDOWS,
     )  # fmt: skip
     stride: int = setting(
         192, "--long windows: the document's tokens from one window's start to the next's; at most what a window "
         "holds of them (--window less its start and end tokens), the windows overlapping by the rest. Preset: 48 for "
-        "tiny.", (CLF, LRF), rule=at_least(1),
+        "tiny.", (CLF, LRF), rule=at_least(1), needs=LONG_WINDOWS,
     )  # fmt: skip
     window_pool: str = setting(
         "mean-max", "--long windows: how the windows' vectors make the document's: mean-max (their mean and their "
         "max, side by side) | tokens (--pooling over every window's tokens at once, as BPT3C pools a document read "
         "in chunks: the last window's last token, the max and the mean).", (CLF, LRF),
-        rule=one_of("mean-max", "tokens"),
+        rule=one_of("mean-max", "tokens"), needs=LONG_WINDOWS,
     )  # fmt: skip
     new_lm_head: bool = setting(  # hf encoders without an MLM head: finetune-lm trains a fresh one (recorded)
         False, "An encoder checkpoint without a masked-LM head: train a fresh one, tied to its input embeddings.",
@@ -276,13 +305,17 @@ class RunConfig:
         "none", "--backbone hf: none (train the weights themselves) | lora (train low-rank adapters of the blocks and "
         "the classifier's head; the checkpoint's weights stay frozen).", (LM, CLF), rule=one_of("none", "lora"),
     )  # fmt: skip
-    lora_rank: int = setting(8, "--adapter lora: the adapters' rank r.", (LM, CLF), rule=at_least(1))
-    lora_alpha: float = setting(16.0, "--adapter lora: the adapters' scale is alpha / r.", (LM, CLF), rule=above(0))
-    lora_dropout: float = setting(0.05, "--adapter lora: dropout on the adapters' input.", (LM, CLF), rule=within(0, 1))
+    lora_rank: int = setting(8, "--adapter lora: the adapters' rank r.", (LM, CLF), rule=at_least(1), needs=LORA)
+    lora_alpha: float = setting(
+        16.0, "--adapter lora: the adapters' scale is alpha / r.", (LM, CLF), rule=above(0), needs=LORA
+    )
+    lora_dropout: float = setting(
+        0.05, "--adapter lora: dropout on the adapters' input.", (LM, CLF), rule=within(0, 1), needs=LORA
+    )
     lora_targets: str = setting(
         "auto", "--adapter lora: comma-separated names of the layers that get an adapter; auto: PEFT's choice for the "
         "family (the attention's query and value projections), else every linear layer; all-linear: every linear "
-        "layer of the blocks (attention and feed-forward).", (LM, CLF),
+        "layer of the blocks (attention and feed-forward).", (LM, CLF), needs=LORA,
     )  # fmt: skip
     # data
     valid_pct: float = setting(
@@ -324,7 +357,7 @@ class RunConfig:
     )  # fmt: skip
     contrastive_lr: float = setting(  # SetFit trains every layer at one rate (2e-5); 5e-5 measured best here
         5e-5, "The contrastive step's peak rate, the same for every layer group of the body (one slanted "
-        "triangular cycle).", (CLF, LC), rule=above(0),
+        "triangular cycle).", (CLF, LC), rule=above(0), needs=CONTRASTIVE,
     )  # fmt: skip
     max_len: int = setting(  # BPT3C (fastai's SentenceEncoder)
         20 * 72, "BPT3C: tokens of a document kept.", (CLF, LRF, LC), helps={LC: "BPT3C: tokens kept."}

@@ -185,6 +185,20 @@ def inputs() -> readers.Inputs:
     return ctx.meta.setdefault("ulmfit.inputs", readers.Inputs(warn=warning))
 
 
+def warn_inert(cfg, settings: dict) -> None:
+    """A warning for each setting given on the command line that `cfg` leaves without effect (config.inert). Only
+    the command line's: a --config file may hold every setting, as `info --config` writes one."""
+    from ..config import inert
+
+    ctx = current_context()
+    if ctx is None:
+        return
+    source = ctx.get_parameter_source  # typer's click or click's own: the same enum, compared by name
+    typed = [k for k, v in settings.items() if v is not None and getattr(source(k), "name", "") == "COMMANDLINE"]
+    for line in inert(cfg, typed):
+        warning(line)
+
+
 def warning(msg: str) -> None:
     sys.stderr.write(f"warning: {msg}\n")  # said before the command's Reporter exists, and even with --quiet
 

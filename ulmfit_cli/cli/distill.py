@@ -83,7 +83,17 @@ def distill(
     from ..runfolder.artifacts import LM_STAGES, open_run
     from ..training.distill import open_teachers, teaching
     from ..training.stages import finetune_clf as core
-    from .common import check_engine, finish, print_config, run_args, show_schedule, source_of, sources, start
+    from .common import (
+        check_engine,
+        finish,
+        print_config,
+        run_args,
+        show_schedule,
+        source_of,
+        sources,
+        start,
+        warn_inert,
+    )
 
     runs = open_teachers([teacher, *(teachers or [])])
     check_engine(engine, runs)
@@ -96,6 +106,7 @@ def distill(
             raise ConfigError(f"`{flag}` does not match the teacher's task ({task}); leave it out: the student "
                               "takes the teacher's")  # fmt: skip
     cfg = resolve("finetune-clf", preset, {**settings, **implied}, parent.config)
+    warn_inert(cfg, settings)
     if opts.print_schedule:
         return show_schedule("finetune-clf", cfg)
     text_col, encoding = source.text_col, source.encoding

@@ -53,10 +53,11 @@ def finetune_clf(
     from ..errors import ConfigError
     from ..runfolder.artifacts import LM_STAGES, open_run
     from ..training.stages import finetune_clf as core
-    from .common import finish, print_config, run_args, show_schedule, source_of, sources, start
+    from .common import finish, print_config, run_args, show_schedule, source_of, sources, start, warn_inert
 
     run = open_run(parent, LM_STAGES, "finetune-clf")
     cfg = resolve("finetune-clf", preset, settings, run.config)
+    warn_inert(cfg, settings)
     if init not in ("pretrained", "random"):
         raise ConfigError(f"`--init` must be pretrained or random, got {init!r}")
     if opts.print_schedule:

@@ -36,8 +36,9 @@ def finetune_lm(
     """Fine-tune a pretrained language model on target-domain text (discriminative rates, STLR)."""
     from ..config import resolve
     from ..runfolder.artifacts import LM_STAGES, open_run
-    from .common import lm_stage
+    from .common import lm_stage, warn_inert
 
     run = open_run(parent, LM_STAGES, "finetune-lm")
     cfg = resolve("finetune-lm", preset, settings, run.config)
+    warn_inert(cfg, settings)
     lm_stage("finetune-lm", cfg, run, texts, out, valid, source, cache_dir, opts)

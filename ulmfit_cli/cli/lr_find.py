@@ -57,7 +57,7 @@ def lr_find(
     from ..errors import ConfigError
     from ..runfolder.artifacts import LM_STAGES, open_run
     from ..workflows.lr_find import lr_find as core
-    from .common import check_file_out, source_of, start
+    from .common import check_file_out, source_of, start, warn_inert
     from .report import emit_json
 
     if png is not None:  # before minutes of training, not after
@@ -74,6 +74,7 @@ def lr_find(
         wanted = LM_STAGES if stage == "finetune-clf" else ("pretrain", "finetune-lm")
         parent, data = open_run(paths[0], wanted, "lr-find"), paths[1:]
     cfg = resolve(stage, preset, settings, parent.config if parent else None)
+    warn_inert(cfg, settings)
     reporter = start(cfg, quiet)
     out = core(
         stage,

@@ -153,18 +153,22 @@ def test_help_does_not_import_torch(cli):
     assert cli("--help").returncode == 0
 
 
-def test_every_commands_help_text_is_wrapped_as_prose():
+def test_every_commands_help_text_is_wrapped_as_prose(monkeypatch):
     # typer keeps a docstring's line breaks after its first paragraph and rich wraps each source line by itself:
     # ragged lines (a full line, then a short one) unless main.reflow joins each paragraph into one line
     import typer.main
+    import typer.rich_utils
     from typer.testing import CliRunner
 
     from ulmfit_cli.cli.main import app
 
+    # 80 columns for this test only: typer reads TERMINAL_WIDTH once, when rich_utils is first imported, so setting
+    # it in the environment here made every later help in the process 80 wide (test_help's then cut its options)
+    monkeypatch.setattr(typer.rich_utils, "MAX_WIDTH", 80)
     names = list(typer.main.get_command(app).commands)
     assert len(names) >= 12
     for name in names:
-        r = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+        r = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "80"})
         assert r.exit_code == 0, r.output
         text = r.output.split("Usage:", 1)[1].split("\u256d", 1)[0]  # between the usage line and the first box
         description = [line.strip() for line in text.splitlines()[1:]]
@@ -322,3 +326,16 @@ def test_a_document_of_millions_of_characters_is_handled(ulmfit, tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "lm" / "manifest.json").read_text())
     assert m["tokens"]["train"] + m["tokens"]["valid"] > 600_000
+
+
+def test_a_flag_that_does_nothing_here_warns_on_the_command_line_not_from_a_config_file(ulmfit, pipeline, tmp_path):
+    """`--lora-rank` without `--adapter lora` changes nothing: said once on stderr, the command goes on; the same
+    setting in a --config file (as `info --config` writes every setting) says nothing."""
+    base = ("finetune-clf", pipeline["ft"], "--preset", "tiny", "--print-schedule")
+    r = ulmfit(*base, "--lora-rank", "4")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("warning:") == 1 and "`--lora-rank` has no effect without --adapter lora" in r.stderr
+    (tmp_path / "c.toml").write_text("lora_rank = 4\n")
+    r = ulmfit(*base, "--config", tmp_path / "c.toml")
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    assert "warning" not in ulmfit(*base).stderr

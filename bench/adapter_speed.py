@@ -19,7 +19,8 @@ tool trains transformers' own head (--head hf), so the four train the same modul
     python bench/adapter_speed.py PARENT CHECKPOINT TRAIN WORK [--epochs 3] [--threads 1] [--rounds 2]
         [--lora-targets auto|all-linear] [--commands tool-lora plain-lora ...]
 
-PARENT: the `ulmfit import-hf` run of CHECKPOINT (the checkpoint's folder). Prints a markdown table on stdout and
+PARENT: the `ulmfit import-hf` run of CHECKPOINT (the checkpoint's folder; `from-parent`: a transformers folder
+made from PARENT itself, for a checkpoint imported from a GGUF file). Prints a markdown table on stdout and
 writes each measurement as a line of WORK/speed.jsonl.
 """
 
@@ -104,6 +105,24 @@ def plain(a) -> None:
     print(json.dumps({"epoch_s": epochs, "valid_accuracy": right / len(va)}))
 
 
+def checkpoint_of(parent: Path, work: Path) -> Path:
+    """WORK/checkpoint: the import run as a transformers folder (its hf/ config and tokenizer, its weights without
+    the run's `hf.` prefix), for a checkpoint imported from a file transformers' plain loop cannot read as it is
+    (a GGUF: SmolLM2-135M). The same tokenizer as the tool's, so the two sides read the same token ids."""
+    out = work / "checkpoint"
+    if (out / "model.safetensors").exists():
+        return out
+    from safetensors.torch import load_file, save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    for f in (parent / "hf").iterdir():
+        shutil.copy(f, out / f.name)
+    weights = load_file(parent / "model.safetensors")
+    save_file({k[3:]: v.contiguous() for k, v in weights.items() if k.startswith("hf.")}, out / "model.safetensors",
+              metadata={"format": "pt"})  # fmt: skip
+    return out
+
+
 def measure(a, command: str, work: Path) -> dict:
     """One command in its own process: its epochs' seconds and peak RSS."""
     env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(a.threads)}
@@ -158,6 +177,8 @@ def main() -> None:
         return plain(args)
     args.parent = Path(args.cmd_or_parent)
     args.checkpoint, args.train, args.work = map(Path, args.rest)
+    if str(args.checkpoint) == "from-parent":
+        args.checkpoint = checkpoint_of(args.parent, args.work)
     texts, _ = rows(args.train)
     from transformers import AutoTokenizer
 

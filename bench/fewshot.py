@@ -22,6 +22,10 @@ training labels: earn, acq, crude, trade, money-fx, interest, money-supply, ship
             ulmfit  `ulmfit finetune-clf --parent RUN SAMPLE --preset small --seed SEED [--flag ...]` then
                     `ulmfit evaluate RUN TEST --threads 1`; CPU time is the finetune-clf process's (getrusage of
                     children: its start-up and model load included). Failures go to WORK/failures.jsonl.
+                    --self-train N: self-training; the classifier then teaches a student from the same parent
+                    (`ulmfit distill RUN PARENT UNLABELLED --train SAMPLE`) over N unlabelled rows of the training
+                    set outside the sample; the row scores the student (the teacher's score beside it), and CPU
+                    time is both processes'.
   report  a markdown table on stdout: rows (task, K), per (system, tag) the mean ± sample std over seeds (n) and
           the mean training CPU seconds, and the majority-class accuracy.
 
@@ -207,13 +211,30 @@ def ulmfit(train: Path, test: Path, k: int, seed: int, a) -> dict:
     if r.returncode != 0:
         raise Failed(r.returncode, log)
     summary = json.loads(r.stdout.strip().splitlines()[-1])
+    self_trained = {}
+    if a.self_train:  # the few-label classifier teaches a student over unlabelled rows of the same training set
+        texts = unlabelled(train, a.self_train, seed, a)
+        student = out.with_name(out.name + "-student")
+        d_extra = [p for f in a.distill_flag for p in f.split("=", 1)]
+        cmd = [a.ulmfit, "distill", str(out), str(a.parent), str(texts), "--train", str(train), "--out", str(student),
+               "--json", "--preset", a.preset, "--seed", str(seed), "--overwrite", "--cache-dir",
+               str(a.work / "cache"), *d_extra]  # fmt: skip
+        t0 = time.perf_counter()
+        with open(log, "a") as err:
+            d = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        r1, train_wall = resource.getrusage(resource.RUSAGE_CHILDREN), train_wall + time.perf_counter() - t0
+        if d.returncode != 0:
+            raise Failed(d.returncode, log)
+        teacher = evaluate(out, test, ev_extra, log, a)
+        self_trained = {"teacher_accuracy": teacher["accuracy"], "teacher_macro_f1": teacher["macro_f1"],
+                        "unlabelled": a.self_train, "unlabelled_sha256": sha256(texts)[:16], "distill_flags": d_extra,
+                        "teacher_epochs": summary.get("epochs")}  # fmt: skip
+        summary = json.loads(d.stdout.strip().splitlines()[-1])
+        if not a.keep_runs:
+            shutil.rmtree(out, ignore_errors=True)
+        out = student
     t0 = time.perf_counter()
-    with open(log, "a") as err:
-        ev = subprocess.run([a.ulmfit, "evaluate", str(out), str(test), "--json", "--threads", "1", *ev_extra],
-                            stdout=subprocess.PIPE, stderr=err, text=True)  # fmt: skip
-    if ev.returncode != 0:
-        raise Failed(ev.returncode, log)
-    e = json.loads(ev.stdout.strip().splitlines()[-1])
+    e = evaluate(out, test, ev_extra, log, a)
     if not a.keep_runs:
         shutil.rmtree(out, ignore_errors=True)
     version = subprocess.run([a.ulmfit, "--version"], stdout=subprocess.PIPE, text=True).stdout.strip()
@@ -221,7 +242,37 @@ def ulmfit(train: Path, test: Path, k: int, seed: int, a) -> dict:
             "train_cpu_s": round(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, 2),
             "train_wall_s": round(train_wall, 2), "eval_wall_s": round(time.perf_counter() - t0, 2),
             "versions": {"ulmfit": version}, "flags": extra, "epochs": summary.get("epochs"),
-            "kept_epoch": summary.get("kept_epoch")}  # fmt: skip
+            "kept_epoch": summary.get("kept_epoch")} | self_trained  # fmt: skip
+
+
+def evaluate(run: Path, test: Path, ev_extra: list[str], log: Path, a) -> dict:
+    with open(log, "a") as err:
+        ev = subprocess.run([a.ulmfit, "evaluate", str(run), str(test), "--json", "--threads", "1", *ev_extra],
+                            stdout=subprocess.PIPE, stderr=err, text=True)  # fmt: skip
+    if ev.returncode != 0:
+        raise Failed(ev.returncode, log)
+    return json.loads(ev.stdout.strip().splitlines()[-1])
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def unlabelled(train: Path, n: int, seed: int, a) -> Path:
+    """WORK/data/{sample}-unlabelled{n}.txt: `n` texts of the task's training set (its kept classes) that are not in
+    the sample, drawn by random.Random(seed) over the rows in file order, one a line (newlines as spaces): the
+    unlabelled target text a user with a few labels has beside them."""
+    path = a.work / "data" / f"{train.stem}-unlabelled{n}.txt"
+    if path.exists():
+        return path
+    task = train.stem.split("-k")[0]
+    train_path, _, _ = TASKS[task]
+    labels = set(json.loads((a.work / "data" / "manifest.json").read_text())[f"{task}-test.csv"]["labels"])
+    taken = {r["text"] for r in read(train)}
+    pool = [r["text"] for r in read(a.data / train_path) if r["label"] in labels and r["text"] not in taken]
+    pick = random.Random(seed).sample(pool, min(n, len(pool)))
+    path.write_text("".join(" ".join(t.split()) + "\n" for t in pick), encoding="utf-8")
+    return path
 
 
 class Failed(Exception):
@@ -330,6 +381,12 @@ def main() -> None:
             p.add_argument("--flag", action="append", default=[], help="ulmfit: finetune-clf flag, --flag=--epochs=8")
             p.add_argument("--eval-flag", action="append", default=[], help="ulmfit: evaluate flag, e.g. --engine")
             p.add_argument("--keep-runs", action="store_true", help="ulmfit: keep the classifier run folders")
+            p.add_argument(
+                "--self-train", type=int, default=0, metavar="N",
+                help="ulmfit: then `ulmfit distill` the classifier into a fresh student over N unlabelled training "
+                "rows not in the sample (with the sample as --train); the row is the student's",
+            )  # fmt: skip
+            p.add_argument("--distill-flag", action="append", default=[], help="ulmfit --self-train: distill flag")
     a = ap.parse_args()
     if a.cmd == "run" and a.system == "ulmfit" and not a.parent:
         ap.error("--system ulmfit needs --parent")

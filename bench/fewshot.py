@@ -84,7 +84,7 @@ def write(path: Path, rows: list[dict]) -> str:
         w = csv.DictWriter(f, ("text", "label"))
         w.writeheader()
         w.writerows(rows)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256(path)
 
 
 def metrics(y: list[str], p: list[str]) -> dict:
@@ -298,7 +298,7 @@ def run(a) -> None:
             majority = Counter(y).most_common(1)[0][1] / len(y)
             for seed in todo:
                 train = a.work / "data" / f"{task}-k{k}-s{seed}.csv"
-                sha = hashlib.sha256(train.read_bytes()).hexdigest()
+                sha = sha256(train)
                 if sha != manifest[train.name]["sha256"]:
                     sys.exit(f"{train} differs from WORK/data/manifest.json: run `sample` again")
                 print(f"{a.system}/{a.tag} {task} k={k} seed={seed} ...", file=sys.stderr, flush=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import hf_tiny
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -149,6 +150,33 @@ def test_tiny_data_trains_better_than_chance_with_the_contrastive_step(encoder_r
     assert json.loads(r.stdout)["accuracy"] > 1.5 / n_classes  # chance: 1 / n_classes
 
 
+@pytest.mark.parametrize("n_classes, per_class", [(2, 4), (5, 2)])
+def test_the_head_alone_is_the_linear_head_fitted_and_every_engine_reads_it(encoder_run, ulmfit, tmp_path, n_classes,
+                                                                          per_class):  # fmt: skip
+    """After the contrastive step, one epoch of the head alone: --head auto makes it the linear head, fitted as a
+    logistic regression (no steps of the loop) and recorded as `linear`; it learns the keyword on a handful of rows,
+    and the onnx engine gives torch's probabilities."""
+    _synthetic(tmp_path / "train.csv", n_classes, per_class, seed=1)
+    _synthetic(tmp_path / "test.csv", n_classes, 20, seed=2)
+    clf = tmp_path / "clf"
+    r = ulmfit("finetune-clf", encoder_run / "lm", tmp_path / "train.csv", "--out", clf, "--preset", "tiny",
+               "--contrastive-steps", "40", "--contrastive-lr", "3e-3", "--epochs", "1", "--bs", "8")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads((clf / "manifest.json").read_text())
+    assert m["config"]["head"] == "linear" and len(m["history"]) == 1 and "fitting the linear head" in r.stderr
+    assert "step 20/" not in r.stderr  # the loop's progress: no steps were taken
+    r = ulmfit("evaluate", clf, tmp_path / "test.csv", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accuracy"] > 1.5 / n_classes  # chance: 1 / n_classes
+
+    def probs(*flags):
+        r = ulmfit("predict", clf, tmp_path / "test.csv", "--format", "jsonl", *flags)
+        assert r.returncode == 0, r.stderr
+        return np.array([list(json.loads(x)["probs"].values()) for x in r.stdout.splitlines()])
+
+    np.testing.assert_allclose(probs("--engine", "onnx"), probs(), atol=1e-5, rtol=0)
+
+
 def _imbalanced(path: Path, seed: int) -> None:
     """Three texts of class0 to one of class1, the keyword telling them apart."""
     _synthetic(path, 2, 30, seed)
@@ -186,6 +214,8 @@ def test_the_contrastive_step_needs_classes_and_a_backbone_that_has_it():
         resolve("finetune-clf", "tiny", {"contrastive_steps": 5, "regression": True})
     with pytest.raises(ConfigError, match="needs --backbone transformer or hf"):
         resolve("finetune-clf", "tiny", {"contrastive_steps": 5})
+    with pytest.raises(ConfigError, match="`--head linear` needs --backbone transformer or hf"):
+        resolve("finetune-clf", "tiny", {"head": "linear"})
 
 
 def test_the_step_floor_keeps_the_epochs_and_their_checkpoints(encoder_run, ulmfit, tmp_path, monkeypatch):
@@ -239,8 +269,9 @@ def test_auto_pairs_few_rows_then_trains_the_head_alone_and_leaves_more_rows_alo
         assert m["config"]["epochs"] == 1 and "then one epoch the classifier's head" in r.stderr
         assert f"{2 * per_class} training and 0 validation documents" in r.stderr
         assert m["majority_baseline"]["on"] == "training" and m["majority_baseline"]["documents"] == 2 * per_class
+        assert m["config"]["head"] == "linear"  # --head auto, recorded as what it chose
     else:
-        assert "contrastive" not in m and m["config"]["epochs"] == 3
+        assert "contrastive" not in m and m["config"]["epochs"] == 3 and m["config"]["head"] == "ulmfit"
         assert f"{2 * per_class - 1} training and 1 validation documents" in r.stderr
 
 
@@ -304,3 +335,27 @@ def test_features_in_shares_and_the_frozen_cache_are_each_documents_own(tiny_cla
         with torch.no_grad():  # and the head on them is the classifier's own answer
             model.eval()
             assert torch.allclose(model.head(cached), model(torch.as_tensor(hf.pad_batch(docs, 0, 0)))[0], atol=1e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=st.lists(st.integers(2, 9), min_size=2, max_size=5), dim=st.integers(2, 12),
+       weighted=st.booleans(), seed=st.integers(0, 2**16))  # fmt: skip
+def test_the_linear_head_is_scikit_learns_logistic_regression(counts, dim, weighted, seed):
+    """The few-labels head is SetFit's: scikit-learn's LogisticRegression() (C=1, class_weight as
+    --class-weights balanced gives it) on the normalized features, two classes or more, to its probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ulmfit_cli.models.heads import LinearHead, fit_logistic
+    from ulmfit_cli.tasks import SINGLE, class_weights
+
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(len(counts)), counts)
+    x = rng.normal(size=(len(y), dim)) + 2 * rng.normal(size=(len(counts), dim))[y]  # the classes' means apart
+    w = torch.as_tensor(class_weights(SINGLE, y, len(counts))) if weighted else None
+    head = LinearHead(dim, len(counts))
+    fit_logistic(head, torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y), w)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    ref = LogisticRegression(tol=1e-10, max_iter=10_000, class_weight="balanced" if weighted else None).fit(xn, y)
+    with torch.no_grad():
+        p = torch.softmax(head(torch.as_tensor(x, dtype=torch.float32)), 1).numpy()
+    np.testing.assert_allclose(p, ref.predict_proba(xn), atol=2e-3)

@@ -170,4 +170,4 @@ def test_inspect_says_what_few_labels_imply(ulmfit, tmp_path, counts, fires):
     if fires:
         total = sum(counts)
         assert f"{total} labelled rows over {len(counts)} classes ({total / len(counts):.0f} a class" in found[0]
-        assert "--min-steps" in found[0] and "--contrastive-steps" in found[0]
+        assert "--min-steps" in found[0] and "--contrastive-steps" in found[0] and "--head auto" in found[0]

@@ -269,9 +269,12 @@ class RunConfig:
         "cls (an encoder's first token).", (CLF, LRF), rule=one_of("auto", "concat", "mean", "cls"),
     )  # fmt: skip
     head: str = setting(  # hf.HF_HEADS: the families whose head transformers defines and `export --hf` writes
-        "ulmfit", "--backbone hf: ulmfit (concat pooling and the paper's head) | hf (the head and pooling of the "
-        "family's *ForSequenceClassification: a decoder's last token, BERT's pooler, ...; `ulmfit export --hf` "
-        "needs it).", (CLF,), rule=one_of("ulmfit", "hf"),
+        "auto", "The classifier's head on the pooled features: ulmfit (the paper's: batch norm, dropout, --lin-ftrs "
+        "hidden units) | linear (one layer on the normalized features; trained alone after the contrastive step, "
+        "it is fitted as a logistic regression, as SetFit fits its head) | hf (--backbone hf: the head and pooling "
+        "of the family's *ForSequenceClassification: a decoder's last token, BERT's pooler, ...; `ulmfit export "
+        "--hf` needs it) | auto: linear where the few-labels recipe trains the head alone, else ulmfit.",
+        (CLF,), rule=one_of("auto", "ulmfit", "linear", "hf"),
     )  # fmt: skip
     # --backbone hf only: documents longer than the model reads at once (models/hf.py: split_windows)
     long: str = setting(
@@ -438,6 +441,8 @@ class RunConfig:
             problems.append("`--long windows` reads a Hugging Face checkpoint's windows; it needs --backbone hf")
         if c.head == "hf":
             problems += _hf_head_problems(c)
+        if c.head == "linear" and c.backbone == "awd-lstm":
+            problems.append("`--head linear` needs --backbone transformer or hf (the AWD-LSTM keeps the paper's head)")
         if c.adapter != "none" and c.new_lm_head:
             problems.append("`--new-lm-head` trains a fresh head, which `--adapter lora` would leave frozen: drop one")
         if c.backbone == "hf":

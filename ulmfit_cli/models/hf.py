@@ -34,6 +34,7 @@ import torch.nn as nn
 from ..config import RunConfig
 from ..hf_facts import is_encoder, window_ends
 from . import adapters, windows
+from .heads import LinearHead
 
 HF_PAD = -1  # not an id: the classifier masks it out and feeds the model's pad id (or 0) in its place
 HEAD_SHARE = 0.25  # of a document longer than --max-len, this share of the kept tokens comes from its start
@@ -172,13 +173,15 @@ class HFClassifier(nn.Module):
             self.pooling, names = hf_head_of(cfg)
             self.head = HFHead(sequence_classifier(cfg, n_class, num_hidden_layers=0), names)
         else:
-            self.head = self._ulmfit_head(cfg, n_class)
+            self.head = self._head(cfg, n_class)
         self.n_groups = cfg.groups
         self.pad_id = self.body.config.pad_token_id or 0  # what the model reads in a pad's place (masked anyway)
 
-    def _ulmfit_head(self, cfg: RunConfig, n_class: int):
+    def _head(self, cfg: RunConfig, n_class: int):
         c, p = self.body.config.hidden_size * (3 if self.pooling == "concat" else 1), 0.4 * cfg.drop_mult
         c *= 2 if self.by_windows and cfg.window_pool == "mean-max" else 1
+        if cfg.head == "linear":
+            return LinearHead(c, n_class)
         return nn.Sequential(
             nn.BatchNorm1d(c), nn.Dropout(p), nn.Linear(c, cfg.lin_ftrs), nn.ReLU(inplace=True),
             nn.BatchNorm1d(cfg.lin_ftrs), nn.Dropout(0.1), nn.Linear(cfg.lin_ftrs, n_class),

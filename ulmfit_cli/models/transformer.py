@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import RunConfig
+from .heads import LinearHead
 
 PAD_ID = 1
 MAX_BLOCK_GROUPS = 4  # blocks are split into at most this many layer groups, whatever the depth
@@ -144,7 +145,7 @@ class TransformerClassifier(nn.Module):
         super().__init__()
         self.body = Body(cfg, vocab_sz, 0.1 * cfg.drop_mult)
         c, p = cfg.emb_sz, 0.4 * cfg.drop_mult
-        self.head = nn.Sequential(
+        self.head = LinearHead(3 * c, n_class) if cfg.head == "linear" else nn.Sequential(
             nn.BatchNorm1d(3 * c), nn.Dropout(p), nn.Linear(3 * c, cfg.lin_ftrs), nn.ReLU(inplace=True),
             nn.BatchNorm1d(cfg.lin_ftrs), nn.Dropout(0.1), nn.Linear(cfg.lin_ftrs, n_class),
         )  # fmt: skip

@@ -6,8 +6,9 @@ Pairs are drawn from the labelled rows, half of one class and half of two (SetFi
 each pair's two texts pooled as the classifier pools them, and the loss is sentence-transformers'
 CosineSimilarityLoss: the squared difference between the pair's cosine similarity and 1 (same class) or 0. The
 body trains by ULMFiT's layer groups, every group at once at one rate (--contrastive-lr), on one slanted
-triangular cycle; the head is not touched. Its turn comes next, in loop.fit: where every epoch trains the head
-alone, on the body's features computed once (head_features), as SetFit fits its head on frozen embeddings.
+triangular cycle; the head is not touched. Its turn comes next: where every epoch trains the head alone, it reads
+the body's features computed once (head_features), as SetFit fits its head on frozen embeddings; the linear head
+(--head auto's choice there) is fitted whole as a logistic regression (fit_linear_head), the paper's by loop.fit.
 """
 
 from __future__ import annotations
@@ -76,6 +77,35 @@ def applies(cfg: RunConfig, task: str) -> bool:
 
 def steps_of(cfg: RunConfig, y: np.ndarray) -> int:
     return auto_steps(y, cfg.bs) if cfg.contrastive_steps < 0 else cfg.contrastive_steps
+
+
+def head_alone(cfg: RunConfig, pair_steps: int) -> bool:
+    """Whether, after `pair_steps` contrastive steps, every epoch trains the head alone (on the body's features,
+    computed once): one epoch, which gradual unfreezing gives to the head. --head auto is then linear."""
+    return pair_steps > 0 and cfg.epochs == 1 and cfg.gradual_unfreezing
+
+
+def fit_linear_head(model, frozen, y: np.ndarray, weights, evaluate, reporter) -> list[dict]:
+    """The linear head fitted to the body's features `frozen` (models/heads.py: SetFit's logistic regression,
+    `weights` per class as --class-weights gives them), validated as an epoch's end would be; the one-row
+    history loop.fit would return."""
+    import time
+
+    import torch
+
+    from ..models.heads import fit_logistic
+
+    t0 = time.time()
+    reporter.info(f"fitting the linear head to the features of the {len(y)} labelled documents (logistic regression)")
+    train_loss = fit_logistic(model.head, frozen, torch.as_tensor(y, device=frozen.device), weights)
+    model.eval()
+    with torch.no_grad():
+        metrics = evaluate()
+    row = {"epoch": 1, "train_loss": train_loss, **metrics}
+    reporter.epoch_end({**row, "time_s": round(time.time() - t0, 1)})
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return [row]
 
 
 def cosine_similarity_loss(u, v, same):

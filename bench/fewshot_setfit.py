@@ -4,6 +4,8 @@ SetFitModel.from_pretrained(MODEL) (a local sentence-transformers folder, offlin
 TrainingArguments except the seed (TrainingArguments(seed=SEED)) and the default head (logistic regression), on
 TRAIN; predictions on TEST. Training CPU time is time.process_time() around trainer.train() (pair generation, the
 contrastive body training and the head fit), wall time likewise; prediction is timed apart. One thread.
+`process_cpu_s` is the whole process's CPU time up to the end of training (start-up, imports and the model's load
+too), the measure this tool's row takes of its `finetune-clf` process.
 
     /work/venv-setfit/bin/python bench/fewshot_setfit.py MODEL TRAIN.csv TEST.csv --seed 0 [--probe-steps N]
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 
 from fewshot import ENV, metrics, read  # bench/ is on the path (fewshot.py imports only the standard library)
@@ -81,12 +84,13 @@ def main() -> None:
                           "est_train_s": round(est, 1)}))  # fmt: skip
         return
     train_cpu, train_wall = time.process_time() - c0, time.perf_counter() - t0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     pred = [classes[int(i)] for i in model.predict([r["text"] for r in te])]
     eval_wall = time.perf_counter() - t0
     out = metrics([r["label"] for r in te], pred) | {
         "train_cpu_s": round(train_cpu, 2), "train_wall_s": round(train_wall, 2), "eval_wall_s": round(eval_wall, 2),
-        "load_s": round(load_s, 2),
+        "load_s": round(load_s, 2), "process_cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
         "versions": {"setfit": setfit.__version__, "sentence_transformers": sentence_transformers.__version__,
                      "transformers": transformers.__version__, "torch": torch.__version__,
                      "sklearn": sklearn.__version__},

@@ -199,6 +199,20 @@ def finetune_clf(
             table, (texts, labels), (vtexts, vlabels) = teaching.tables(cfg, train_src, valid, text_col, label_col)
             data = [teaching.record["cache_key"], *([table.fingerprint] if table else [])]
         tasks.check_settings(task, cfg)
+        if teaching is not None:
+            target = teaching.target
+        else:
+            target = tasks.target_stats(labels) if task == tasks.REGRESSION else None
+        y, vy = (tasks.encode(task, ls, classes, target) for ls in (labels, vlabels))
+        pair_steps = contrastive.steps_of(cfg, y) if contrastive.applies(cfg, task) and teaching is None else 0
+        if pair_steps and cfg.contrastive_steps < 0 and cfg.epochs != 1:  # auto: SetFit's split of the work
+            reporter.info(
+                "few labelled rows: the contrastive step trains the body, then one epoch the classifier's head "
+                "(--contrastive-steps N keeps --epochs)"
+            )
+            cfg = dataclasses.replace(cfg, epochs=1)
+        if cfg.head == "auto":  # resolved before it is recorded: the run folder's readers build the head it names
+            cfg = dataclasses.replace(cfg, head="linear" if contrastive.head_alone(cfg, pair_steps) else "ulmfit")
         dist.seed_all(cfg.seed)
         writer.start(cfg.to_dict(), [*data, init, *([str(valid)] if valid else [])])
         if writer.main:
@@ -208,21 +222,7 @@ def finetune_clf(
             artifacts.copy_file(parent.file("tokenizer"), tok_path)
         tok = load_tokenizer(parent.file("tokenizer"))
         docs, vdocs = docs_of(tok, texts, cfg), docs_of(tok, vtexts, cfg)
-        if teaching is not None:
-            target = teaching.target
-        else:
-            target = tasks.target_stats(labels) if task == tasks.REGRESSION else None
-        y, vy = (tasks.encode(task, ls, classes, target) for ls in (labels, vlabels))
         learn = None if teaching is None else distill.Student(teaching, y, len(docs), texts[: len(labels)])
-        pair_steps = contrastive.steps_of(cfg, y) if contrastive.applies(cfg, task) and not learn else 0
-        if pair_steps and cfg.contrastive_steps < 0 and cfg.epochs != 1:  # auto: SetFit's split of the work
-            reporter.info(
-                "few labelled rows: the contrastive step trains the body, then one epoch the classifier's head "
-                "(--contrastive-steps N keeps --epochs)"
-            )
-            cfg = dataclasses.replace(cfg, epochs=1)
-        if cfg.head == "auto":  # recorded resolved: the run folder's readers build the head it names
-            cfg = dataclasses.replace(cfg, head="linear" if contrastive.head_alone(cfg, pair_steps) else "ulmfit")
         bb = backbone(cfg.backbone)
         model = parts.build_classifier(cfg, parent, tok.get_vocab_size(), tasks.n_outputs(task, classes), init)
         parts.place(parts.adapt(model, cfg), cfg)

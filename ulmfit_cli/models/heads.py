@@ -15,6 +15,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def classifier_head(cfg, n_in: int, n_class: int) -> nn.Module:
+    """The head on `n_in` pooled features that `cfg.head` names: the linear one, or the paper's (batch norm,
+    dropout, --lin-ftrs hidden units, twice) for ulmfit and auto (finetune-clf records auto resolved)."""
+    if cfg.head == "linear":
+        return LinearHead(n_in, n_class)
+    return nn.Sequential(
+        nn.BatchNorm1d(n_in), nn.Dropout(0.4 * cfg.drop_mult), nn.Linear(n_in, cfg.lin_ftrs), nn.ReLU(inplace=True),
+        nn.BatchNorm1d(cfg.lin_ftrs), nn.Dropout(0.1), nn.Linear(cfg.lin_ftrs, n_class),
+    )  # fmt: skip
+
+
 class LinearHead(nn.Module):
     def __init__(self, n_in: int, n_class: int):
         super().__init__()

@@ -34,7 +34,7 @@ import torch.nn as nn
 from ..config import RunConfig
 from ..hf_facts import is_encoder, window_ends
 from . import adapters, windows
-from .heads import LinearHead
+from .heads import classifier_head
 
 HF_PAD = -1  # not an id: the classifier masks it out and feeds the model's pad id (or 0) in its place
 HEAD_SHARE = 0.25  # of a document longer than --max-len, this share of the kept tokens comes from its start
@@ -178,14 +178,9 @@ class HFClassifier(nn.Module):
         self.pad_id = self.body.config.pad_token_id or 0  # what the model reads in a pad's place (masked anyway)
 
     def _head(self, cfg: RunConfig, n_class: int):
-        c, p = self.body.config.hidden_size * (3 if self.pooling == "concat" else 1), 0.4 * cfg.drop_mult
+        c = self.body.config.hidden_size * (3 if self.pooling == "concat" else 1)
         c *= 2 if self.by_windows and cfg.window_pool == "mean-max" else 1
-        if cfg.head == "linear":
-            return LinearHead(c, n_class)
-        return nn.Sequential(
-            nn.BatchNorm1d(c), nn.Dropout(p), nn.Linear(c, cfg.lin_ftrs), nn.ReLU(inplace=True),
-            nn.BatchNorm1d(cfg.lin_ftrs), nn.Dropout(0.1), nn.Linear(cfg.lin_ftrs, n_class),
-        )  # fmt: skip
+        return classifier_head(cfg, c, n_class)
 
     def features(self, x, attention_mask: bool | None = None):  # (B, T) padded at the end with HF_PAD -> (B, F)
         """The documents' pooled vectors: read whole (`read`), or as windows (`read_windows`)."""

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import RunConfig
-from .heads import LinearHead
+from .heads import classifier_head
 
 PAD_ID = 1
 MAX_BLOCK_GROUPS = 4  # blocks are split into at most this many layer groups, whatever the depth
@@ -144,11 +144,7 @@ class TransformerClassifier(nn.Module):
     def __init__(self, cfg: RunConfig, vocab_sz: int, n_class: int):
         super().__init__()
         self.body = Body(cfg, vocab_sz, 0.1 * cfg.drop_mult)
-        c, p = cfg.emb_sz, 0.4 * cfg.drop_mult
-        self.head = LinearHead(3 * c, n_class) if cfg.head == "linear" else nn.Sequential(
-            nn.BatchNorm1d(3 * c), nn.Dropout(p), nn.Linear(3 * c, cfg.lin_ftrs), nn.ReLU(inplace=True),
-            nn.BatchNorm1d(cfg.lin_ftrs), nn.Dropout(0.1), nn.Linear(cfg.lin_ftrs, n_class),
-        )  # fmt: skip
+        self.head = classifier_head(cfg, 3 * cfg.emb_sz, n_class)
 
     def features(self, x):  # (B, T) padded at the end -> (B, 3C)
         mask = x != PAD_ID  # (B, T)

@@ -81,7 +81,8 @@ def steps_of(cfg: RunConfig, y: np.ndarray) -> int:
 
 def head_alone(cfg: RunConfig, pair_steps: int) -> bool:
     """Whether, after `pair_steps` contrastive steps, every epoch trains the head alone (on the body's features,
-    computed once): one epoch, which gradual unfreezing gives to the head. --head auto is then linear."""
+    computed once): one epoch, which gradual unfreezing gives to the head (the top group of the two or more every
+    backbone with the step has). --head auto is then linear."""
     return pair_steps > 0 and cfg.epochs == 1 and cfg.gradual_unfreezing
 
 

@@ -229,7 +229,8 @@ def finetune_clf(
         names, groups = bb.classifier_groups(model)
         weights = None if learn else tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
         w = dist.world()
-        fitted = cfg.head == "linear" and contrastive.head_alone(cfg, pair_steps)  # fit_linear_head: no steps
+        alone = contrastive.head_alone(cfg, pair_steps)  # the head trains on the body's features computed once
+        fitted = alone and cfg.head == "linear"  # fit_linear_head: no steps
         steps = classifier_steps(len(docs), cfg.bs, w.size)  # data-parallel: each process every size-th batch
         passes = 1 if fitted else parts.passes_per_epoch(cfg, steps, len(docs), reporter)  # --min-steps: few rows
         steps *= passes  # read several times
@@ -266,10 +267,10 @@ def finetune_clf(
         pairing = None
         if pair_steps and not (resume and checkpoint.position(writer.tmp)):  # a checkpoint holds the step's weights
             pairing = contrastive.train_body(model, groups, docs, y, cfg, bb.pad_batch, reporter)
-        if pair_steps and all(ep.trainable == (len(groups) - 1,) for ep in plan):
+        if alone:
             frozen = contrastive.head_features(model, docs, cfg, bb.pad_batch)
         select = parts.selection("finetune-clf", cfg, task, len(vdocs))
-        if fitted and frozen is not None:  # a logistic regression, fitted whole on the features computed once
+        if fitted:  # a logistic regression, fitted whole on the features computed once
             history = contrastive.fit_linear_head(model, frozen, y, weights, evaluate, reporter)
         else:
             history = fit(

@@ -140,10 +140,12 @@ def test_tiny_data_trains_better_than_chance_with_the_contrastive_step(encoder_r
         "--contrastive-lr",
         "3e-3",
     ]  # a tiny random model learns at rates a pretrained one would not take
-    r = ulmfit("finetune-clf", encoder_run / "lm", tmp_path / "train.csv", "--out", tmp_path / "clf", *args)
+    r = ulmfit("finetune-clf", encoder_run / "lm", tmp_path / "train.csv", "--out", tmp_path / "clf", *args, "--json")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "clf" / "manifest.json").read_text())
     assert m["contrastive"]["steps"] == 40 and m["contrastive"]["loss_last"] < m["contrastive"]["loss_first"]
+    s = json.loads(r.stdout.splitlines()[-1])  # training's time: the contrastive step and the loop after it
+    assert 0 < m["contrastive"]["time_s"] < s["train_s"] <= s["wall_s"]
     assert m["config"]["epochs"] == 4 and m["passes_per_epoch"] == 20  # one step a pass (fewer rows than --bs)
     r = ulmfit("evaluate", tmp_path / "clf", tmp_path / "test.csv", "--json")
     assert r.returncode == 0, r.stderr
@@ -160,10 +162,13 @@ def test_the_head_alone_is_the_linear_head_fitted_and_every_engine_reads_it(enco
     _synthetic(tmp_path / "test.csv", n_classes, 20, seed=2)
     clf = tmp_path / "clf"
     r = ulmfit("finetune-clf", encoder_run / "lm", tmp_path / "train.csv", "--out", clf, "--preset", "tiny",
-               "--contrastive-steps", "40", "--contrastive-lr", "3e-3", "--epochs", "1", "--bs", "8")  # fmt: skip
+               "--contrastive-steps", "40", "--contrastive-lr", "3e-3", "--epochs", "1", "--bs", "8",
+               "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     m = json.loads((clf / "manifest.json").read_text())
     assert m["config"]["head"] == "linear" and len(m["history"]) == 1 and "fitting the linear head" in r.stderr
+    s = json.loads(r.stdout.splitlines()[-1])  # no loop, yet training took time: the step and the fit
+    assert 0 < m["contrastive"]["time_s"] <= s["train_s"] <= s["wall_s"]
     assert "step 20/" not in r.stderr  # the loop's progress: no steps were taken
     r = ulmfit("evaluate", clf, tmp_path / "test.csv", "--json")
     assert r.returncode == 0, r.stderr

@@ -23,7 +23,8 @@ class Reporter:
         self._progress = None
         self.rows: list[dict] = []
         self.estimate_s: float | None = None  # the first estimate of the training time, made after TIMED steps
-        self.train_s: float | None = None  # the training loop's real time (steps and validation)
+        self.train_s: float | None = None  # training's real time: the loop's steps and validation, and any outside it
+        self._outside = 0.0  # seconds of training outside loop.fit: the contrastive step, a head fitted whole
         self.estimates: list[dict] = []  # the first estimate and each one made when more layer groups unfroze
         self._total = 0
         self.tracking = None  # a tracking.Tracking (--track): what training logs to TensorBoard or MLflow
@@ -31,7 +32,8 @@ class Reporter:
     # -- experiment tracking (tracking.py): no-ops without --track --------------------------------------------
 
     def run_start(self, stage: str, out, folder, config: dict) -> None:
-        """A stage's run folder holds its resolved settings: open a tracked run."""
+        """A stage's run folder holds its resolved settings: open a tracked run. Its training is timed afresh."""
+        self.train_s, self._outside = None, 0.0
         if self.tracking is not None:
             self.tracking.run_start(stage, out, folder, config)
 
@@ -43,6 +45,11 @@ class Reporter:
     def run_failed(self, e: BaseException) -> None:
         if self.tracking is not None:
             self.tracking.run_failed(e)
+
+    def trained_outside_loop(self, seconds: float) -> None:
+        """Training that loop.fit does not time (the contrastive step, a head fitted whole) counts in train_s."""
+        self._outside += seconds
+        self.train_s = round((self.train_s or 0.0) + seconds, 1)
 
     TIMED = 5  # steps timed (after the first, which pays for warm-up) before the estimate is made
 
@@ -140,7 +147,7 @@ class Reporter:
             self._evals.append(now - getattr(self, "_last", now))  # the validation pass after the last step
             if self._done > self.TIMED:
                 self._per = (getattr(self, "_last", now) - self._t0) / self._done
-            self.train_s = round(now - self._fit_t0, 1)
+            self.train_s = round(self._outside + now - self._fit_t0, 1)
             if len(self._evals) == 1 and self._per and self._epochs > 1:
                 left = self._remaining(self._epochs - self._epoch - 1)
                 self.info(f"estimate with validation: {_dur(self.train_s + left)} in all")

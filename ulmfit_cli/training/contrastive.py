@@ -103,6 +103,7 @@ def fit_linear_head(model, frozen, y: np.ndarray, weights, evaluate, reporter) -
     with torch.no_grad():
         metrics = evaluate()
     row = {"epoch": 1, "train_loss": train_loss, **metrics}
+    reporter.trained_outside_loop(time.time() - t0)
     reporter.epoch_end({**row, "time_s": round(time.time() - t0, 1)})
     for p in model.parameters():
         p.requires_grad_(True)
@@ -162,10 +163,13 @@ def train_body(model, groups: list[list], docs: list[np.ndarray], y: np.ndarray,
     """`steps_of(cfg, y)` optimizer steps of the contrastive loss on pairs of `docs` (labels `y`), `cfg.bs`
     pairs a step, every layer group below the head at --contrastive-lr. Returns the mean loss of the first
     and of the last tenth of the steps, for the manifest."""
+    import time
+
     import torch
 
     from .. import dist
 
+    t0 = time.time()
     steps = steps_of(cfg, y)
     device = next(model.parameters()).device
     body = groups[:-1]  # the top group holds the head: the classifier's to train
@@ -195,4 +199,12 @@ def train_body(model, groups: list[list], docs: list[np.ndarray], y: np.ndarray,
     tenth = max(1, steps // 10)
     first, last = float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:]))
     reporter.info(f"contrastive step: loss {first:.4f} -> {last:.4f}")
-    return {"steps": steps, "pairs_per_step": cfg.bs, "loss_first": first, "loss_last": last}
+    seconds = time.time() - t0
+    reporter.trained_outside_loop(seconds)
+    return {
+        "steps": steps,
+        "pairs_per_step": cfg.bs,
+        "loss_first": first,
+        "loss_last": last,
+        "time_s": round(seconds, 1),
+    }

@@ -78,7 +78,13 @@ def test_a_flag_and_the_space_cannot_both_set_a_setting(pipeline, ulmfit, tmp_pa
     [
         (["--space-preset", "nope"], "`--space-preset` must be one of awd-lstm, transformer, hf"),
         (["--space-preset", "hf", "--space", "s.toml"], "give --space or --space-preset, not both"),
-        (["--sampler", "grid"], "`--sampler` must be tpe or random"),
+        (["--sampler", "cmaes"], "`--sampler` must be tpe or random or grid"),
+        (
+            ["--sampler", "grid"],
+            "the default awd-lstm space: `--sampler grid` tries every combination of listed "
+            "values, and [lr] is a range",
+        ),  # fmt: skip
+        (["--sampler", "grid", "--space", "s.toml"], "s.toml: `--sampler grid` tries every combination"),
         (["--pruner", "hyperband"], "`--pruner` must be median or halving or none"),
         (["--stage", "pretrain"], "`--stage` must be finetune-clf or finetune-lm"),
         (["--valid-pct", "0"], "scores each trial on validation data: give --valid"),
@@ -88,6 +94,8 @@ def test_a_flag_and_the_space_cannot_both_set_a_setting(pipeline, ulmfit, tmp_pa
 )
 def test_bad_options_are_one_line_and_make_no_folder(pipeline, ulmfit, tmp_path, flags, fragment):
     out = tmp_path / "tune"
+    (tmp_path / "s.toml").write_text("[drop_mult]\nlow = 0.1\nhigh = 0.5\n", encoding="utf-8")
+    flags = [str(tmp_path / f) if f.endswith(".toml") else f for f in flags]
     r = ulmfit("tune", pipeline["ft"], TRAIN, "--trials", "2", *flags, "--out", out)
     one_line_error(r, 2, fragment)
     assert not out.exists()
@@ -273,6 +281,20 @@ def test_a_journal_file_holds_the_study_and_keep_all_keeps_every_complete_run(pi
     assert json.loads(r.stdout)["counts"]["complete"] == 2
 
 
+def test_grid_runs_every_combination_once_and_the_study_ends_there(pipeline, ulmfit, tmp_path):
+    """--sampler grid: a switch's choices times an int range, 4 combinations; --trials 10 runs the 4, each once."""
+    out = tmp_path / "tune"
+    space = _space(tmp_path, "[gradual_unfreezing]\nchoices = [true, false]\n\n[epochs]\nlow = 1\nhigh = 2\n")
+    r = ulmfit("tune", pipeline["ft"], TRAIN, "--trials", "10", "--space", space, "--sampler", "grid", "--pruner",
+               "none", "--preset", "tiny", "--out", out, "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "the grid has 4 combinations; the study ends after them" in r.stderr
+    s = json.loads(r.stdout)
+    tried = sorted((t["params"]["gradual_unfreezing"], t["params"]["epochs"]) for t in s["trials"])
+    assert tried == [(False, 1), (False, 2), (True, 1), (True, 2)] and s["counts"]["complete"] == 4
+    assert [t["epochs"] for t in s["trials"]] == [t["params"]["epochs"] for t in s["trials"]]
+
+
 def test_failed_trials_are_rows_with_their_reason_and_a_study_of_failures_ends(pipeline, ulmfit, tmp_path):
     """A rate that makes the loss NaN fails its trial (its reason in the table, its folder removed) and the search
     goes on; a worker stops after as many failures as --trials, and with no trial complete the command fails."""
@@ -316,9 +338,10 @@ def test_ctrl_c_in_a_trial_keeps_the_study_and_the_rerun_resumes_that_trial(pipe
 # ---- several workers ---------------------------------------------------------------------------------------
 
 
-def _worker(cli_env, ft: Path, out: Path, storage: str, trials: int, *more, train: Path = TRAIN) -> subprocess.Popen:
+def _worker(cli_env, ft: Path, out: Path, storage: str, trials: int, *more, train: Path = TRAIN,
+            space_text: str = "[drop_mult]\nlow = 0.1\nhigh = 0.6\n") -> subprocess.Popen:  # fmt: skip
     space = out.parent / "space.toml"
-    space.write_text("[drop_mult]\nlow = 0.1\nhigh = 0.6\n")
+    space.write_text(space_text)
     args = [sys.executable, "-m", "ulmfit_cli", "tune", str(ft), str(train), "--trials", str(trials), "--space",
             str(space), "--storage", storage, "--out", str(out), "--preset", "tiny", "--epochs", "3", "--pruner",
             "none", "--json", *more]  # fmt: skip
@@ -330,12 +353,12 @@ def _rows(stderr: str) -> list[int]:
     return [int(line.split()[0]) for line in stderr.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
 
 
-def _two_workers(cli_env, ft: Path, out: Path, storage: str, trials: int = 4) -> list[tuple[dict, str]]:
+def _two_workers(cli_env, ft: Path, out: Path, storage: str, trials: int = 4, *more, **space) -> list[tuple[dict, str]]:
     """Two processes started together on one study (a trial takes longer than one process's head start), on 600
     questions: trials of a second or two. Each one's (summary, stderr)."""
     train = out.parent / "train.csv"
     train.write_text("".join(TRAIN.read_text(encoding="utf-8").splitlines(keepends=True)[:601]), encoding="utf-8")
-    workers = [_worker(cli_env, ft, out, storage, trials, train=train) for _ in range(2)]
+    workers = [_worker(cli_env, ft, out, storage, trials, *more, train=train, **space) for _ in range(2)]
     done = [p.communicate(timeout=600) for p in workers]
     assert all(p.returncode == 0 for p in workers), [e for _, e in done]
     return [(json.loads(o), e) for o, e in done]
@@ -383,6 +406,43 @@ def test_two_workers_share_one_postgresql_study(pipeline, cli_env, tmp_path):
         _check_results(max((first, second), key=lambda s: s["counts"]["complete"]), study)
     finally:
         server.cleanup()
+
+
+def test_a_grid_is_taken_once_every_combination_runs_or_ran():
+    """A worker stops once each combination has a trial, running ones included: GridSampler's next trial would
+    run a combination that another worker is running."""
+    import optuna
+
+    from ulmfit_cli.workflows import study as studies
+
+    study = optuna.create_study(sampler=studies.sampler("grid", 0, {"drop_mult": [0.1, 0.2, 0.3]}))
+    running = [study.ask() for _ in range(2)]
+    for trial in running:
+        trial.suggest_categorical("drop_mult", [0.1, 0.2, 0.3])
+    assert not studies.grid_taken(study, 3)
+    study.tell(running[0], 0.5)  # one done, one running, one never started
+    assert not studies.grid_taken(study, 3)
+    last = study.ask()
+    last.suggest_categorical("drop_mult", [0.1, 0.2, 0.3])
+    assert studies.grid_taken(study, 3)  # two running, one done: nothing left to start
+    assert sorted(t.params["drop_mult"] for t in study.trials) == [0.1, 0.2, 0.3]
+
+
+@pytest.mark.slow
+def test_two_workers_on_a_grid_run_each_combination_once(pipeline, cli_env, tmp_path):
+    """--sampler grid on two processes: the study's trials are the grid's five combinations, each run once, by
+    either worker (GridSampler alone would give a worker that finds every combination taken a running one again)."""
+    import optuna
+
+    storage, grid = f"sqlite:///{tmp_path / 'study.db'}", [0.1, 0.2, 0.3, 0.4, 0.5]
+    done = _two_workers(cli_env, pipeline["ft"], tmp_path / "tune", storage, 20, "--sampler", "grid",
+                        space_text=f"[drop_mult]\nchoices = {grid}\n")  # fmt: skip
+    study = optuna.load_study(study_name="tune", storage=storage)
+    assert sorted(t.params["drop_mult"] for t in study.trials) == grid, [(t.number, t.params) for t in study.trials]
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    ran = [_rows(err) for _, err in done]
+    assert sorted(ran[0] + ran[1]) == list(range(5)), ran  # each trial in one worker's table
+    _check_results(max((s for s, _ in done), key=lambda s: s["counts"]["complete"]), study)
 
 
 def _checkpoint_of(proc: subprocess.Popen, out: Path, timeout: float = 120) -> int:

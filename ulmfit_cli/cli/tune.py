@@ -81,7 +81,11 @@ def tune(
     ] = False,
     sampler: Annotated[
         str,
-        typer.Option(help="tpe (Optuna's TPE) | random: how each trial's settings are drawn.", rich_help_panel=SEARCH),
+        typer.Option(
+            help="tpe (Optuna's TPE) | random | grid (every combination of the space's choices and int ranges, "
+            "each once, in random order): how each trial's settings are drawn.",
+            rich_help_panel=SEARCH,
+        ),
     ] = "tpe",
     pruner: Annotated[
         str,
@@ -159,7 +163,10 @@ def tune(
         from ..config import adapter_defaults
 
         scale = adapter_defaults(stage, base.backbone, base.adapter).get("lr_scale", 1.0)
-        dims = spaces.preset(space_preset or run.config.get("backbone", "awd-lstm"), stage, set(given), scale)
+        family = space_preset or run.config.get("backbone", "awd-lstm")
+        dims = spaces.preset(family, stage, set(given), scale)
+    if sampler == "grid":  # a float range has no values to list: say so before any work
+        spaces.grid(dims, f"`--space` {space}" if space is not None else f"the default {family} space")
     if print_space:
         import sys
 
@@ -192,7 +199,7 @@ def tune(
         _table(summary)
 
 
-CHOICES = {"--stage": ("finetune-clf", "finetune-lm"), "--sampler": ("tpe", "random"),
+CHOICES = {"--stage": ("finetune-clf", "finetune-lm"), "--sampler": ("tpe", "random", "grid"),
            "--pruner": ("median", "halving", "none")}  # fmt: skip
 
 

@@ -136,6 +136,23 @@ def render(space: list[Dimension], header: list[str] = ()) -> str:
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
+def grid(space: list[Dimension], where: str) -> dict[str, list]:
+    """Every value of each setting, for `--sampler grid` (Optuna's GridSampler tries every combination once): a
+    setting's choices, or every count of an int range; a float range has no list of values to try."""
+    out = {}
+    for d in space:
+        if d.choices is not None:
+            out[d.name] = list(d.choices)
+        elif d.kind is int:
+            out[d.name] = list(range(int(d.low), int(d.high) + 1, int(d.step or 1)))
+        else:
+            raise ConfigError(
+                f"{where}: `--sampler grid` tries every combination of listed values, and [{d.name}] is a range "
+                f"({d.low:g} to {d.high:g}); give it choices, e.g. choices = [{d.low:g}, {d.high:g}]"
+            )
+    return out
+
+
 def summary(space: list[Dimension]) -> str:
     """One line of what a space searches, as the tune guide lists the default spaces."""
     from ..configfile import toml_value

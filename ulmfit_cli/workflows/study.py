@@ -153,19 +153,25 @@ def open_study(storage, shown: str, name: str, key: dict, overwrite: bool):
     return study, created
 
 
-def sampler(name: str, seed: int):
+def sampler(name: str, seed: int, grid: dict[str, list] | None = None):
+    """Optuna's sampler `name`; `grid` (space.grid) is the values GridSampler combines. Its workers each take a
+    combination no trial of the study has run or is running, and the study stops when none is left."""
     import optuna
 
     with quiet_optuna():
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
+        if name == "grid":
+            return optuna.samplers.GridSampler(grid, seed=seed)
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)  # the liar: workers spread their draws
 
 
-def sampler_seed(seed: int, created: bool) -> int:
+def sampler_seed(seed: int, created: bool, name: str) -> int:
     """The study's creator draws from --seed, so one worker's study repeats; a worker that joins draws from a seed
-    of its own, else two workers started together would try the same settings in the same order."""
-    return seed if created else secrets.randbits(32)
+    of its own, else two workers started together would try the same settings in the same order. A grid's workers
+    all take --seed: GridSampler numbers the combinations in an order its seed shuffles, and the study records
+    which numbers were tried."""
+    return seed if created or name == "grid" else secrets.randbits(32)
 
 
 def pruner(name: str, trials: int):
@@ -186,6 +192,17 @@ def finished_states() -> tuple:
     from optuna.trial import TrialState
 
     return (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def grid_taken(study, size: int) -> bool:
+    """Whether each of a --sampler grid study's `size` combinations has a trial that ran it or runs it now. A worker
+    then stops: GridSampler would give its next trial a combination another worker is running."""
+    from optuna.trial import TrialState
+
+    states = (*finished_states(), TrialState.FAIL, TrialState.RUNNING)
+    return (
+        len({t.system_attrs.get("grid_id") for t in study.get_trials(deepcopy=False, states=states)} - {None}) >= size
+    )
 
 
 def finished(study) -> int:

@@ -32,6 +32,7 @@ from ..data.readers import Source
 from ..errors import ConfigError, TrainingError, WriteError
 from ..runfolder import artifacts
 from ..runfolder.workdir import Workdir
+from . import space as spaces
 from . import study as studies
 from . import tune_results as results
 from .space import Dimension, suggest
@@ -141,14 +142,20 @@ def run(t: Tune, reporter) -> dict:
     with studies.quiet_optuna(reporter.warn):
         storage = given or studies.open_storage(None, t.out, t.heartbeat)[0]  # OUT/study.db
         study, created = studies.open_study(storage, shown, t.study, key, t.overwrite)
-        seed = studies.sampler_seed(t.base.seed, created)
-        study.sampler, study.pruner = studies.sampler(t.sampler, seed), studies.pruner(t.pruner, t.trials)
+        seed = studies.sampler_seed(t.base.seed, created, t.sampler)
+        grid = spaces.grid(t.space, "the space") if t.sampler == "grid" else None
+        study.sampler, study.pruner = studies.sampler(t.sampler, seed, grid), studies.pruner(t.pruner, t.trials)
         table = results.Table(t.space, metric, t.trials, t.timeout)
         reporter.line(
             f"tune: {t.stage} from {t.parent.path.name}, {metric} ({direction}), {t.trials} trials; {t.sampler} "
             f"sampler (seed {seed}), pruner {t.pruner}; study {t.study!r} in {shown}"
             + ("" if created else f", which holds {studies.finished(study)} finished trial(s)")
         )
+        if grid is not None and (size := math.prod(map(len, grid.values()))) != t.trials:
+            reporter.info(
+                f"tune: the grid has {size} combinations; "
+                + (f"--trials {t.trials} tries {t.trials} of them" if size > t.trials else "the study ends after them")
+            )
         reporter.line(table.header())
         try:
             _optimize(t, study, metric, table, reporter)
@@ -178,6 +185,10 @@ def _optimize(t: Tune, study, metric: str, table, reporter) -> None:
     done = studies.finished(study)
     if done >= t.trials:
         reporter.info(f"tune: the study holds {done} finished trials of the {t.trials} asked for; none to run")
+        return
+    grid = math.prod(map(len, spaces.grid(t.space, "the space").values())) if t.sampler == "grid" else 0
+    if grid and studies.grid_taken(study, grid):
+        reporter.info(f"tune: every one of the grid's {grid} combinations has its trial; none to run")
         return
     current = []  # the number of the trial running here, for Ctrl-C
 
@@ -219,6 +230,8 @@ def _optimize(t: Tune, study, metric: str, table, reporter) -> None:
             if len(failed) >= t.trials:
                 reporter.warn(f"tune: {len(failed)} trials failed here; stopping (their reasons are above)")
                 study.stop()
+        if grid and studies.grid_taken(study, grid):
+            study.stop()
 
     def interrupted() -> None:  # the trial stopped by Ctrl-C runs again (from its checkpoint) on a rerun
         ft = next((x for x in study.get_trials(deepcopy=False) if current and x.number == current[-1]), None)

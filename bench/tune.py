@@ -14,7 +14,8 @@ same for every system), scored on the whole test set. PARENT is all-MiniLM-L6 im
            each line: test accuracy and macro-F1, the validation score tune chose by, wall seconds, the trials'
            mean wall seconds and how many were pruned.
   workers  one study on one worker, then another on two workers started together (SQLite in WORK, --threads 1
-           each): trials an hour of each and the best value each reached (WORK/workers.jsonl).
+           each): trials an hour of each, the best value each reached and the settings its trials tried
+           (WORK/workers.jsonl; with --flag=--sampler=grid both try the same ones).
   report   markdown tables on stdout: test accuracy by system (mean and spread over the seeds), seconds a trial
            with and without pruning, trials an hour on one and two workers.
 
@@ -152,6 +153,7 @@ def workers(a) -> None:
         finished = s["counts"]["complete"] + s["counts"]["pruned"]
         row = {"task": a.task, "workers": n, "trials": finished, "wall_s": round(wall, 1),
                "trials_per_hour": round(finished / wall * 3600, 1), "best": s["best"]["value"],
+               "tried": sorted(json.dumps(t["params"], sort_keys=True) for t in s["trials"]),
                "preset": a.preset, "flags": a.flag}  # fmt: skip
         with open(out, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
@@ -178,10 +180,15 @@ def report(a) -> None:
                   f"{sum(r['pruned'] for r in per['tpe'])} of {sum(r['trials'] for r in per['tpe'])} |")  # fmt: skip
     w = [json.loads(line) for line in _lines(a.work / "workers.jsonl")]
     if w:
-        print("\n| task | workers | trials | wall s | trials an hour | best (validation) |\n|---|---|---|---|---|---|")
+        print(
+            "\n| task | workers | trials | wall s | trials an hour | best (validation) | settings as one worker's |"
+            "\n|---|---|---|---|---|---|---|"
+        )
         for r in w:
+            one = next((x for x in w if x["workers"] == 1 and x["flags"] == r["flags"] and x["task"] == r["task"]), r)
+            same = "yes" if r.get("tried") == one.get("tried") else "no"
             print(f"| {r['task']} | {r['workers']} | {r['trials']} | {r['wall_s']} | {r['trials_per_hour']} | "
-                  f"{r['best']:.4f} |")  # fmt: skip
+                  f"{r['best']:.4f} | {same} |")  # fmt: skip
 
 
 def _lines(path: Path) -> list[str]:

@@ -47,9 +47,10 @@ class Reporter:
             self.tracking.run_failed(e)
 
     def trained_outside_loop(self, seconds: float) -> None:
-        """Training that loop.fit does not time (the contrastive step, a head fitted whole) counts in train_s."""
+        """Training that loop.fit does not time (the contrastive step, a head fitted whole) counts in train_s. It
+        comes before the loop or instead of it, so until the loop's first epoch ends it is all of train_s."""
         self._outside += seconds
-        self.train_s = round((self.train_s or 0.0) + seconds, 1)
+        self.train_s = round(self._outside, 1)
 
     TIMED = 5  # steps timed (after the first, which pays for warm-up) before the estimate is made
 

@@ -103,8 +103,9 @@ def fit_linear_head(model, frozen, y: np.ndarray, weights, evaluate, reporter) -
     with torch.no_grad():
         metrics = evaluate()
     row = {"epoch": 1, "train_loss": train_loss, **metrics}
-    reporter.trained_outside_loop(time.time() - t0)
-    reporter.epoch_end({**row, "time_s": round(time.time() - t0, 1)})
+    seconds = time.time() - t0
+    reporter.trained_outside_loop(seconds)
+    reporter.epoch_end({**row, "time_s": round(seconds, 1)})
     for p in model.parameters():
         p.requires_grad_(True)
     return [row]

@@ -211,8 +211,9 @@ def finetune_clf(
                 "(--contrastive-steps N keeps --epochs)"
             )
             cfg = dataclasses.replace(cfg, epochs=1)
+        alone = contrastive.head_alone(cfg, pair_steps)  # the head trains on the body's features computed once
         if cfg.head == "auto":  # resolved before it is recorded: the run folder's readers build the head it names
-            cfg = dataclasses.replace(cfg, head="linear" if contrastive.head_alone(cfg, pair_steps) else "ulmfit")
+            cfg = dataclasses.replace(cfg, head="linear" if alone else "ulmfit")
         dist.seed_all(cfg.seed)
         writer.start(cfg.to_dict(), [*data, init, *([str(valid)] if valid else [])])
         if writer.main:
@@ -229,7 +230,6 @@ def finetune_clf(
         names, groups = bb.classifier_groups(model)
         weights = None if learn else tasks.loss_weights(cfg, task, y, classes, next(model.parameters()).device)
         w = dist.world()
-        alone = contrastive.head_alone(cfg, pair_steps)  # the head trains on the body's features computed once
         fitted = alone and cfg.head == "linear"  # fit_linear_head: no steps
         steps = classifier_steps(len(docs), cfg.bs, w.size)  # data-parallel: each process every size-th batch
         passes = 1 if fitted else parts.passes_per_epoch(cfg, steps, len(docs), reporter)  # --min-steps: few rows

@@ -143,7 +143,8 @@ def run(t: Tune, reporter) -> dict:
         storage = given or studies.open_storage(None, t.out, t.heartbeat)[0]  # OUT/study.db
         study, created = studies.open_study(storage, shown, t.study, key, t.overwrite)
         seed = studies.sampler_seed(t.base.seed, created, t.sampler)
-        grid = spaces.grid(t.space, "the space") if t.sampler == "grid" else None
+        grid = spaces.grid(t.space, "the space") if t.sampler == "grid" else None  # the CLI checked the space
+        size = math.prod(map(len, grid.values())) if grid is not None else 0  # 0: not a grid
         study.sampler, study.pruner = studies.sampler(t.sampler, seed, grid), studies.pruner(t.pruner, t.trials)
         table = results.Table(t.space, metric, t.trials, t.timeout)
         reporter.line(
@@ -151,14 +152,14 @@ def run(t: Tune, reporter) -> dict:
             f"sampler (seed {seed}), pruner {t.pruner}; study {t.study!r} in {shown}"
             + ("" if created else f", which holds {studies.finished(study)} finished trial(s)")
         )
-        if grid is not None and (size := math.prod(map(len, grid.values()))) != t.trials:
+        if size and size != t.trials:
             reporter.info(
                 f"tune: the grid has {size} combinations; "
                 + (f"--trials {t.trials} tries {t.trials} of them" if size > t.trials else "the study ends after them")
             )
         reporter.line(table.header())
         try:
-            _optimize(t, study, metric, table, reporter)
+            _optimize(t, study, metric, table, reporter, size)
         except KeyboardInterrupt:
             summary = results.finish(t, study, metric, reporter, drawn=False)
             best = f", the best's settings in {summary['best']['config']}" if summary["best"] else ""
@@ -175,8 +176,9 @@ def run(t: Tune, reporter) -> dict:
     return summary
 
 
-def _optimize(t: Tune, study, metric: str, table, reporter) -> None:
-    """This worker's trials, until the study holds t.trials finished ones or t.timeout has passed."""
+def _optimize(t: Tune, study, metric: str, table, reporter, grid: int) -> None:
+    """This worker's trials, until the study holds t.trials finished ones or t.timeout has passed (or, `grid`
+    combinations a --sampler grid study's, every one of them has its trial)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -186,7 +188,6 @@ def _optimize(t: Tune, study, metric: str, table, reporter) -> None:
     if done >= t.trials:
         reporter.info(f"tune: the study holds {done} finished trials of the {t.trials} asked for; none to run")
         return
-    grid = math.prod(map(len, spaces.grid(t.space, "the space").values())) if t.sampler == "grid" else 0
     if grid and studies.grid_taken(study, grid):
         reporter.info(f"tune: every one of the grid's {grid} combinations has its trial; none to run")
         return

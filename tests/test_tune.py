@@ -167,6 +167,22 @@ def test_a_valid_range_round_trips_and_a_reversed_one_is_refused(a, b, log, lo, 
             spaces.parse(f"[lr]\nlow = {high!r}\nhigh = {low!r}\n", "s.toml", "finetune-clf")
 
 
+@settings(max_examples=80, deadline=None)
+@given(lo=st.integers(1, 30), span=st.integers(0, 40), step=st.integers(1, 7), drops=st.lists(
+    st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=5, unique=True), log=st.booleans())  # fmt: skip
+def test_a_grid_lists_every_value_optuna_would_draw_and_refuses_a_float_range(lo, span, step, drops, log):
+    """--sampler grid over any int range (with a step) and any choices: each value lies on the range's steps,
+    every step is there once, the choices are kept as given; a float range is the one line naming the space."""
+    text = f"[epochs]\nlow = {lo}\nhigh = {lo + span}\nstep = {step}\n\n[drop_mult]\nchoices = {drops!r}\n"
+    grid = spaces.grid(spaces.parse(text, "s.toml", "finetune-clf"), "s.toml")
+    assert grid["drop_mult"] == drops
+    assert grid["epochs"][0] == lo and len(grid["epochs"]) == span // step + 1 == len(set(grid["epochs"]))
+    assert all(lo <= e <= lo + span and (e - lo) % step == 0 for e in grid["epochs"])
+    floats = spaces.parse(f"[lr]\nlow = 1e-5\nhigh = 1e-3\nlog = {str(log).lower()}\n", "s.toml", "finetune-clf")
+    with pytest.raises(ConfigError, match=r"^s.toml: `--sampler grid` tries every combination .* \[lr\] is a range"):
+        spaces.grid(floats, "s.toml")
+
+
 # ---- a study end to end ------------------------------------------------------------------------------------
 
 

@@ -8,11 +8,15 @@ shuffle of it. Every run is scored by `ulmfit evaluate` on the whole test set.
 
     python bench/distill.py WORK --teacher-parent RUN --student minilm=RUN --student awd=RUN
         [--awd-lm awd] [--tasks trec6 sst2] [--seeds 42 43] [--teacher-seeds 42] [--unlabelled 1000 3000]
-        [--curve-task trec6] [--curve-student minilm]
+        [--curve-task trec6] [--curve-student minilm] [--extra imdb=SENTENCES.txt] [--only all+imdb]
 
 --awd-lm NAME: that student's parent is first fine-tuned as a language model (`finetune-lm`) on every training text
 of the task (ULMFiT's second stage, which a user of this tool runs on the text it has), once per task; both the
 student alone and the distilled student start from it.
+
+--extra NAME=FILE: also distil over the unlabelled training text plus FILE's lines (other in-domain text, e.g.
+bench/imdb_sentences.py's for SST-2), a variant named all+NAME; --only restricts the distilled variants run to the
+names given (all, all+NAME, the curve's sizes).
 
 Resumable: each finished run is a line of WORK/results.jsonl, skipped when run again. Wall times are of the whole
 command; the teacher's labelling time is read from distill's progress lines (rate and count) and is absent when
@@ -57,6 +61,8 @@ def main() -> None:
     ap.add_argument("--curve-task", default="trec6")
     ap.add_argument("--curve-student", default="minilm")
     ap.add_argument("--preset", default="small")
+    ap.add_argument("--extra", action="append", default=[], help="NAME=FILE, more unlabelled in-domain text")
+    ap.add_argument("--only", nargs="+", help="distilled variants to run (all, all+NAME, curve sizes)")
     a = ap.parse_args()
     students = dict(s.split("=", 1) for s in a.student)
     a.work.mkdir(parents=True, exist_ok=True)
@@ -86,6 +92,10 @@ def main() -> None:
         rest = [r["text"] for r in rows if (r["text"], r["label"]) not in taken]
         unl = {"all": a.work / f"{task}-unlabelled-all.txt"}
         unl["all"].write_text("".join(t.replace("\n", " ") + "\n" for t in rest))
+        for spec in a.extra:
+            name, path = spec.split("=", 1)
+            unl[f"all+{name}"] = a.work / f"{task}-unlabelled-all+{name}.txt"
+            unl[f"all+{name}"].write_text(unl["all"].read_text() + Path(path).read_text())
         if task == a.curve_task:
             shuffled = random.Random(42).sample(rest, len(rest))
             for n in a.unlabelled:
@@ -126,8 +136,9 @@ def main() -> None:
                     _, wall = sh(args, a.work / f"{key.replace('/', '-')}.log")
                     scored(key, out, test, {"task": task, "system": f"{name}-alone", "seed": seed,
                                             "train_wall_s": wall})  # fmt: skip
-                sizes = ["all"] + ([s for s in unl if s != "all"] if (task, name) == (a.curve_task, a.curve_student)
-                                   and seed == a.seeds[0] else [])  # fmt: skip
+                curve = (task, name) == (a.curve_task, a.curve_student) and seed == a.seeds[0]
+                sizes = [s for s in unl if s == "all" or s.startswith("all+") or curve]
+                sizes = [s for s in sizes if a.only is None or s in a.only]
                 for size in sizes:
                     key = f"{task}/{name}/distilled-{size}/s{seed}"
                     if key in done:

@@ -167,10 +167,11 @@ def test_the_body_never_reads_more_than_bs_windows_whatever_the_length(work):
 
 # ---- through the CLI ---------------------------------------------------------------------------------------
 
-FLAGS = {  # a decoder's windows pooled by mean and max; an encoder's by its tokens, stride the whole window
+FLAGS = {  # a decoder's windows pooled by mean and max; an encoder's by its tokens (the default), no overlap
     "llama": ("--window", WINDOW, "--stride", STRIDE, "--window-pool", "mean-max"),
-    "bert": ("--window", 12, "--stride", 10, "--window-pool", "tokens"),
+    "bert": ("--window", 12, "--stride", 10),
 }
+POOLED = {"llama": "mean-max", "bert": "tokens"}
 
 
 def _train(work, ulmfit, tmp_path, family) -> Path:
@@ -197,6 +198,7 @@ def test_windows_train_and_every_engine_gives_the_same_probabilities(work, ulmfi
     clf = _train(work, ulmfit, tmp_path, family)
     m = json.loads((clf / "manifest.json").read_text())
     assert m["config"]["long"] == "windows" and m["config"]["window"] == FLAGS[family][1]
+    assert m["config"]["window_pool"] == POOLED[family]
     assert all(np.isfinite(row["train_loss"]) for row in m["history"])
     test = work / "test.csv"
     torch_probs = _probs(ulmfit("predict", clf, test, "--format", "jsonl"))

@@ -294,9 +294,9 @@ class RunConfig:
         "tiny.", (CLF, LRF), rule=at_least(1), needs=LONG_WINDOWS,
     )  # fmt: skip
     window_pool: str = setting(
-        "mean-max", "--long windows: how the windows' vectors make the document's: mean-max (their mean and their "
-        "max, side by side) | tokens (--pooling over every window's tokens at once, as BPT3C pools a document read "
-        "in chunks: the last window's last token, the max and the mean).", (CLF, LRF),
+        "tokens", "--long windows: how the windows' vectors make the document's: tokens (--pooling over every "
+        "window's tokens at once, as BPT3C pools a document read in chunks: the last window's last token, the max "
+        "and the mean) | mean-max (the mean and the max of the windows' pooled vectors, side by side).", (CLF, LRF),
         rule=one_of("mean-max", "tokens"), needs=LONG_WINDOWS,
     )  # fmt: skip
     new_lm_head: bool = setting(  # hf encoders without an MLM head: finetune-lm trains a fresh one (recorded)

@@ -91,11 +91,12 @@ def main() -> None:
         taken = {(r["text"], r["label"]) for r in labelled}
         rest = [r["text"] for r in rows if (r["text"], r["label"]) not in taken]
         unl = {"all": a.work / f"{task}-unlabelled-all.txt"}
-        unl["all"].write_text("".join(t.replace("\n", " ") + "\n" for t in rest))
+        rest_text = "".join(t.replace("\n", " ") + "\n" for t in rest)
+        unl["all"].write_text(rest_text)
         for spec in a.extra:
-            name, path = spec.split("=", 1)
-            unl[f"all+{name}"] = a.work / f"{task}-unlabelled-all+{name}.txt"
-            unl[f"all+{name}"].write_text(unl["all"].read_text() + Path(path).read_text())
+            extra, path = spec.split("=", 1)
+            unl[f"all+{extra}"] = a.work / f"{task}-unlabelled-all+{extra}.txt"
+            unl[f"all+{extra}"].write_text(rest_text + Path(path).read_text())
         if task == a.curve_task:
             shuffled = random.Random(42).sample(rest, len(rest))
             for n in a.unlabelled:
